@@ -1,0 +1,176 @@
+package caddyauth
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Roles known to the reference implementation. Any other integer is a
+// project-defined role with no built-in meaning.
+const (
+	RoleUser      = 0
+	RoleSuperuser = 900
+	RoleStaff     = 1000
+)
+
+// Errors a Store returns. Any other error means the store itself failed
+// (unreachable, deadline exceeded, ...) and is answered with 503.
+var (
+	// ErrNotFound: no row matched (or it had expired, or was already consumed).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique value (e-mail address, key name) is already taken.
+	ErrConflict = errors.New("conflict")
+	// ErrDisabled: the refresh token exists but its row is disabled.
+	ErrDisabled = errors.New("disabled")
+)
+
+// User is one account. E-mail addresses are stored lower-cased and trimmed.
+type User struct {
+	ID            int64
+	Email         string
+	PasswordHash  string // "" means the account has no usable password
+	FirstName     string
+	LastName      string
+	Role          int
+	IsActive      bool
+	EmailVerified bool
+	DateJoined    time.Time
+	LastLogin     time.Time // zero when the user never logged in
+}
+
+// RefreshToken is one row of the refresh-token whitelist: one row per live
+// refresh token, grouped by session.
+type RefreshToken struct {
+	JTI     string
+	Session string
+	UserID  int64
+	Enabled bool
+	Created time.Time
+	Expires time.Time
+	IP      string // client address when the row was written, may be ""
+}
+
+// Token is one row of the generic token table: single-use links, MFA
+// challenges, pending secrets and failure records, told apart by Purpose.
+// Expiry is decided by the caller from Created and a TTL.
+type Token struct {
+	ID      int64
+	UserID  int64
+	Purpose string
+	Token   string
+	Created time.Time
+}
+
+// Authenticator is an MFA factor of a user (Type "totp" or "recovery_codes").
+// For TOTP, Data holds the encrypted secret and LastStep the last accepted
+// time step (0 when none).
+type Authenticator struct {
+	ID         int64
+	UserID     int64
+	Type       string
+	Data       []byte
+	LastStep   int64
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero when never used
+}
+
+// Store is what a realm needs from its database. Every method is safe for
+// concurrent use, honours the context deadline, and every "consume" method is
+// one atomic statement (or transaction): under concurrent calls with the same
+// argument exactly one caller succeeds.
+type Store interface {
+	// Users.
+
+	// CreateUser inserts u (u.ID is ignored) and returns the new id.
+	// ErrConflict when the e-mail address is taken.
+	CreateUser(ctx context.Context, u User) (int64, error)
+	UserByID(ctx context.Context, id int64) (User, error)
+	UserByEmail(ctx context.Context, email string) (User, error)
+	// UpdateUser writes every mutable field of u (all but ID and DateJoined).
+	// ErrConflict when the new e-mail address is taken.
+	UpdateUser(ctx context.Context, u User) error
+	DeleteUser(ctx context.Context, id int64) error
+	ListUsers(ctx context.Context) ([]User, error)
+
+	// Refresh-token whitelist.
+
+	InsertRefresh(ctx context.Context, rt RefreshToken) error
+	// RotateRefresh atomically replaces the row oldJTI with next.
+	// When no row has oldJTI (replay, logout, forgery), it deletes every
+	// row of next.Session and returns ErrNotFound. When the row exists but is
+	// disabled, nothing changes and it returns ErrDisabled.
+	RotateRefresh(ctx context.Context, oldJTI string, next RefreshToken) error
+	// DeleteRefresh deletes the user's rows whose jti is jti or whose session
+	// is session, and returns how many it deleted.
+	DeleteRefresh(ctx context.Context, userID int64, jti, session string) (int, error)
+	// RevokeSession deletes every row of a session.
+	RevokeSession(ctx context.Context, session string) (int, error)
+	// RevokeUserSessions deletes every row of a user.
+	RevokeUserSessions(ctx context.Context, userID int64) (int, error)
+	// EnableUserSessions enables every disabled row of a user.
+	EnableUserSessions(ctx context.Context, userID int64) error
+	// SessionActive reports whether a session still has at least one row.
+	SessionActive(ctx context.Context, session string) (bool, error)
+	// PurgeRefresh deletes rows that expired before t.
+	PurgeRefresh(ctx context.Context, t time.Time) (int, error)
+
+	// Generic token table.
+
+	// CreateToken inserts t (t.ID is ignored) and returns the new id.
+	CreateToken(ctx context.Context, t Token) (int64, error)
+	// ReplaceToken deletes the user's rows of t.Purpose and inserts t, in
+	// one transaction.
+	ReplaceToken(ctx context.Context, t Token) (int64, error)
+	// FindToken returns the row (purpose, token) created at or after
+	// notBefore, without consuming it. An older row is deleted and
+	// ErrNotFound returned.
+	FindToken(ctx context.Context, purpose, token string, notBefore time.Time) (Token, error)
+	// ConsumeToken deletes and returns the row (purpose, token) created at
+	// or after notBefore. ErrNotFound when there is none (or another caller
+	// consumed it first).
+	ConsumeToken(ctx context.Context, purpose, token string, notBefore time.Time) (Token, error)
+	// UserTokens returns a user's rows of purpose created at or after
+	// notBefore, oldest first.
+	UserTokens(ctx context.Context, userID int64, purpose string, notBefore time.Time) ([]Token, error)
+	// CountTokens counts the rows (purpose, token) created at or after notBefore.
+	CountTokens(ctx context.Context, purpose, token string, notBefore time.Time) (int, error)
+	// DeleteUserTokens deletes a user's rows of the given purposes (all
+	// purposes when none is given) and returns how many it deleted.
+	DeleteUserTokens(ctx context.Context, userID int64, purposes ...string) (int, error)
+	// DeleteToken deletes the rows (purpose, token).
+	DeleteToken(ctx context.Context, purpose, token string) (int, error)
+	// PurgeTokens deletes the rows of purpose created before t.
+	PurgeTokens(ctx context.Context, purpose string, t time.Time) (int, error)
+
+	// MFA authenticators.
+
+	// CreateAuthenticator inserts a (a.ID is ignored). ErrConflict when the
+	// user already has one of that type.
+	CreateAuthenticator(ctx context.Context, a Authenticator) (int64, error)
+	Authenticators(ctx context.Context, userID int64) ([]Authenticator, error)
+	// DeleteAuthenticators deletes the user's authenticators of the given
+	// types (all when none is given) and, with recovery_codes, the codes.
+	DeleteAuthenticators(ctx context.Context, userID int64, types ...string) (int, error)
+	// AdvanceTOTPStep sets the user's TOTP last step to step and last used
+	// time to now, only if step is greater than the stored one. It reports
+	// whether it did: false means the code was already used (replay).
+	AdvanceTOTPStep(ctx context.Context, userID, step int64, now time.Time) (bool, error)
+	// ReplaceRecoveryCodes replaces the user's recovery-code hashes.
+	ReplaceRecoveryCodes(ctx context.Context, userID int64, hashes []string) error
+	// ConsumeRecoveryCode deletes the user's code with this hash and reports
+	// whether one was there. Under concurrent calls one caller gets true.
+	ConsumeRecoveryCode(ctx context.Context, userID int64, hash string, now time.Time) (bool, error)
+	// CountRecoveryCodes counts the user's unused codes.
+	CountRecoveryCodes(ctx context.Context, userID int64) (int, error)
+
+	// Settings: small named values shared by every node (signing keys).
+
+	// LoadOrStoreSetting stores value under name unless a value is already
+	// there, and returns the stored value (so concurrent first starts agree).
+	LoadOrStoreSetting(ctx context.Context, name string, value []byte) ([]byte, error)
+
+	// InTx runs fn in one transaction: fn must use the Store it is given,
+	// and every write it made is undone when fn returns an error.
+	InTx(ctx context.Context, fn func(tx Store) error) error
+}
