@@ -14,9 +14,12 @@ const (
 	RoleStaff     = 1000
 )
 
-// Errors a Store returns. Any other error means the store itself failed
-// (unreachable, deadline exceeded, ...) and is answered with 503.
+// Errors a Store returns. Any other error it returns wraps ErrUnavailable:
+// the store itself failed (unreachable, deadline exceeded, ...), and the
+// request is answered 503.
 var (
+	// ErrUnavailable: the database failed; the request may be retried.
+	ErrUnavailable = errors.New("store unavailable")
 	// ErrNotFound: no row matched (or it had expired, or was already consumed).
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: a unique value (e-mail address, key name) is already taken.
@@ -61,6 +64,14 @@ type Token struct {
 	Token   string
 	Created time.Time
 }
+
+// Purposes of generic token rows.
+const (
+	purposeMFASetupChallenge = "mfa_setup_challenge"
+	purposeMFALoginChallenge = "mfa_login_challenge"
+	purposeMFASetupSecret    = "mfa_setup_secret"
+	purposeMFAAttempt        = "mfa_login_attempt"
+)
 
 // Authenticator is an MFA factor of a user (Type "totp" or "recovery_codes").
 // For TOTP, Data holds the encrypted secret and LastStep the last accepted
