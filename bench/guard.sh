@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Measures what the guard costs: requests/s of a `respond` route behind
+# jwt_allauth_guard against the same route without it, in one run, with
+# wrk on loopback. Prints both rates and their ratio.
+#
+#   bash bench/guard.sh [duration=10s] [connections=32] [rounds=3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10s}
+conns=${2:-32}
+rounds=${3:-3}
+port=18480
+
+command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
+work=$(mktemp -d)
+caddy_pid=""
+cleanup() { [ -n "$caddy_pid" ] && kill "$caddy_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+caddy_version=$(sed -n 's/.*"caddy_version": *"\([^"]*\)".*/\1/p' xcaddy.json)
+echo "building Caddy $caddy_version with the plugin..."
+go run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 build "$caddy_version" \
+	--with github.com/caddy-jwt-allauth/caddy-jwt-allauth=. --output "$work/caddy" >"$work/build.log" 2>&1 \
+	|| { cat "$work/build.log"; exit 1; }
+
+cat >"$work/Caddyfile" <<CADDY
+{
+	admin off
+	http_port $port
+	log {
+		level ERROR
+	}
+	jwt_allauth {
+		store sqlite $work/bench.db
+		cookie_insecure
+	}
+}
+http://127.0.0.1:$port {
+	jwt_allauth {
+		prefix /auth
+	}
+	handle /open {
+		respond "ok"
+	}
+	handle /guarded {
+		jwt_allauth_guard
+		respond "ok"
+	}
+}
+CADDY
+
+export XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
+printf 'bench-Passw0rd-long\n' | "$work/caddy" jwt-allauth create-user --config "$work/Caddyfile" \
+	--email bench@example.com --password-stdin >/dev/null
+"$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
+caddy_pid=$!
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/open" >/dev/null && break; sleep 0.2; done
+
+token=$(curl -sf -H 'Content-Type: application/json' \
+	-d '{"email":"bench@example.com","password":"bench-Passw0rd-long"}' \
+	"http://127.0.0.1:$port/auth/login/" | sed -n 's/.*"access":"\([^"]*\)".*/\1/p')
+[ -n "$token" ] || { echo "login failed" >&2; cat "$work/caddy.log"; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/guarded")" = 401 ] || { echo "guard let a request without token through" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/guarded")" = 200 ] || { echo "guard refused the token" >&2; exit 1; }
+
+rate() { # path [header]
+	if [ $# -gt 1 ]; then
+		wrk -t2 -c"$conns" -d"$duration" -H "$2" "http://127.0.0.1:$port$1"
+	else
+		wrk -t2 -c"$conns" -d"$duration" "http://127.0.0.1:$port$1"
+	fi | awk '/Requests\/sec/ {print $2}'
+}
+
+rate /open >/dev/null # warm-up
+open_sum=0 guarded_sum=0
+for i in $(seq 1 "$rounds"); do
+	o=$(rate /open)
+	g=$(rate /guarded "Authorization: Bearer $token")
+	echo "round $i: open $o req/s, guarded $g req/s"
+	open_sum=$(awk -v a="$open_sum" -v b="$o" 'BEGIN {print a + b}')
+	guarded_sum=$(awk -v a="$guarded_sum" -v b="$g" 'BEGIN {print a + b}')
+done
+awk -v o="$open_sum" -v g="$guarded_sum" -v n="$rounds" \
+	'BEGIN {printf "mean: open %.0f req/s, guarded %.0f req/s, ratio guarded/open %.3f\n", o/n, g/n, g/o}'

@@ -1,0 +1,121 @@
+package caddyauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// apiError is a 4xx answer in the shape Django REST framework gives:
+// `{"detail": "...", "code": "..."}` or `{"field": ["message"]}`.
+type apiError struct {
+	status     int
+	body       any
+	retryAfter int    // seconds; sets Retry-After when > 0
+	challenge  string // WWW-Authenticate value, if any
+}
+
+func (e *apiError) Error() string {
+	b, _ := json.Marshal(e.body)
+	return http.StatusText(e.status) + ": " + string(b)
+}
+
+// errDetail is an error with a `detail` message and no code.
+func errDetail(status int, msg string) *apiError {
+	return &apiError{status: status, body: map[string]string{"detail": msg}}
+}
+
+// errCode is an error with a `detail` message and a `code`.
+func errCode(status int, msg, code string) *apiError {
+	return &apiError{status: status, body: map[string]string{"detail": msg, "code": code}}
+}
+
+// errFields is a 400 keyed by field name.
+func errFields(fields map[string][]string) *apiError {
+	return &apiError{status: http.StatusBadRequest, body: fields}
+}
+
+// errField is a 400 with one message on one field.
+func errField(field, msg string) *apiError {
+	return errFields(map[string][]string{field: {msg}})
+}
+
+// Messages shared by several endpoints.
+const (
+	msgNoCredentials    = "Authentication credentials were not provided."
+	msgTokenInvalid     = "Token is invalid or expired"
+	msgFieldRequired    = "This field is required."
+	msgFieldBlank       = "This field may not be blank."
+	msgPermissionDenied = "You do not have permission to perform this action."
+)
+
+// errNotAuthenticated is the 401 for a request without credentials.
+func errNotAuthenticated() *apiError {
+	e := errDetail(http.StatusUnauthorized, msgNoCredentials)
+	e.challenge = `Bearer realm="api"`
+	return e
+}
+
+// errTokenNotValid is the 401 for a refresh token that cannot be used.
+func errTokenNotValid(msg string) *apiError {
+	return errCode(http.StatusUnauthorized, msg, "token_not_valid")
+}
+
+// errThrottled is a 429 whose message ends with the wait, as DRF words it.
+func errThrottled(msg string, wait int) *apiError {
+	if wait < 1 {
+		wait = 1
+	}
+	unit := "seconds"
+	if wait == 1 {
+		unit = "second"
+	}
+	e := errDetail(http.StatusTooManyRequests, msg+" Expected available in "+strconv.Itoa(wait)+" "+unit+".")
+	e.retryAfter = wait
+	return e
+}
+
+// writeJSON writes v as the JSON body with status.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, err = w.Write(b)
+	return err
+}
+
+// writeError answers err: an apiError is written as its JSON body; a failure
+// of the store or another dependency is a 503 JSON body (logged at error
+// level here, since it is not returned); anything else is returned to Caddy
+// as a 500 with nothing written.
+func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		if ae.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))
+		}
+		if ae.challenge != "" {
+			w.Header().Set("WWW-Authenticate", ae.challenge)
+		}
+		return writeJSON(w, ae.status, ae.body)
+	}
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		logger.Error("dependency unavailable", zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"detail": "Service temporarily unavailable, try again later.",
+			"code":   "service_unavailable",
+		})
+	}
+	return caddyhttp.Error(http.StatusInternalServerError, err)
+}

@@ -1,0 +1,302 @@
+package caddyauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `jwt_allauth` Caddy app, configured by the global option of the
+// same name. It owns what every site and every guard share: the user store,
+// the signing keys, the password hasher, the rate limiter and the policy.
+// Without a global option it runs on its defaults (SQLite under Caddy's data
+// directory, an Ed25519 key generated once and kept in the store).
+type App struct {
+	// The user store. Default: `{"backend": "sqlite"}`, a file under Caddy's
+	// data directory.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=jwt_allauth.stores inline_key=backend"`
+
+	// An HS256 shared secret of at least 32 bytes. Give it as a placeholder
+	// such as `{env.JWT_SECRET}` or `{file./run/secrets/jwt}`: Caddy saves
+	// its running config to disk, and a literal secret would land there.
+	// When absent, an Ed25519 key pair is generated once, kept in the store,
+	// and shared by every node using the same store.
+	SigningKey string `json:"signing_key,omitempty"`
+
+	// Key material for encrypting TOTP secrets at rest. Placeholders are
+	// expanded. When absent, a key is derived from the signing key material.
+	SecretsKey string `json:"secrets_key,omitempty"`
+
+	// The `iss` claim of issued tokens and the issuer the verifier expects.
+	// Default: "caddy-jwt-allauth".
+	Issuer string `json:"issuer,omitempty"`
+
+	// The `aud` claim of issued tokens and the audience the verifier
+	// expects. Default: "caddy-jwt-allauth".
+	Audience string `json:"audience,omitempty"`
+
+	// Lifetime of access tokens. Default: 30m.
+	AccessTTL caddy.Duration `json:"access_ttl,omitempty"`
+
+	// Lifetime of refresh tokens. Default: 14d.
+	RefreshTTL caddy.Duration `json:"refresh_ttl,omitempty"`
+
+	// An absolute cap on a session, counted from the login that opened it,
+	// whatever the refreshes. Default: none.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// How long past `exp` a token is still accepted, for clock drift between
+	// nodes. At most 30s. Default: 0.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+
+	// Where the refresh token travels: "cookie" (default; an HttpOnly,
+	// SameSite=Lax cookie named `refresh_token`) or "body" (the `refresh`
+	// field of the JSON body, in both directions).
+	RefreshToken string `json:"refresh_token,omitempty"`
+
+	// Whether the refresh cookie is marked Secure. Default: true. Turn it
+	// off only for plain-HTTP local testing.
+	CookieInsecure bool `json:"cookie_insecure,omitempty"`
+
+	// MFA with TOTP: "disabled" (default), "optional" or "required".
+	MFATOTPMode string `json:"mfa_totp_mode,omitempty"`
+
+	// How long MFA challenges and pending setup secrets live. Default: 5m.
+	MFAChallengeTTL caddy.Duration `json:"mfa_challenge_ttl,omitempty"`
+
+	// Failed MFA verifications that invalidate one challenge. 0 disables the
+	// limit. Default: 5.
+	MFAChallengeMaxAttempts *int `json:"mfa_challenge_max_attempts,omitempty"`
+
+	// Failed MFA verifications of one user, across challenges and both
+	// verify endpoints, within `mfa_lockout` that lock the user out of MFA
+	// (429 until the oldest failure leaves the window). 0 disables the
+	// limit. Default: 10.
+	MFAMaxAttempts *int `json:"mfa_max_attempts,omitempty"`
+
+	// The sliding window of the per-user MFA limit. Default: 15m.
+	MFALockout caddy.Duration `json:"mfa_lockout,omitempty"`
+
+	// TOTP time steps of drift accepted either side of now. Default: 1.
+	TOTPSkew *int `json:"totp_skew,omitempty"`
+
+	// The issuer shown in authenticator apps. When nil: "JWT-Allauth". When
+	// set to "": `site_name`, else the request host.
+	TOTPIssuer *string `json:"totp_issuer,omitempty"`
+
+	// The site's name, used in mails and as the TOTP issuer fallback.
+	SiteName string `json:"site_name,omitempty"`
+
+	// E-mail verification: "none" (default), "optional" or "mandatory".
+	EmailVerification string `json:"email_verification,omitempty"`
+
+	// Who may create accounts: "open" (default), "invitations",
+	// "admin_managed" or "closed".
+	Registration string `json:"registration,omitempty"`
+
+	// The public base URL for links in mails. Links are never built from
+	// the request's Host header.
+	PublicURL string `json:"public_url,omitempty"`
+
+	// Reject access tokens whose session was revoked (logout, replay,
+	// password change). Costs one cached database read per session every
+	// few seconds; when the database is down such requests get 503.
+	SessionCheck bool `json:"session_check,omitempty"`
+
+	// The rate limiter. Default: in memory, per node.
+	LimiterRaw json.RawMessage `json:"rate_limit,omitempty" caddy:"namespace=jwt_allauth.rate_limiters inline_key=backend"`
+
+	realm  *realm
+	logger *zap.Logger
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "jwt_allauth",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision sets defaults, loads the store and the limiter, and loads or
+// creates the signing keys.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	if a.StoreRaw == nil {
+		a.StoreRaw = json.RawMessage(`{"backend":"sqlite"}`)
+	}
+	storeMod, err := ctx.LoadModule(a, "StoreRaw")
+	if err != nil {
+		if strings.Contains(err.Error(), "unknown module") {
+			return fmt.Errorf("no store configured and none built in: add `store postgres <dsn>` to the jwt_allauth global option: %v", err)
+		}
+		return fmt.Errorf("loading store: %v", err)
+	}
+	store, ok := storeMod.(Store)
+	if !ok {
+		return fmt.Errorf("store module %T does not implement the Store interface", storeMod)
+	}
+	clk := new(clock)
+	var limiter RateLimiter = newMemoryLimiter(clk.now)
+	if a.LimiterRaw != nil {
+		mod, err := ctx.LoadModule(a, "LimiterRaw")
+		if err != nil {
+			return fmt.Errorf("loading rate limiter: %v", err)
+		}
+		limiter = mod.(RateLimiter)
+	}
+
+	pol := policy{
+		issuer:            orDefault(a.Issuer, "caddy-jwt-allauth"),
+		audience:          orDefault(a.Audience, "caddy-jwt-allauth"),
+		accessTTL:         durationOr(a.AccessTTL, 30*time.Minute),
+		refreshTTL:        durationOr(a.RefreshTTL, 14*24*time.Hour),
+		sessionLifetime:   time.Duration(a.SessionLifetime),
+		leeway:            time.Duration(a.Leeway),
+		refreshInBody:     a.RefreshToken == "body",
+		cookieSecure:      !a.CookieInsecure,
+		mfaMode:           orDefault(a.MFATOTPMode, mfaDisabled),
+		mfaChallengeTTL:   durationOr(a.MFAChallengeTTL, 5*time.Minute),
+		mfaChallengeMax:   intOr(a.MFAChallengeMaxAttempts, 5),
+		mfaUserMax:        intOr(a.MFAMaxAttempts, 10),
+		mfaLockout:        durationOr(a.MFALockout, 15*time.Minute),
+		totpSkew:          intOr(a.TOTPSkew, 1),
+		siteName:          a.SiteName,
+		emailVerification: orDefault(a.EmailVerification, verifyNone),
+		registration:      orDefault(a.Registration, registrationOpen),
+		publicURL:         strings.TrimRight(repl.ReplaceAll(a.PublicURL, ""), "/"),
+		sessionCheck:      a.SessionCheck,
+	}
+	if a.TOTPIssuer == nil {
+		pol.totpIssuer = "JWT-Allauth"
+	} else {
+		pol.totpIssuer = *a.TOTPIssuer
+	}
+
+	rl := &realm{
+		store:   store,
+		limiter: limiter,
+		policy:  pol,
+		clock:   clk,
+		now:     clk.now,
+		rand:    rand.Reader,
+		logger:  a.logger,
+		hasher:  newPasswordHasher(rand.Reader, 2*time.Second),
+	}
+	rl.sessions = newSessionCache(store, 2*time.Second, rl.now)
+	rl.verified = newAccessCache()
+	keyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := rl.loadKeys(keyCtx, repl.ReplaceAll(a.SigningKey, ""), repl.ReplaceAll(a.SecretsKey, "")); err != nil {
+		return err
+	}
+	a.realm = rl
+	return nil
+}
+
+// Validate checks the settings without doing any I/O.
+func (a *App) Validate() error {
+	checks := []struct {
+		name, value string
+		allowed     []string
+	}{
+		{"refresh_token", a.RefreshToken, []string{"", "cookie", "body"}},
+		{"mfa_totp_mode", a.MFATOTPMode, []string{"", mfaDisabled, mfaOptional, mfaRequired}},
+		{"email_verification", a.EmailVerification, []string{"", verifyNone, verifyOptional, verifyMandatory}},
+		{"registration", a.Registration, []string{"", registrationOpen, registrationInvitations, registrationAdminManaged, registrationClosed}},
+	}
+	for _, c := range checks {
+		if !contains(c.allowed, c.value) {
+			return fmt.Errorf("%s: unknown value %q (want one of %s)", c.name, c.value, strings.Join(c.allowed[1:], ", "))
+		}
+	}
+	for name, d := range map[string]caddy.Duration{"access_ttl": a.AccessTTL, "refresh_ttl": a.RefreshTTL, "session_lifetime": a.SessionLifetime, "mfa_challenge_ttl": a.MFAChallengeTTL, "leeway": a.Leeway} {
+		if d < 0 {
+			return fmt.Errorf("%s must not be negative", name)
+		}
+	}
+	for name, p := range map[string]*int{"mfa_challenge_max_attempts": a.MFAChallengeMaxAttempts, "mfa_max_attempts": a.MFAMaxAttempts} {
+		if p != nil && *p < 0 {
+			return fmt.Errorf("%s must not be negative", name)
+		}
+	}
+	if a.TOTPSkew != nil && (*a.TOTPSkew < 0 || *a.TOTPSkew > 3) {
+		return errors.New("totp_skew must be between 0 and 3")
+	}
+	if time.Duration(a.Leeway) > 30*time.Second {
+		return errors.New("leeway must be at most 30s")
+	}
+	if a.AccessTTL != 0 && a.RefreshTTL != 0 && a.AccessTTL > a.RefreshTTL {
+		return errors.New("access_ttl must not be longer than refresh_ttl")
+	}
+	return nil
+}
+
+// Start runs the background purge of expired rows.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	a.done = make(chan struct{})
+	go a.realm.purgeLoop(ctx, a.done)
+	return nil
+}
+
+// Stop ends the background purge and waits for it.
+func (a *App) Stop() error {
+	if a.stop != nil {
+		a.stop()
+		<-a.done
+	}
+	return nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func durationOr(d caddy.Duration, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return time.Duration(d)
+}
+
+func intOr(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

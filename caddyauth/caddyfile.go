@@ -1,0 +1,255 @@
+package caddyauth
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("jwt_allauth", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("jwt_allauth", parseHandler)
+	httpcaddyfile.RegisterHandlerDirective("jwt_allauth_guard", parseGuard)
+	// The endpoints come before basic_auth and every responding directive,
+	// so they stay reachable without a token; the guard comes after it, so
+	// it protects whatever responds later in the route.
+	httpcaddyfile.RegisterDirectiveOrder("jwt_allauth", httpcaddyfile.Before, "basic_auth")
+	httpcaddyfile.RegisterDirectiveOrder("jwt_allauth_guard", httpcaddyfile.After, "basic_auth")
+}
+
+// parseGlobalOption sets up the jwt_allauth app. Syntax:
+//
+//	jwt_allauth {
+//		store sqlite [<path>] | postgres <dsn>
+//		signing_key <secret>
+//		secrets_key <secret>
+//		issuer <iss>
+//		audience <aud>
+//		access_ttl <duration>
+//		refresh_ttl <duration>
+//		session_lifetime <duration>
+//		leeway <duration>
+//		refresh_token cookie|body
+//		cookie_insecure
+//		session_check
+//		mfa_totp_mode disabled|optional|required
+//		mfa_challenge_ttl <duration>
+//		mfa_challenge_max_attempts <n>
+//		mfa_max_attempts <n>
+//		mfa_lockout <duration>
+//		totp_skew <steps>
+//		totp_issuer <name>
+//		site_name <name>
+//		email_verification none|optional|mandatory
+//		registration open|invitations|admin_managed|closed
+//		public_url <url>
+//		rate_limit memory|<backend> ...
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "jwt_allauth", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile reads the global option's block.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	strings := map[string]*string{
+		"signing_key":        &a.SigningKey,
+		"secrets_key":        &a.SecretsKey,
+		"issuer":             &a.Issuer,
+		"audience":           &a.Audience,
+		"refresh_token":      &a.RefreshToken,
+		"mfa_totp_mode":      &a.MFATOTPMode,
+		"site_name":          &a.SiteName,
+		"email_verification": &a.EmailVerification,
+		"registration":       &a.Registration,
+		"public_url":         &a.PublicURL,
+	}
+	durations := map[string]*caddy.Duration{
+		"access_ttl":        &a.AccessTTL,
+		"refresh_ttl":       &a.RefreshTTL,
+		"session_lifetime":  &a.SessionLifetime,
+		"leeway":            &a.Leeway,
+		"mfa_challenge_ttl": &a.MFAChallengeTTL,
+		"mfa_lockout":       &a.MFALockout,
+	}
+	ints := map[string]**int{
+		"mfa_challenge_max_attempts": &a.MFAChallengeMaxAttempts,
+		"mfa_max_attempts":           &a.MFAMaxAttempts,
+		"totp_skew":                  &a.TOTPSkew,
+	}
+	flags := map[string]*bool{
+		"cookie_insecure": &a.CookieInsecure,
+		"session_check":   &a.SessionCheck,
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch {
+		case strings[opt] != nil:
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			*strings[opt] = d.Val()
+		case durations[opt] != nil:
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("%s: %v", opt, err)
+			}
+			*durations[opt] = caddy.Duration(dur)
+		case ints[opt] != nil:
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil {
+				return d.Errf("%s: %q is not an integer", opt, d.Val())
+			}
+			*ints[opt] = &n
+		case flags[opt] != nil:
+			*flags[opt] = true
+		case opt == "totp_issuer":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			v := d.Val()
+			a.TOTPIssuer = &v
+		case opt == "store":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			unm, err := caddyfile.UnmarshalModule(d, "jwt_allauth.stores."+d.Val())
+			if err != nil {
+				return err
+			}
+			a.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", d.Val(), nil)
+			continue
+		case opt == "rate_limit":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() == "memory" {
+				a.LimiterRaw = nil
+				break
+			}
+			unm, err := caddyfile.UnmarshalModule(d, "jwt_allauth.rate_limiters."+d.Val())
+			if err != nil {
+				return err
+			}
+			a.LimiterRaw = caddyconfig.JSONModuleObject(unm, "backend", d.Val(), nil)
+			continue
+		default:
+			return d.Errf("unrecognized jwt_allauth option '%s'", opt)
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	return nil
+}
+
+// parseHandler sets up the endpoints. Syntax:
+//
+//	jwt_allauth [<matcher>] {
+//		prefix <path>
+//	}
+//
+// The prefix is a subdirective because a bare first token starting with
+// `/` is a matcher in Caddy.
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	hd := new(Handler)
+	err := hd.UnmarshalCaddyfile(h.Dispenser)
+	return hd, err
+}
+
+// UnmarshalCaddyfile reads the handler directive.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "prefix":
+			if !d.AllArgs(&h.Prefix) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized jwt_allauth option '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseGuard sets up the guard. Syntax:
+//
+//	jwt_allauth_guard [<matcher>] {
+//		roles <int...>
+//		header <Header-Name> <claim>
+//		session_check
+//	}
+func parseGuard(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Guard)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+// UnmarshalCaddyfile reads the guard directive.
+func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "roles":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				n, err := strconv.Atoi(a)
+				if err != nil {
+					return d.Errf("roles: %q is not an integer", a)
+				}
+				g.Roles = append(g.Roles, n)
+			}
+		case "header":
+			var name, claim string
+			if !d.AllArgs(&name, &claim) {
+				return d.ArgErr()
+			}
+			if g.Headers == nil {
+				g.Headers = map[string]string{}
+			}
+			g.Headers[name] = claim
+		case "session_check":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.SessionCheck = true
+		default:
+			return d.Errf("unrecognized jwt_allauth_guard option '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*Guard)(nil)
+)

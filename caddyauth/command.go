@@ -1,0 +1,196 @@
+package caddyauth
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "jwt-allauth",
+		Short: "Manages the users of the jwt_allauth store",
+		Long: `
+Manages users in the store that a config's jwt_allauth global option names
+(SQLite under Caddy's data directory when it names none). Run it with the
+same --config (and environment) as the server, so it opens the same store.
+
+  caddy jwt-allauth create-user --config Caddyfile --email a@example.com --role 1000 --password-stdin
+  caddy jwt-allauth set-role    --config Caddyfile --email a@example.com --role 0
+  caddy jwt-allauth disable     --config Caddyfile --email a@example.com
+  caddy jwt-allauth list-users  --config Caddyfile
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.PersistentFlags().StringP("config", "c", "", "Configuration file naming the store")
+			cmd.PersistentFlags().StringP("adapter", "a", "", "Name of config adapter to apply")
+			cmd.AddCommand(userCommand("create-user", "Creates a user (password read from standard input)", true, true, runCreateUser))
+			cmd.AddCommand(userCommand("set-role", "Sets the role of a user", true, true, runSetRole))
+			cmd.AddCommand(userCommand("disable", "Disables a user and ends their sessions", true, false, runDisable))
+			cmd.AddCommand(userCommand("list-users", "Lists the users", false, false, runListUsers))
+		},
+	})
+}
+
+// userOptions are the flags of the user subcommands.
+type userOptions struct {
+	email         string
+	role          int
+	passwordStdin bool
+	out           io.Writer
+	in            io.Reader
+}
+
+func userCommand(name, short string, email, role bool, run func(context.Context, *realm, userOptions) error) *cobra.Command {
+	var opts userOptions
+	c := &cobra.Command{
+		Use:   name,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfgFile, _ := cmd.Flags().GetString("config")
+			adapter, _ := cmd.Flags().GetString("adapter")
+			rl, cleanup, err := loadRealm(cfgFile, adapter)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			opts.out, opts.in = cmd.OutOrStdout(), cmd.InOrStdin()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			defer cancel()
+			return run(ctx, rl, opts)
+		},
+	}
+	if email {
+		c.Flags().StringVar(&opts.email, "email", "", "E-mail address of the user")
+		_ = c.MarkFlagRequired("email")
+	}
+	if role {
+		c.Flags().IntVar(&opts.role, "role", RoleUser, "Role: 0 user, 900 superuser, 1000 staff, any other a custom role")
+	}
+	if name == "create-user" {
+		c.Flags().BoolVar(&opts.passwordStdin, "password-stdin", false, "Read the password from standard input")
+	}
+	return c
+}
+
+// loadRealm provisions only the jwt_allauth app of a config (no servers
+// are started) and returns its realm.
+func loadRealm(cfgFile, adapter string) (*realm, func(), error) {
+	var cfg caddy.Config
+	if cfgFile != "" || adapter != "" {
+		raw, _, _, err := caddycmd.LoadConfig(cfgFile, adapter)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return nil, nil, fmt.Errorf("decoding config: %v", err)
+		}
+	}
+	only := &caddy.Config{StorageRaw: cfg.StorageRaw, AppsRaw: caddy.ModuleMap{}}
+	if raw, ok := cfg.AppsRaw["jwt_allauth"]; ok {
+		only.AppsRaw["jwt_allauth"] = raw
+	} else {
+		only.AppsRaw["jwt_allauth"] = json.RawMessage(`{}`)
+	}
+	ctx, err := caddy.ProvisionContext(only)
+	if err != nil {
+		return nil, nil, err
+	}
+	appIface, err := ctx.App("jwt_allauth")
+	if err != nil {
+		return nil, nil, err
+	}
+	rl := appIface.(*App).realm
+	cleanup := func() {
+		if c, ok := rl.store.(caddy.CleanerUpper); ok {
+			_ = c.Cleanup()
+		}
+	}
+	return rl, cleanup, nil
+}
+
+func runCreateUser(ctx context.Context, rl *realm, o userOptions) error {
+	if !o.passwordStdin {
+		return errors.New("give the password on standard input with --password-stdin (never as an argument)")
+	}
+	line, err := bufio.NewReader(o.in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading password: %v", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	u, err := rl.createUser(ctx, o.email, password, o.role)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "created user %d <%s> with role %d\n", u.ID, u.Email, u.Role)
+	return nil
+}
+
+func runSetRole(ctx context.Context, rl *realm, o userOptions) error {
+	u, err := rl.store.UserByEmail(ctx, normalizeEmail(o.email))
+	if err != nil {
+		return userLookupError(o.email, err)
+	}
+	u.Role = o.role
+	if err := rl.store.UpdateUser(ctx, u); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "user %d <%s> now has role %d (tokens carry it from their next refresh)\n", u.ID, u.Email, u.Role)
+	return nil
+}
+
+func runDisable(ctx context.Context, rl *realm, o userOptions) error {
+	u, err := rl.store.UserByEmail(ctx, normalizeEmail(o.email))
+	if err != nil {
+		return userLookupError(o.email, err)
+	}
+	u.IsActive = false
+	err = rl.store.InTx(ctx, func(tx Store) error {
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		_, err := tx.RevokeUserSessions(ctx, u.ID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "user %d <%s> disabled, sessions ended\n", u.ID, u.Email)
+	return nil
+}
+
+func runListUsers(ctx context.Context, rl *realm, o userOptions) error {
+	users, err := rl.store.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tACTIVE\tVERIFIED\tLAST LOGIN")
+	for _, u := range users {
+		last := "-"
+		if !u.LastLogin.IsZero() {
+			last = u.LastLogin.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%t\t%t\t%s\n", u.ID, u.Email, u.Role, u.IsActive, u.EmailVerified, last)
+	}
+	return tw.Flush()
+}
+
+func userLookupError(email string, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("no user with e-mail %s", strconv.Quote(normalizeEmail(email)))
+	}
+	return err
+}

@@ -1,0 +1,63 @@
+package caddyauth
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Hooks for the end-to-end tests (package caddyauth_test), which drive a
+// real Caddy in this process and need to seed users, read the store and
+// move the realm's clock.
+
+func activeRealm() (*realm, error) {
+	appIface, err := caddy.ActiveContext().App("jwt_allauth")
+	if err != nil {
+		return nil, err
+	}
+	a, ok := appIface.(*App)
+	if !ok || a.realm == nil {
+		return nil, fmt.Errorf("no provisioned jwt_allauth app is running")
+	}
+	return a.realm, nil
+}
+
+// AdvanceClock moves the running realm's clock forward by d.
+func AdvanceClock(d time.Duration) error {
+	rl, err := activeRealm()
+	if err != nil {
+		return err
+	}
+	rl.clock.offset.Add(int64(d))
+	return nil
+}
+
+// CreateUser adds an active, verified user to the running realm's store,
+// as `caddy jwt-allauth create-user` does.
+func CreateUser(email, password string, role int) (User, error) {
+	rl, err := activeRealm()
+	if err != nil {
+		return User{}, err
+	}
+	return rl.createUser(context.Background(), email, password, role)
+}
+
+// ActiveStore returns the running realm's store.
+func ActiveStore() (Store, error) {
+	rl, err := activeRealm()
+	if err != nil {
+		return nil, err
+	}
+	return rl.store, nil
+}
+
+// Now is the running realm's clock.
+func Now() (time.Time, error) {
+	rl, err := activeRealm()
+	if err != nil {
+		return time.Time{}, err
+	}
+	return rl.now(), nil
+}

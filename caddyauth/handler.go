@@ -1,0 +1,132 @@
+package caddyauth
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler serves the account endpoints (login, refresh, logout, user, MFA,
+// registration, password reset) as JSON under a path prefix, for the realm
+// configured by the `jwt_allauth` global option. Requests outside the prefix
+// go to the next handler untouched.
+type Handler struct {
+	// The path prefix of the endpoints, e.g. `/auth` serves `/auth/login/`.
+	// Must start with `/`. Default: `/auth`.
+	Prefix string `json:"prefix,omitempty"`
+
+	realm  *realm
+	routes map[string]endpoint
+	logger *zap.Logger
+}
+
+// endpoint is one path under the prefix: the methods it answers and the
+// function answering them.
+type endpoint struct {
+	methods []string
+	serve   func(w http.ResponseWriter, r *http.Request) error
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.jwt_allauth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision gets the realm from the app and builds the route table.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Prefix == "" {
+		h.Prefix = "/auth"
+	}
+	h.Prefix = strings.TrimRight(h.Prefix, "/")
+	appIface, err := ctx.App("jwt_allauth")
+	if err != nil {
+		return fmt.Errorf("getting jwt_allauth app: %v", err)
+	}
+	h.realm = appIface.(*App).realm
+	h.routes = h.buildRoutes()
+	return nil
+}
+
+// Validate checks the prefix.
+func (h *Handler) Validate() error {
+	if !strings.HasPrefix(h.Prefix, "/") || strings.ContainsAny(h.Prefix, "*?{}") {
+		return fmt.Errorf("prefix must be a plain path starting with '/', got %q", h.Prefix)
+	}
+	return nil
+}
+
+// buildRoutes lists the endpoints this realm's policy enables. Paths are
+// kept without their trailing slash; both spellings are served.
+func (h *Handler) buildRoutes() map[string]endpoint {
+	post := []string{http.MethodPost}
+	routes := map[string]endpoint{
+		"/login":                 {post, h.login},
+		"/refresh":               {post, h.refresh},
+		"/logout":                {post, h.logout},
+		"/logout-all":            {post, h.logoutAll},
+		"/user":                  {[]string{http.MethodGet, http.MethodHead, http.MethodPatch}, h.user},
+		"/.well-known/jwks.json": {[]string{http.MethodGet, http.MethodHead}, h.jwks},
+
+		"/mfa/setup":                     {post, h.mfaSetup},
+		"/mfa/activate":                  {post, h.mfaActivate},
+		"/mfa/verify":                    {post, h.mfaVerify},
+		"/mfa/verify-recovery":           {post, h.mfaVerifyRecovery},
+		"/mfa/deactivate":                {post, h.mfaDeactivate},
+		"/mfa/authenticators":            {[]string{http.MethodGet, http.MethodHead}, h.mfaAuthenticators},
+		"/mfa/recovery-codes/regenerate": {post, h.mfaRegenerateRecovery},
+	}
+	return routes
+}
+
+// ServeHTTP answers requests under the prefix and passes the rest on.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rest, ok := strings.CutPrefix(r.URL.Path, h.Prefix)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return next.ServeHTTP(w, r)
+	}
+	ep, found := h.routes[strings.TrimSuffix(rest, "/")]
+	if !found {
+		return writeError(w, h.logger, errDetail(http.StatusNotFound, "Not found."))
+	}
+	if r.Method == http.MethodOptions {
+		w.Header().Set("Allow", strings.Join(append(ep.methods, http.MethodOptions), ", "))
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	if !contains(ep.methods, r.Method) {
+		w.Header().Set("Allow", strings.Join(append(ep.methods, http.MethodOptions), ", "))
+		return writeError(w, h.logger, errDetail(http.StatusMethodNotAllowed, `Method "`+r.Method+`" not allowed.`))
+	}
+	if err := ep.serve(w, r); err != nil {
+		return writeError(w, h.logger, err)
+	}
+	return nil
+}
+
+// clientIP is Caddy's idea of the client address: the peer, or the
+// forwarded address when the peer is a trusted proxy.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		return ip
+	}
+	return r.RemoteAddr
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,199 @@
+package caddyauth
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+)
+
+// Values of the policy settings.
+const (
+	mfaDisabled = "disabled"
+	mfaOptional = "optional"
+	mfaRequired = "required"
+
+	verifyNone      = "none"
+	verifyOptional  = "optional"
+	verifyMandatory = "mandatory"
+
+	registrationOpen         = "open"
+	registrationInvitations  = "invitations"
+	registrationAdminManaged = "admin_managed"
+	registrationClosed       = "closed"
+)
+
+// policy is the realm's settings after defaults.
+type policy struct {
+	issuer, audience  string
+	accessTTL         time.Duration
+	refreshTTL        time.Duration
+	sessionLifetime   time.Duration
+	leeway            time.Duration
+	refreshInBody     bool
+	cookieSecure      bool
+	mfaMode           string
+	mfaChallengeTTL   time.Duration
+	mfaChallengeMax   int
+	mfaUserMax        int
+	mfaLockout        time.Duration
+	totpSkew          int
+	totpIssuer        string
+	siteName          string
+	emailVerification string
+	registration      string
+	publicURL         string
+	sessionCheck      bool
+}
+
+// realm is the account service behind the HTTP adapters: it holds the
+// store, the keys and the policy, and the one clock and randomness source
+// every expiry and every token is made from.
+type realm struct {
+	store    Store
+	limiter  RateLimiter
+	keys     *keySet
+	secrets  *secretBox
+	hasher   *passwordHasher
+	sessions *sessionCache
+	verified *accessCache
+	policy   policy
+	now      func() time.Time
+	rand     io.Reader
+	logger   *zap.Logger
+}
+
+// clock is the realm's one time source: the system clock plus an offset
+// that stays zero in service and that tests move forward, so expiries can
+// be tested against a running server without sleeping.
+type clock struct {
+	offset atomic.Int64
+}
+
+func (c *clock) now() time.Time {
+	return time.Now().Add(time.Duration(c.offset.Load()))
+}
+
+// tokenPair is what a session-opening call hands to the client.
+type tokenPair struct {
+	access, refresh string
+}
+
+// openSession mints a new session for u: a refresh token with a fresh
+// session id, its whitelist row, and the access token derived from it.
+func (rl *realm) openSession(ctx context.Context, st Store, u User, enabled bool, ip string) (tokenPair, error) {
+	session, err := newTokenID(rl.rand)
+	if err != nil {
+		return tokenPair{}, err
+	}
+	now := rl.now()
+	return rl.issuePair(ctx, st, u, session, now.Unix(), enabled, ip, "")
+}
+
+// issuePair builds the refresh token of a session (and its access token),
+// then either inserts its whitelist row or, when oldJTI is set, rotates the
+// row oldJTI into it.
+func (rl *realm) issuePair(ctx context.Context, st Store, u User, session string, sessionIAT int64, enabled bool, ip, oldJTI string) (tokenPair, error) {
+	now := rl.now()
+	jti, err := newTokenID(rl.rand)
+	if err != nil {
+		return tokenPair{}, err
+	}
+	refreshExp := now.Add(rl.policy.refreshTTL)
+	accessExp := now.Add(rl.policy.accessTTL)
+	if lt := rl.policy.sessionLifetime; lt > 0 {
+		limit := time.Unix(sessionIAT, 0).Add(lt)
+		if refreshExp.After(limit) {
+			refreshExp = limit
+		}
+		if accessExp.After(limit) {
+			accessExp = limit
+		}
+	}
+	c := Claims{
+		TokenType:     tokenTypeRefresh,
+		UserID:        strconv.FormatInt(u.ID, 10),
+		Session:       session,
+		SessionIAT:    sessionIAT,
+		Role:          u.Role,
+		EmailVerified: u.EmailVerified,
+	}
+	c.ID = jti
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(refreshExp)
+	refresh, err := rl.keys.sign(c)
+	if err != nil {
+		return tokenPair{}, err
+	}
+	row := RefreshToken{JTI: jti, Session: session, UserID: u.ID, Enabled: enabled, Created: now, Expires: refreshExp, IP: ip}
+	if oldJTI == "" {
+		err = st.InsertRefresh(ctx, row)
+	} else {
+		err = st.RotateRefresh(ctx, oldJTI, row)
+	}
+	if err != nil {
+		return tokenPair{}, err
+	}
+	if c.ID, err = newTokenID(rl.rand); err != nil {
+		return tokenPair{}, err
+	}
+	c.TokenType = tokenTypeAccess
+	c.ExpiresAt = jwt.NewNumericDate(accessExp)
+	access, err := rl.keys.sign(c)
+	if err != nil {
+		return tokenPair{}, err
+	}
+	return tokenPair{access: access, refresh: refresh}, nil
+}
+
+// purgeLoop deletes expired rows every few minutes until ctx ends.
+func (rl *realm) purgeLoop(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		rl.purge(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// purgeRetention says how long rows of each purpose are kept.
+func (rl *realm) purgeRetention() map[string]time.Duration {
+	return map[string]time.Duration{
+		purposeMFASetupChallenge: rl.policy.mfaChallengeTTL,
+		purposeMFALoginChallenge: rl.policy.mfaChallengeTTL,
+		purposeMFASetupSecret:    rl.policy.mfaChallengeTTL,
+		purposeMFAAttempt:        max(rl.policy.mfaLockout, rl.policy.mfaChallengeTTL),
+	}
+}
+
+func (rl *realm) purge(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	now := rl.now()
+	n, err := rl.store.PurgeRefresh(ctx, now)
+	if err != nil {
+		rl.logger.Warn("purging expired refresh tokens", zap.Error(err))
+		return
+	}
+	total := n
+	for purpose, keep := range rl.purgeRetention() {
+		n, err := rl.store.PurgeTokens(ctx, purpose, now.Add(-keep))
+		if err != nil {
+			rl.logger.Warn("purging expired tokens", zap.String("purpose", purpose), zap.Error(err))
+			return
+		}
+		total += n
+	}
+	if total > 0 {
+		rl.logger.Debug("purged expired rows", zap.Int("rows", total))
+	}
+}

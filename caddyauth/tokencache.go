@@ -1,0 +1,62 @@
+package caddyauth
+
+import (
+	"sync"
+	"time"
+)
+
+// accessCache remembers access tokens whose signature and claims were
+// already verified, so the guard pays for a signature check once per token
+// rather than once per request. An entry is only a shortcut for the same
+// verification: it holds the claims and is refused once the token's exp
+// (plus leeway) has passed on the realm's clock. It belongs to one key set,
+// so a reload with other keys starts empty.
+type accessCache struct {
+	mu      sync.RWMutex
+	entries map[string]accessEntry
+}
+
+type accessEntry struct {
+	claims Claims
+	until  time.Time
+}
+
+// maxAccessEntries bounds the cache; past it, the cache starts afresh.
+const maxAccessEntries = 50_000
+
+func newAccessCache() *accessCache {
+	return &accessCache{entries: map[string]accessEntry{}}
+}
+
+func (ac *accessCache) get(token string, now time.Time) (Claims, bool) {
+	ac.mu.RLock()
+	e, ok := ac.entries[token]
+	ac.mu.RUnlock()
+	if !ok || !now.Before(e.until) {
+		return Claims{}, false
+	}
+	return e.claims, true
+}
+
+func (ac *accessCache) put(token string, c Claims, until time.Time) {
+	ac.mu.Lock()
+	if len(ac.entries) >= maxAccessEntries {
+		ac.entries = map[string]accessEntry{}
+	}
+	ac.entries[token] = accessEntry{claims: c, until: until}
+	ac.mu.Unlock()
+}
+
+// parseAccess verifies an access token, through the cache.
+func (rl *realm) parseAccess(raw string) (Claims, error) {
+	now := rl.now()
+	if c, ok := rl.verified.get(raw, now); ok {
+		return c, nil
+	}
+	c, err := rl.keys.parse(raw, tokenTypeAccess, now)
+	if err != nil {
+		return Claims{}, err
+	}
+	rl.verified.put(raw, c, c.ExpiresAt.Time.Add(rl.policy.leeway))
+	return c, nil
+}
