@@ -37,7 +37,8 @@ const (
 	maxArgon2Memory  = 256 * 1024 // KiB
 	maxArgon2Time    = 16
 	maxArgon2Threads = 16
-	maxPBKDF2Iter    = 10_000_000
+	maxPBKDF2Iter    = 4_000_000 // Django 5.2 writes 1,000,000.
+	maxBcryptCost    = 15        // Django writes 12.
 )
 
 // defaultHashWait is how long a caller waits for a free hashing slot.
@@ -239,6 +240,9 @@ func verifyArgon2id(password, encoded string) (ok, current, known bool) {
 // be truncated.
 func verifyBcrypt(password []byte, encoded string) bool {
 	if len(password) > 72 {
+		return false
+	}
+	if cost, err := bcrypt.Cost([]byte(encoded)); err != nil || cost > maxBcryptCost {
 		return false
 	}
 	return bcrypt.CompareHashAndPassword([]byte(encoded), password) == nil

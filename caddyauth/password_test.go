@@ -171,6 +171,7 @@ func TestVerifyUnusableAndMalformed(t *testing.T) {
 		"pbkdf2_sha256$x$salt$CjglNVXON/XHKmtwP5loFOvyQfIDrxRuk9zesDHFVn4=",
 		"pbkdf2_sha256$1000$salt",
 		"$2b$04$short",
+		"$2b$31$" + strings.Repeat("a", 53),
 	} {
 		if ok, rehash := mustVerify(t, h, "pw", enc); ok || rehash {
 			t.Errorf("%q: ok=%v rehash=%v", enc, ok, rehash)
