@@ -36,8 +36,8 @@ var (
 	// under a transaction-scoped advisory lock, so nodes that start together
 	// migrate one after the other.
 	Postgres = Dialect{
-		name:          "postgres",
-		migrations:    mustSub("migrations/postgres"),
+		name:       "postgres",
+		migrations: mustSub("migrations/postgres"),
 		// The key is the bytes "jwtaauth" read as a big-endian integer.
 		migrationLock: "SELECT pg_advisory_xact_lock(7671728451844666472)",
 	}
