@@ -277,9 +277,13 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 // jwks answers GET {prefix}/.well-known/jwks.json with the public keys, so
 // upstream apps can verify tokens themselves.
 func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) error {
+	body, err := h.realm.keys.jwks()
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, err := w.Write(h.realm.keys.jwks())
+	_, err = w.Write(body)
 	return err
 }
 

@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -55,6 +57,26 @@ func (rl *realm) findChallenge(ctx context.Context, purpose, id string) (Token, 
 		return Token{}, ErrNotFound
 	}
 	return rl.store.FindToken(ctx, purpose, challengeDigest(id), rl.now().Add(-rl.policy.mfaChallengeTTL))
+}
+
+// totpAD binds a sealed TOTP secret to its user's authenticator row, and
+// pendingAD a pending one to its user's setup row, so a sealed value copied
+// to another row does not open.
+func totpAD(userID int64) []byte    { return []byte("totp:" + strconv.FormatInt(userID, 10)) }
+func pendingAD(userID int64) []byte { return []byte("totp-pending:" + strconv.FormatInt(userID, 10)) }
+
+// newRecoveryCodes makes a fresh set of recovery codes and their stored
+// hashes.
+func newRecoveryCodes(r io.Reader) (codes, hashes []string, err error) {
+	codes, err = generateRecoveryCodes(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range codes {
+		n, _ := normaliseRecoveryCode(c)
+		hashes = append(hashes, hashRecoveryCode(n))
+	}
+	return codes, hashes, nil
 }
 
 // mfaBootstrap is the answer that sends a user without TOTP to set it up in
@@ -261,14 +283,14 @@ func (h *Handler) mfaSetup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sealed, err := rl.secrets.seal([]byte(secret), rl.rand)
+	sealed, err := rl.secrets.seal([]byte(secret), pendingAD(u.ID), rl.rand)
 	if err != nil {
 		return err
 	}
 	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: purposeMFASetupSecret, Token: base64.StdEncoding.EncodeToString(sealed), Created: rl.now()}); err != nil {
 		return err
 	}
-	uri := provisioningURI(rl.totpIssuerFor(r), u.Email, secret)
+	uri := totpProvisioningURI(rl.totpIssuerFor(r), u.Email, secret)
 	qr, err := qrSVG(uri)
 	if err != nil {
 		return err
@@ -306,12 +328,12 @@ func (rl *realm) pendingSecret(ctx context.Context, userID int64) (string, error
 	if err != nil {
 		return "", err
 	}
-	secret, err := rl.secrets.open(sealed)
+	secret, err := rl.secrets.open(sealed, pendingAD(userID))
 	return string(secret), err
 }
 
-// totpCode reads the `code` field: exactly 6 characters after trimming.
-func totpCode(f *form) string {
+// codeField reads the `code` field: exactly 6 characters after trimming.
+func codeField(f *form) string {
 	code := f.str("code", true, true)
 	if code != "" && len(code) < 6 {
 		f.fail("code", "Ensure this field has at least 6 characters.")
@@ -337,7 +359,7 @@ func (h *Handler) mfaActivate(w http.ResponseWriter, r *http.Request) error {
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
-	code := totpCode(f)
+	code := codeField(f)
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -358,7 +380,7 @@ func (h *Handler) mfaActivate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sealed, err := rl.secrets.seal([]byte(secret), rl.rand)
+	sealed, err := rl.secrets.seal([]byte(secret), totpAD(u.ID), rl.rand)
 	if err != nil {
 		return err
 	}
@@ -457,7 +479,7 @@ func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	f.str("challenge_id", true, true)
-	code := totpCode(f)
+	code := codeField(f)
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -474,7 +496,7 @@ func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	secret, err := rl.secrets.open(auth.Data)
+	secret, err := rl.secrets.open(auth.Data, totpAD(auth.UserID))
 	if err != nil {
 		return err
 	}
@@ -516,7 +538,11 @@ func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) erro
 	if n == 0 {
 		return errDetail(http.StatusBadRequest, msgNoRecoveryCodes)
 	}
-	hash := hashRecoveryCode(code)
+	normalised, wellFormed := normaliseRecoveryCode(code)
+	if !wellFormed {
+		return rl.recordFailure(ctx, ch, msgInvalidRecovery)
+	}
+	hash := hashRecoveryCode(normalised)
 	return h.completeChallenge(w, r, ch, func(tx Store) (bool, error) {
 		return tx.ConsumeRecoveryCode(ctx, ch.UserID, hash, rl.now())
 	}, msgInvalidRecovery)
@@ -664,7 +690,7 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	code := totpCode(f)
+	code := codeField(f)
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -681,7 +707,7 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	secret, err := rl.secrets.open(auth.Data)
+	secret, err := rl.secrets.open(auth.Data, totpAD(auth.UserID))
 	if err != nil {
 		return err
 	}

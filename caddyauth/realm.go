@@ -62,6 +62,7 @@ type realm struct {
 	sessions *sessionCache
 	verified *accessCache
 	policy   policy
+	clock    *clock
 	now      func() time.Time
 	rand     io.Reader
 	logger   *zap.Logger

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -86,7 +87,7 @@ func (f *form) str(name string, required, trim bool) string {
 // maxLen records the DRF message when s has more than n characters.
 func (f *form) maxLen(name, s string, n int) {
 	if utf8.RuneCountInString(s) > n {
-		f.fail(name, "Ensure this field has no more than "+itoa(n)+" characters.")
+		f.fail(name, "Ensure this field has no more than "+strconv.Itoa(n)+" characters.")
 	}
 }
 

@@ -1,0 +1,225 @@
+// Package postgres provides the jwt_allauth.stores.postgres module: a
+// caddyauth.Store kept in a PostgreSQL database.
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlstore"
+)
+
+func init() {
+	caddy.RegisterModule(Store{})
+}
+
+// pool holds one database connection pool per DSN, shared by every module
+// instance (and every config generation during a reload) that uses it.
+var pool = caddy.NewUsagePool()
+
+// migrateTimeout bounds the schema migration run when a pool is opened.
+const migrateTimeout = time.Minute
+
+// Store keeps accounts, sessions and MFA factors in PostgreSQL. The schema
+// is created and upgraded automatically when the module is provisioned.
+// Module instances with the same DSN share one connection pool, which a
+// config reload keeps open.
+type Store struct {
+	// DSN is the connection string, as a URL
+	// (postgres://user:password@host:5432/db?sslmode=verify-full) or as
+	// key=value pairs. Caddy placeholders such as {env.DATABASE_URL} are
+	// expanded. Required.
+	DSN string `json:"dsn,omitempty"`
+
+	// QueryTimeout bounds every store operation, so that an unreachable
+	// database fails a request instead of hanging it. It also bounds the
+	// first connection attempt. Default: 5s.
+	QueryTimeout caddy.Duration `json:"query_timeout,omitempty"`
+
+	*sqlstore.Store `json:"-"`
+
+	poolKey string
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Store) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "jwt_allauth.stores.postgres",
+		New: func() caddy.Module { return new(Store) },
+	}
+}
+
+// pooledDB is the value kept in the usage pool.
+type pooledDB struct {
+	db *sql.DB
+}
+
+// Destruct closes the connection pool once no module instance uses it.
+func (p *pooledDB) Destruct() error { return p.db.Close() }
+
+// Provision expands the DSN, then opens (or reuses) the connection pool,
+// checks that the server answers and migrates the schema.
+func (s *Store) Provision(ctx caddy.Context) error {
+	s.logger = ctx.Logger()
+	dsn := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(s.DSN, ""))
+	if dsn == "" {
+		return errors.New("postgres store: dsn is required")
+	}
+	timeout := time.Duration(s.QueryTimeout)
+	if timeout <= 0 {
+		timeout = sqlstore.DefaultQueryTimeout
+	}
+
+	sum := sha256.Sum256([]byte(dsn))
+	key := "jwt_allauth.postgres:" + hex.EncodeToString(sum[:])
+	val, loaded, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return open(ctx, dsn, timeout)
+	})
+	if err != nil {
+		return err
+	}
+	s.poolKey = key
+	s.Store = sqlstore.New(val.(*pooledDB).db, sqlstore.Postgres)
+	s.Store.QueryTimeout = timeout
+	s.logger.Debug("postgres store ready",
+		zap.String("pool", key[len(key)-12:]), zap.Bool("reused", loaded))
+	return nil
+}
+
+// open opens a connection pool, pings the server and migrates the schema.
+// Its errors never contain the DSN or its password.
+func open(ctx context.Context, dsn string, timeout time.Duration) (*pooledDB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to postgres: invalid dsn: %s", sanitize(err, dsn, ""))
+	}
+	password := cfg.Password
+	db := stdlib.OpenDB(*cfg)
+
+	pingCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to postgres: %s", sanitize(err, dsn, password))
+	}
+
+	migCtx, cancel := context.WithTimeout(ctx, migrateTimeout)
+	defer cancel()
+	if err := sqlstore.Migrate(migCtx, db, sqlstore.Postgres); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres store: %s", sanitize(err, dsn, password))
+	}
+	return &pooledDB{db: db}, nil
+}
+
+// sanitize describes err without the DSN or the password, which driver
+// error messages may quote.
+func sanitize(err error, dsn, password string) string {
+	var pgErr *pgconn.PgError
+	var netErr net.Error
+	var msg string
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = "timed out"
+	case errors.As(err, &pgErr):
+		msg = pgErr.Message + " (SQLSTATE " + pgErr.Code + ")"
+	case errors.As(err, &netErr):
+		msg = netErr.Error()
+	default:
+		msg = err.Error()
+	}
+	if dsn != "" {
+		msg = strings.ReplaceAll(msg, dsn, "[dsn]")
+	}
+	if password != "" {
+		msg = strings.ReplaceAll(msg, password, "[redacted]")
+	}
+	return msg
+}
+
+// Validate checks the configuration.
+func (s *Store) Validate() error {
+	if s.QueryTimeout < 0 {
+		return errors.New("postgres store: query_timeout must not be negative")
+	}
+	return nil
+}
+
+// Cleanup releases the connection pool if this instance took it; the pool
+// is closed when its last user releases it.
+func (s *Store) Cleanup() error {
+	if s.poolKey == "" {
+		return nil
+	}
+	_, err := pool.Delete(s.poolKey)
+	s.poolKey = ""
+	return err
+}
+
+// UnmarshalCaddyfile sets up the store from Caddyfile tokens. Syntax:
+//
+//	store postgres <dsn> {
+//		query_timeout <duration>
+//	}
+//
+// The block is optional. The dispenser may start at the module name (as
+// caddyfile.UnmarshalModule provides it) or just after it.
+func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	nesting := d.Nesting()
+	if d.Next() && d.Val() != "postgres" {
+		d.Prev()
+	}
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	s.DSN = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(nesting) {
+		switch d.Val() {
+		case "query_timeout":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("parsing query_timeout: %v", err)
+			}
+			s.QueryTimeout = caddy.Duration(dur)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized postgres store option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Module          = (*Store)(nil)
+	_ caddy.Provisioner     = (*Store)(nil)
+	_ caddy.Validator       = (*Store)(nil)
+	_ caddy.CleanerUpper    = (*Store)(nil)
+	_ caddyfile.Unmarshaler = (*Store)(nil)
+	_ caddyauth.Store       = (*Store)(nil)
+	_ caddy.Destructor      = (*pooledDB)(nil)
+)

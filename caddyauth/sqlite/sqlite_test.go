@@ -1,0 +1,109 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/storetest"
+)
+
+func provision(t *testing.T, s *Store) {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := s.Provision(ctx); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Cleanup(); err != nil {
+			t.Errorf("Cleanup: %v", err)
+		}
+	})
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) caddyauth.Store {
+		s := &Store{Path: filepath.Join(t.TempDir(), "auth.db")}
+		provision(t, s)
+		return s
+	})
+}
+
+func TestPoolSharedAndForeignKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "dir", "auth.db")
+	a := &Store{Path: path}
+	provision(t, a)
+	b := &Store{Path: path, QueryTimeout: caddy.Duration(time.Second)}
+	provision(t, b)
+	if a.DB() != b.DB() {
+		t.Fatal("two instances with the same path opened two databases")
+	}
+	if refs, _ := pool.References(a.poolKey); refs != 2 {
+		t.Fatalf("pool references = %d, want 2", refs)
+	}
+	if a.Store.QueryTimeout == b.Store.QueryTimeout {
+		t.Fatal("instances share their query timeout")
+	}
+	var fk bool
+	if err := a.DB().QueryRow("PRAGMA foreign_keys").Scan(&fk); err != nil || !fk {
+		t.Fatalf("foreign_keys = %v (%v)", fk, err)
+	}
+	var mode string
+	if err := a.DB().QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+		t.Fatalf("journal_mode = %q (%v)", mode, err)
+	}
+	key := a.poolKey
+	if err := b.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if refs, _ := pool.References(key); refs != 1 {
+		t.Fatalf("pool references after one Cleanup = %d, want 1", refs)
+	}
+	// b's Cleanup must not close the database a still uses.
+	if err := a.DB().Ping(); err != nil {
+		t.Fatalf("database closed while still in use: %v", err)
+	}
+	if err := b.Cleanup(); err != nil { // a second Cleanup releases nothing
+		t.Fatal(err)
+	}
+	if refs, _ := pool.References(key); refs != 1 {
+		t.Fatalf("pool references after double Cleanup = %d, want 1", refs)
+	}
+}
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	for _, tc := range []struct {
+		input   string
+		path    string
+		timeout time.Duration
+		wantErr bool
+	}{
+		{input: `sqlite`},
+		{input: `sqlite /var/lib/auth.db`, path: "/var/lib/auth.db"},
+		{input: "sqlite /x.db {\n\tquery_timeout 2s\n}", path: "/x.db", timeout: 2 * time.Second},
+		{input: "sqlite {\n\tquery_timeout 3s\n}", timeout: 3 * time.Second},
+		{input: `sqlite a b`, wantErr: true},
+		{input: "sqlite {\n\tbogus 1\n}", wantErr: true},
+		{input: "sqlite {\n\tquery_timeout\n}", wantErr: true},
+	} {
+		var s Store
+		err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%q: err = %v, wantErr %v", tc.input, err, tc.wantErr)
+			continue
+		}
+		if err == nil && (s.Path != tc.path || time.Duration(s.QueryTimeout) != tc.timeout) {
+			t.Errorf("%q: got path %q timeout %v", tc.input, s.Path, time.Duration(s.QueryTimeout))
+		}
+	}
+}

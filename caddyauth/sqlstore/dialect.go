@@ -1,0 +1,53 @@
+package sqlstore
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed migrations
+var migrationFiles embed.FS
+
+// Dialect holds what differs between the SQL databases a Store runs on.
+// Use one of the predefined values Postgres and SQLite.
+type Dialect struct {
+	name string
+	// migrations holds the dialect's NNNN_name.sql files.
+	migrations fs.FS
+	// migrationLock is run first in the migration transaction to keep
+	// other nodes from migrating at the same time; "" when the transaction
+	// itself already excludes other writers.
+	migrationLock string
+}
+
+// Name returns the dialect's name ("postgres" or "sqlite").
+func (d Dialect) Name() string { return d.name }
+
+func mustSub(dir string) fs.FS {
+	sub, err := fs.Sub(migrationFiles, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+var (
+	// Postgres is the dialect of PostgreSQL (10 or later). Migrations run
+	// under a transaction-scoped advisory lock, so nodes that start together
+	// migrate one after the other.
+	Postgres = Dialect{
+		name:       "postgres",
+		migrations: mustSub("migrations/postgres"),
+		// The key is the bytes "jwtaauth" read as a big-endian integer.
+		migrationLock: "SELECT pg_advisory_xact_lock(7671728451844666472)",
+	}
+
+	// SQLite is the dialect of SQLite (3.35 or later). Migrations run in one
+	// write transaction, which SQLite already serialises; open the database
+	// with immediate transactions (_txlock=immediate with modernc.org/sqlite)
+	// so that two processes cannot both read the schema version first.
+	SQLite = Dialect{
+		name:       "sqlite",
+		migrations: mustSub("migrations/sqlite"),
+	}
+)

@@ -1,0 +1,746 @@
+// Package sqlstore implements caddyauth.Store over database/sql, once for
+// every SQL database; a Dialect holds the few differences. Timestamps are
+// stored as unix microseconds (so they round-trip at microsecond precision
+// and come back in UTC), booleans as BOOLEAN.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+)
+
+// DefaultQueryTimeout bounds a query when Store.QueryTimeout is zero.
+const DefaultQueryTimeout = 5 * time.Second
+
+// querier is what *sql.DB and *sql.Tx have in common, so that every method
+// body is written once.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Store is a caddyauth.Store over a SQL database. Create it with New after
+// running Migrate.
+type Store struct {
+	// QueryTimeout bounds every method call (a transaction of InTx counts
+	// as one call), within the caller's own deadline. Zero means
+	// DefaultQueryTimeout (5s).
+	QueryTimeout time.Duration
+
+	db      *sql.DB
+	q       querier
+	tx      *sql.Tx // non-nil when bound to a transaction of InTx
+	dialect Dialect
+}
+
+// New returns a Store over db, whose schema must be up to date (see Migrate).
+func New(db *sql.DB, d Dialect) *Store {
+	return &Store{db: db, q: db, dialect: d}
+}
+
+// DB returns the database the store runs on.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Dialect returns the store's dialect.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// ctx derives the per-call deadline from the caller's context.
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := s.QueryTimeout
+	if d <= 0 {
+		d = DefaultQueryTimeout
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// inTx runs fn in a transaction: the store's own when it is bound to one,
+// otherwise a new one that is committed when fn returns nil and rolled back
+// otherwise. ctx must already carry the call's deadline.
+func (s *Store) inTx(ctx context.Context, fn func(tx *Store) error) error {
+	if s.tx != nil {
+		return fn(s)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	txs := &Store{QueryTimeout: s.QueryTimeout, db: s.db, q: tx, tx: tx, dialect: s.dialect}
+	if err := fn(txs); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// InTx runs fn in one transaction, committed when fn returns nil and rolled
+// back otherwise. The whole transaction, fn included, must finish within
+// QueryTimeout. Called on a Store that is already bound to a transaction,
+// fn joins that transaction.
+func (s *Store) InTx(ctx context.Context, fn func(tx caddyauth.Store) error) error {
+	if s.tx != nil {
+		return fn(s)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.inTx(ctx, func(tx *Store) error { return fn(tx) })
+}
+
+// Helpers.
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+// nullMicros maps the zero time to NULL.
+func nullMicros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func fromNullMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMicros(v.Int64)
+}
+
+// nullID maps the id 0 to NULL.
+func nullID(id int64) sql.NullInt64 {
+	return sql.NullInt64{Int64: id, Valid: id != 0}
+}
+
+func normEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return caddyauth.ErrNotFound
+	}
+	return err
+}
+
+func affected(res sql.Result, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// placeholders returns "$first, $first+1, ..." for n parameters.
+func placeholders(first, n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(first+i))
+	}
+	return b.String()
+}
+
+// insertID runs an INSERT ... ON CONFLICT DO NOTHING RETURNING id and maps
+// "no row returned" to ErrConflict.
+func (s *Store) insertID(ctx context.Context, query string, args ...any) (int64, error) {
+	var id int64
+	err := s.q.QueryRowContext(ctx, query, args...).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, caddyauth.ErrConflict
+	}
+	return id, err
+}
+
+// Users.
+
+const userColumns = `id, email, password, first_name, last_name, role, is_active, email_verified, date_joined, last_login`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanUser(r scanner) (caddyauth.User, error) {
+	var u caddyauth.User
+	var joined int64
+	var last sql.NullInt64
+	err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.FirstName, &u.LastName,
+		&u.Role, &u.IsActive, &u.EmailVerified, &joined, &last)
+	u.DateJoined = fromMicros(joined)
+	u.LastLogin = fromNullMicros(last)
+	return u, err
+}
+
+// CreateUser inserts u (u.ID is ignored; a zero DateJoined means now) and
+// returns the new id. The e-mail address is stored lower-cased and trimmed.
+// ErrConflict when the e-mail address is taken.
+func (s *Store) CreateUser(ctx context.Context, u caddyauth.User) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if u.DateJoined.IsZero() {
+		u.DateJoined = time.Now()
+	}
+	return s.insertID(ctx, `INSERT INTO users
+		(email, password, first_name, last_name, role, is_active, email_verified, date_joined, last_login)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT DO NOTHING RETURNING id`,
+		normEmail(u.Email), u.PasswordHash, u.FirstName, u.LastName, u.Role,
+		u.IsActive, u.EmailVerified, micros(u.DateJoined), nullMicros(u.LastLogin))
+}
+
+// UserByID returns the user with this id, or ErrNotFound.
+func (s *Store) UserByID(ctx context.Context, id int64) (caddyauth.User, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	u, err := scanUser(s.q.QueryRowContext(ctx,
+		`SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	return u, notFound(err)
+}
+
+// UserByEmail returns the user with this e-mail address (compared
+// lower-cased and trimmed), or ErrNotFound.
+func (s *Store) UserByEmail(ctx context.Context, email string) (caddyauth.User, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	u, err := scanUser(s.q.QueryRowContext(ctx,
+		`SELECT `+userColumns+` FROM users WHERE email = $1`, normEmail(email)))
+	return u, notFound(err)
+}
+
+// UpdateUser writes every mutable field of u (all but ID and DateJoined).
+// ErrNotFound when there is no such user, ErrConflict when another user has
+// the new e-mail address.
+func (s *Store) UpdateUser(ctx context.Context, u caddyauth.User) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	email := normEmail(u.Email)
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE users SET
+		email = $2, password = $3, first_name = $4, last_name = $5, role = $6,
+		is_active = $7, email_verified = $8, last_login = $9
+		WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users o WHERE o.email = $2 AND o.id <> $1)`,
+		u.ID, email, u.PasswordHash, u.FirstName, u.LastName, u.Role,
+		u.IsActive, u.EmailVerified, nullMicros(u.LastLogin)))
+	if err != nil {
+		// A concurrent writer may have taken the address between the
+		// check and the write; the unique index then rejected the update.
+		// Outside a transaction that can be told apart without parsing
+		// driver errors (inside one, PostgreSQL aborted the transaction).
+		if s.tx == nil {
+			var taken bool
+			if s.q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE email = $1 AND id <> $2)`,
+				email, u.ID).Scan(&taken) == nil && taken {
+				return caddyauth.ErrConflict
+			}
+		}
+		return err
+	}
+	if n == 1 {
+		return nil
+	}
+	var exists bool
+	if err := s.q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, u.ID).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return caddyauth.ErrConflict
+	}
+	return caddyauth.ErrNotFound
+}
+
+// DeleteUser deletes a user and, by cascade, every row that belongs to
+// them. ErrNotFound when there is no such user.
+func (s *Store) DeleteUser(ctx context.Context, id int64) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id))
+	if err == nil && n == 0 {
+		err = caddyauth.ErrNotFound
+	}
+	return err
+}
+
+// ListUsers returns every user, by ascending id.
+func (s *Store) ListUsers(ctx context.Context) ([]caddyauth.User, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.q.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var users []caddyauth.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, u)
+	}
+	return users, rows.Err()
+}
+
+// Refresh-token whitelist.
+
+// InsertRefresh inserts rt. ErrConflict when its jti is already there.
+func (s *Store) InsertRefresh(ctx context.Context, rt caddyauth.RefreshToken) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.insertRefresh(ctx, rt)
+}
+
+func (s *Store) insertRefresh(ctx context.Context, rt caddyauth.RefreshToken) error {
+	_, err := s.insertID(ctx, `INSERT INTO refresh_tokens
+		(user_id, jti, session, enabled, created, expires, ip)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT DO NOTHING RETURNING id`,
+		rt.UserID, rt.JTI, rt.Session, rt.Enabled, micros(rt.Created), micros(rt.Expires), rt.IP)
+	return err
+}
+
+// RotateRefresh atomically replaces the row oldJTI with next.
+// When no row has oldJTI (replay, logout, forgery), it deletes every row of
+// next.Session and returns ErrNotFound; that deletion is committed, unless
+// the Store is bound to a transaction of InTx whose fn then fails. When the
+// row exists but is disabled, nothing changes and it returns ErrDisabled.
+// ErrConflict when next.JTI is taken (and nothing changes).
+func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next caddyauth.RefreshToken) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var revoked bool
+	err := s.inTx(ctx, func(tx *Store) error {
+		// Deleting only an enabled row leaves a disabled one untouched, so
+		// no rollback is needed for it, and the row lock the DELETE takes
+		// makes concurrent rotations of one jti queue up: the first
+		// deletes the row, the others then find nothing.
+		var id int64
+		err := tx.q.QueryRowContext(ctx,
+			`DELETE FROM refresh_tokens WHERE jti = $1 AND enabled RETURNING id`, oldJTI).Scan(&id)
+		switch {
+		case err == nil:
+			return tx.insertRefresh(ctx, next)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		var disabled bool
+		if err := tx.q.QueryRowContext(ctx,
+			`SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE jti = $1)`, oldJTI).Scan(&disabled); err != nil {
+			return err
+		}
+		if disabled {
+			return caddyauth.ErrDisabled
+		}
+		if _, err := tx.q.ExecContext(ctx,
+			`DELETE FROM refresh_tokens WHERE session = $1`, next.Session); err != nil {
+			return err
+		}
+		revoked = true
+		return nil
+	})
+	if err == nil && revoked {
+		err = caddyauth.ErrNotFound
+	}
+	return err
+}
+
+// DeleteRefresh deletes the user's rows whose jti is jti or whose session is
+// session (an empty jti or session matches nothing), and returns how many
+// it deleted.
+func (s *Store) DeleteRefresh(ctx context.Context, userID int64, jti, session string) (int, error) {
+	var cond []string
+	args := []any{userID}
+	if jti != "" {
+		args = append(args, jti)
+		cond = append(cond, "jti = $"+strconv.Itoa(len(args)))
+	}
+	if session != "" {
+		args = append(args, session)
+		cond = append(cond, "session = $"+strconv.Itoa(len(args)))
+	}
+	if len(cond) == 0 {
+		return 0, nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return affected(s.q.ExecContext(ctx,
+		`DELETE FROM refresh_tokens WHERE user_id = $1 AND (`+strings.Join(cond, " OR ")+`)`, args...))
+}
+
+// RevokeSession deletes every row of a session and returns how many it
+// deleted.
+func (s *Store) RevokeSession(ctx context.Context, session string) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return affected(s.q.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE session = $1`, session))
+}
+
+// RevokeUserSessions deletes every row of a user and returns how many it
+// deleted.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID int64) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return affected(s.q.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE user_id = $1`, userID))
+}
+
+// EnableUserSessions enables every disabled row of a user.
+func (s *Store) EnableUserSessions(ctx context.Context, userID int64) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.q.ExecContext(ctx,
+		`UPDATE refresh_tokens SET enabled = TRUE WHERE user_id = $1 AND NOT enabled`, userID)
+	return err
+}
+
+// SessionActive reports whether a session still has at least one row.
+func (s *Store) SessionActive(ctx context.Context, session string) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var ok bool
+	err := s.q.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE session = $1)`, session).Scan(&ok)
+	return ok, err
+}
+
+// PurgeRefresh deletes rows that expired before t and returns how many.
+func (s *Store) PurgeRefresh(ctx context.Context, t time.Time) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return affected(s.q.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE expires < $1`, micros(t)))
+}
+
+// Generic token table.
+
+const tokenColumns = `id, user_id, purpose, token, created`
+
+func scanToken(r scanner) (caddyauth.Token, error) {
+	var t caddyauth.Token
+	var uid sql.NullInt64
+	var created int64
+	err := r.Scan(&t.ID, &uid, &t.Purpose, &t.Token, &created)
+	t.UserID = uid.Int64
+	t.Created = fromMicros(created)
+	return t, err
+}
+
+func scanTokens(rows *sql.Rows, err error) ([]caddyauth.Token, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []caddyauth.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, t)
+	}
+	return list, rows.Err()
+}
+
+// CreateToken inserts t (t.ID is ignored) and returns the new id. A UserID
+// of 0 stores a row that belongs to no user.
+func (s *Store) CreateToken(ctx context.Context, t caddyauth.Token) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.createToken(ctx, t)
+}
+
+func (s *Store) createToken(ctx context.Context, t caddyauth.Token) (int64, error) {
+	var id int64
+	err := s.q.QueryRowContext(ctx, `INSERT INTO tokens (user_id, purpose, token, created)
+		VALUES ($1, $2, $3, $4) RETURNING id`,
+		nullID(t.UserID), t.Purpose, t.Token, micros(t.Created)).Scan(&id)
+	return id, err
+}
+
+// ReplaceToken deletes the user's rows of t.Purpose and inserts t, in one
+// transaction, and returns the new id.
+func (s *Store) ReplaceToken(ctx context.Context, t caddyauth.Token) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var id int64
+	err := s.inTx(ctx, func(tx *Store) error {
+		var err error
+		if t.UserID == 0 {
+			_, err = tx.q.ExecContext(ctx, `DELETE FROM tokens WHERE user_id IS NULL AND purpose = $1`, t.Purpose)
+		} else {
+			_, err = tx.q.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND purpose = $2`, t.UserID, t.Purpose)
+		}
+		if err != nil {
+			return err
+		}
+		id, err = tx.createToken(ctx, t)
+		return err
+	})
+	return id, err
+}
+
+// FindToken returns the newest row (purpose, token) created at or after
+// notBefore, without consuming it. When there is none, the older rows
+// (purpose, token) are deleted and ErrNotFound returned.
+func (s *Store) FindToken(ctx context.Context, purpose, token string, notBefore time.Time) (caddyauth.Token, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	t, err := scanToken(s.q.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens
+		WHERE purpose = $1 AND token = $2 AND created >= $3
+		ORDER BY created DESC, id DESC LIMIT 1`, purpose, token, micros(notBefore)))
+	if !errors.Is(err, sql.ErrNoRows) {
+		return t, err
+	}
+	if _, err := s.q.ExecContext(ctx, `DELETE FROM tokens WHERE purpose = $1 AND token = $2 AND created < $3`,
+		purpose, token, micros(notBefore)); err != nil {
+		return caddyauth.Token{}, err
+	}
+	return caddyauth.Token{}, caddyauth.ErrNotFound
+}
+
+// ConsumeToken deletes and returns the row (purpose, token) created at or
+// after notBefore, in one statement. ErrNotFound when there is none (or
+// another caller consumed it first). Should several rows match, all are
+// deleted and the newest is returned.
+func (s *Store) ConsumeToken(ctx context.Context, purpose, token string, notBefore time.Time) (caddyauth.Token, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	list, err := scanTokens(s.q.QueryContext(ctx, `DELETE FROM tokens
+		WHERE purpose = $1 AND token = $2 AND created >= $3
+		RETURNING `+tokenColumns, purpose, token, micros(notBefore)))
+	if err != nil {
+		return caddyauth.Token{}, err
+	}
+	if len(list) == 0 {
+		return caddyauth.Token{}, caddyauth.ErrNotFound
+	}
+	newest := list[0]
+	for _, t := range list[1:] {
+		if t.Created.After(newest.Created) || (t.Created.Equal(newest.Created) && t.ID > newest.ID) {
+			newest = t
+		}
+	}
+	return newest, nil
+}
+
+// UserTokens returns a user's rows of purpose created at or after
+// notBefore, oldest first.
+func (s *Store) UserTokens(ctx context.Context, userID int64, purpose string, notBefore time.Time) ([]caddyauth.Token, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return scanTokens(s.q.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens
+		WHERE user_id = $1 AND purpose = $2 AND created >= $3
+		ORDER BY created, id`, userID, purpose, micros(notBefore)))
+}
+
+// CountTokens counts the rows (purpose, token) created at or after notBefore.
+func (s *Store) CountTokens(ctx context.Context, purpose, token string, notBefore time.Time) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var n int
+	err := s.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens
+		WHERE purpose = $1 AND token = $2 AND created >= $3`, purpose, token, micros(notBefore)).Scan(&n)
+	return n, err
+}
+
+// DeleteUserTokens deletes a user's rows of the given purposes (all
+// purposes when none is given) and returns how many it deleted.
+func (s *Store) DeleteUserTokens(ctx context.Context, userID int64, purposes ...string) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	query := `DELETE FROM tokens WHERE user_id = $1`
+	args := []any{userID}
+	if len(purposes) > 0 {
+		query += ` AND purpose IN (` + placeholders(2, len(purposes)) + `)`
+		for _, p := range purposes {
+			args = append(args, p)
+		}
+	}
+	return affected(s.q.ExecContext(ctx, query, args...))
+}
+
+// DeleteToken deletes the rows (purpose, token) and returns how many.
+func (s *Store) DeleteToken(ctx context.Context, purpose, token string) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return affected(s.q.ExecContext(ctx,
+		`DELETE FROM tokens WHERE purpose = $1 AND token = $2`, purpose, token))
+}
+
+// PurgeTokens deletes the rows of purpose created before t and returns how
+// many.
+func (s *Store) PurgeTokens(ctx context.Context, purpose string, t time.Time) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return affected(s.q.ExecContext(ctx,
+		`DELETE FROM tokens WHERE purpose = $1 AND created < $2`, purpose, micros(t)))
+}
+
+// MFA authenticators.
+
+// typeRecoveryCodes is the authenticator type whose deletion also deletes
+// the recovery codes.
+const typeRecoveryCodes = "recovery_codes"
+
+// CreateAuthenticator inserts a (a.ID is ignored; a zero CreatedAt means
+// now) and returns the new id. ErrConflict when the user already has one of
+// that type.
+func (s *Store) CreateAuthenticator(ctx context.Context, a caddyauth.Authenticator) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = time.Now()
+	}
+	data := a.Data
+	if data == nil {
+		data = []byte{}
+	}
+	return s.insertID(ctx, `INSERT INTO authenticators
+		(user_id, type, data, last_step, created_at, last_used_at)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT DO NOTHING RETURNING id`,
+		a.UserID, a.Type, data, a.LastStep, micros(a.CreatedAt), nullMicros(a.LastUsedAt))
+}
+
+// Authenticators returns the user's authenticators, by ascending id.
+func (s *Store) Authenticators(ctx context.Context, userID int64) ([]caddyauth.Authenticator, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.q.QueryContext(ctx, `SELECT id, user_id, type, data, last_step, created_at, last_used_at
+		FROM authenticators WHERE user_id = $1 ORDER BY id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []caddyauth.Authenticator
+	for rows.Next() {
+		var a caddyauth.Authenticator
+		var created int64
+		var used sql.NullInt64
+		if err := rows.Scan(&a.ID, &a.UserID, &a.Type, &a.Data, &a.LastStep, &created, &used); err != nil {
+			return nil, err
+		}
+		a.CreatedAt = fromMicros(created)
+		a.LastUsedAt = fromNullMicros(used)
+		list = append(list, a)
+	}
+	return list, rows.Err()
+}
+
+// DeleteAuthenticators deletes the user's authenticators of the given types
+// (all when none is given) and, when that includes recovery_codes, the
+// user's recovery codes, in one transaction. It returns how many
+// authenticators it deleted.
+func (s *Store) DeleteAuthenticators(ctx context.Context, userID int64, types ...string) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	query := `DELETE FROM authenticators WHERE user_id = $1`
+	args := []any{userID}
+	codes := len(types) == 0
+	if len(types) > 0 {
+		query += ` AND type IN (` + placeholders(2, len(types)) + `)`
+		for _, t := range types {
+			args = append(args, t)
+			codes = codes || t == typeRecoveryCodes
+		}
+	}
+	var n int
+	err := s.inTx(ctx, func(tx *Store) error {
+		var err error
+		if n, err = affected(tx.q.ExecContext(ctx, query, args...)); err != nil {
+			return err
+		}
+		if codes {
+			_, err = tx.q.ExecContext(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID)
+		}
+		return err
+	})
+	return n, err
+}
+
+// AdvanceTOTPStep sets the user's TOTP last step to step and last used time
+// to now, only if step is greater than the stored one, in one statement. It
+// reports whether it did: false means the code was already used (replay),
+// or that the user has no TOTP authenticator.
+func (s *Store) AdvanceTOTPStep(ctx context.Context, userID, step int64, now time.Time) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE authenticators SET last_step = $2, last_used_at = $3
+		WHERE user_id = $1 AND type = 'totp' AND last_step < $2`, userID, step, micros(now)))
+	return n == 1, err
+}
+
+// ReplaceRecoveryCodes replaces the user's recovery-code hashes, in one
+// transaction. Duplicate hashes are stored once.
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID int64, hashes []string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.inTx(ctx, func(tx *Store) error {
+		if _, err := tx.q.ExecContext(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
+			return err
+		}
+		for _, h := range hashes {
+			if _, err := tx.q.ExecContext(ctx, `INSERT INTO recovery_codes (user_id, code_hash)
+				VALUES ($1, $2) ON CONFLICT DO NOTHING`, userID, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ConsumeRecoveryCode deletes the user's code with this hash and reports
+// whether one was there; when it was, the user's recovery_codes
+// authenticator (if any) is marked used at now. Under concurrent calls one
+// caller gets true: the DELETE decides.
+func (s *Store) ConsumeRecoveryCode(ctx context.Context, userID int64, hash string, now time.Time) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var ok bool
+	err := s.inTx(ctx, func(tx *Store) error {
+		n, err := affected(tx.q.ExecContext(ctx,
+			`DELETE FROM recovery_codes WHERE user_id = $1 AND code_hash = $2`, userID, hash))
+		if err != nil || n == 0 {
+			return err
+		}
+		ok = true
+		_, err = tx.q.ExecContext(ctx, `UPDATE authenticators SET last_used_at = $2
+			WHERE user_id = $1 AND type = '`+typeRecoveryCodes+`'`, userID, micros(now))
+		return err
+	})
+	return ok && err == nil, err
+}
+
+// CountRecoveryCodes counts the user's unused codes.
+func (s *Store) CountRecoveryCodes(ctx context.Context, userID int64) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var n int
+	err := s.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1`, userID).Scan(&n)
+	return n, err
+}
+
+// Settings.
+
+// LoadOrStoreSetting stores value under name unless a value is already
+// there, and returns the stored value.
+func (s *Store) LoadOrStoreSetting(ctx context.Context, name string, value []byte) ([]byte, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if value == nil {
+		value = []byte{}
+	}
+	if _, err := s.q.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES ($1, $2)
+		ON CONFLICT DO NOTHING`, name, value); err != nil {
+		return nil, err
+	}
+	var stored []byte
+	if err := s.q.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = $1`, name).Scan(&stored); err != nil {
+		return nil, fmt.Errorf("reading setting %q: %w", name, notFound(err))
+	}
+	return stored, nil
+}
+
+// Interface guards.
+var _ caddyauth.Store = (*Store)(nil)

@@ -1,0 +1,1092 @@
+// Package storetest is a conformance suite for caddyauth.Store
+// implementations. A backend's tests call Run with a function that returns
+// a fresh, empty, migrated store.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+)
+
+// Run runs every conformance test against stores made by newStore. Each
+// call of newStore must return a new, empty store; Run calls it once per
+// group of subtests.
+func Run(t *testing.T, newStore func(t *testing.T) caddyauth.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s caddyauth.Store)
+	}{
+		{"Users", testUsers},
+		{"UpdateUser", testUpdateUser},
+		{"DeleteUserCascades", testDeleteUserCascades},
+		{"Refresh", testRefresh},
+		{"RotateRefresh", testRotateRefresh},
+		{"RotateRefreshDisabled", testRotateRefreshDisabled},
+		{"DeleteRefresh", testDeleteRefresh},
+		{"Tokens", testTokens},
+		{"FindToken", testFindToken},
+		{"ConsumeToken", testConsumeToken},
+		{"ReplaceToken", testReplaceToken},
+		{"DeleteTokens", testDeleteTokens},
+		{"Authenticators", testAuthenticators},
+		{"AdvanceTOTPStep", testAdvanceTOTPStep},
+		{"RecoveryCodes", testRecoveryCodes},
+		{"DeleteAuthenticators", testDeleteAuthenticators},
+		{"Settings", testSettings},
+		{"InTx", testInTx},
+		{"CanceledContext", testCanceledContext},
+		{"RaceConsumeToken", testRaceConsumeToken},
+		{"RaceRotateRefresh", testRaceRotateRefresh},
+		{"RaceAdvanceTOTPStep", testRaceAdvanceTOTPStep},
+		{"RaceConsumeRecoveryCode", testRaceConsumeRecoveryCode},
+		{"RaceLoadOrStoreSetting", testRaceLoadOrStoreSetting},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+// racers is how many goroutines the race tests start.
+const racers = 50
+
+// now is a time with the microsecond precision stores keep.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func mustUser(t *testing.T, s caddyauth.Store, email string) int64 {
+	t.Helper()
+	id, err := s.CreateUser(ctx(t), caddyauth.User{Email: email, IsActive: true, DateJoined: now()})
+	if err != nil {
+		t.Fatalf("CreateUser(%q): %v", email, err)
+	}
+	return id
+}
+
+func wantErr(t *testing.T, what string, got, want error) {
+	t.Helper()
+	if !errors.Is(got, want) {
+		t.Fatalf("%s: error = %v, want %v", what, got, want)
+	}
+}
+
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func wantInt(t *testing.T, what string, got, want int) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s = %d, want %d", what, got, want)
+	}
+}
+
+func refresh(user int64, jti, session string, enabled bool) caddyauth.RefreshToken {
+	n := now()
+	return caddyauth.RefreshToken{
+		JTI: jti, Session: session, UserID: user, Enabled: enabled,
+		Created: n, Expires: n.Add(time.Hour), IP: "192.0.2.1",
+	}
+}
+
+func sessionRows(t *testing.T, s caddyauth.Store, session string) bool {
+	t.Helper()
+	ok, err := s.SessionActive(ctx(t), session)
+	must(t, "SessionActive", err)
+	return ok
+}
+
+func testUsers(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	joined := now().Add(-time.Hour)
+	in := caddyauth.User{
+		ID:            12345, // ignored
+		Email:         "  Alice@Example.COM ",
+		PasswordHash:  "hash",
+		FirstName:     "Alice",
+		LastName:      "Liddell",
+		Role:          caddyauth.RoleStaff,
+		IsActive:      true,
+		EmailVerified: true,
+		DateJoined:    joined,
+	}
+	id, err := s.CreateUser(c, in)
+	must(t, "CreateUser", err)
+	if id <= 0 {
+		t.Fatalf("CreateUser id = %d", id)
+	}
+
+	u, err := s.UserByID(c, id)
+	must(t, "UserByID", err)
+	want := in
+	want.ID = id
+	want.Email = "alice@example.com"
+	if u.ID != want.ID || u.Email != want.Email || u.PasswordHash != want.PasswordHash ||
+		u.FirstName != want.FirstName || u.LastName != want.LastName || u.Role != want.Role ||
+		u.IsActive != want.IsActive || u.EmailVerified != want.EmailVerified ||
+		!u.DateJoined.Equal(joined) || !u.LastLogin.IsZero() {
+		t.Fatalf("UserByID = %+v, want %+v", u, want)
+	}
+
+	u2, err := s.UserByEmail(c, "ALICE@example.com ")
+	must(t, "UserByEmail", err)
+	if u2.ID != id {
+		t.Fatalf("UserByEmail id = %d, want %d", u2.ID, id)
+	}
+
+	_, err = s.CreateUser(c, caddyauth.User{Email: "alice@EXAMPLE.com", DateJoined: now()})
+	wantErr(t, "CreateUser with taken address", err, caddyauth.ErrConflict)
+
+	_, err = s.UserByID(c, id+1000)
+	wantErr(t, "UserByID of missing user", err, caddyauth.ErrNotFound)
+	_, err = s.UserByEmail(c, "nobody@example.com")
+	wantErr(t, "UserByEmail of missing user", err, caddyauth.ErrNotFound)
+
+	// An inactive user without password and a last login.
+	last := now().Add(-time.Minute)
+	id2, err := s.CreateUser(c, caddyauth.User{Email: "bob@example.com", LastLogin: last, DateJoined: now()})
+	must(t, "CreateUser bob", err)
+	if id2 == id {
+		t.Fatal("two users got the same id")
+	}
+	b, err := s.UserByID(c, id2)
+	must(t, "UserByID bob", err)
+	if b.IsActive || b.EmailVerified || b.PasswordHash != "" || b.Role != caddyauth.RoleUser || !b.LastLogin.Equal(last) {
+		t.Fatalf("bob = %+v", b)
+	}
+
+	list, err := s.ListUsers(c)
+	must(t, "ListUsers", err)
+	if len(list) != 2 || list[0].ID != id || list[1].ID != id2 || list[1].Email != "bob@example.com" {
+		t.Fatalf("ListUsers = %+v", list)
+	}
+
+	must(t, "DeleteUser", s.DeleteUser(c, id))
+	_, err = s.UserByID(c, id)
+	wantErr(t, "UserByID of deleted user", err, caddyauth.ErrNotFound)
+	wantErr(t, "DeleteUser twice", s.DeleteUser(c, id), caddyauth.ErrNotFound)
+
+	// The address is free again.
+	id3, err := s.CreateUser(c, caddyauth.User{Email: "alice@example.com", DateJoined: now()})
+	must(t, "CreateUser with freed address", err)
+	if id3 == id {
+		t.Fatalf("deleted user's id %d was reused", id)
+	}
+	list, err = s.ListUsers(c)
+	must(t, "ListUsers", err)
+	wantInt(t, "len(ListUsers)", len(list), 2)
+}
+
+func testUpdateUser(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	joined := now().Add(-48 * time.Hour)
+	id, err := s.CreateUser(c, caddyauth.User{Email: "a@example.com", DateJoined: joined})
+	must(t, "CreateUser", err)
+	other := mustUser(t, s, "b@example.com")
+
+	last := now()
+	upd := caddyauth.User{
+		ID: id, Email: " New@Example.com", PasswordHash: "h2", FirstName: "F", LastName: "L",
+		Role: caddyauth.RoleSuperuser, IsActive: true, EmailVerified: true,
+		DateJoined: now(), // must be ignored
+		LastLogin:  last,
+	}
+	must(t, "UpdateUser", s.UpdateUser(c, upd))
+	u, err := s.UserByID(c, id)
+	must(t, "UserByID", err)
+	if u.Email != "new@example.com" || u.PasswordHash != "h2" || u.FirstName != "F" || u.LastName != "L" ||
+		u.Role != caddyauth.RoleSuperuser || !u.IsActive || !u.EmailVerified || !u.LastLogin.Equal(last) {
+		t.Fatalf("after UpdateUser: %+v", u)
+	}
+	if !u.DateJoined.Equal(joined) {
+		t.Fatalf("UpdateUser changed DateJoined to %v, want %v", u.DateJoined, joined)
+	}
+	if _, err := s.UserByEmail(c, "a@example.com"); !errors.Is(err, caddyauth.ErrNotFound) {
+		t.Fatalf("old address still found: %v", err)
+	}
+
+	// Keeping one's own address is no conflict; clearing LastLogin works.
+	u.LastLogin = time.Time{}
+	u.FirstName = "G"
+	must(t, "UpdateUser same address", s.UpdateUser(c, u))
+	u, err = s.UserByID(c, id)
+	must(t, "UserByID", err)
+	if u.FirstName != "G" || !u.LastLogin.IsZero() {
+		t.Fatalf("after second UpdateUser: %+v", u)
+	}
+
+	// Taking another user's address.
+	u.Email = "B@example.com"
+	u.FirstName = "H"
+	wantErr(t, "UpdateUser to taken address", s.UpdateUser(c, u), caddyauth.ErrConflict)
+	u, err = s.UserByID(c, id)
+	must(t, "UserByID", err)
+	if u.FirstName != "G" || u.Email != "new@example.com" {
+		t.Fatalf("failed UpdateUser changed the row: %+v", u)
+	}
+	o, err := s.UserByID(c, other)
+	must(t, "UserByID other", err)
+	if o.Email != "b@example.com" {
+		t.Fatalf("other user changed: %+v", o)
+	}
+
+	u.ID = id + other + 1000
+	u.Email = "ghost@example.com"
+	wantErr(t, "UpdateUser of missing user", s.UpdateUser(c, u), caddyauth.ErrNotFound)
+}
+
+func testDeleteUserCascades(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	id := mustUser(t, s, "gone@example.com")
+	keep := mustUser(t, s, "kept@example.com")
+	for _, uid := range []int64{id, keep} {
+		sfx := fmt.Sprint(uid)
+		must(t, "InsertRefresh", s.InsertRefresh(c, refresh(uid, "j"+sfx, "s"+sfx, true)))
+		_, err := s.CreateToken(c, caddyauth.Token{UserID: uid, Purpose: "verify", Token: "t" + sfx, Created: now()})
+		must(t, "CreateToken", err)
+		_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: uid, Type: "totp", Data: []byte("x"), CreatedAt: now()})
+		must(t, "CreateAuthenticator", err)
+		must(t, "ReplaceRecoveryCodes", s.ReplaceRecoveryCodes(c, uid, []string{"h1", "h2"}))
+	}
+
+	must(t, "DeleteUser", s.DeleteUser(c, id))
+
+	check := func(uid int64, want bool) {
+		t.Helper()
+		sfx := fmt.Sprint(uid)
+		if got := sessionRows(t, s, "s"+sfx); got != want {
+			t.Errorf("user %d: session active = %v, want %v", uid, got, want)
+		}
+		n, err := s.CountTokens(c, "verify", "t"+sfx, time.Time{})
+		must(t, "CountTokens", err)
+		a, err := s.Authenticators(c, uid)
+		must(t, "Authenticators", err)
+		codes, err := s.CountRecoveryCodes(c, uid)
+		must(t, "CountRecoveryCodes", err)
+		wantN := 0
+		if want {
+			wantN = 1
+		}
+		if n != wantN || len(a) != wantN || codes != 2*wantN {
+			t.Errorf("user %d: tokens %d, authenticators %d, codes %d; want %d, %d, %d",
+				uid, n, len(a), codes, wantN, wantN, 2*wantN)
+		}
+	}
+	check(id, false)
+	check(keep, true)
+}
+
+func testRefresh(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u1 := mustUser(t, s, "r1@example.com")
+	u2 := mustUser(t, s, "r2@example.com")
+
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u1, "a1", "A", true)))
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u1, "a2", "A", true)))
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u1, "b1", "B", false)))
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u2, "c1", "C", false)))
+	wantErr(t, "InsertRefresh with taken jti", s.InsertRefresh(c, refresh(u2, "a1", "Z", true)), caddyauth.ErrConflict)
+	if sessionRows(t, s, "Z") {
+		t.Fatal("conflicting InsertRefresh wrote a row")
+	}
+
+	for _, sess := range []string{"A", "B", "C"} {
+		if !sessionRows(t, s, sess) {
+			t.Fatalf("session %s not active", sess)
+		}
+	}
+	if sessionRows(t, s, "nope") {
+		t.Fatal("unknown session reported active")
+	}
+
+	// EnableUserSessions enables u1's disabled row only: rotating b1 now
+	// works, rotating c1 (u2, still disabled) does not.
+	must(t, "EnableUserSessions", s.EnableUserSessions(c, u1))
+	must(t, "RotateRefresh of enabled row", s.RotateRefresh(c, "b1", refresh(u1, "b2", "B", true)))
+	wantErr(t, "RotateRefresh of other user's disabled row", s.RotateRefresh(c, "c1", refresh(u2, "c2", "C", true)), caddyauth.ErrDisabled)
+
+	n, err := s.RevokeSession(c, "A")
+	must(t, "RevokeSession", err)
+	wantInt(t, "RevokeSession(A)", n, 2)
+	if sessionRows(t, s, "A") {
+		t.Fatal("revoked session still active")
+	}
+	n, err = s.RevokeSession(c, "A")
+	must(t, "RevokeSession", err)
+	wantInt(t, "RevokeSession(A) again", n, 0)
+
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u1, "d1", "D", true)))
+	n, err = s.RevokeUserSessions(c, u1)
+	must(t, "RevokeUserSessions", err)
+	wantInt(t, "RevokeUserSessions(u1)", n, 2) // b2 and d1
+	if sessionRows(t, s, "B") || sessionRows(t, s, "D") {
+		t.Fatal("user's sessions still active")
+	}
+	if !sessionRows(t, s, "C") {
+		t.Fatal("RevokeUserSessions touched another user")
+	}
+
+	// PurgeRefresh deletes rows that expired strictly before t.
+	base := now()
+	for i, exp := range []time.Duration{-2 * time.Hour, -time.Hour, 0, time.Hour} {
+		rt := refresh(u2, fmt.Sprintf("p%d", i), fmt.Sprintf("P%d", i), true)
+		rt.Created = base.Add(-3 * time.Hour)
+		rt.Expires = base.Add(exp)
+		must(t, "InsertRefresh", s.InsertRefresh(c, rt))
+	}
+	n, err = s.PurgeRefresh(c, base)
+	must(t, "PurgeRefresh", err)
+	wantInt(t, "PurgeRefresh", n, 2)
+	for i, want := range []bool{false, false, true, true} {
+		if got := sessionRows(t, s, fmt.Sprintf("P%d", i)); got != want {
+			t.Errorf("after PurgeRefresh, session P%d active = %v, want %v", i, got, want)
+		}
+	}
+}
+
+func testRotateRefresh(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "rot@example.com")
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "j1", "S", true)))
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "o1", "Other", true)))
+
+	next := refresh(u, "j2", "S", true)
+	next.IP = "2001:db8::1"
+	must(t, "RotateRefresh", s.RotateRefresh(c, "j1", next))
+	if !sessionRows(t, s, "S") {
+		t.Fatal("session lost after rotation")
+	}
+	// j1 is gone: j2's row is the only one of S (DeleteRefresh by jti).
+	n, err := s.DeleteRefresh(c, u, "j1", "")
+	must(t, "DeleteRefresh", err)
+	wantInt(t, "rows with old jti", n, 0)
+
+	// The new row can be rotated in turn.
+	must(t, "RotateRefresh j2", s.RotateRefresh(c, "j2", refresh(u, "j3", "S", true)))
+
+	// Taken next jti: ErrConflict, and the old row stays.
+	wantErr(t, "RotateRefresh to taken jti", s.RotateRefresh(c, "j3", refresh(u, "o1", "S", true)), caddyauth.ErrConflict)
+	must(t, "RotateRefresh j3 after conflict", s.RotateRefresh(c, "j3", refresh(u, "j4", "S", true)))
+
+	// Replay of an old jti revokes the whole session, and only it.
+	wantErr(t, "RotateRefresh replay", s.RotateRefresh(c, "j1", refresh(u, "j5", "S", true)), caddyauth.ErrNotFound)
+	if sessionRows(t, s, "S") {
+		t.Fatal("replay did not revoke the session")
+	}
+	if !sessionRows(t, s, "Other") {
+		t.Fatal("replay revoked another session")
+	}
+	n, err = s.DeleteRefresh(c, u, "j5", "")
+	must(t, "DeleteRefresh", err)
+	wantInt(t, "rows written by failed rotation", n, 0)
+
+	// Unknown jti for a session without rows: still ErrNotFound.
+	wantErr(t, "RotateRefresh forged", s.RotateRefresh(c, "forged", refresh(u, "j6", "Nope", true)), caddyauth.ErrNotFound)
+	if sessionRows(t, s, "Nope") {
+		t.Fatal("failed rotation wrote a row")
+	}
+}
+
+func testRotateRefreshDisabled(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "dis@example.com")
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "d1", "S", false)))
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "d0", "S", true)))
+
+	wantErr(t, "RotateRefresh disabled", s.RotateRefresh(c, "d1", refresh(u, "d2", "S", true)), caddyauth.ErrDisabled)
+	// Nothing changed: d1 and d0 are there, d2 is not.
+	n, err := s.DeleteRefresh(c, u, "d2", "")
+	must(t, "DeleteRefresh d2", err)
+	wantInt(t, "rows of d2", n, 0)
+	wantErr(t, "RotateRefresh disabled again", s.RotateRefresh(c, "d1", refresh(u, "d2", "S", true)), caddyauth.ErrDisabled)
+
+	must(t, "EnableUserSessions", s.EnableUserSessions(c, u))
+	must(t, "RotateRefresh after enabling", s.RotateRefresh(c, "d1", refresh(u, "d2", "S", true)))
+	n, err = s.RevokeSession(c, "S")
+	must(t, "RevokeSession", err)
+	wantInt(t, "rows of S (d0, d2)", n, 2)
+}
+
+func testDeleteRefresh(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "del@example.com")
+	v := mustUser(t, s, "del2@example.com")
+	for _, rt := range []caddyauth.RefreshToken{
+		refresh(u, "a1", "A", true), refresh(u, "a2", "A", true),
+		refresh(u, "b1", "B", true), refresh(u, "c1", "C", true),
+		refresh(v, "v1", "V", true),
+	} {
+		must(t, "InsertRefresh", s.InsertRefresh(c, rt))
+	}
+
+	n, err := s.DeleteRefresh(c, v, "a1", "A")
+	must(t, "DeleteRefresh as other user", err)
+	wantInt(t, "DeleteRefresh of another user's rows", n, 0)
+
+	n, err = s.DeleteRefresh(c, u, "b1", "A")
+	must(t, "DeleteRefresh", err)
+	wantInt(t, "DeleteRefresh(b1 or A)", n, 3)
+	if sessionRows(t, s, "A") || sessionRows(t, s, "B") {
+		t.Fatal("DeleteRefresh left rows")
+	}
+	n, err = s.DeleteRefresh(c, u, "", "")
+	must(t, "DeleteRefresh empty", err)
+	wantInt(t, "DeleteRefresh with empty jti and session", n, 0)
+	n, err = s.DeleteRefresh(c, u, "", "C")
+	must(t, "DeleteRefresh by session", err)
+	wantInt(t, "DeleteRefresh(session C)", n, 1)
+	if !sessionRows(t, s, "V") {
+		t.Fatal("other user's session deleted")
+	}
+}
+
+func testTokens(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "tok@example.com")
+	base := now()
+
+	ids := map[int64]bool{}
+	for i, tk := range []caddyauth.Token{
+		{ID: 999, UserID: u, Purpose: "p", Token: "x", Created: base.Add(-3 * time.Minute)},
+		{UserID: u, Purpose: "p", Token: "y", Created: base.Add(-time.Minute)},
+		{UserID: u, Purpose: "p", Token: "z", Created: base.Add(-2 * time.Minute)},
+		{UserID: u, Purpose: "q", Token: "x", Created: base},
+		{UserID: 0, Purpose: "fail", Token: "192.0.2.1", Created: base.Add(-time.Hour)},
+		{UserID: 0, Purpose: "fail", Token: "192.0.2.1", Created: base},
+		{UserID: 0, Purpose: "fail", Token: "192.0.2.1", Created: base},
+	} {
+		id, err := s.CreateToken(c, tk)
+		must(t, fmt.Sprintf("CreateToken %d", i), err)
+		if id <= 0 || ids[id] {
+			t.Fatalf("CreateToken %d: id %d not new", i, id)
+		}
+		ids[id] = true
+	}
+
+	list, err := s.UserTokens(c, u, "p", base.Add(-2*time.Minute))
+	must(t, "UserTokens", err)
+	if len(list) != 2 || list[0].Token != "z" || list[1].Token != "y" {
+		t.Fatalf("UserTokens = %+v, want z then y", list)
+	}
+	if list[0].UserID != u || list[0].Purpose != "p" || !list[0].Created.Equal(base.Add(-2*time.Minute)) || list[0].ID <= 0 {
+		t.Fatalf("UserTokens[0] = %+v", list[0])
+	}
+	list, err = s.UserTokens(c, u, "p", time.Time{})
+	must(t, "UserTokens", err)
+	if len(list) != 3 || list[0].Token != "x" {
+		t.Fatalf("UserTokens(all) = %+v", list)
+	}
+	list, err = s.UserTokens(c, u, "none", time.Time{})
+	must(t, "UserTokens", err)
+	wantInt(t, "UserTokens of unknown purpose", len(list), 0)
+
+	n, err := s.CountTokens(c, "fail", "192.0.2.1", base.Add(-time.Minute))
+	must(t, "CountTokens", err)
+	wantInt(t, "CountTokens (recent)", n, 2)
+	n, err = s.CountTokens(c, "fail", "192.0.2.1", base) // created == notBefore counts
+	must(t, "CountTokens", err)
+	wantInt(t, "CountTokens (at notBefore)", n, 2)
+	n, err = s.CountTokens(c, "fail", "192.0.2.1", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "CountTokens (all)", n, 3)
+	n, err = s.CountTokens(c, "p", "192.0.2.1", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "CountTokens (other purpose)", n, 0)
+
+	tk, err := s.ConsumeToken(c, "fail", "192.0.2.1", base.Add(-2*time.Hour))
+	must(t, "ConsumeToken of user-less rows", err)
+	if tk.UserID != 0 || tk.Purpose != "fail" {
+		t.Fatalf("ConsumeToken = %+v", tk)
+	}
+}
+
+func testFindToken(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "find@example.com")
+	base := now()
+	id, err := s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "reset", Token: "fresh", Created: base})
+	must(t, "CreateToken", err)
+	_, err = s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "reset", Token: "stale", Created: base.Add(-2 * time.Hour)})
+	must(t, "CreateToken", err)
+
+	for i := 0; i < 2; i++ { // finding does not consume
+		tk, err := s.FindToken(c, "reset", "fresh", base)
+		must(t, "FindToken", err)
+		if tk.ID != id || tk.UserID != u || tk.Purpose != "reset" || tk.Token != "fresh" || !tk.Created.Equal(base) {
+			t.Fatalf("FindToken = %+v", tk)
+		}
+	}
+	_, err = s.FindToken(c, "verify", "fresh", time.Time{})
+	wantErr(t, "FindToken with other purpose", err, caddyauth.ErrNotFound)
+
+	_, err = s.FindToken(c, "reset", "stale", base.Add(-time.Hour))
+	wantErr(t, "FindToken of expired row", err, caddyauth.ErrNotFound)
+	n, err := s.CountTokens(c, "reset", "stale", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "expired rows left after FindToken", n, 0)
+	n, err = s.CountTokens(c, "reset", "fresh", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "fresh rows left after FindToken", n, 1)
+}
+
+func testConsumeToken(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "consume@example.com")
+	base := now()
+	id, err := s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "login", Token: "t1", Created: base})
+	must(t, "CreateToken", err)
+	_, err = s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "login", Token: "old", Created: base.Add(-time.Hour)})
+	must(t, "CreateToken", err)
+	_, err = s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "other", Token: "t1", Created: base})
+	must(t, "CreateToken", err)
+
+	_, err = s.ConsumeToken(c, "login", "t1", base.Add(time.Microsecond))
+	wantErr(t, "ConsumeToken created before notBefore", err, caddyauth.ErrNotFound)
+
+	tk, err := s.ConsumeToken(c, "login", "t1", base) // created == notBefore is fresh
+	must(t, "ConsumeToken", err)
+	if tk.ID != id || tk.UserID != u || tk.Purpose != "login" || tk.Token != "t1" || !tk.Created.Equal(base) {
+		t.Fatalf("ConsumeToken = %+v", tk)
+	}
+	_, err = s.ConsumeToken(c, "login", "t1", time.Time{})
+	wantErr(t, "ConsumeToken twice", err, caddyauth.ErrNotFound)
+	_, err = s.FindToken(c, "login", "t1", time.Time{})
+	wantErr(t, "FindToken of consumed token", err, caddyauth.ErrNotFound)
+
+	_, err = s.ConsumeToken(c, "login", "old", base.Add(-time.Minute))
+	wantErr(t, "ConsumeToken of expired token", err, caddyauth.ErrNotFound)
+	_, err = s.ConsumeToken(c, "login", "nope", time.Time{})
+	wantErr(t, "ConsumeToken of unknown token", err, caddyauth.ErrNotFound)
+
+	n, err := s.CountTokens(c, "other", "t1", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "same token of another purpose", n, 1)
+}
+
+func testReplaceToken(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "repl@example.com")
+	v := mustUser(t, s, "repl2@example.com")
+	base := now()
+	for _, tk := range []caddyauth.Token{
+		{UserID: u, Purpose: "pending", Token: "a", Created: base},
+		{UserID: u, Purpose: "pending", Token: "b", Created: base},
+		{UserID: u, Purpose: "keep", Token: "c", Created: base},
+		{UserID: v, Purpose: "pending", Token: "d", Created: base},
+	} {
+		_, err := s.CreateToken(c, tk)
+		must(t, "CreateToken", err)
+	}
+	id, err := s.ReplaceToken(c, caddyauth.Token{UserID: u, Purpose: "pending", Token: "new", Created: base})
+	must(t, "ReplaceToken", err)
+	list, err := s.UserTokens(c, u, "pending", time.Time{})
+	must(t, "UserTokens", err)
+	if len(list) != 1 || list[0].ID != id || list[0].Token != "new" {
+		t.Fatalf("after ReplaceToken: %+v", list)
+	}
+	for _, w := range []struct {
+		user    int64
+		purpose string
+	}{{u, "keep"}, {v, "pending"}} {
+		list, err = s.UserTokens(c, w.user, w.purpose, time.Time{})
+		must(t, "UserTokens", err)
+		wantInt(t, fmt.Sprintf("rows of user %d purpose %s", w.user, w.purpose), len(list), 1)
+	}
+}
+
+func testDeleteTokens(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "dt@example.com")
+	v := mustUser(t, s, "dt2@example.com")
+	base := now()
+	create := func(user int64, purpose, token string, created time.Time) {
+		t.Helper()
+		_, err := s.CreateToken(c, caddyauth.Token{UserID: user, Purpose: purpose, Token: token, Created: created})
+		must(t, "CreateToken", err)
+	}
+	create(u, "a", "1", base)
+	create(u, "a", "2", base)
+	create(u, "b", "3", base)
+	create(u, "c", "4", base)
+	create(v, "a", "5", base)
+
+	n, err := s.DeleteUserTokens(c, u, "a", "b")
+	must(t, "DeleteUserTokens", err)
+	wantInt(t, "DeleteUserTokens(a, b)", n, 3)
+	n, err = s.DeleteUserTokens(c, u)
+	must(t, "DeleteUserTokens", err)
+	wantInt(t, "DeleteUserTokens(all)", n, 1)
+	n, err = s.CountTokens(c, "a", "5", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "other user's token", n, 1)
+
+	create(u, "x", "dup", base)
+	create(v, "x", "dup", base)
+	create(u, "y", "dup", base)
+	n, err = s.DeleteToken(c, "x", "dup")
+	must(t, "DeleteToken", err)
+	wantInt(t, "DeleteToken", n, 2)
+	n, err = s.DeleteToken(c, "x", "dup")
+	must(t, "DeleteToken", err)
+	wantInt(t, "DeleteToken again", n, 0)
+	n, err = s.CountTokens(c, "y", "dup", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "token of other purpose", n, 1)
+
+	create(0, "fail", "k", base.Add(-2*time.Hour))
+	create(u, "fail", "k", base.Add(-time.Hour))
+	create(u, "fail", "k", base)
+	create(u, "keep", "k", base.Add(-2*time.Hour))
+	n, err = s.PurgeTokens(c, "fail", base.Add(-time.Hour))
+	must(t, "PurgeTokens", err)
+	wantInt(t, "PurgeTokens", n, 1) // created == t is kept
+	n, err = s.CountTokens(c, "fail", "k", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "rows left after PurgeTokens", n, 2)
+	n, err = s.CountTokens(c, "keep", "k", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "other purpose after PurgeTokens", n, 1)
+}
+
+func testAuthenticators(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "mfa@example.com")
+	created := now().Add(-time.Minute)
+	secret := []byte{0, 1, 2, 0xff, 0}
+	id, err := s.CreateAuthenticator(c, caddyauth.Authenticator{ID: 77, UserID: u, Type: "totp", Data: secret, CreatedAt: created})
+	must(t, "CreateAuthenticator", err)
+	_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "totp", Data: []byte("other"), CreatedAt: created})
+	wantErr(t, "second TOTP authenticator", err, caddyauth.ErrConflict)
+	id2, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: created})
+	must(t, "CreateAuthenticator recovery_codes", err)
+
+	list, err := s.Authenticators(c, u)
+	must(t, "Authenticators", err)
+	if len(list) != 2 {
+		t.Fatalf("Authenticators = %+v", list)
+	}
+	a := list[0]
+	if a.ID != id || a.UserID != u || a.Type != "totp" || !bytes.Equal(a.Data, secret) ||
+		a.LastStep != 0 || !a.CreatedAt.Equal(created) || !a.LastUsedAt.IsZero() {
+		t.Fatalf("Authenticators[0] = %+v", a)
+	}
+	if list[1].ID != id2 || list[1].Type != "recovery_codes" || len(list[1].Data) != 0 {
+		t.Fatalf("Authenticators[1] = %+v", list[1])
+	}
+	other := mustUser(t, s, "nomfa@example.com")
+	list, err = s.Authenticators(c, other)
+	must(t, "Authenticators", err)
+	wantInt(t, "authenticators of user without any", len(list), 0)
+}
+
+func testAdvanceTOTPStep(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "totp@example.com")
+	_, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "totp", Data: []byte("s"), CreatedAt: now()})
+	must(t, "CreateAuthenticator", err)
+	// Another factor type must not be advanced.
+	_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: now()})
+	must(t, "CreateAuthenticator", err)
+
+	t1 := now()
+	for _, step := range []struct {
+		step int64
+		want bool
+	}{{100, true}, {100, false}, {99, false}, {101, true}, {0, false}} {
+		ok, err := s.AdvanceTOTPStep(c, u, step.step, t1)
+		must(t, "AdvanceTOTPStep", err)
+		if ok != step.want {
+			t.Fatalf("AdvanceTOTPStep(%d) = %v, want %v", step.step, ok, step.want)
+		}
+	}
+	list, err := s.Authenticators(c, u)
+	must(t, "Authenticators", err)
+	for _, a := range list {
+		switch a.Type {
+		case "totp":
+			if a.LastStep != 101 || !a.LastUsedAt.Equal(t1) {
+				t.Fatalf("totp after AdvanceTOTPStep: %+v", a)
+			}
+		default:
+			if a.LastStep != 0 || !a.LastUsedAt.IsZero() {
+				t.Fatalf("%s changed by AdvanceTOTPStep: %+v", a.Type, a)
+			}
+		}
+	}
+
+	v := mustUser(t, s, "nototp@example.com")
+	ok, err := s.AdvanceTOTPStep(c, v, 5, now())
+	must(t, "AdvanceTOTPStep without TOTP", err)
+	if ok {
+		t.Fatal("AdvanceTOTPStep succeeded for a user without TOTP")
+	}
+}
+
+func testRecoveryCodes(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "rc@example.com")
+	v := mustUser(t, s, "rc2@example.com")
+	_, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: now()})
+	must(t, "CreateAuthenticator", err)
+
+	must(t, "ReplaceRecoveryCodes", s.ReplaceRecoveryCodes(c, u, []string{"h1", "h2", "h3"}))
+	must(t, "ReplaceRecoveryCodes other", s.ReplaceRecoveryCodes(c, v, []string{"h1"}))
+	n, err := s.CountRecoveryCodes(c, u)
+	must(t, "CountRecoveryCodes", err)
+	wantInt(t, "CountRecoveryCodes", n, 3)
+
+	used := now()
+	ok, err := s.ConsumeRecoveryCode(c, u, "h2", used)
+	must(t, "ConsumeRecoveryCode", err)
+	if !ok {
+		t.Fatal("ConsumeRecoveryCode of a valid code = false")
+	}
+	ok, err = s.ConsumeRecoveryCode(c, u, "h2", used)
+	must(t, "ConsumeRecoveryCode", err)
+	if ok {
+		t.Fatal("ConsumeRecoveryCode of a used code = true")
+	}
+	ok, err = s.ConsumeRecoveryCode(c, u, "zzz", used)
+	must(t, "ConsumeRecoveryCode", err)
+	if ok {
+		t.Fatal("ConsumeRecoveryCode of an unknown code = true")
+	}
+	n, err = s.CountRecoveryCodes(c, u)
+	must(t, "CountRecoveryCodes", err)
+	wantInt(t, "CountRecoveryCodes after use", n, 2)
+	list, err := s.Authenticators(c, u)
+	must(t, "Authenticators", err)
+	if len(list) != 1 || !list[0].LastUsedAt.Equal(used) {
+		t.Fatalf("recovery_codes authenticator after use: %+v", list)
+	}
+
+	// Codes are per user.
+	ok, err = s.ConsumeRecoveryCode(c, u, "h1", used)
+	must(t, "ConsumeRecoveryCode", err)
+	if !ok {
+		t.Fatal("ConsumeRecoveryCode h1 = false")
+	}
+	n, err = s.CountRecoveryCodes(c, v)
+	must(t, "CountRecoveryCodes", err)
+	wantInt(t, "other user's codes", n, 1)
+
+	// Replacing drops the old codes.
+	must(t, "ReplaceRecoveryCodes", s.ReplaceRecoveryCodes(c, u, []string{"n1", "n2", "n2"}))
+	n, err = s.CountRecoveryCodes(c, u)
+	must(t, "CountRecoveryCodes", err)
+	wantInt(t, "CountRecoveryCodes after replace (duplicates stored once)", n, 2)
+	ok, err = s.ConsumeRecoveryCode(c, u, "h3", used)
+	must(t, "ConsumeRecoveryCode", err)
+	if ok {
+		t.Fatal("old code still valid after ReplaceRecoveryCodes")
+	}
+	must(t, "ReplaceRecoveryCodes empty", s.ReplaceRecoveryCodes(c, u, nil))
+	n, err = s.CountRecoveryCodes(c, u)
+	must(t, "CountRecoveryCodes", err)
+	wantInt(t, "CountRecoveryCodes after clearing", n, 0)
+}
+
+func testDeleteAuthenticators(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "da@example.com")
+	v := mustUser(t, s, "da2@example.com")
+	setup := func(user int64) {
+		t.Helper()
+		for _, typ := range []string{"totp", "recovery_codes"} {
+			_, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: user, Type: typ, CreatedAt: now()})
+			must(t, "CreateAuthenticator", err)
+		}
+		must(t, "ReplaceRecoveryCodes", s.ReplaceRecoveryCodes(c, user, []string{"a", "b"}))
+	}
+	setup(u)
+	setup(v)
+	codes := func(user int64) int {
+		t.Helper()
+		n, err := s.CountRecoveryCodes(c, user)
+		must(t, "CountRecoveryCodes", err)
+		return n
+	}
+
+	n, err := s.DeleteAuthenticators(c, u, "totp")
+	must(t, "DeleteAuthenticators(totp)", err)
+	wantInt(t, "DeleteAuthenticators(totp)", n, 1)
+	wantInt(t, "codes after deleting TOTP", codes(u), 2)
+
+	n, err = s.DeleteAuthenticators(c, u, "recovery_codes")
+	must(t, "DeleteAuthenticators(recovery_codes)", err)
+	wantInt(t, "DeleteAuthenticators(recovery_codes)", n, 1)
+	wantInt(t, "codes after deleting recovery_codes", codes(u), 0)
+	list, err := s.Authenticators(c, u)
+	must(t, "Authenticators", err)
+	wantInt(t, "authenticators left", len(list), 0)
+
+	n, err = s.DeleteAuthenticators(c, u)
+	must(t, "DeleteAuthenticators(none left)", err)
+	wantInt(t, "DeleteAuthenticators with nothing left", n, 0)
+
+	// v is untouched so far; deleting all of v's removes the codes too.
+	wantInt(t, "other user's codes", codes(v), 2)
+	n, err = s.DeleteAuthenticators(c, v)
+	must(t, "DeleteAuthenticators(all)", err)
+	wantInt(t, "DeleteAuthenticators(all)", n, 2)
+	wantInt(t, "codes after deleting all", codes(v), 0)
+
+	// A new TOTP factor can be enrolled once the old one is gone.
+	_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: v, Type: "totp", CreatedAt: now()})
+	must(t, "CreateAuthenticator after delete", err)
+}
+
+func testSettings(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	got, err := s.LoadOrStoreSetting(c, "signing_key", []byte("first"))
+	must(t, "LoadOrStoreSetting", err)
+	if string(got) != "first" {
+		t.Fatalf("LoadOrStoreSetting = %q, want first", got)
+	}
+	got, err = s.LoadOrStoreSetting(c, "signing_key", []byte("second"))
+	must(t, "LoadOrStoreSetting", err)
+	if string(got) != "first" {
+		t.Fatalf("LoadOrStoreSetting overwrote: %q", got)
+	}
+	bin := []byte{0, 0xfe, 0, 1}
+	got, err = s.LoadOrStoreSetting(c, "other", bin)
+	must(t, "LoadOrStoreSetting", err)
+	if !bytes.Equal(got, bin) {
+		t.Fatalf("LoadOrStoreSetting(other) = %x, want %x", got, bin)
+	}
+}
+
+func testInTx(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "tx@example.com")
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "j1", "S", true)))
+
+	// Committed.
+	var id int64
+	err := s.InTx(c, func(tx caddyauth.Store) error {
+		var err error
+		id, err = tx.CreateUser(c, caddyauth.User{Email: "in@example.com", DateJoined: now()})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.UserByID(c, id); err != nil { // sees its own write
+			return fmt.Errorf("reading own write: %w", err)
+		}
+		_, err = tx.CreateToken(c, caddyauth.Token{UserID: id, Purpose: "p", Token: "t", Created: now()})
+		return err
+	})
+	must(t, "InTx", err)
+	if _, err := s.UserByID(c, id); err != nil {
+		t.Fatalf("committed user not found: %v", err)
+	}
+
+	// Rolled back: every kind of write, including the store's own
+	// transactions run inside fn, is undone.
+	boom := errors.New("boom")
+	var rolledBack int64
+	err = s.InTx(c, func(tx caddyauth.Store) error {
+		var err error
+		if rolledBack, err = tx.CreateUser(c, caddyauth.User{Email: "rollback@example.com", DateJoined: now()}); err != nil {
+			return err
+		}
+		if err := tx.RotateRefresh(c, "j1", refresh(u, "j2", "S", true)); err != nil {
+			return err
+		}
+		if _, err := tx.ReplaceToken(c, caddyauth.Token{UserID: id, Purpose: "p", Token: "t2", Created: now()}); err != nil {
+			return err
+		}
+		if _, err := tx.LoadOrStoreSetting(c, "k", []byte("v")); err != nil {
+			return err
+		}
+		if err := tx.DeleteUser(c, u); err != nil {
+			return err
+		}
+		// A nested InTx joins the transaction.
+		if err := tx.InTx(c, func(tx2 caddyauth.Store) error {
+			_, err := tx2.CreateToken(c, caddyauth.Token{UserID: id, Purpose: "nested", Token: "n", Created: now()})
+			return err
+		}); err != nil {
+			return err
+		}
+		return boom
+	})
+	wantErr(t, "InTx with failing fn", err, boom)
+
+	if _, err := s.UserByEmail(c, "rollback@example.com"); !errors.Is(err, caddyauth.ErrNotFound) {
+		t.Fatalf("rolled-back user %d exists (err %v)", rolledBack, err)
+	}
+	if _, err := s.UserByID(c, u); err != nil {
+		t.Fatalf("rolled-back delete: %v", err)
+	}
+	n, err := s.DeleteRefresh(c, u, "j1", "")
+	must(t, "DeleteRefresh", err)
+	wantInt(t, "old refresh row after rolled-back rotation", n, 1)
+	n, err = s.CountTokens(c, "p", "t", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "token replaced in rolled-back tx", n, 1)
+	n, err = s.CountTokens(c, "nested", "n", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "token of rolled-back nested InTx", n, 0)
+	got, err := s.LoadOrStoreSetting(c, "k", []byte("after"))
+	must(t, "LoadOrStoreSetting", err)
+	if string(got) != "after" {
+		t.Fatalf("rolled-back setting survived: %q", got)
+	}
+}
+
+func testCanceledContext(t *testing.T, s caddyauth.Store) {
+	c, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	_, err := s.UserByID(c, 1)
+	if err == nil || errors.Is(err, caddyauth.ErrNotFound) {
+		t.Fatalf("UserByID with canceled context: err = %v, want a store failure", err)
+	}
+	err = s.InTx(c, func(caddyauth.Store) error { return nil })
+	if err == nil {
+		t.Fatal("InTx with canceled context succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("calls with a canceled context took %v", d)
+	}
+}
+
+// race runs fn from racers goroutines at once and returns their results.
+func race[T any](fn func(i int) (T, error)) ([]T, []error) {
+	res := make([]T, racers)
+	errs := make([]error, racers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < racers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res[i], errs[i] = fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return res, errs
+}
+
+func testRaceConsumeToken(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "race@example.com")
+	_, err := s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "link", Token: "once", Created: now()})
+	must(t, "CreateToken", err)
+	_, errs := race(func(int) (caddyauth.Token, error) {
+		return s.ConsumeToken(c, "link", "once", time.Time{})
+	})
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, caddyauth.ErrNotFound):
+			t.Errorf("ConsumeToken: %v", err)
+		}
+	}
+	wantInt(t, "successful ConsumeToken calls", wins, 1)
+}
+
+func testRaceRotateRefresh(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "racerot@example.com")
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "old", "S", true)))
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "bystander", "T", true)))
+	_, errs := race(func(i int) (struct{}, error) {
+		return struct{}{}, s.RotateRefresh(c, "old", refresh(u, fmt.Sprintf("new%d", i), "S", true))
+	})
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, caddyauth.ErrNotFound):
+			t.Errorf("RotateRefresh: %v", err)
+		}
+	}
+	wantInt(t, "successful RotateRefresh calls", wins, 1)
+	// Every loser found no row, took it for a replay and revoked the
+	// session, including the winner's new row.
+	if sessionRows(t, s, "S") {
+		t.Fatal("session survived concurrent rotations of one token")
+	}
+	if !sessionRows(t, s, "T") {
+		t.Fatal("concurrent rotations revoked another session")
+	}
+}
+
+func testRaceAdvanceTOTPStep(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "racetotp@example.com")
+	_, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "totp", Data: []byte("s"), CreatedAt: now()})
+	must(t, "CreateAuthenticator", err)
+	oks, errs := race(func(int) (bool, error) {
+		return s.AdvanceTOTPStep(c, u, 1000, now())
+	})
+	wins := 0
+	for i := range oks {
+		if errs[i] != nil {
+			t.Errorf("AdvanceTOTPStep: %v", errs[i])
+		}
+		if oks[i] {
+			wins++
+		}
+	}
+	wantInt(t, "accepted AdvanceTOTPStep calls", wins, 1)
+}
+
+func testRaceConsumeRecoveryCode(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "racerc@example.com")
+	must(t, "ReplaceRecoveryCodes", s.ReplaceRecoveryCodes(c, u, []string{"h", "other"}))
+	oks, errs := race(func(int) (bool, error) {
+		return s.ConsumeRecoveryCode(c, u, "h", now())
+	})
+	wins := 0
+	for i := range oks {
+		if errs[i] != nil {
+			t.Errorf("ConsumeRecoveryCode: %v", errs[i])
+		}
+		if oks[i] {
+			wins++
+		}
+	}
+	wantInt(t, "successful ConsumeRecoveryCode calls", wins, 1)
+	n, err := s.CountRecoveryCodes(c, u)
+	must(t, "CountRecoveryCodes", err)
+	wantInt(t, "codes left", n, 1)
+}
+
+func testRaceLoadOrStoreSetting(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	vals, errs := race(func(i int) ([]byte, error) {
+		return s.LoadOrStoreSetting(c, "key", []byte(fmt.Sprintf("value%d", i)))
+	})
+	for i := range vals {
+		if errs[i] != nil {
+			t.Fatalf("LoadOrStoreSetting: %v", errs[i])
+		}
+		if !bytes.Equal(vals[i], vals[0]) {
+			t.Fatalf("concurrent LoadOrStoreSetting disagree: %q and %q", vals[0], vals[i])
+		}
+	}
+}
