@@ -111,6 +111,13 @@ func open(ctx context.Context, dsn string, timeout time.Duration) (*pooledDB, er
 	}
 	password := cfg.Password
 	db := stdlib.OpenDB(*cfg)
+	// database/sql keeps only two idle connections by default, which
+	// under steady load means opening and closing connections all the
+	// time. Keep a few more, and let idle ones go after a while so that a
+	// quiet node does not hold server slots. The number of open
+	// connections is left to the server's limit.
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 
 	pingCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -264,6 +264,7 @@ func TestUnreachable(t *testing.T) {
 			if s.poolKey != "" {
 				t.Fatal("failed Provision kept a pool reference")
 			}
+			t.Logf("Provision error after %v: %v", elapsed, err)
 		})
 	}
 }

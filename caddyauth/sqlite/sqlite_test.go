@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,9 +41,16 @@ func TestConformance(t *testing.T) {
 }
 
 func TestPoolSharedAndForeignKeys(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sub", "dir", "auth.db")
+	// Characters that mean something in a URI must not confuse the DSN.
+	path := filepath.Join(t.TempDir(), "sub dir", "50%", "auth#1?.db")
 	a := &Store{Path: path}
 	provision(t, a)
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("database not created at %q: %v", path, err)
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("directory mode: %v (%v)", fi.Mode(), err)
+	}
 	b := &Store{Path: path, QueryTimeout: caddy.Duration(time.Second)}
 	provision(t, b)
 	if a.DB() != b.DB() {
