@@ -1,7 +1,6 @@
 package caddyauth
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -94,10 +93,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return err
 }
 
-// writeError answers err: an apiError is written as its JSON body; a failure
-// of the store or another dependency is a 503 JSON body (logged at error
-// level here, since it is not returned); anything else is returned to Caddy
-// as a 500 with nothing written.
+// writeError answers err: an apiError is written as its JSON body; a
+// sentinel that should have been handled, or a secret that does not open,
+// is a bug and goes back to Caddy as a 500 with nothing written; any other
+// error is a failing dependency (the database, the hash queue) and gets a
+// 503 JSON body, logged here at error level since it is not returned.
 func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
 	var ae *apiError
 	if errors.As(err, &ae) {
@@ -109,7 +109,7 @@ func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
 		}
 		return writeJSON(w, ae.status, ae.body)
 	}
-	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+	if !isBug(err) {
 		logger.Error("dependency unavailable", zap.Error(err))
 		w.Header().Set("Retry-After", "5")
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{
@@ -118,4 +118,14 @@ func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
 		})
 	}
 	return caddyhttp.Error(http.StatusInternalServerError, err)
+}
+
+// isBug tells errors that no outage explains from dependency failures.
+func isBug(err error) bool {
+	for _, e := range []error{ErrNotFound, ErrConflict, ErrDisabled, errSecretBoxOpen} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

@@ -136,13 +136,14 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
-	if a.StoreRaw == nil {
+	defaulted := a.StoreRaw == nil
+	if defaulted {
 		a.StoreRaw = json.RawMessage(`{"backend":"sqlite"}`)
 	}
 	storeMod, err := ctx.LoadModule(a, "StoreRaw")
 	if err != nil {
-		if strings.Contains(err.Error(), "unknown module") {
-			return fmt.Errorf("no store configured and none built in: add `store postgres <dsn>` to the jwt_allauth global option: %v", err)
+		if defaulted {
+			return fmt.Errorf("no store configured, and the default SQLite store failed (add `store postgres <dsn>` to the jwt_allauth global option, or check the data directory): %v", err)
 		}
 		return fmt.Errorf("loading store: %v", err)
 	}

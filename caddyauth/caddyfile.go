@@ -130,25 +130,27 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			unm, err := caddyfile.UnmarshalModule(d, "jwt_allauth.stores."+d.Val())
+			name := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "jwt_allauth.stores."+name)
 			if err != nil {
 				return err
 			}
-			a.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", d.Val(), nil)
+			a.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
 			continue
 		case opt == "rate_limit":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			if d.Val() == "memory" {
+			name := d.Val()
+			if name == "memory" {
 				a.LimiterRaw = nil
 				break
 			}
-			unm, err := caddyfile.UnmarshalModule(d, "jwt_allauth.rate_limiters."+d.Val())
+			unm, err := caddyfile.UnmarshalModule(d, "jwt_allauth.rate_limiters."+name)
 			if err != nil {
 				return err
 			}
-			a.LimiterRaw = caddyconfig.JSONModuleObject(unm, "backend", d.Val(), nil)
+			a.LimiterRaw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
 			continue
 		default:
 			return d.Errf("unrecognized jwt_allauth option '%s'", opt)

@@ -14,12 +14,9 @@ const (
 	RoleStaff     = 1000
 )
 
-// Errors a Store returns. Any other error it returns wraps ErrUnavailable:
-// the store itself failed (unreachable, deadline exceeded, ...), and the
-// request is answered 503.
+// Errors a Store returns. Any other error means the database itself failed
+// (unreachable, deadline exceeded, ...): the request is answered 503.
 var (
-	// ErrUnavailable: the database failed; the request may be retried.
-	ErrUnavailable = errors.New("store unavailable")
 	// ErrNotFound: no row matched (or it had expired, or was already consumed).
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: a unique value (e-mail address, key name) is already taken.
