@@ -31,15 +31,18 @@ same --config (and environment) as the server, so it opens the same store.
   caddy jwt-allauth disable     --config Caddyfile --email a@example.com
   caddy jwt-allauth list-users  --config Caddyfile
 `,
-		CobraFunc: func(cmd *cobra.Command) {
-			cmd.PersistentFlags().StringP("config", "c", "", "Configuration file naming the store")
-			cmd.PersistentFlags().StringP("adapter", "a", "", "Name of config adapter to apply")
-			cmd.AddCommand(userCommand("create-user", "Creates a user (password read from standard input)", true, true, runCreateUser))
-			cmd.AddCommand(userCommand("set-role", "Sets the role of a user", true, true, runSetRole))
-			cmd.AddCommand(userCommand("disable", "Disables a user and ends their sessions", true, false, runDisable))
-			cmd.AddCommand(userCommand("list-users", "Lists the users", false, false, runListUsers))
-		},
+		CobraFunc: addUserCommands,
 	})
+}
+
+// addUserCommands fills in `caddy jwt-allauth`: its flags and subcommands.
+func addUserCommands(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringP("config", "c", "", "Configuration file naming the store")
+	cmd.PersistentFlags().StringP("adapter", "a", "", "Name of config adapter to apply")
+	cmd.AddCommand(userCommand("create-user", "Creates a user (password read from standard input)", true, true, runCreateUser))
+	cmd.AddCommand(userCommand("set-role", "Sets the role of a user", true, true, runSetRole))
+	cmd.AddCommand(userCommand("disable", "Disables a user and ends their sessions", true, false, runDisable))
+	cmd.AddCommand(userCommand("list-users", "Lists the users", false, false, runListUsers))
 }
 
 // userOptions are the flags of the user subcommands.

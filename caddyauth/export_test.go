@@ -6,7 +6,15 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/spf13/cobra"
 )
+
+// CLI is `caddy jwt-allauth` with its subcommands, for running in tests.
+func CLI() *cobra.Command {
+	c := &cobra.Command{Use: "jwt-allauth", SilenceUsage: true, SilenceErrors: true}
+	addUserCommands(c)
+	return c
+}
 
 // Hooks for the end-to-end tests (package caddyauth_test), which drive a
 // real Caddy in this process and need to seed users, read the store and

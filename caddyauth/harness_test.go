@@ -127,7 +127,7 @@ func caddyfile(store, options, body string) string {
 	http_port %s
 	auto_https off
 	persist_config off
-	grace_period 100ms
+	grace_period 5s
 	log {
 		level ERROR
 	}

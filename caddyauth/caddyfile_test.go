@@ -1,0 +1,125 @@
+package caddyauth
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func TestAppCaddyfileErrors(t *testing.T) {
+	cases := []struct{ input, want string }{
+		{"jwt_allauth extra", "wrong argument count"},
+		{"jwt_allauth {\n bogus 1\n}", "unrecognized jwt_allauth option 'bogus'"},
+		{"jwt_allauth {\n access_ttl\n}", "wrong argument count"},
+		{"jwt_allauth {\n access_ttl soon\n}", "access_ttl"},
+		{"jwt_allauth {\n signing_key a b\n}", "wrong argument count"},
+		{"jwt_allauth {\n mfa_max_attempts ten\n}", "not an integer"},
+		{"jwt_allauth {\n store nosuchdb x\n}", "jwt_allauth.stores.nosuchdb"},
+		{"jwt_allauth {\n rate_limit\n}", "wrong argument count"},
+	}
+	for _, tc := range cases {
+		var a App
+		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to contain %q", tc.input, err, tc.want)
+		}
+	}
+}
+
+func TestAppCaddyfileValues(t *testing.T) {
+	var a App
+	err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`jwt_allauth {
+		signing_key {env.K}
+		access_ttl 15m
+		refresh_token body
+		mfa_challenge_max_attempts 0
+		totp_issuer ""
+		cookie_insecure
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.SigningKey != "{env.K}" || a.AccessTTL != caddy.Duration(15*60e9) || a.RefreshToken != "body" ||
+		a.MFAChallengeMaxAttempts == nil || *a.MFAChallengeMaxAttempts != 0 || a.TOTPIssuer == nil || *a.TOTPIssuer != "" || !a.CookieInsecure {
+		t.Fatalf("parsed %+v", a)
+	}
+}
+
+func TestAppValidate(t *testing.T) {
+	neg := -1
+	skew := 5
+	cases := []struct {
+		app  App
+		want string
+	}{
+		{App{RefreshToken: "header"}, "refresh_token"},
+		{App{MFATOTPMode: "sometimes"}, "mfa_totp_mode"},
+		{App{EmailVerification: "yes"}, "email_verification"},
+		{App{Registration: "public"}, "registration"},
+		{App{Leeway: caddy.Duration(31e9)}, "leeway"},
+		{App{AccessTTL: caddy.Duration(2e9), RefreshTTL: caddy.Duration(1e9)}, "access_ttl"},
+		{App{MFAMaxAttempts: &neg}, "mfa_max_attempts"},
+		{App{TOTPSkew: &skew}, "totp_skew"},
+		{App{AccessTTL: caddy.Duration(-1)}, "access_ttl"},
+	}
+	for _, tc := range cases {
+		err := tc.app.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want it to mention %q", tc.app, err, tc.want)
+		}
+	}
+	if err := (&App{}).Validate(); err != nil {
+		t.Errorf("defaults do not validate: %v", err)
+	}
+}
+
+func TestHandlerAndGuardCaddyfile(t *testing.T) {
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("jwt_allauth {\n prefix /api/auth\n}")); err != nil || h.Prefix != "/api/auth" {
+		t.Fatalf("prefix: %v %q", err, h.Prefix)
+	}
+	for input, want := range map[string]string{
+		"jwt_allauth /auth":             "wrong argument count",
+		"jwt_allauth {\n prefix\n}":     "wrong argument count",
+		"jwt_allauth {\n prefixe /a\n}": "unrecognized",
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v", input, err)
+		}
+	}
+	for _, p := range []string{"auth", "/auth/*", "/a{b}"} {
+		if err := (&Handler{Prefix: p}).Validate(); err == nil {
+			t.Errorf("prefix %q validated", p)
+		}
+	}
+
+	var g Guard
+	err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("jwt_allauth_guard {\n roles 0 300\n header X-Uid user_id\n session_check\n}"))
+	if err != nil || len(g.Roles) != 2 || g.Roles[1] != 300 || g.Headers["X-Uid"] != "user_id" || !g.SessionCheck {
+		t.Fatalf("guard: %v %+v", err, g)
+	}
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for input, want := range map[string]string{
+		"jwt_allauth_guard {\n roles admin\n}":     "not an integer",
+		"jwt_allauth_guard {\n roles\n}":           "wrong argument count",
+		"jwt_allauth_guard {\n header X-Uid\n}":    "wrong argument count",
+		"jwt_allauth_guard {\n session_check 1\n}": "wrong argument count",
+		"jwt_allauth_guard {\n cookie x\n}":        "unrecognized",
+	} {
+		var g Guard
+		if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v", input, err)
+		}
+	}
+	if err := (&Guard{Headers: map[string]string{"X-Uid": "password"}}).Validate(); err == nil {
+		t.Error("unknown claim validated")
+	}
+	if err := (&Guard{Headers: map[string]string{"X Uid": "user_id"}}).Validate(); err == nil {
+		t.Error("bad header name validated")
+	}
+}

@@ -1,0 +1,84 @@
+package caddyauth_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+)
+
+// runCLI runs `caddy jwt-allauth <args>` in process with stdin.
+func runCLI(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := caddyauth.CLI()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// TestUserCommandsE2E creates and manages users from the command line
+// against the store a Caddyfile names, then logs in through a running
+// Caddy on the same file.
+func TestUserCommandsE2E(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store string) {
+		cf := caddyfile(store, "", defaultBody)
+		path := filepath.Join(t.TempDir(), "Caddyfile")
+		if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := []string{"--config", path, "--adapter", "caddyfile"}
+
+		out, err := runCLI(t, "Adm1n-Passw0rd-long\n", append([]string{"create-user", "--email", "Admin@Example.com", "--role", "1000", "--password-stdin"}, cfg...)...)
+		if err != nil || !strings.Contains(out, "<admin@example.com> with role 1000") {
+			t.Fatalf("create-user: %v\n%s", err, out)
+		}
+		if _, err := runCLI(t, "", append([]string{"create-user", "--email", "b@example.com", "--password", "x"}, cfg...)...); err == nil {
+			t.Fatal("a password flag was accepted")
+		}
+		if _, err := runCLI(t, "Adm1n-Passw0rd-long\n", append([]string{"create-user", "--email", "admin@example.com", "--password-stdin"}, cfg...)...); err == nil || !strings.Contains(err.Error(), "already exists") {
+			t.Fatalf("duplicate: %v", err)
+		}
+		if _, err := runCLI(t, "12345678\n", append([]string{"create-user", "--email", "c@example.com", "--password-stdin"}, cfg...)...); err == nil || !strings.Contains(err.Error(), "entirely numeric") {
+			t.Fatalf("weak password: %v", err)
+		}
+		if _, err := runCLI(t, "", append([]string{"create-user", "--email", "c@example.com"}, cfg...)...); err == nil {
+			t.Fatal("create-user without --password-stdin worked")
+		}
+		if _, err := runCLI(t, "Us3r-Passw0rd-long\n", append([]string{"create-user", "--email", "user@example.com", "--password-stdin"}, cfg...)...); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := runCLI(t, "", append([]string{"set-role", "--email", "user@example.com", "--role", "300"}, cfg...)...); err != nil || !strings.Contains(out, "role 300") {
+			t.Fatalf("set-role: %v %s", err, out)
+		}
+		if _, err := runCLI(t, "", append([]string{"set-role", "--email", "nobody@example.com", "--role", "1"}, cfg...)...); err == nil || !strings.Contains(err.Error(), "no user") {
+			t.Fatalf("set-role unknown: %v", err)
+		}
+
+		s := startCaddy(t, cf)
+		a, refresh := s.login("admin@example.com", "Adm1n-Passw0rd-long")
+		if claims(t, a)["role"] != float64(1000) {
+			t.Fatalf("admin role: %v", claims(t, a))
+		}
+		ua, _ := s.login("user@example.com", "Us3r-Passw0rd-long")
+		if claims(t, ua)["role"] != float64(300) {
+			t.Fatalf("user role: %v", claims(t, ua))
+		}
+
+		out, err = runCLI(t, "", append([]string{"list-users"}, cfg...)...)
+		if err != nil || !strings.Contains(out, "admin@example.com") || !strings.Contains(out, "user@example.com") || strings.Contains(out, "argon2") {
+			t.Fatalf("list-users: %v\n%s", err, out)
+		}
+		if _, err := runCLI(t, "", append([]string{"disable", "--email", "admin@example.com"}, cfg...)...); err != nil {
+			t.Fatal(err)
+		}
+		s.post("/auth/refresh/", nil, refreshCookie(refresh)).expect(t, 401)
+		s.post("/auth/login/", map[string]string{"email": "admin@example.com", "password": "Adm1n-Passw0rd-long"}).expect(t, 401)
+	})
+}
