@@ -17,11 +17,8 @@ caddy_pid=""
 cleanup() { [ -n "$caddy_pid" ] && kill "$caddy_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-caddy_version=$(sed -n 's/.*"caddy_version": *"\([^"]*\)".*/\1/p' xcaddy.json)
-echo "building Caddy $caddy_version with the plugin..."
-go run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 build "$caddy_version" \
-	--with github.com/caddy-jwt-allauth/caddy-jwt-allauth=. --output "$work/caddy" >"$work/build.log" 2>&1 \
-	|| { cat "$work/build.log"; exit 1; }
+echo "building Caddy with the plugin (./cmd/caddy)..."
+go build -o "$work/caddy" ./cmd/caddy
 
 cat >"$work/Caddyfile" <<CADDY
 {
@@ -50,14 +47,14 @@ http://127.0.0.1:$port {
 CADDY
 
 export XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
-printf 'bench-Passw0rd-long\n' | "$work/caddy" jwt-allauth create-user --config "$work/Caddyfile" \
+printf 'Quiet-Harbor-7731\n' | "$work/caddy" jwt-allauth create-user --config "$work/Caddyfile" \
 	--email bench@example.com --password-stdin >/dev/null
 "$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
 caddy_pid=$!
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/open" >/dev/null && break; sleep 0.2; done
 
 token=$(curl -sf -H 'Content-Type: application/json' \
-	-d '{"email":"bench@example.com","password":"bench-Passw0rd-long"}' \
+	-d '{"email":"bench@example.com","password":"Quiet-Harbor-7731"}' \
 	"http://127.0.0.1:$port/auth/login/" | sed -n 's/.*"access":"\([^"]*\)".*/\1/p')
 [ -n "$token" ] || { echo "login failed" >&2; cat "$work/caddy.log"; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/guarded")" = 401 ] || { echo "guard let a request without token through" >&2; exit 1; }
