@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,11 +35,24 @@ import (
 // Caddyfile, and speak HTTP to it on loopback. One Caddy runs at a time, so
 // these tests do not call t.Parallel.
 
-const (
-	testPort  = "9080"
-	testAdmin = "127.0.0.1:2999"
+// The site and admin ports are picked per test process: Caddy listens
+// with SO_REUSEPORT, so two test processes on fixed ports would silently
+// share connections between their servers.
+var (
+	testPort  = freePort()
+	testAdmin = "127.0.0.1:" + freePort()
 	testBase  = "http://127.0.0.1:" + testPort
 )
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
 
 // pgDSNEnv names the environment variable with the PostgreSQL DSN. When it
 // is set, every end-to-end test also runs on PostgreSQL, and an unreachable
