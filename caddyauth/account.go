@@ -155,7 +155,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	pair, err := rl.issuePair(ctx, rl.store, u, c.Session, sessionIAT, true, clientIP(r), c.ID)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		rl.logger.Info("refresh token reused, session revoked", zap.String("user_id", c.UserID), zap.String("client_ip", clientIP(r)))
+		rl.logger.Info("refresh token not on the whitelist (reused, logged out or revoked), session revoked", zap.String("user_id", c.UserID), zap.String("client_ip", clientIP(r)))
 		return errTokenNotValid(msgTokenInvalid)
 	case errors.Is(err, ErrDisabled):
 		if !u.EmailVerified {
@@ -306,7 +306,7 @@ func (h *Handler) setRefreshCookie(w http.ResponseWriter, value string, maxAge i
 	http.SetCookie(w, &http.Cookie{
 		Name:     refreshCookie,
 		Value:    value,
-		Path:     "/",
+		Path:     h.Prefix + "/",
 		MaxAge:   maxAge,
 		HttpOnly: true,
 		Secure:   h.realm.policy.cookieSecure,

@@ -202,9 +202,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 	rl.verified = newAccessCache()
 	keyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := rl.loadKeys(keyCtx, repl.ReplaceAll(a.SigningKey, ""), repl.ReplaceAll(a.SecretsKey, "")); err != nil {
+	signingKey, err := expandSecret(repl, "signing_key", a.SigningKey)
+	if err != nil {
 		return err
 	}
+	secretsKey, err := expandSecret(repl, "secrets_key", a.SecretsKey)
+	if err != nil {
+		return err
+	}
+	if err := rl.loadKeys(keyCtx, signingKey, secretsKey); err != nil {
+		return err
+	}
+	a.logger.Info("jwt_allauth ready", zap.String("signing", rl.keys.algorithm()), zap.String("kid", rl.keys.keyID()))
 	a.realm = rl
 	return nil
 }
@@ -263,6 +272,20 @@ func (a *App) Stop() error {
 		<-a.done
 	}
 	return nil
+}
+
+// expandSecret expands the placeholders of a secret option. An option that
+// is set but expands to nothing (an unset environment variable, an empty
+// file) is an error, never a silent fallback to a generated key.
+func expandSecret(repl *caddy.Replacer, name, raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	v := repl.ReplaceAll(raw, "")
+	if strings.TrimSpace(v) == "" {
+		return "", fmt.Errorf("%s is set but expands to an empty value (is the environment variable or file there?)", name)
+	}
+	return v, nil
 }
 
 func orDefault(v, def string) string {

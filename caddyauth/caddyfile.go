@@ -2,6 +2,7 @@ package caddyauth
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -12,7 +13,7 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("jwt_allauth", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("jwt_allauth", parseHandler)
+	httpcaddyfile.RegisterDirective("jwt_allauth", parseHandler)
 	httpcaddyfile.RegisterHandlerDirective("jwt_allauth_guard", parseGuard)
 	// The endpoints come before basic_auth and every responding directive,
 	// so they stay reachable without a token; the guard comes after it, so
@@ -63,7 +64,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	strings := map[string]*string{
+	texts := map[string]*string{
 		"signing_key":        &a.SigningKey,
 		"secrets_key":        &a.SecretsKey,
 		"issuer":             &a.Issuer,
@@ -95,11 +96,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch {
-		case strings[opt] != nil:
+		case texts[opt] != nil:
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			*strings[opt] = d.Val()
+			*texts[opt] = d.Val()
 		case durations[opt] != nil:
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -169,11 +170,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	}
 //
 // The prefix is a subdirective because a bare first token starting with
-// `/` is a matcher in Caddy.
-func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+// `/` is a matcher in Caddy; such a path matcher is refused, since it would
+// hide every endpoint but one path.
+func parseHandler(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	h.Next() // the directive name
+	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
+		return nil, h.Errf("jwt_allauth takes its path prefix as a subdirective (`jwt_allauth {\n\tprefix %s\n}`), not as a path matcher", h.Val())
+	}
+	h.Reset()
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
 	hd := new(Handler)
-	err := hd.UnmarshalCaddyfile(h.Dispenser)
-	return hd, err
+	if err := hd.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return h.NewRoute(matcherSet, hd), nil
 }
 
 // UnmarshalCaddyfile reads the handler directive.

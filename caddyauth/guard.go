@@ -69,6 +69,9 @@ func (g *Guard) Validate() error {
 		if name == "" || strings.ContainsAny(name, " :\r\n") {
 			return fmt.Errorf("invalid header name %q", name)
 		}
+		if contains(reservedHeaders, headerKey(name)) {
+			return fmt.Errorf("header %s: refusing to overwrite a header the request itself needs", name)
+		}
 		if !contains(guardClaims, claim) {
 			return fmt.Errorf("header %s: unknown claim %q (want one of %s)", name, claim, strings.Join(guardClaims, ", "))
 		}
@@ -88,6 +91,9 @@ var (
 		"session":        "http.auth.user.session",
 	}
 )
+
+// reservedHeaders may not be set from claims (compared by headerKey).
+var reservedHeaders = []string{"authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding", "connection", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"}
 
 // ServeHTTP checks the token and calls next only when it is valid.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
