@@ -33,11 +33,23 @@ import (
 // Caddyfile, and speak HTTP to it on loopback. One Caddy runs at a time, so
 // these tests do not call t.Parallel.
 
-const (
-	testPort  = "9080"
-	testAdmin = "127.0.0.1:2999"
+// The ports default to 9080 and 2999. Caddy binds its HTTP listener with
+// SO_REUSEPORT, so a second test run on the same machine does not fail
+// with "address already in use": the kernel silently shares the
+// connections between the two Caddys. JWT_ALLAUTH_TEST_HTTP_PORT and
+// JWT_ALLAUTH_TEST_ADMIN_PORT give a run ports of its own.
+var (
+	testPort  = envOr("JWT_ALLAUTH_TEST_HTTP_PORT", "9080")
+	testAdmin = "127.0.0.1:" + envOr("JWT_ALLAUTH_TEST_ADMIN_PORT", "2999")
 	testBase  = "http://127.0.0.1:" + testPort
 )
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
 
 // pgDSNEnv names the environment variable with the PostgreSQL DSN. When it
 // is set, every end-to-end test also runs on PostgreSQL, and an unreachable
