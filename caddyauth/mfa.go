@@ -212,6 +212,12 @@ func (rl *realm) recordFailure(ctx context.Context, userID int64, ch *Token, wha
 	if ch != nil {
 		key = ch.Token
 	}
+	// Failures that can no longer count are purged here, not only by the
+	// background purge, so the table cannot grow under a steady attack
+	// between two purges (behaviour.md F10).
+	if _, err := rl.store.PurgeTokens(ctx, purposeMFAAttempt, now.Add(-rl.attemptRetention())); err != nil {
+		return err
+	}
 	if _, err := rl.store.CreateToken(ctx, Token{UserID: userID, Purpose: purposeMFAAttempt, Token: key, Created: now}); err != nil {
 		return err
 	}
