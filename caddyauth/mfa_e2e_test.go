@@ -137,6 +137,12 @@ func (s *site) restart(cf string) {
 // least before.
 func (s *site) resume(before time.Time) {
 	s.t.Helper()
+	// Caddy returns from a reload once the old server's shutdown has been
+	// started, not finished: until then the old listener (a separate
+	// SO_REUSEPORT socket) may still take a connection and drop it. Give it
+	// past the 100ms grace period, then check that fresh connections are
+	// answered. This waits for sockets, never for the realm's clock.
+	time.Sleep(300 * time.Millisecond)
 	s.client.CloseIdleConnections()
 	probe := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for ok, tries := 0, 0; ok < 3; tries++ {
