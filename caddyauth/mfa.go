@@ -610,8 +610,11 @@ func (h *Handler) completeChallenge(w http.ResponseWriter, r *http.Request, ch T
 		if err != nil {
 			return err
 		}
+		// Unlike the reference (behaviour.md 9.10), an account disabled
+		// since the first factor gets no session; it is refused in login's
+		// words, and nothing is spent.
 		if !u.IsActive {
-			return errTokenNotValid(msgTokenInvalid)
+			return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
 		}
 		if _, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt); err != nil {
 			return err

@@ -613,6 +613,12 @@ func TestMFAOptionalFlowE2E(t *testing.T) {
 		if strings.Join(types, ",") != "recovery_codes,totp" {
 			t.Fatalf("authenticator types %v", types)
 		}
+		// Recovery codes are shown once: the listing does not repeat them.
+		for _, c := range codes {
+			if bytes.Contains(r.raw, []byte(c)) || bytes.Contains(r.raw, []byte(strings.ReplaceAll(c, "-", ""))) {
+				t.Fatalf("authenticators list a recovery code: %s", r.raw)
+			}
+		}
 		// M7: only the caller's are listed.
 		mustCreateUser(t, "other@world.com", mfaPass, 0)
 		otherAccess, _ := s.login("other@world.com", mfaPass)
@@ -1198,6 +1204,37 @@ func TestMFARecoveryRegenerateE2E(t *testing.T) {
 		mustCreateUser(t, "nototp@world.com", mfaPass, 0)
 		other, _ := s.login("nototp@world.com", mfaPass)
 		s.post(path, map[string]string{"code": "123456"}, bearer(other)).detail(t, 400, "TOTP not activated.")
+	})
+}
+
+// TestMFAInactiveAccountE2E: an account disabled between the password and
+// the second factor gets no session (the reference does not re-check,
+// behaviour.md 9.10), and nothing is spent by the refusal.
+func TestMFAInactiveAccountE2E(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store string) {
+		s := startCaddy(t, caddyfile(store, mfaOptions("optional"), defaultBody))
+		const email = "inactive@world.com"
+		u, en := s.enrolledUser(email)
+		nextStep(t)
+		ch := s.challenge(email)
+		u.IsActive = false
+		if err := activeStore(t).UpdateUser(context.Background(), u); err != nil {
+			t.Fatal(err)
+		}
+		code := totpNow(t, en.secret)
+		const inactive = "No active account found with the given credentials"
+		s.verify(ch, code).detail(t, 401, inactive).noSession(t)
+		s.verifyRecovery(ch, en.recovery[0]).detail(t, 401, inactive).noSession(t)
+		if n := sessions(t, u.ID); n != 1 {
+			t.Fatalf("%d sessions, want only the enrolment login's", n)
+		}
+		u.IsActive = true
+		if err := activeStore(t).UpdateUser(context.Background(), u); err != nil {
+			t.Fatal(err)
+		}
+		// The challenge, the code's step and the recovery code are intact.
+		s.verify(ch, code).session(t, false)
+		s.verifyRecovery(s.challenge(email), en.recovery[0]).session(t, false)
 	})
 }
 
