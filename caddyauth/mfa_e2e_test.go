@@ -976,18 +976,18 @@ func TestMFABruteForceWorkedExampleE2E(t *testing.T) {
 		for i := 6; i <= 9; i++ {
 			s.verify(b, bad).detail(t, 400, "Invalid code.")
 		}
-		wait := s.verify(b, bad).lockedOut(t, 890, 900)
+		wait := s.verify(b, bad).lockedOut(t, 880, 900)
 		if n := attempts(t, u.ID); n != 10 {
 			t.Fatalf("%d failure records, want 10", n)
 		}
 		// Every live challenge died with the lockout; login answers 429.
 		s.verify(b, totpNow(t, en.secret)).detail(t, 400, "Challenge expired or invalid.")
 		s.verify(spare, totpNow(t, en.secret)).detail(t, 400, "Challenge expired or invalid.")
-		s.loginLockedOut(email, wait-5, wait)
+		s.loginLockedOut(email, wait-15, wait)
 		// Until the oldest failure leaves the window.
-		advance(t, time.Duration(wait-3)*time.Second)
-		s.loginLockedOut(email, 1, 3)
-		advance(t, 4*time.Second)
+		advance(t, time.Duration(wait-10)*time.Second)
+		s.loginLockedOut(email, 1, 10)
+		advance(t, 11*time.Second)
 		ch := s.challenge(email)
 		s.verify(ch, totpNow(t, en.secret)).session(t, false)
 		if n := attempts(t, u.ID); n != 0 {
@@ -1015,20 +1015,20 @@ func TestMFABruteForceSmallLimitsE2E(t *testing.T) {
 		// F2, F3.
 		spare := s.challenge(email)
 		b := s.challenge(email)
-		s.verify(b, bad).lockedOut(t, 595, 600)
+		s.verify(b, bad).lockedOut(t, 580, 600)
 		if n := attempts(t, u.ID); n != 3 {
 			t.Fatalf("%d failure records, want 3", n)
 		}
 		s.verify(b, totpNow(t, en.secret)).detail(t, 400, "Challenge expired or invalid.")
 		s.verifyRecovery(spare, en.recovery[0]).detail(t, 400, "Challenge expired or invalid.")
 		// F4.
-		s.loginLockedOut(email, 595, 600)
+		s.loginLockedOut(email, 580, 600)
 		// F5: a live challenge with a correct code or a valid recovery
 		// code is refused without looking at the code.
 		advance(t, 5*time.Second)
 		fresh := mintChallenge(t, u.ID)
-		s.verify(fresh, totpNow(t, en.secret)).lockedOut(t, 590, 595)
-		s.verifyRecovery(fresh, en.recovery[0]).lockedOut(t, 590, 595)
+		s.verify(fresh, totpNow(t, en.secret)).lockedOut(t, 575, 595)
+		s.verifyRecovery(fresh, en.recovery[0]).lockedOut(t, 575, 595)
 		// F6.
 		advance(t, 601*time.Second)
 		s.verify(s.challenge(email), totpNow(t, en.secret)).session(t, false)
@@ -1044,7 +1044,7 @@ func TestMFABruteForceSmallLimitsE2E(t *testing.T) {
 		a = s.challenge(email)
 		s.verify(a, bad).detail(t, 400, "Invalid code.")
 		s.verify(a, bad).detail(t, 400, "Too many failed attempts. Challenge invalidated.")
-		s.verifyRecovery(s.challenge(email), "AAAA-BBBB-CCCC-DDDD").lockedOut(t, 595, 600)
+		s.verifyRecovery(s.challenge(email), "AAAA-BBBB-CCCC-DDDD").lockedOut(t, 580, 600)
 		advance(t, 601*time.Second)
 
 		// F8: one failure, then a success resets the count.
@@ -1073,7 +1073,7 @@ func TestMFABruteForceSmallLimitsE2E(t *testing.T) {
 			t.Fatalf("%d failure records, want 1 (older ones purged)", n)
 		}
 		s.verify(s.challenge(email), bad).detail(t, 400, "Invalid code.")
-		s.verify(s.challenge(email), bad).lockedOut(t, 595, 600)
+		s.verify(s.challenge(email), bad).lockedOut(t, 580, 600)
 		advance(t, 601*time.Second)
 
 		// F9: mfa_max_attempts 0 never locks out.
