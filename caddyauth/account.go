@@ -48,7 +48,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		return errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
 	}
 	if !u.IsActive {
-		return errDetail(http.StatusUnauthorized, "No active account found with the given credentials")
+		return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
 	}
 	return h.finishLogin(w, r, u)
 }

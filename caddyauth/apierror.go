@@ -51,6 +51,7 @@ const (
 	msgFieldRequired    = "This field is required."
 	msgFieldBlank       = "This field may not be blank."
 	msgPermissionDenied = "You do not have permission to perform this action."
+	msgNoActiveAccount  = "No active account found with the given credentials"
 )
 
 // errNotAuthenticated is the 401 for a request without credentials.

@@ -172,8 +172,14 @@ func (rl *realm) purgeRetention() map[string]time.Duration {
 		purposeMFASetupChallenge: rl.policy.mfaChallengeTTL,
 		purposeMFALoginChallenge: rl.policy.mfaChallengeTTL,
 		purposeMFASetupSecret:    rl.policy.mfaChallengeTTL,
-		purposeMFAAttempt:        max(rl.policy.mfaLockout, rl.policy.mfaChallengeTTL),
+		purposeMFAAttempt:        rl.attemptRetention(),
 	}
+}
+
+// attemptRetention is how long an MFA failure can still count: for the
+// user's sliding window, and for its challenge while that lives.
+func (rl *realm) attemptRetention() time.Duration {
+	return max(rl.policy.mfaLockout, rl.policy.mfaChallengeTTL)
 }
 
 func (rl *realm) purge(ctx context.Context) {
