@@ -172,15 +172,45 @@ const defaultBody = `	jwt_allauth {
 func startCaddy(t *testing.T, cf string) *site {
 	t.Helper()
 	loadCaddyfile(t, cf)
+	waitServing(t)
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {
 			t.Errorf("stopping caddy: %v", err)
 		}
 	})
+	// A transport of its own: connections kept alive to an earlier test's
+	// server would answer EOF once that server is gone.
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
 	return &site{t: t, client: &http.Client{
+		Transport:     tr,
 		Timeout:       20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+}
+
+// waitServing returns once fresh connections reach the server just
+// loaded. Caddy returns from a load (and from a stop) once the old
+// servers' shutdown has started, not finished: until then an old listener
+// (a separate SO_REUSEPORT socket) may still take a connection and drop it.
+// This waits for sockets, never for the realm's clock.
+func waitServing(t *testing.T) {
+	t.Helper()
+	time.Sleep(200 * time.Millisecond)
+	probe := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for ok, tries := 0, 0; ok < 5; tries++ {
+		res, err := probe.Get(testBase + "/")
+		if err == nil {
+			res.Body.Close()
+			ok++
+			continue
+		}
+		if tries > 300 {
+			t.Fatalf("the server does not answer: %v", err)
+		}
+		ok = 0
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // loadCaddyfile adapts a Caddyfile and loads it (a reload when Caddy is

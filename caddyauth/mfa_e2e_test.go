@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"net/http"
 	"net/url"
 	"regexp"
 	"sort"
@@ -137,27 +136,8 @@ func (s *site) restart(cf string) {
 // least before.
 func (s *site) resume(before time.Time) {
 	s.t.Helper()
-	// Caddy returns from a reload once the old server's shutdown has been
-	// started, not finished: until then the old listener (a separate
-	// SO_REUSEPORT socket) may still take a connection and drop it. Give it
-	// past the 100ms grace period, then check that fresh connections are
-	// answered. This waits for sockets, never for the realm's clock.
-	time.Sleep(300 * time.Millisecond)
 	s.client.CloseIdleConnections()
-	probe := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for ok, tries := 0, 0; ok < 3; tries++ {
-		res, err := probe.Get(testBase + "/auth/login/")
-		if err == nil {
-			res.Body.Close()
-			ok++
-			continue
-		}
-		if tries > 200 {
-			s.t.Fatalf("the reloaded server does not answer: %v", err)
-		}
-		ok = 0
-		time.Sleep(10 * time.Millisecond) // waiting for a listener, not for the clock
-	}
+	waitServing(s.t)
 	if d := before.Sub(realmNow(s.t)); d > 0 {
 		advance(s.t, d)
 	}
