@@ -117,9 +117,9 @@ type Limiter struct {
 type conn struct {
 	client   *redis.Client
 	memory   caddyauth.RateLimiter
-	retryAt  atomic.Int64 // unix nanoseconds; Redis is skipped before it
-	lastWarn atomic.Int64 // unix nanoseconds of the last warning
-	degraded atomic.Bool  // the last call failed
+	retryAt  atomic.Int64  // unix nanoseconds; Redis is skipped before it
+	lastWarn atomic.Int64  // unix nanoseconds of the last warning
+	degraded atomic.Bool   // the last call failed
 	seq      atomic.Uint64 // makes each event a distinct set member
 }
 
