@@ -180,6 +180,7 @@ func (rl *realm) checkLockout(ctx context.Context, userID int64) error {
 // message when the challenge's budget is spent (the challenge dies), else
 // wrong (the plain "invalid code" answer).
 func (rl *realm) recordFailure(ctx context.Context, ch Token, wrong string) error {
+	rl.mfaOutcome(ctx, ch.UserID, wrong, resultFailure)
 	now := rl.now()
 	if _, err := rl.store.CreateToken(ctx, Token{UserID: ch.UserID, Purpose: purposeMFAAttempt, Token: ch.Token, Created: now}); err != nil {
 		return err
@@ -189,6 +190,7 @@ func (rl *realm) recordFailure(ctx context.Context, ch Token, wrong string) erro
 		return err
 	}
 	if err := rl.lockedOut(failures); err != nil {
+		rl.mfaLockedOut(ctx, ch.UserID)
 		if _, derr := rl.store.DeleteUserTokens(ctx, ch.UserID, purposeMFALoginChallenge); derr != nil {
 			return derr
 		}
@@ -471,6 +473,9 @@ func (h *Handler) loginChallenge(ctx context.Context, f *form) (Token, error) {
 // user: the last accepted step is stored and only moves forward, so a code
 // cannot be replayed, on this node or another, before or after a restart.
 func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
+	if err := h.realm.throttle(r.Context(), throttleMFAVerifyIP, clientIP(r)); err != nil {
+		return err
+	}
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
@@ -513,6 +518,9 @@ func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
 // challenge and one unused recovery code open the session; the code is
 // spent.
 func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) error {
+	if err := h.realm.throttle(r.Context(), throttleMFAVerifyIP, clientIP(r)); err != nil {
+		return err
+	}
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
@@ -594,6 +602,7 @@ func (h *Handler) completeChallenge(w http.ResponseWriter, r *http.Request, ch T
 	case err != nil:
 		return err
 	}
+	rl.mfaOutcome(ctx, ch.UserID, wrong, resultSuccess)
 	return h.writeTokens(w, http.StatusOK, pair, nil)
 }
 
