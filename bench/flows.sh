@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 duration=${1:-10s}
 clients=${2:-32}
 port=18483
-password='bench-Passw0rd-long'
+password='Quartz-Lantern-8812'
 pg_dsn=${JWT_ALLAUTH_BENCH_POSTGRES_DSN:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 
 work=$(mktemp -d)

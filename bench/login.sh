@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 duration=${1:-10s}
 conns=${2:-32}
 port=18482
-password='bench-Passw0rd-long'
+password='Quartz-Lantern-8812'
 
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
 work=$(mktemp -d)
