@@ -19,7 +19,7 @@ caddy_pid=""
 cleanup() { [ -n "$caddy_pid" ] && kill "$caddy_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-echo "machine: $(nproc) CPUs, $(go env GOARCH)"
+echo "machine: $(nproc) CPUs, $(go env GOARCH), load average $(cut -d' ' -f1-3 /proc/loadavg) (other load skews every figure)"
 echo "argon2id hash rate (the module's parameters: 19 MiB, t=2, p=1)..."
 single_ns=$(go test -run '^$' -bench '^BenchmarkArgon2idHash$' -benchtime 3s ./caddyauth/ | awk '/^BenchmarkArgon2idHash/ {print $3}')
 parallel=$(go run ./bench/load -mode hashrate -c "$(nproc)" -d 5s | awk '{print $2}')
@@ -80,6 +80,12 @@ p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.out")
 p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.out")
 non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.out")
 hwm=$(awk '/VmHWM/ {print $2, $3}' "/proc/$caddy_pid/status")
+kill "$caddy_pid"; wait "$caddy_pid" 2>/dev/null || true; caddy_pid=""
+# Measured again with the server stopped; the higher rate is the ceiling
+# (other load on the machine only lowers it).
+again=$(go run ./bench/load -mode hashrate -c "$(nproc)" -d 5s | awk '{print $2}')
+echo "argon2id hash rate again after the run: $again hashes/s"
+parallel=$(awk -v a="$parallel" -v b="$again" 'BEGIN {print (a > b ? a : b)}')
 echo "logins: $rps req/s, p50 $p50, p99 $p99, non-2xx ${non2xx:-0}"
 echo "caddy peak memory (VmHWM): $hwm"
 awk -v r="$rps" -v p="$parallel" 'BEGIN {
