@@ -135,7 +135,10 @@ func fail(format string, args ...any) {
 // post sends a JSON body (with an optional bearer token and refresh
 // cookie) and returns the status and decoded body.
 func (c *client) post(path string, body any, bearer, cookie string) (int, *http.Response) {
-	b, _ := json.Marshal(body)
+	b := []byte("{}")
+	if body != nil {
+		b, _ = json.Marshal(body)
+	}
 	req, err := http.NewRequest(http.MethodPost, c.base+path, bytes.NewReader(b))
 	if err != nil {
 		fail("%v", err)
@@ -215,9 +218,10 @@ func (c *client) enrolTOTP(email, password string) {
 		fail("login before enrolment answered %d", status)
 	}
 	status, res = c.post("/mfa/setup/", nil, access, "")
-	secret, _ := decode(res)["secret"].(string)
+	setup := decode(res)
+	secret, _ := setup["secret"].(string)
 	if status != http.StatusOK || secret == "" {
-		fail("mfa setup answered %d", status)
+		fail("mfa setup answered %d %v", status, setup)
 	}
 	code, err := totp.GenerateCode(secret, time.Now())
 	if err != nil {
