@@ -177,8 +177,17 @@ func refreshCookie(res *http.Response) string {
 	return ""
 }
 
+// login logs in, retrying while the server sheds load (503: all hashing
+// slots busy, as when every client logs in at the same moment).
 func (c *client) login(email, password string) (int, *http.Response) {
-	return c.post("/login/", map[string]string{"email": email, "password": password}, "", "")
+	for range 50 {
+		status, res := c.post("/login/", map[string]string{"email": email, "password": password}, "", "")
+		if status != http.StatusServiceUnavailable {
+			return status, res
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return http.StatusServiceUnavailable, nil
 }
 
 func (c *client) loginCookie(email, password string) string {
