@@ -40,17 +40,42 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	rl := h.realm
 	ctx := r.Context()
+	if err := rl.throttleRequest(r, "login", email); err != nil {
+		rl.loginFailed(ctx, email, 0, "throttled", err)
+		return err
+	}
 	u, err := rl.authenticate(ctx, normalizeEmail(email), password)
 	if err != nil {
+		rl.loginFailed(ctx, email, 0, "credentials", err)
 		return err
 	}
 	if rl.policy.emailVerification == verifyMandatory && !u.EmailVerified {
+		rl.loginFailed(ctx, email, u.ID, "email_not_verified", nil)
 		return errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
 	}
 	if !u.IsActive {
+		rl.loginFailed(ctx, email, u.ID, "inactive", nil)
 		return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
 	}
 	return h.finishLogin(w, r, u)
+}
+
+// loginFailed counts and audits a refused login. err decides the metric's
+// result (throttled, locked, error for a failing dependency, else failure).
+func (rl *realm) loginFailed(ctx context.Context, email string, userID int64, reason string, err error) {
+	result := resultFailure
+	var ae *apiError
+	switch {
+	case err != nil && !errors.As(err, &ae):
+		rl.metrics.login(resultError)
+		return // a failing dependency, logged by writeError
+	case reason == "throttled":
+		result = resultThrottled
+	case ae != nil && ae.status == http.StatusTooManyRequests:
+		result, reason = resultLocked, "mfa_locked"
+	}
+	rl.metrics.login(result)
+	rl.audit(ctx, auditLoginFailed, userID, zap.String("reason", reason), emailHash(email))
 }
 
 // finishLogin runs the MFA gate after the first factor, then opens a
@@ -60,8 +85,11 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, u User) er
 	ctx := r.Context()
 	if payload, err := rl.mfaGate(ctx, u); err != nil || payload != nil {
 		if err != nil {
+			rl.loginFailed(ctx, u.Email, u.ID, "mfa_gate", err)
 			return err
 		}
+		rl.metrics.login(resultMFARequired)
+		rl.audit(ctx, auditLoginSucceeded, u.ID, zap.Bool("mfa_pending", true))
 		return writeJSON(w, http.StatusOK, payload)
 	}
 	u.LastLogin = rl.now()
@@ -75,8 +103,11 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, u User) er
 		return err
 	})
 	if err != nil {
+		rl.metrics.login(resultError)
 		return err
 	}
+	rl.metrics.login(resultSuccess)
+	rl.audit(ctx, auditLoginSucceeded, u.ID)
 	return h.writeTokens(w, http.StatusOK, pair, nil)
 }
 
@@ -155,7 +186,8 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	pair, err := rl.issuePair(ctx, rl.store, u, c.Session, sessionIAT, true, clientIP(r), c.ID)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		rl.logger.Info("refresh token not on the whitelist (reused, logged out or revoked), session revoked", zap.String("user_id", c.UserID), zap.String("client_ip", clientIP(r)))
+		// Not on the whitelist: reused, logged out or revoked.
+		rl.auditSessionRevoked(ctx, uid, "refresh_not_whitelisted")
 		return errTokenNotValid(msgTokenInvalid)
 	case errors.Is(err, ErrDisabled):
 		if !u.EmailVerified {

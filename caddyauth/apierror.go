@@ -98,8 +98,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // sentinel that should have been handled, or a secret that does not open,
 // is a bug and goes back to Caddy as a 500 with nothing written; any other
 // error is a failing dependency (the database, the hash queue) and gets a
-// 503 JSON body, logged here at error level since it is not returned.
-func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
+// 503 JSON body, logged here at error level since it is not returned, and
+// counted in m.
+func writeError(w http.ResponseWriter, logger *zap.Logger, m *metrics, err error) error {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		if ae.retryAfter > 0 {
@@ -112,6 +113,7 @@ func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
 	}
 	if !isBug(err) {
 		logger.Error("dependency unavailable", zap.Error(err))
+		m.unavailable(err)
 		w.Header().Set("Retry-After", "5")
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"detail": "Service temporarily unavailable, try again later.",
@@ -123,7 +125,7 @@ func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
 
 // isBug tells errors that no outage explains from dependency failures.
 func isBug(err error) bool {
-	for _, e := range []error{ErrNotFound, ErrConflict, ErrDisabled, errSecretBoxOpen} {
+	for _, e := range []error{ErrNotFound, ErrConflict, ErrDisabled, errSecretBoxOpen, errUnknownThrottle} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -114,8 +114,15 @@ type App struct {
 	// few seconds; when the database is down such requests get 503.
 	SessionCheck bool `json:"session_check,omitempty"`
 
-	// The rate limiter. Default: in memory, per node.
+	// The rate limiter the throttles count through. Default: in memory,
+	// per node. With `{"backend": "redis", "url": ...}` the counts are
+	// shared by every node using that Redis, and survive reloads.
 	LimiterRaw json.RawMessage `json:"rate_limit,omitempty" caddy:"namespace=jwt_allauth.rate_limiters inline_key=backend"`
+
+	// Request throttles by name, each `{"limit": n, "window": duration}`;
+	// a limit of 0 turns one off. Names not given keep their defaults.
+	// See Throttle for the names, their keys and defaults.
+	Throttles map[string]Throttle `json:"throttles,omitempty"`
 
 	realm  *realm
 	logger *zap.Logger
@@ -160,6 +167,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		limiter = mod.(RateLimiter)
 	}
+	m, err := newMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return err
+	}
 
 	pol := policy{
 		issuer:            orDefault(a.Issuer, "caddy-jwt-allauth"),
@@ -197,7 +208,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		rand:    rand.Reader,
 		logger:  a.logger,
 		hasher:  newPasswordHasher(rand.Reader, 2*time.Second),
+
+		throttles: buildThrottles(a.Throttles),
+		metrics:   m,
+		auditLog:  a.logger.Named("audit"),
 	}
+	rl.hasher.observeWait = m.hashWait
 	rl.sessions = newSessionCache(store, 2*time.Second, rl.now)
 	rl.verified = newAccessCache()
 	keyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -253,7 +269,7 @@ func (a *App) Validate() error {
 	if a.AccessTTL != 0 && a.RefreshTTL != 0 && a.AccessTTL > a.RefreshTTL {
 		return errors.New("access_ttl must not be longer than refresh_ttl")
 	}
-	return nil
+	return validateThrottles(a.Throttles)
 }
 
 // Start runs the background purge of expired rows.

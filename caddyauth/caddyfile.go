@@ -48,8 +48,11 @@ func init() {
 //		email_verification none|optional|mandatory
 //		registration open|invitations|admin_managed|closed
 //		public_url <url>
-//		rate_limit memory|<backend> ...
+//		rate_limit memory|redis <url> [{ timeout <duration>; key_prefix <prefix> }]
+//		throttle <name> <limit> <window> | throttle <name> off
 //	}
+//
+// `throttle` may be repeated, once per name (see Throttle for the names).
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
@@ -137,6 +140,38 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
+			continue
+		case opt == "throttle":
+			var name string
+			var t Throttle
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 2 && args[1] == "off":
+				name = args[0]
+			case len(args) == 3:
+				name = args[0]
+				n, err := strconv.Atoi(args[1])
+				if err != nil || n < 0 {
+					return d.Errf("throttle %s: limit %q is not a whole number", name, args[1])
+				}
+				dur, err := caddy.ParseDuration(args[2])
+				if err != nil || dur <= 0 {
+					return d.Errf("throttle %s: window %q is not a positive duration", name, args[2])
+				}
+				t = Throttle{Limit: n, Window: caddy.Duration(dur)}
+			default:
+				return d.Errf("throttle: want `throttle <name> <limit> <window>` or `throttle <name> off`")
+			}
+			if _, known := defaultThrottles[name]; !known {
+				return d.Errf("throttle: unknown name %q", name)
+			}
+			if _, dup := a.Throttles[name]; dup {
+				return d.Errf("throttle %s: given twice", name)
+			}
+			if a.Throttles == nil {
+				a.Throttles = map[string]Throttle{}
+			}
+			a.Throttles[name] = t
 			continue
 		case opt == "rate_limit":
 			if !d.NextArg() {

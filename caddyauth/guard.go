@@ -105,10 +105,10 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	c, err := g.realm.checkAccess(r, g.SessionCheck)
 	if err != nil {
-		return writeError(w, g.logger, err)
+		return writeError(w, g.logger, g.realm.metrics, err)
 	}
 	if len(g.Roles) > 0 && !containsInt(g.Roles, c.Role) {
-		return writeError(w, g.logger, errDetail(http.StatusForbidden, msgPermissionDenied))
+		return writeError(w, g.logger, g.realm.metrics, errDetail(http.StatusForbidden, msgPermissionDenied))
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	for _, claim := range guardClaims {

@@ -207,6 +207,7 @@ func (rl *realm) checkLockout(ctx context.Context, userID int64) error {
 // Without a challenge (regeneration) there is no challenge budget and the
 // row is keyed by what, so it counts only towards the user's.
 func (rl *realm) recordFailure(ctx context.Context, userID int64, ch *Token, what, wrong string) error {
+	rl.mfaOutcome(ctx, userID, wrong, resultFailure)
 	now := rl.now()
 	key := what
 	if ch != nil {
@@ -226,6 +227,7 @@ func (rl *realm) recordFailure(ctx context.Context, userID int64, ch *Token, wha
 		return err
 	}
 	if wait := rl.lockoutSeconds(failures); wait > 0 {
+		rl.mfaLockedOut(ctx, userID)
 		if _, derr := rl.store.DeleteUserTokens(ctx, userID, purposeMFALoginChallenge); derr != nil {
 			return derr
 		}
@@ -508,6 +510,9 @@ func (h *Handler) loginChallenge(ctx context.Context, f *form) (Token, error) {
 // user: the last accepted step is stored and only moves forward, so a code
 // cannot be replayed, on this node or another, before or after a restart.
 func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
+	if err := h.realm.throttle(r.Context(), throttleMFAVerifyIP, clientIP(r)); err != nil {
+		return err
+	}
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
@@ -550,6 +555,9 @@ func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
 // challenge and one unused recovery code open the session; the code is
 // spent.
 func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) error {
+	if err := h.realm.throttle(r.Context(), throttleMFAVerifyIP, clientIP(r)); err != nil {
+		return err
+	}
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
@@ -634,6 +642,7 @@ func (h *Handler) completeChallenge(w http.ResponseWriter, r *http.Request, ch T
 	case err != nil:
 		return err
 	}
+	rl.mfaOutcome(ctx, ch.UserID, wrong, resultSuccess)
 	return h.writeTokens(w, http.StatusOK, pair, nil)
 }
 

@@ -66,6 +66,10 @@ type realm struct {
 	now      func() time.Time
 	rand     io.Reader
 	logger   *zap.Logger
+
+	throttles map[string]Throttle // by name, defaults applied
+	metrics   *metrics
+	auditLog  *zap.Logger // named "audit"
 }
 
 // clock is the realm's one time source: the system clock plus an offset
