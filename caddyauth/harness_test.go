@@ -135,8 +135,16 @@ type site struct {
 }
 
 // caddyfile builds the test Caddyfile: global options with the jwt_allauth
-// block (store line plus extra options), and the site block body.
+// block (store line plus extra options), and the site block body. Unless
+// the options set throttles themselves, the request throttles are off:
+// tests log in and verify far more often than a person, and the throttles
+// have tests of their own.
 func caddyfile(store, options, body string) string {
+	if !strings.Contains(options, "throttle ") {
+		for _, name := range caddyauth.ThrottleNames() {
+			options += "\n\t\tthrottle " + name + " off"
+		}
+	}
 	return fmt.Sprintf(`{
 	admin %s
 	http_port %s

@@ -28,8 +28,8 @@ import (
 // The throttles, their keys and defaults (set any with the `throttle`
 // option of the jwt_allauth global option):
 //
-//	login_ip                  10 per 1m   POST /login/, per client address
-//	login_email                5 per 5m   POST /login/, per e-mail address
+//	login_ip                  20 per 1m   POST /login/, per client address
+//	login_email               10 per 15m  POST /login/, per e-mail address
 //	mfa_verify_ip             20 per 1m   POST /mfa/verify/ and /mfa/verify-recovery/, per client address
 //	registration_ip           20 per 1m   sign-up, per client address
 //	registration_email         5 per 5m   sign-up, per e-mail address
@@ -65,8 +65,8 @@ const (
 
 // defaultThrottles are the throttles when the config sets none.
 var defaultThrottles = map[string]Throttle{
-	throttleLoginIP:                 {10, caddy.Duration(time.Minute)},
-	throttleLoginEmail:              {5, caddy.Duration(5 * time.Minute)},
+	throttleLoginIP:                 {20, caddy.Duration(time.Minute)},
+	throttleLoginEmail:              {10, caddy.Duration(15 * time.Minute)},
 	throttleMFAVerifyIP:             {20, caddy.Duration(time.Minute)},
 	throttleRegistrationIP:          {20, caddy.Duration(time.Minute)},
 	throttleRegistrationEmail:       {5, caddy.Duration(5 * time.Minute)},
