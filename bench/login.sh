@@ -26,13 +26,8 @@ parallel=$(go run ./bench/load -mode hashrate -c "$(nproc)" -d 5s | awk '{print 
 awk -v ns="$single_ns" -v n="$(nproc)" -v p="$parallel" 'BEGIN {
 	printf "  one goroutine: %.1f ms/hash (%.1f hashes/s); %d goroutines: %.1f hashes/s\n", ns/1e6, 1e9/ns, n, p }'
 
-caddy_version=$(sed -n 's/.*"caddy_version": *"\([^"]*\)".*/\1/p' xcaddy.json)
-echo "building Caddy $caddy_version with the plugin..."
-if ! go run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 build "$caddy_version" \
-	--with github.com/caddy-jwt-allauth/caddy-jwt-allauth=. --output "$work/caddy" >"$work/build.log" 2>&1; then
-	echo "xcaddy failed ($(grep -m1 -Eo '[0-9]{3} [A-Z][a-z]+' "$work/build.log" || echo see below)); building bench/caddy from go.mod instead"
-	go build -o "$work/caddy" ./bench/caddy || { cat "$work/build.log"; exit 1; }
-fi
+echo "building Caddy with the plugin (./cmd/caddy)..."
+go build -o "$work/caddy" ./cmd/caddy
 
 # The login throttles are per client address and per e-mail; one client
 # logging one user in thousands of times would hit both at once.
