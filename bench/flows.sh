@@ -34,13 +34,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-caddy_version=$(sed -n 's/.*"caddy_version": *"\([^"]*\)".*/\1/p' xcaddy.json)
-echo "building Caddy $caddy_version with the plugin, and the load generator..."
-if ! go run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 build "$caddy_version" \
-	--with github.com/caddy-jwt-allauth/caddy-jwt-allauth=. --output "$work/caddy" >"$work/build.log" 2>&1; then
-	echo "xcaddy failed ($(grep -m1 -Eo '[0-9]{3} [A-Z][a-z]+' "$work/build.log" || echo see below)); building bench/caddy from go.mod instead"
-	go build -o "$work/caddy" ./bench/caddy || { cat "$work/build.log"; exit 1; }
-fi
+echo "building Caddy with the plugin (./cmd/caddy), and the load generator..."
+go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/load" ./bench/load
 export XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
 
