@@ -30,6 +30,7 @@ same --config (and environment) as the server, so it opens the same store.
   caddy jwt-allauth set-role    --config Caddyfile --email a@example.com --role 0
   caddy jwt-allauth disable     --config Caddyfile --email a@example.com
   caddy jwt-allauth enable      --config Caddyfile --email a@example.com
+  caddy jwt-allauth reset-mfa   --config Caddyfile --email a@example.com
   caddy jwt-allauth list-users  --config Caddyfile
 `,
 		CobraFunc: addUserCommands,
@@ -44,6 +45,7 @@ func addUserCommands(cmd *cobra.Command) {
 	cmd.AddCommand(userCommand("set-role", "Sets the role of a user", true, true, runSetRole))
 	cmd.AddCommand(userCommand("disable", "Disables a user and ends their sessions", true, false, runDisable))
 	cmd.AddCommand(userCommand("enable", "Enables a disabled user", true, false, runEnable))
+	cmd.AddCommand(userCommand("reset-mfa", "Removes a user's TOTP and recovery codes and lifts an MFA lockout", true, false, runResetMFA))
 	cmd.AddCommand(userCommand("list-users", "Lists the users", false, false, runListUsers))
 }
 
@@ -197,19 +199,42 @@ func runEnable(ctx context.Context, rl *realm, o userOptions) error {
 	return nil
 }
 
+func runResetMFA(ctx context.Context, rl *realm, o userOptions) error {
+	u, err := rl.store.UserByEmail(ctx, normalizeEmail(o.email))
+	if err != nil {
+		return userLookupError(o.email, err)
+	}
+	err = rl.store.InTx(ctx, func(tx Store) error {
+		if _, err := tx.DeleteAuthenticators(ctx, u.ID); err != nil {
+			return err
+		}
+		_, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt, purposeMFALoginChallenge, purposeMFASetupSecret)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "user %d <%s>: TOTP and recovery codes removed, MFA lockout lifted\n", u.ID, u.Email)
+	return nil
+}
+
 func runListUsers(ctx context.Context, rl *realm, o userOptions) error {
 	users, err := rl.store.ListUsers(ctx)
 	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tACTIVE\tVERIFIED\tLAST LOGIN")
+	fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tACTIVE\tVERIFIED\tTOTP\tLAST LOGIN")
 	for _, u := range users {
 		last := "-"
 		if !u.LastLogin.IsZero() {
 			last = u.LastLogin.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%t\t%t\t%s\n", u.ID, u.Email, u.Role, u.IsActive, u.EmailVerified, last)
+		totp, err := rl.hasTOTP(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%t\t%t\t%t\t%s\n", u.ID, u.Email, u.Role, u.IsActive, u.EmailVerified, totp, last)
 	}
 	return tw.Flush()
 }

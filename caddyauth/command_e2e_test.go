@@ -2,10 +2,12 @@ package caddyauth_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
 )
@@ -78,6 +80,35 @@ func TestUserCommandsE2E(t *testing.T) {
 		ua, _ := s.login("user@example.com", "Us3r-Passw0rd-long")
 		if claims(t, ua)["role"] != float64(300) {
 			t.Fatalf("user role: %v", claims(t, ua))
+		}
+
+		// reset-mfa removes the factors and lifts a lockout.
+		st, err := caddyauth.ActiveStore()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		u, err := st.UserByEmail(ctx, "user@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.CreateAuthenticator(ctx, caddyauth.Authenticator{UserID: u.ID, Type: "totp", Data: []byte("sealed")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.CreateToken(ctx, caddyauth.Token{UserID: u.ID, Purpose: "mfa_login_attempt", Token: "x", Created: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := runCLI(t, "", append([]string{"list-users"}, cfg...)...); err != nil || !strings.Contains(out, "TOTP") {
+			t.Fatalf("list-users: %v\n%s", err, out)
+		}
+		if out, err := runCLI(t, "", append([]string{"reset-mfa", "--email", "user@example.com"}, cfg...)...); err != nil || !strings.Contains(out, "lockout lifted") {
+			t.Fatalf("reset-mfa: %v %s", err, out)
+		}
+		if auths, _ := st.Authenticators(ctx, u.ID); len(auths) != 0 {
+			t.Fatalf("authenticators left: %v", auths)
+		}
+		if rows, _ := st.UserTokens(ctx, u.ID, "mfa_login_attempt", time.Time{}); len(rows) != 0 {
+			t.Fatalf("failure rows left: %v", rows)
 		}
 
 		out, err = runCLI(t, "", append([]string{"list-users"}, cfg...)...)

@@ -72,8 +72,13 @@ func (f *form) str(name string, required, trim bool) string {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		f.fail(name, "Not a valid string.")
-		return ""
+		// Like DRF's CharField, a number stands for its own digits.
+		var n json.Number
+		if json.Unmarshal(raw, &n) != nil {
+			f.fail(name, "Not a valid string.")
+			return ""
+		}
+		s = n.String()
 	}
 	if trim {
 		s = strings.TrimSpace(s)
