@@ -134,6 +134,7 @@ func caddyfile(store, options, body string) string {
 	jwt_allauth {
 		%s
 		cookie_insecure
+		public_url %s
 		%s
 	}
 }
@@ -141,7 +142,7 @@ func caddyfile(store, options, body string) string {
 http://127.0.0.1:%s {
 %s
 }
-`, testAdmin, testPort, store, options, testPort, body)
+`, testAdmin, testPort, store, testBase, options, testPort, body)
 }
 
 // defaultBody is the test site: endpoints under /auth, then the guard in

@@ -48,6 +48,14 @@ type policy struct {
 	registration      string
 	publicURL         string
 	sessionCheck      bool
+
+	inviteRoles             []int
+	emailConfirmationTTL    time.Duration
+	passwordResetTTL        time.Duration
+	emailVerifiedRedirect   string
+	passwordResetRedirect   string
+	passwordSetRedirect     string
+	passwordResetRequestURL string
 }
 
 // realm is the account service behind the HTTP adapters: it holds the
@@ -66,6 +74,8 @@ type realm struct {
 	now      func() time.Time
 	rand     io.Reader
 	logger   *zap.Logger
+	mail     *mailQueue
+	mails    map[string]mailTemplate
 }
 
 // clock is the realm's one time source: the system clock plus an offset
@@ -173,6 +183,11 @@ func (rl *realm) purgeRetention() map[string]time.Duration {
 		purposeMFALoginChallenge: rl.policy.mfaChallengeTTL,
 		purposeMFASetupSecret:    rl.policy.mfaChallengeTTL,
 		purposeMFAAttempt:        max(rl.policy.mfaLockout, rl.policy.mfaChallengeTTL),
+		purposePassReset:         rl.policy.passwordResetTTL,
+		purposePassResetAccess:   rl.policy.accessTTL,
+		purposePassSetAccess:     rl.policy.accessTTL,
+		purposeInvitation:        rl.policy.emailConfirmationTTL,
+		purposeEmailConfirmation: rl.policy.emailConfirmationTTL,
 	}
 }
 
