@@ -28,7 +28,8 @@ type MailConfig struct {
 	Address string `json:"address,omitempty"`
 
 	// SMTP credentials (smtp only). When a username is given, the best
-	// mechanism the server offers is used. Give the password as a
+	// mechanism the server offers over the encrypted connection is used
+	// (never with `tls none`). Give the password as a
 	// placeholder such as `{env.SMTP_PASSWORD}` so it is not saved in
 	// Caddy's autosaved config.
 	Username string `json:"username,omitempty"`
@@ -105,6 +106,9 @@ func newSMTPMailer(c MailConfig) (*smtpMailer, error) {
 	}
 	if c.Password != "" && c.Username == "" {
 		return nil, errors.New("mail smtp: a password needs a username")
+	}
+	if c.Username != "" && c.TLS == "none" {
+		return nil, errors.New("mail smtp: credentials would travel in clear text with `tls none`; use starttls or implicit")
 	}
 	return &smtpMailer{host: host, port: port, from: c.From, username: c.Username, password: c.Password, tls: orDefault(c.TLS, "starttls")}, nil
 }

@@ -107,7 +107,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 	first := nameField(f, "first_name", true)
 	last := nameField(f, "last_name", true)
 	hidden := rl.policy.emailVerification == verifyMandatory
-	var taken *User       // hidden conflict: the owner gets a note
+	var taken *User     // hidden conflict: the owner gets a note
 	var abandoned int64 // an abandoned sign-up, replaced by this one
 	if f.errs["email"] == nil {
 		u, err := rl.store.UserByEmail(ctx, email)
