@@ -158,15 +158,20 @@ const defaultBody = `	jwt_allauth {
 func startCaddy(t *testing.T, cf string) *site {
 	t.Helper()
 	loadCaddyfile(t, cf)
+	// Each site has its own connection pool: a kept-alive connection to
+	// the previous test's server must not carry this test's first POST.
+	client := &http.Client{
+		Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+		Timeout:       20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	t.Cleanup(func() {
+		client.CloseIdleConnections()
 		if err := caddy.Stop(); err != nil {
 			t.Errorf("stopping caddy: %v", err)
 		}
 	})
-	return &site{t: t, client: &http.Client{
-		Timeout:       20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
+	return &site{t: t, client: client}
 }
 
 // loadCaddyfile adapts a Caddyfile and loads it (a reload when Caddy is
