@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -105,9 +106,49 @@ type App struct {
 	// "admin_managed" or "closed".
 	Registration string `json:"registration,omitempty"`
 
-	// The public base URL for links in mails. Links are never built from
-	// the request's Host header.
+	// The public base URL of the site, e.g. `https://example.com`: links in
+	// mails are this plus the endpoints' prefix, never anything taken from
+	// the request (Host, X-Forwarded-Host). Required by the endpoints
+	// handler, whose password reset, confirmation and invitation mails
+	// link to it.
 	PublicURL string `json:"public_url,omitempty"`
+
+	// Roles whose holders may invite users (POST
+	// {prefix}/registration/user-register/) when `registration` is
+	// "invitations" or "admin_managed". Default: 1000 900. Whatever the
+	// list, an inviter grants at most its own rank: staff (1000) any role,
+	// superusers (900) any role but 1000, any other role only itself or 0.
+	InviteRoles []int `json:"invite_roles,omitempty"`
+
+	// How long e-mail confirmation and invitation links live. Default: 3d.
+	EmailConfirmationTTL caddy.Duration `json:"email_confirmation_ttl,omitempty"`
+
+	// How long a password reset link lives. Default: 1h.
+	PasswordResetTTL caddy.Duration `json:"password_reset_ttl,omitempty"`
+
+	// Where a followed e-mail confirmation link lands (a URL or a path).
+	// Default: the built-in page {prefix}/registration/verified/.
+	EmailVerifiedRedirect string `json:"email_verified_redirect,omitempty"`
+
+	// Where a followed password reset link lands, with the
+	// `password_reset_access_token` and `csrftoken` cookies set; the page
+	// there posts the new password to {prefix}/password/reset/set-new/.
+	// Default: the built-in page {prefix}/password/reset/default/.
+	PasswordResetRedirect string `json:"password_reset_redirect,omitempty"`
+
+	// Where a followed invitation link lands, with the
+	// `set_password_access_token` and `csrftoken` cookies set; the page
+	// there posts the password to {prefix}/registration/set-password/.
+	// Default: the built-in page {prefix}/registration/set-password/default/.
+	PasswordSetRedirect string `json:"password_set_redirect,omitempty"`
+
+	// A "forgot password" page linked from the mail sent when someone signs
+	// up with an address that already has an account. Default: none.
+	PasswordResetRequestURL string `json:"password_reset_request_url,omitempty"`
+
+	// How mails leave the server. Default: `mail log` (written to Caddy's
+	// log, for local use only).
+	Mail *MailConfig `json:"mail,omitempty"`
 
 	// Reject access tokens whose session was revoked (logout, replay,
 	// password change). Costs one cached database read per session every
@@ -192,6 +233,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 		registration:      orDefault(a.Registration, registrationOpen),
 		publicURL:         strings.TrimRight(repl.ReplaceAll(a.PublicURL, ""), "/"),
 		sessionCheck:      a.SessionCheck,
+
+		inviteRoles:             a.InviteRoles,
+		emailConfirmationTTL:    durationOr(a.EmailConfirmationTTL, 3*24*time.Hour),
+		passwordResetTTL:        durationOr(a.PasswordResetTTL, time.Hour),
+		emailVerifiedRedirect:   repl.ReplaceAll(a.EmailVerifiedRedirect, ""),
+		passwordResetRedirect:   repl.ReplaceAll(a.PasswordResetRedirect, ""),
+		passwordSetRedirect:     repl.ReplaceAll(a.PasswordSetRedirect, ""),
+		passwordResetRequestURL: repl.ReplaceAll(a.PasswordResetRequestURL, ""),
+	}
+	if pol.inviteRoles == nil {
+		pol.inviteRoles = []int{RoleStaff, RoleSuperuser}
+	}
+	if pol.publicURL != "" {
+		if err := checkPublicURL(pol.publicURL); err != nil {
+			return err
+		}
 	}
 	if a.TOTPIssuer == nil {
 		pol.totpIssuer = "JWT-Allauth"
@@ -214,6 +271,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		auditLog:  a.logger.Named("audit"),
 	}
 	rl.hasher.observeWait = m.hashWait
+	if err := rl.provisionMail(a.Mail, repl); err != nil {
+		return err
+	}
 	rl.sessions = newSessionCache(store, 2*time.Second, rl.now)
 	rl.verified = newAccessCache()
 	keyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -250,7 +310,20 @@ func (a *App) Validate() error {
 			return fmt.Errorf("%s: unknown value %q (want one of %s)", c.name, c.value, strings.Join(c.allowed[1:], ", "))
 		}
 	}
-	for name, d := range map[string]caddy.Duration{"access_ttl": a.AccessTTL, "refresh_ttl": a.RefreshTTL, "session_lifetime": a.SessionLifetime, "mfa_challenge_ttl": a.MFAChallengeTTL, "leeway": a.Leeway} {
+	if a.Mail != nil {
+		if !contains([]string{"", "log", "smtp"}, a.Mail.Transport) {
+			return fmt.Errorf("mail: unknown transport %q (want log or smtp)", a.Mail.Transport)
+		}
+		if !contains([]string{"", "starttls", "implicit", "opportunistic", "none"}, a.Mail.TLS) {
+			return fmt.Errorf("mail: unknown tls mode %q (want starttls, implicit, opportunistic or none)", a.Mail.TLS)
+		}
+	}
+	for _, role := range a.InviteRoles {
+		if role < 0 || role > 32767 {
+			return fmt.Errorf("invite_roles: %d is not a role (0 to 32767)", role)
+		}
+	}
+	for name, d := range map[string]caddy.Duration{"access_ttl": a.AccessTTL, "refresh_ttl": a.RefreshTTL, "session_lifetime": a.SessionLifetime, "mfa_challenge_ttl": a.MFAChallengeTTL, "leeway": a.Leeway, "email_confirmation_ttl": a.EmailConfirmationTTL, "password_reset_ttl": a.PasswordResetTTL} {
 		if d < 0 {
 			return fmt.Errorf("%s must not be negative", name)
 		}
@@ -272,20 +345,60 @@ func (a *App) Validate() error {
 	return validateThrottles(a.Throttles)
 }
 
-// Start runs the background purge of expired rows.
+// Start runs the background purge of expired rows and the mail senders.
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
 	a.done = make(chan struct{})
 	go a.realm.purgeLoop(ctx, a.done)
+	a.realm.mail.start()
 	return nil
 }
 
-// Stop ends the background purge and waits for it.
+// Stop ends the background purge and the mail senders, and waits for them.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
 		<-a.done
+	}
+	a.realm.mail.stop()
+	return nil
+}
+
+// provisionMail builds the mail transport, the send queue and the
+// templates.
+func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
+	var cfg MailConfig
+	if c != nil {
+		cfg = *c
+	}
+	var m mailer = logMailer{logger: rl.logger}
+	if cfg.Transport == "smtp" {
+		cfg.Address = repl.ReplaceAll(cfg.Address, "")
+		cfg.Username = repl.ReplaceAll(cfg.Username, "")
+		cfg.Password = repl.ReplaceAll(cfg.Password, "")
+		cfg.From = repl.ReplaceAll(cfg.From, "")
+		sm, err := newSMTPMailer(cfg)
+		if err != nil {
+			return err
+		}
+		m = sm
+	}
+	tmpl, err := loadMailTemplates(repl.ReplaceAll(cfg.Templates, ""))
+	if err != nil {
+		return err
+	}
+	rl.mails = tmpl
+	rl.mail = newMailQueue(m, rl.logger.Named("mail"))
+	return nil
+}
+
+// checkPublicURL accepts an absolute http(s) URL with a host and nothing
+// after the path.
+func checkPublicURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("public_url must be an absolute http(s) URL such as https://example.com, got %q", s)
 	}
 	return nil
 }

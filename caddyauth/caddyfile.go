@@ -48,6 +48,23 @@ func init() {
 //		email_verification none|optional|mandatory
 //		registration open|invitations|admin_managed|closed
 //		public_url <url>
+//		invite_roles <int...>
+//		email_confirmation_ttl <duration>
+//		password_reset_ttl <duration>
+//		email_verified_redirect <url>
+//		password_reset_redirect <url>
+//		password_set_redirect <url>
+//		password_reset_request_url <url>
+//		mail log [{
+//			templates <dir>
+//		}]
+//		mail smtp <host:port> {
+//			username <user>
+//			password <password>
+//			from <address>
+//			tls starttls|implicit|opportunistic|none
+//			templates <dir>
+//		}
 //		rate_limit memory|redis <url> [{ timeout <duration>; key_prefix <prefix> }]
 //		throttle <name> <limit> <window> | throttle <name> off
 //	}
@@ -78,6 +95,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"email_verification": &a.EmailVerification,
 		"registration":       &a.Registration,
 		"public_url":         &a.PublicURL,
+
+		"email_verified_redirect":    &a.EmailVerifiedRedirect,
+		"password_reset_redirect":    &a.PasswordResetRedirect,
+		"password_set_redirect":      &a.PasswordSetRedirect,
+		"password_reset_request_url": &a.PasswordResetRequestURL,
 	}
 	durations := map[string]*caddy.Duration{
 		"access_ttl":        &a.AccessTTL,
@@ -86,6 +108,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"leeway":            &a.Leeway,
 		"mfa_challenge_ttl": &a.MFAChallengeTTL,
 		"mfa_lockout":       &a.MFALockout,
+
+		"email_confirmation_ttl": &a.EmailConfirmationTTL,
+		"password_reset_ttl":     &a.PasswordResetTTL,
 	}
 	ints := map[string]**int{
 		"mfa_challenge_max_attempts": &a.MFAChallengeMaxAttempts,
@@ -130,6 +155,25 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			v := d.Val()
 			a.TOTPIssuer = &v
+		case opt == "invite_roles":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.InviteRoles = a.InviteRoles[:0]
+			for _, arg := range args {
+				n, err := strconv.Atoi(arg)
+				if err != nil {
+					return d.Errf("invite_roles: %q is not an integer", arg)
+				}
+				a.InviteRoles = append(a.InviteRoles, n)
+			}
+			continue
+		case opt == "mail":
+			if err := a.unmarshalMail(d); err != nil {
+				return err
+			}
+			continue
 		case opt == "store":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -195,6 +239,46 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 	}
+	return nil
+}
+
+// unmarshalMail reads `mail log [{...}]` or `mail smtp <host:port> {...}`.
+func (a *App) unmarshalMail(d *caddyfile.Dispenser) error {
+	mc := &MailConfig{}
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	mc.Transport = d.Val()
+	switch mc.Transport {
+	case "log":
+	case "smtp":
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		mc.Address = d.Val()
+	default:
+		return d.Errf("mail: unknown transport '%s' (want log or smtp)", mc.Transport)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	fields := map[string]*string{"templates": &mc.Templates}
+	if mc.Transport == "smtp" {
+		fields["username"] = &mc.Username
+		fields["password"] = &mc.Password
+		fields["from"] = &mc.From
+		fields["tls"] = &mc.TLS
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dst := fields[d.Val()]
+		if dst == nil {
+			return d.Errf("unrecognized mail %s option '%s'", mc.Transport, d.Val())
+		}
+		if !d.AllArgs(dst) {
+			return d.ArgErr()
+		}
+	}
+	a.Mail = mc
 	return nil
 }
 

@@ -23,9 +23,18 @@ type Handler struct {
 	// Must start with `/`. Default: `/auth`.
 	Prefix string `json:"prefix,omitempty"`
 
-	realm  *realm
-	routes map[string]endpoint
-	logger *zap.Logger
+	realm    *realm
+	routes   map[string]endpoint
+	prefixed []prefixRoute
+	logger   *zap.Logger
+}
+
+// prefixRoute is an endpoint serving every path that starts with prefix
+// (under the handler's prefix) and has something after it: the mailed
+// links, whose last segments are their secrets.
+type prefixRoute struct {
+	prefix string
+	endpoint
 }
 
 // endpoint is one path under the prefix: the methods it answers and the
@@ -55,7 +64,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting jwt_allauth app: %v", err)
 	}
 	h.realm = appIface.(*App).realm
-	h.routes = h.buildRoutes()
+	if h.realm.policy.publicURL == "" {
+		return fmt.Errorf("jwt_allauth: the global option public_url is required by the endpoints: password reset, e-mail confirmation and invitation mails link to it (e.g. public_url https://example.com)")
+	}
+	h.routes, h.prefixed = h.buildRoutes()
 	return nil
 }
 
@@ -69,8 +81,10 @@ func (h *Handler) Validate() error {
 
 // buildRoutes lists the endpoints this realm's policy enables. Paths are
 // kept without their trailing slash; both spellings are served.
-func (h *Handler) buildRoutes() map[string]endpoint {
+func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 	post := []string{http.MethodPost}
+	get := []string{http.MethodGet, http.MethodHead}
+	pol := h.realm.policy
 	routes := map[string]endpoint{
 		"/login":                 {post, h.login},
 		"/refresh":               {post, h.refresh},
@@ -86,8 +100,50 @@ func (h *Handler) buildRoutes() map[string]endpoint {
 		"/mfa/deactivate":                {post, h.mfaDeactivate},
 		"/mfa/authenticators":            {[]string{http.MethodGet, http.MethodHead}, h.mfaAuthenticators},
 		"/mfa/recovery-codes/regenerate": {post, h.mfaRegenerateRecovery},
+
+		"/password/reset":         {post, h.passwordReset},
+		"/password/reset/set-new": {post, h.passwordResetSetNew},
+		"/password/change":        {post, h.passwordChange},
 	}
-	return routes
+	prefixed := []prefixRoute{{"/password/reset/confirm/", endpoint{get, h.passwordResetConfirm}}}
+	if pol.passwordResetRedirect == "" {
+		routes["/password/reset/default"] = endpoint{get, h.resetPage}
+	}
+	if pol.registration == registrationOpen || pol.registration == registrationInvitations {
+		routes["/registration"] = endpoint{post, h.register}
+	}
+	if h.invitationsOn() {
+		routes["/registration/user-register"] = endpoint{post, h.userRegister}
+		routes["/registration/set-password"] = endpoint{post, h.setPassword}
+		if pol.passwordSetRedirect == "" {
+			routes["/registration/set-password/default"] = endpoint{get, h.setPasswordPage}
+		}
+	}
+	if pol.emailVerification != verifyNone || h.invitationsOn() {
+		prefixed = append(prefixed, prefixRoute{"/registration/verification/", endpoint{get, h.verifyEmail}})
+		if pol.emailVerifiedRedirect == "" {
+			routes["/registration/verified"] = endpoint{get, h.verifiedPage}
+		}
+	}
+	return routes, prefixed
+}
+
+// route finds the endpoint of a path under the prefix.
+func (h *Handler) route(rest string) (endpoint, bool) {
+	if ep, ok := h.routes[strings.TrimSuffix(rest, "/")]; ok {
+		return ep, true
+	}
+	for _, p := range h.prefixed {
+		if param, ok := strings.CutPrefix(rest, p.prefix); ok && strings.Trim(param, "/") != "" {
+			return p.endpoint, true
+		}
+	}
+	return endpoint{}, false
+}
+
+// pathParam is what follows the route prefix in the request path.
+func (h *Handler) pathParam(r *http.Request, routePrefix string) string {
+	return strings.TrimPrefix(r.URL.Path, h.Prefix+routePrefix)
 }
 
 // ServeHTTP answers requests under the prefix and passes the rest on.
@@ -96,7 +152,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !ok || (rest != "" && rest[0] != '/') {
 		return next.ServeHTTP(w, r)
 	}
-	ep, found := h.routes[strings.TrimSuffix(rest, "/")]
+	ep, found := h.route(rest)
 	if !found {
 		return writeError(w, h.logger, h.realm.metrics, errDetail(http.StatusNotFound, "Not found."))
 	}

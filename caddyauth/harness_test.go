@@ -157,6 +157,7 @@ func caddyfile(store, options, body string) string {
 	jwt_allauth {
 		%s
 		cookie_insecure
+		public_url %s
 		%s
 	}
 }
@@ -164,7 +165,7 @@ func caddyfile(store, options, body string) string {
 http://127.0.0.1:%s {
 %s
 }
-`, testAdmin, testPort, store, options, testPort, body)
+`, testAdmin, testPort, store, testBase, options, testPort, body)
 }
 
 // defaultBody is the test site: endpoints under /auth, then the guard in
@@ -280,6 +281,16 @@ func (r reply) cookie(name string) (*http.Cookie, bool) {
 // (sent raw) or nil; headers are "Name: value" strings.
 func (s *site) req(method, path string, body any, headers ...string) reply {
 	s.t.Helper()
+	out, err := s.try(method, path, body, headers...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return out
+}
+
+// try is req for goroutines other than the test's: it returns its
+// failure instead of ending the test.
+func (s *site) try(method, path string, body any, headers ...string) (reply, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -288,39 +299,44 @@ func (s *site) req(method, path string, body any, headers ...string) reply {
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			s.t.Fatal(err)
+			return reply{}, err
 		}
 		rd = bytes.NewReader(j)
 	}
 	r, err := http.NewRequest(method, testBase+path, rd)
 	if err != nil {
-		s.t.Fatal(err)
+		return reply{}, err
 	}
 	if rd != nil {
 		r.Header.Set("Content-Type", "application/json")
 	}
 	for _, h := range headers {
 		k, v, _ := strings.Cut(h, ":")
-		r.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if strings.EqualFold(k, "Host") {
+			r.Host = v
+			continue
+		}
+		r.Header.Set(k, v)
 	}
 	res, err := s.client.Do(r)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		return reply{}, fmt.Errorf("%s %s: %v", method, path, err)
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
 	if err != nil {
-		s.t.Fatal(err)
+		return reply{}, err
 	}
 	out := reply{status: res.StatusCode, header: res.Header, raw: raw}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		if len(raw) > 0 && raw[0] == '[' {
 			_ = json.Unmarshal(raw, &out.list)
 		} else if err := json.Unmarshal(raw, &out.body); err != nil {
-			s.t.Fatalf("%s %s: JSON body does not decode: %v\n%s", method, path, err, raw)
+			return reply{}, fmt.Errorf("%s %s: JSON body does not decode: %v\n%s", method, path, err, raw)
 		}
 	}
-	return out
+	return out, nil
 }
 
 func (s *site) post(path string, body any, headers ...string) reply {

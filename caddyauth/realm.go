@@ -48,6 +48,14 @@ type policy struct {
 	registration      string
 	publicURL         string
 	sessionCheck      bool
+
+	inviteRoles             []int
+	emailConfirmationTTL    time.Duration
+	passwordResetTTL        time.Duration
+	emailVerifiedRedirect   string
+	passwordResetRedirect   string
+	passwordSetRedirect     string
+	passwordResetRequestURL string
 }
 
 // realm is the account service behind the HTTP adapters: it holds the
@@ -70,6 +78,8 @@ type realm struct {
 	throttles map[string]Throttle // by name, defaults applied
 	metrics   *metrics
 	auditLog  *zap.Logger // named "audit"
+	mail     *mailQueue
+	mails    map[string]mailTemplate
 }
 
 // clock is the realm's one time source: the system clock plus an offset
@@ -177,6 +187,11 @@ func (rl *realm) purgeRetention() map[string]time.Duration {
 		purposeMFALoginChallenge: rl.policy.mfaChallengeTTL,
 		purposeMFASetupSecret:    rl.policy.mfaChallengeTTL,
 		purposeMFAAttempt:        rl.attemptRetention(),
+		purposePassReset:         rl.policy.passwordResetTTL,
+		purposePassResetAccess:   rl.policy.accessTTL,
+		purposePassSetAccess:     rl.policy.accessTTL,
+		purposeInvitation:        rl.policy.emailConfirmationTTL,
+		purposeEmailConfirmation: rl.policy.emailConfirmationTTL,
 	}
 }
 

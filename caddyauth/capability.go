@@ -1,0 +1,387 @@
+package caddyauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+)
+
+// Purposes of the single-use rows behind mailed links and capability
+// cookies. Every such row holds the SHA-256 (hex) of its secret, never the
+// secret itself.
+const (
+	purposePassReset         = "PASS_RESET"
+	purposePassResetAccess   = "PASS_RESET_ACCESS"
+	purposePassSetAccess     = "PASS_SET_ACCESS"
+	purposeInvitation        = "INVITATION"
+	purposeEmailConfirmation = "EMAIL_CONFIRMATION"
+)
+
+// Cookies set when a mailed link is followed.
+const (
+	resetCookie       = "password_reset_access_token"
+	setPasswordCookie = "set_password_access_token"
+	csrfCookie        = "csrftoken"
+	csrfHeader        = "X-CSRFToken"
+)
+
+// linkDigest is how a link secret or a capability's jti is kept in the
+// token table.
+func linkDigest(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// newLinkSecret returns 32 random bytes, URL-safe.
+func newLinkSecret(r io.Reader) (string, error) {
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// sendMail renders the mail name for to and queues it. A failure is logged
+// and never reaches the HTTP answer.
+func (rl *realm) sendMail(name, to string, data mailData) {
+	if data.SiteName == "" {
+		data.SiteName = rl.siteName()
+	}
+	data.Email = to
+	m, err := rl.mails[name].render(to, data)
+	if err != nil {
+		rl.logger.Error("rendering mail", zap.String("mail", name), zap.Error(err))
+		return
+	}
+	rl.mail.enqueue(m)
+}
+
+// siteName is `site_name`, else the host of `public_url`.
+func (rl *realm) siteName() string {
+	if rl.policy.siteName != "" {
+		return rl.policy.siteName
+	}
+	if _, host, ok := cutScheme(rl.policy.publicURL); ok {
+		return host
+	}
+	return "our site"
+}
+
+func cutScheme(u string) (scheme, rest string, ok bool) {
+	for _, s := range []string{"https://", "http://"} {
+		if len(u) > len(s) && u[:len(s)] == s {
+			return s, u[len(s):], true
+		}
+	}
+	return "", "", false
+}
+
+// link is the absolute URL of a path under this handler's prefix, built
+// from `public_url` only.
+func (h *Handler) link(path string) string {
+	return h.realm.policy.publicURL + h.Prefix + path
+}
+
+// issueCapability mints a one-time capability token (reference §2.1) for
+// u and records its jti digest, replacing the user's earlier ones: only the
+// newest capability works.
+func (rl *realm) issueCapability(ctx context.Context, st Store, u User, permission string) (string, error) {
+	jti, err := newTokenID(rl.rand)
+	if err != nil {
+		return "", err
+	}
+	now := rl.now()
+	c := Claims{TokenType: tokenTypeAccess, ForUser: u.ID, OneTimePermission: permission}
+	c.ID = jti
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(rl.policy.accessTTL))
+	tok, err := rl.keys.signOneTime(c)
+	if err != nil {
+		return "", err
+	}
+	if _, err := st.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: permission, Token: linkDigest(jti), Created: now}); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// setCapabilityCookies sets the capability cookie (HttpOnly, only sent to
+// the endpoints under the prefix) and the CSRF cookie the page must echo in
+// the X-CSRFToken header (readable by scripts, the whole site). An existing
+// well-formed CSRF cookie is kept.
+func (h *Handler) setCapabilityCookies(w http.ResponseWriter, r *http.Request, name, token string) error {
+	secure := h.realm.policy.cookieSecure
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Value:    token,
+		Path:     h.Prefix + "/",
+		MaxAge:   int(h.realm.policy.accessTTL.Seconds()),
+		HttpOnly: true,
+		Secure:   secure,
+		SameSite: http.SameSiteLaxMode,
+	})
+	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 32 && len(c.Value) <= 64 {
+		return nil
+	}
+	csrf, err := newLinkSecret(h.realm.rand)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     csrfCookie,
+		Value:    csrf,
+		Path:     "/",
+		MaxAge:   int(h.realm.policy.accessTTL.Seconds()),
+		Secure:   secure,
+		SameSite: http.SameSiteLaxMode,
+	})
+	return nil
+}
+
+// clearCapabilityCookie removes a spent capability cookie.
+func (h *Handler) clearCapabilityCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Path: h.Prefix + "/", MaxAge: -1,
+		HttpOnly: true, Secure: h.realm.policy.cookieSecure, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// capability reads and verifies the capability cookie of a set-password
+// call: 401 without a valid one (the row is checked later), then the
+// double-submit CSRF check: 403, and the capability is not spent.
+func (h *Handler) capability(r *http.Request, cookie, permission string) (Claims, error) {
+	rl := h.realm
+	missing := errDetail(http.StatusUnauthorized, msgNoCredentials)
+	missing.challenge = "Cookie"
+	ck, err := r.Cookie(cookie)
+	if err != nil || ck.Value == "" {
+		return Claims{}, missing
+	}
+	c, err := rl.keys.parseOneTime(ck.Value, permission, rl.now())
+	if err != nil || c.ForUser == 0 || c.ID == "" {
+		return Claims{}, missing
+	}
+	return c, checkCSRF(r)
+}
+
+// checkCSRF is the double-submit check: the X-CSRFToken header must equal
+// the csrftoken cookie.
+func checkCSRF(r *http.Request) error {
+	ck, err := r.Cookie(csrfCookie)
+	if err != nil || ck.Value == "" {
+		return errDetail(http.StatusForbidden, "CSRF Failed: CSRF cookie not set.")
+	}
+	hv := r.Header.Get(csrfHeader)
+	if hv == "" {
+		return errDetail(http.StatusForbidden, "CSRF Failed: CSRF token missing.")
+	}
+	if subtle.ConstantTimeCompare([]byte(hv), []byte(ck.Value)) != 1 {
+		return errDetail(http.StatusForbidden, "CSRF Failed: CSRF token incorrect.")
+	}
+	return nil
+}
+
+// revokeCredentials ends everything a credential change must end: every
+// session of the user and every pending link, capability and MFA
+// challenge (the MFA failure records stay, so a reset does not lift a
+// lockout).
+func revokeCredentials(ctx context.Context, st Store, userID int64) error {
+	if _, err := st.RevokeUserSessions(ctx, userID); err != nil {
+		return err
+	}
+	_, err := st.DeleteUserTokens(ctx, userID,
+		purposePassReset, purposePassResetAccess, purposePassSetAccess,
+		purposeInvitation, purposeEmailConfirmation,
+		purposeMFASetupChallenge, purposeMFALoginChallenge, purposeMFASetupSecret)
+	return err
+}
+
+// Messages of the password forms.
+const (
+	msgPasswordMismatch = "The two password fields didn’t match."
+	msgOldPasswordWrong = "Your old password was entered incorrectly. Please enter it again."
+)
+
+// newPasswordFields reads new_password1 and new_password2 and, when both
+// are there, checks that they match and pass the password policy for
+// email; messages go on new_password2, as Django's SetPasswordForm puts
+// them.
+func newPasswordFields(f *form, email string) string {
+	p1 := f.str("new_password1", true, false)
+	p2 := f.str("new_password2", true, false)
+	f.maxLen("new_password1", p1, maxPasswordLength)
+	f.maxLen("new_password2", p2, maxPasswordLength)
+	if f.errs["new_password1"] != nil || f.errs["new_password2"] != nil {
+		return ""
+	}
+	if p1 != p2 {
+		f.fail("new_password2", msgPasswordMismatch)
+		return ""
+	}
+	for _, msg := range validatePassword(p2, email) {
+		f.fail("new_password2", msg)
+	}
+	return p1
+}
+
+// errCapabilitySpent is a capability whose row is gone: spent, superseded
+// by a newer link, expired, or never issued.
+func errCapabilitySpent() error { return errTokenNotValid(msgTokenInvalid) }
+
+// setPasswordWithCapability is the common pipeline of
+// {prefix}/password/reset/set-new/ and {prefix}/registration/set-password/:
+// the cookie (401), CSRF (403), the row (401), the user (401), the body
+// (400, capability not spent), then the capability is claimed by one atomic
+// delete and the password saved with a credential-change revocation.
+// withinTx runs last in the transaction (e.g. to claim the invitation).
+// It returns the user after the change.
+func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Request, cookie, permission string, withinTx func(ctx context.Context, tx Store, u User) error) (User, error) {
+	rl := h.realm
+	ctx := r.Context()
+	c, err := h.capability(r, cookie, permission)
+	if err != nil {
+		return User{}, err
+	}
+	f, err := readForm(w, r)
+	if err != nil {
+		return User{}, err
+	}
+	digest := linkDigest(c.ID)
+	notBefore := rl.now().Add(-rl.policy.accessTTL)
+	row, err := rl.store.FindToken(ctx, permission, digest, notBefore)
+	if errors.Is(err, ErrNotFound) || (err == nil && row.UserID != c.ForUser) {
+		return User{}, errCapabilitySpent()
+	}
+	if err != nil {
+		return User{}, err
+	}
+	u, err := rl.store.UserByID(ctx, c.ForUser)
+	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
+		// As the reference: a capability of a deactivated user is spent.
+		if _, err := rl.store.ConsumeToken(ctx, permission, digest, notBefore); err != nil && !errors.Is(err, ErrNotFound) {
+			return User{}, err
+		}
+		return User{}, errCapabilitySpent()
+	}
+	if err != nil {
+		return User{}, err
+	}
+	password := newPasswordFields(f, u.Email)
+	if err := f.err(); err != nil {
+		return User{}, err
+	}
+	// Claim first, so concurrent holders of the same capability lose
+	// before they spend a hash; put the row back if the change fails
+	// for a reason that is not the client's.
+	row, err = rl.store.ConsumeToken(ctx, permission, digest, notBefore)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, errCapabilitySpent()
+	}
+	if err != nil {
+		return User{}, err
+	}
+	restore := func() {
+		if _, err := rl.store.CreateToken(context.WithoutCancel(ctx), row); err != nil {
+			rl.logger.Warn("restoring an unspent capability", zap.Int64("user_id", row.UserID), zap.Error(err))
+		}
+	}
+	hash, err := rl.hasher.hash(ctx, password)
+	if err != nil {
+		restore()
+		return User{}, err
+	}
+	err = rl.store.InTx(ctx, func(tx Store) error {
+		cur, err := tx.UserByID(ctx, u.ID)
+		if errors.Is(err, ErrNotFound) || (err == nil && !cur.IsActive) {
+			return errCapabilitySpent()
+		}
+		if err != nil {
+			return err
+		}
+		if withinTx != nil {
+			if err := withinTx(ctx, tx, cur); err != nil {
+				return err
+			}
+		}
+		cur.PasswordHash = hash
+		if err := tx.UpdateUser(ctx, cur); err != nil {
+			return err
+		}
+		if err := revokeCredentials(ctx, tx, cur.ID); err != nil {
+			return err
+		}
+		u = cur
+		return nil
+	})
+	if err != nil {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			restore()
+		}
+		return User{}, err
+	}
+	h.clearCapabilityCookie(w, cookie)
+	return u, nil
+}
+
+// afterCredentialChange answers a successful password reset or set: the
+// MFA gate first (a reset never skips the second factor: a user with TOTP
+// gets a login challenge, and in required mode a user without TOTP the
+// setup bootstrap), else a new session. detail goes in the body;
+// bootstrapDetail replaces it in the bootstrap answer when set.
+func (h *Handler) afterCredentialChange(w http.ResponseWriter, r *http.Request, u User, detail, bootstrapDetail string) error {
+	rl := h.realm
+	ctx := r.Context()
+	if payload, err := rl.mfaGate(ctx, u); err != nil || payload != nil {
+		if err != nil {
+			return err
+		}
+		payload["detail"] = detail
+		if _, ok := payload["mfa_setup_required"]; ok && bootstrapDetail != "" {
+			payload["detail"] = bootstrapDetail
+		}
+		return writeJSON(w, http.StatusOK, payload)
+	}
+	pair, err := h.openLoginSession(ctx, r, u)
+	if err != nil {
+		return err
+	}
+	return h.writeTokens(w, http.StatusOK, pair, map[string]any{"detail": detail})
+}
+
+// openLoginSession opens a session for u and records the login time.
+func (h *Handler) openLoginSession(ctx context.Context, r *http.Request, u User) (tokenPair, error) {
+	rl := h.realm
+	enabled := u.EmailVerified || rl.policy.emailVerification != verifyMandatory
+	var pair tokenPair
+	err := rl.store.InTx(ctx, func(tx Store) error {
+		cur, err := tx.UserByID(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		if enabled {
+			cur.LastLogin = rl.now()
+			if err := tx.UpdateUser(ctx, cur); err != nil {
+				return err
+			}
+		}
+		pair, err = rl.openSession(ctx, tx, cur, enabled, clientIP(r))
+		return err
+	})
+	return pair, err
+}
+
+// notBeforeFor is the oldest creation time a row of a link purpose may
+// have and still work.
+func (rl *realm) notBeforeFor(ttl time.Duration) time.Time {
+	return rl.now().Add(-ttl)
+}

@@ -1,0 +1,201 @@
+package caddyauth
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+)
+
+// flakyMailer fails its first failures sends, then records the mails.
+type flakyMailer struct {
+	mu       sync.Mutex
+	failures int
+	calls    int
+	sent     []mailMessage
+	done     chan struct{}
+}
+
+func (f *flakyMailer) send(_ context.Context, m mailMessage) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.calls <= f.failures {
+		return errors.New("server down")
+	}
+	f.sent = append(f.sent, m)
+	close(f.done)
+	return nil
+}
+
+func TestMailQueueRetries(t *testing.T) {
+	fm := &flakyMailer{failures: 2, done: make(chan struct{})}
+	q := newMailQueue(fm, zap.NewNop())
+	q.backoff = []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond}
+	q.enqueue(mailMessage{to: "a@example.com", subject: "s", text: "t"})
+	q.start()
+	defer q.stop()
+	select {
+	case <-fm.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the mail was not sent after retries")
+	}
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	if fm.calls != 3 || len(fm.sent) != 1 {
+		t.Fatalf("calls %d, sent %d", fm.calls, len(fm.sent))
+	}
+}
+
+func TestMailQueueGivesUpAndStops(t *testing.T) {
+	fm := &flakyMailer{failures: 100, done: make(chan struct{})}
+	q := newMailQueue(fm, zap.NewNop())
+	q.backoff = []time.Duration{time.Millisecond}
+	q.start()
+	q.enqueue(mailMessage{to: "a@example.com"})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fm.mu.Lock()
+		calls := fm.calls
+		fm.mu.Unlock()
+		if calls == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls %d, want 2 (one try, one retry)", calls)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	q.stop()
+	// A full queue drops instead of blocking the request.
+	for range mailQueueSize + 10 {
+		q.enqueue(mailMessage{})
+	}
+}
+
+func TestMailTemplates(t *testing.T) {
+	tmpl, err := loadMailTemplates("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tmpl[mailPasswordReset].render("u@example.com", mailData{SiteName: "Site\r\nBcc: evil@example.com", Link: "https://example.com/auth/x/?a=<b>", Expires: "1 hour"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(m.subject, "\r\n") || !strings.Contains(m.text, "https://example.com/auth/x/?a=<b>") || !strings.Contains(m.html, `href="https://example.com/auth/x/?a=%3cb%3e"`) {
+		t.Fatalf("rendered: %+v", m)
+	}
+	if _, err := tmpl[mailInvitation].render("u@example.com\r\nBcc: x@example.com", mailData{}); err == nil {
+		t.Fatal("a recipient with a line break was accepted")
+	}
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "invitation.subject.txt"), []byte("Join {{.SiteName}}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "invitation.html"), []byte(""), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err = loadMailTemplates(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = tmpl[mailInvitation].render("u@example.com", mailData{SiteName: "Acme", Link: "https://example.com/l"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.subject != "Join Acme" || m.html != "" || !strings.Contains(m.text, "https://example.com/l") {
+		t.Fatalf("overridden: %+v", m)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "password_reset.txt"), []byte("{{.Nope}}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadMailTemplates(dir); err == nil {
+		t.Fatal("a template using an unknown field was accepted")
+	}
+}
+
+func TestHumanDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		72 * time.Hour:   "3 days",
+		time.Hour:        "1 hour",
+		30 * time.Minute: "30 minutes",
+		90 * time.Second: "2 minutes",
+	} {
+		if got := humanDuration(d); got != want {
+			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestMayGrant(t *testing.T) {
+	for _, c := range []struct {
+		inviter, role int
+		ok            bool
+	}{
+		{1000, 1000, true}, {1000, 900, true}, {1000, 300, true}, {1000, 0, true},
+		{900, 1000, false}, {900, 900, true}, {900, 300, true},
+		{300, 300, true}, {300, 0, true}, {300, 400, false}, {300, 200, false}, {300, 900, false},
+		{0, 0, true}, {0, 1, false},
+	} {
+		if got := mayGrant(c.inviter, c.role); got != c.ok {
+			t.Errorf("mayGrant(%d, %d) = %v", c.inviter, c.role, got)
+		}
+	}
+}
+
+func TestMailCaddyfile(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`jwt_allauth {
+		public_url https://example.com
+		invite_roles 1000 300
+		password_reset_ttl 15m
+		password_set_redirect /welcome/
+		mail smtp smtp.example.com:587 {
+			username {env.SMTP_USER}
+			password {env.SMTP_PASSWORD}
+			from "Example <no-reply@example.com>"
+			tls starttls
+			templates /etc/mail
+		}
+		site_name Example
+	}`)
+	var a App
+	if err := a.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if a.Mail == nil || a.Mail.Transport != "smtp" || a.Mail.Address != "smtp.example.com:587" || a.Mail.From != "Example <no-reply@example.com>" ||
+		a.Mail.Password != "{env.SMTP_PASSWORD}" || a.Mail.Templates != "/etc/mail" || a.SiteName != "Example" ||
+		len(a.InviteRoles) != 2 || a.InviteRoles[1] != 300 || a.PasswordSetRedirect != "/welcome/" || time.Duration(a.PasswordResetTTL) != 15*time.Minute {
+		t.Fatalf("parsed: %+v %+v", a, a.Mail)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		"jwt_allauth {\n mail smtp\n}",
+		"jwt_allauth {\n mail carrier-pigeon\n}",
+		"jwt_allauth {\n mail log {\n username x\n }\n}",
+		"jwt_allauth {\n invite_roles staff\n}",
+	} {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("accepted: %s", bad)
+		}
+	}
+	if _, err := newSMTPMailer(MailConfig{Address: "smtp.example.com:25", From: "a@example.com", Username: "u", Password: "p", TLS: "none"}); err == nil {
+		t.Error("credentials with tls none were accepted")
+	}
+	if _, err := newSMTPMailer(MailConfig{Address: "smtp.example.com:25", From: "a@example.com\r\nBcc: x@example.com"}); err == nil {
+		t.Error("a From with a line break was accepted")
+	}
+	if err := checkPublicURL("example.com"); err == nil {
+		t.Error("a public_url without scheme was accepted")
+	}
+}

@@ -1,0 +1,149 @@
+package caddyauth
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	texttemplate "text/template"
+	"time"
+	"unicode"
+)
+
+// The mails the realm sends, by template name.
+const (
+	mailEmailConfirmation = "email_confirmation"
+	mailInvitation        = "invitation"
+	mailAccountExists     = "account_exists"
+	mailPasswordReset     = "password_reset"
+)
+
+//go:embed mailtemplates
+var defaultMailTemplates embed.FS
+
+// mailData is what a mail template sees.
+type mailData struct {
+	SiteName        string
+	Email           string
+	Link            string
+	Expires         string
+	ResetRequestURL string
+}
+
+// mailTemplate is one mail's subject, text body and HTML body.
+type mailTemplate struct {
+	subject *texttemplate.Template
+	text    *texttemplate.Template
+	html    *htmltemplate.Template // nil: text only
+}
+
+// loadMailTemplates parses the built-in templates, each file replaced by
+// the one of the same name in dir when dir is set and holds it.
+func loadMailTemplates(dir string) (map[string]mailTemplate, error) {
+	read := func(name string) (string, error) {
+		if dir != "" {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err == nil {
+				return string(b), nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return "", fmt.Errorf("mail templates: %v", err)
+			}
+		}
+		b, err := defaultMailTemplates.ReadFile("mailtemplates/" + name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+		return string(b), err
+	}
+	out := map[string]mailTemplate{}
+	for _, name := range []string{mailEmailConfirmation, mailInvitation, mailAccountExists, mailPasswordReset} {
+		var t mailTemplate
+		src, err := read(name + ".subject.txt")
+		if err != nil {
+			return nil, err
+		}
+		if t.subject, err = texttemplate.New(name + ".subject.txt").Option("missingkey=error").Parse(src); err != nil {
+			return nil, fmt.Errorf("mail templates: %v", err)
+		}
+		if src, err = read(name + ".txt"); err != nil {
+			return nil, err
+		}
+		if t.text, err = texttemplate.New(name + ".txt").Option("missingkey=error").Parse(src); err != nil {
+			return nil, fmt.Errorf("mail templates: %v", err)
+		}
+		if src, err = read(name + ".html"); err != nil {
+			return nil, err
+		}
+		if strings.TrimSpace(src) != "" {
+			if t.html, err = htmltemplate.New(name + ".html").Option("missingkey=error").Parse(src); err != nil {
+				return nil, fmt.Errorf("mail templates: %v", err)
+			}
+		}
+		// Render once with sample data, so a template that cannot
+		// execute stops the start rather than a mail.
+		if _, err := t.render("user@example.com", mailData{SiteName: "Example", Email: "user@example.com", Link: "https://example.com/", Expires: "1 hour"}); err != nil {
+			return nil, err
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
+// render builds the mail to `to`. The subject is folded to one line with
+// control characters removed, so no template or value can add a header.
+func (t mailTemplate) render(to string, data mailData) (mailMessage, error) {
+	if strings.ContainsAny(to, "\r\n") {
+		return mailMessage{}, errors.New("mail recipient contains a line break")
+	}
+	var subj, text, html bytes.Buffer
+	if err := t.subject.Execute(&subj, data); err != nil {
+		return mailMessage{}, fmt.Errorf("mail templates: %v", err)
+	}
+	if err := t.text.Execute(&text, data); err != nil {
+		return mailMessage{}, fmt.Errorf("mail templates: %v", err)
+	}
+	if t.html != nil {
+		if err := t.html.Execute(&html, data); err != nil {
+			return mailMessage{}, fmt.Errorf("mail templates: %v", err)
+		}
+	}
+	return mailMessage{to: to, subject: headerValue(subj.String()), text: text.String(), html: html.String()}, nil
+}
+
+// headerValue makes s safe as a one-line header value: control characters
+// (CR and LF included) become spaces, runs of spaces collapse, and the
+// result is trimmed.
+func headerValue(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// humanDuration words a link lifetime for a mail: "3 days", "1 hour",
+// "30 minutes".
+func humanDuration(d time.Duration) string {
+	unit := func(n int64, word string) string {
+		if n == 1 {
+			return "1 " + word
+		}
+		return fmt.Sprintf("%d %ss", n, word)
+	}
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return unit(int64(d/(24*time.Hour)), "day")
+	case d >= time.Hour && d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour")
+	default:
+		return unit(int64((d+time.Minute-1)/time.Minute), "minute")
+	}
+}

@@ -1,0 +1,218 @@
+package caddyauth
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// resetFloor is the least time POST {prefix}/password/reset/ takes, so the
+// answer time does not tell known addresses from unknown ones. It is a
+// duration, not a point in time, so it uses a real timer.
+const resetFloor = 500 * time.Millisecond
+
+// passwordReset answers POST {prefix}/password/reset/ (behaviour.md §3.6):
+// always the same 200 after the same floor; a link is mailed only to an
+// active account with a confirmed address and a usable password. A new
+// link replaces the user's older one.
+func (h *Handler) passwordReset(w http.ResponseWriter, r *http.Request) error {
+	floor := time.NewTimer(resetFloor)
+	defer floor.Stop()
+	f, err := readForm(w, r)
+	if err != nil {
+		return err
+	}
+	email := normalizeEmail(f.str("email", true, true))
+	if _, bad := f.errs["email"]; !bad && !validEmail(email) {
+		f.fail("email", msgInvalidEmail)
+	}
+	if err := f.err(); err != nil {
+		return err
+	}
+	if err := h.mailResetLink(r.Context(), email); err != nil {
+		return err
+	}
+	select {
+	case <-floor.C:
+	case <-r.Context().Done():
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Password reset e-mail has been sent."})
+}
+
+// mailResetLink stores a reset link for the account of email, if it may
+// have one, and mails it.
+func (h *Handler) mailResetLink(ctx context.Context, email string) error {
+	rl := h.realm
+	u, err := rl.store.UserByEmail(ctx, email)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !u.IsActive || !u.EmailVerified || u.PasswordHash == "" {
+		return nil
+	}
+	secret, err := newLinkSecret(rl.rand)
+	if err != nil {
+		return err
+	}
+	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: purposePassReset, Token: linkDigest(secret), Created: rl.now()}); err != nil {
+		return err
+	}
+	uid := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(u.ID, 10)))
+	rl.sendMail(mailPasswordReset, u.Email, mailData{
+		Link:    h.link("/password/reset/confirm/" + uid + "/" + secret + "/"),
+		Expires: humanDuration(rl.policy.passwordResetTTL),
+	})
+	return nil
+}
+
+// passwordResetConfirm answers GET {prefix}/password/reset/confirm/<uid>/<token>/,
+// the mailed link: the link row is consumed, a reset capability (valid for
+// access_ttl, replacing earlier ones) is set in the
+// password_reset_access_token cookie with a CSRF cookie, and the browser
+// goes on to password_reset_redirect or the built-in form. Any bad link
+// gets the built-in "invalid link" page (200). An Authorization header is
+// ignored.
+func (h *Handler) passwordResetConfirm(w http.ResponseWriter, r *http.Request) error {
+	rl := h.realm
+	ctx := r.Context()
+	rest := strings.TrimSuffix(h.pathParam(r, "/password/reset/confirm/"), "/")
+	uidPart, secret, ok := strings.Cut(rest, "/")
+	invalid := func() error {
+		return h.page(w, r, http.StatusOK, pageResetInvalid)
+	}
+	if !ok || secret == "" || strings.Contains(secret, "/") || len(secret) > 128 {
+		return invalid()
+	}
+	rawUID, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(uidPart, "="))
+	if err != nil {
+		return invalid()
+	}
+	uid, err := strconv.ParseInt(string(rawUID), 10, 64)
+	if err != nil {
+		return invalid()
+	}
+	row, err := rl.store.ConsumeToken(ctx, purposePassReset, linkDigest(secret), rl.notBeforeFor(rl.policy.passwordResetTTL))
+	if errors.Is(err, ErrNotFound) || (err == nil && row.UserID != uid) {
+		return invalid()
+	}
+	if err != nil {
+		return err
+	}
+	u, err := rl.store.UserByID(ctx, uid)
+	if errors.Is(err, ErrNotFound) || (err == nil && (!u.IsActive || u.PasswordHash == "")) {
+		return invalid()
+	}
+	if err != nil {
+		return err
+	}
+	tok, err := rl.issueCapability(ctx, rl.store, u, purposePassResetAccess)
+	if err != nil {
+		return err
+	}
+	if err := h.setCapabilityCookies(w, r, resetCookie, tok); err != nil {
+		return err
+	}
+	target := rl.policy.passwordResetRedirect
+	if target == "" {
+		target = h.Prefix + "/password/reset/default/"
+	}
+	return redirect(w, target)
+}
+
+// passwordResetSetNew answers POST {prefix}/password/reset/set-new/,
+// authorised by the password_reset_access_token cookie and the CSRF
+// header. Unlike the reference, the capability is spent only once the new
+// password is accepted, and the answer goes through the MFA gate.
+func (h *Handler) passwordResetSetNew(w http.ResponseWriter, r *http.Request) error {
+	u, err := h.setPasswordWithCapability(w, r, resetCookie, purposePassResetAccess, nil)
+	if err != nil {
+		return err
+	}
+	h.realm.logger.Info("password reset", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
+	return h.afterCredentialChange(w, r, u, "Password reset.", "")
+}
+
+// passwordChange answers POST {prefix}/password/change/ (behaviour.md
+// §3.7): with the old password, the new one is saved, every session and
+// pending link of the user is revoked, and a new session is opened for
+// the caller.
+func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
+	caller, err := h.authenticated(r)
+	if err != nil {
+		return err
+	}
+	rl := h.realm
+	ctx := r.Context()
+	u, err := rl.store.UserByID(ctx, caller.userID())
+	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
+		return errTokenNotValid(msgTokenInvalid)
+	}
+	if err != nil {
+		return err
+	}
+	f, err := readForm(w, r)
+	if err != nil {
+		return err
+	}
+	old := f.str("old_password", true, false)
+	f.maxLen("old_password", old, maxPasswordLength)
+	password := newPasswordFields(f, u.Email)
+	if f.errs["old_password"] == nil {
+		ok, _, err := rl.hasher.verify(ctx, old, u.PasswordHash)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			f.fail("old_password", msgOldPasswordWrong)
+		}
+	}
+	if err := f.err(); err != nil {
+		return err
+	}
+	hash, err := rl.hasher.hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	var pair tokenPair
+	err = rl.store.InTx(ctx, func(tx Store) error {
+		cur, err := tx.UserByID(ctx, u.ID)
+		if errors.Is(err, ErrNotFound) || (err == nil && !cur.IsActive) {
+			return errTokenNotValid(msgTokenInvalid)
+		}
+		if err != nil {
+			return err
+		}
+		cur.PasswordHash = hash
+		if err := tx.UpdateUser(ctx, cur); err != nil {
+			return err
+		}
+		if err := revokeCredentials(ctx, tx, cur.ID); err != nil {
+			return err
+		}
+		pair, err = rl.openSession(ctx, tx, cur, true, clientIP(r))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rl.logger.Info("password changed", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
+	return h.writeTokens(w, http.StatusOK, pair, map[string]any{"detail": "New password has been saved."})
+}
+
+// redirect answers 302 to target (a URL or a path).
+func redirect(w http.ResponseWriter, target string) error {
+	w.Header().Set("Location", target)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(http.StatusFound)
+	return nil
+}

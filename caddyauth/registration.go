@@ -1,0 +1,491 @@
+package caddyauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+)
+
+// Messages of the registration endpoints.
+const (
+	msgInvalidEmail      = "Enter a valid email address."
+	msgEmailTaken        = "A user is already registered with this e-mail address."
+	msgSignupMismatch    = "The two password fields didn't match."
+	msgNameFormat        = "Incorrect format"
+	msgVerificationSent  = "Verification e-mail sent."
+	msgRoleAboveInviter  = "You cannot grant a role higher than your own."
+	maxEmailLength       = 100
+	maxNameLength        = 100
+	maxRole              = 32767
+	msgRoleBelowMinimum  = "Ensure this value is greater than or equal to 0."
+	msgRoleAboveMaximum  = "Ensure this value is less than or equal to 32767."
+	msgPasswordSetDetail = "Password set."
+	msgPasswordSetMFA    = "Password set. Please configure MFA to complete registration."
+)
+
+// emailField reads a required address: trimmed, lower-cased, at most 100
+// characters, and valid (no display name, no line breaks).
+func emailField(f *form) string {
+	email := normalizeEmail(f.str("email", true, true))
+	if f.errs["email"] != nil {
+		return ""
+	}
+	if utf8.RuneCountInString(email) > maxEmailLength {
+		f.maxLen("email", email, maxEmailLength)
+		return ""
+	}
+	if !validEmail(email) {
+		f.fail("email", msgInvalidEmail)
+		return ""
+	}
+	return email
+}
+
+// nameField reads first_name or last_name: letters (ASCII and Latin-1) and
+// spaces only, at most 100 characters; stored with runs of spaces
+// collapsed and each word capitalised.
+func nameField(f *form, name string, required bool) string {
+	s := f.str(name, required, true)
+	if s == "" || f.errs[name] != nil {
+		return ""
+	}
+	if utf8.RuneCountInString(s) > maxNameLength {
+		f.maxLen(name, s, maxNameLength)
+		return ""
+	}
+	for _, r := range s {
+		latin1Letter := r >= 0xC0 && r <= 0xFF && r != 0xD7 && r != 0xF7
+		if r != ' ' && !(r < 0x80 && unicode.IsLetter(r)) && !latin1Letter {
+			f.fail(name, msgNameFormat)
+			return ""
+		}
+	}
+	words := strings.Fields(s)
+	for i, w := range words {
+		r, size := utf8.DecodeRuneInString(w)
+		words[i] = string(unicode.ToUpper(r)) + strings.ToLower(w[size:])
+	}
+	return strings.Join(words, " ")
+}
+
+// claimedForSignup reports whether an existing account holds its address
+// against a sign-up: it is confirmed, was ever used, or has a live
+// invitation. Other holders are abandoned sign-ups, replaced by the next
+// sign-up for the address.
+func (rl *realm) claimedForSignup(ctx context.Context, u User) (bool, error) {
+	if u.EmailVerified || !u.LastLogin.IsZero() {
+		return true, nil
+	}
+	inv, err := rl.store.UserTokens(ctx, u.ID, purposeInvitation, rl.notBeforeFor(rl.policy.emailConfirmationTTL))
+	return len(inv) > 0, err
+}
+
+// register answers POST {prefix}/registration/ (behaviour.md §3.8).
+// Under mandatory verification a taken address answers exactly like a
+// free one (its owner gets an "account exists" mail); otherwise it is a
+// 400 on `email`.
+func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
+	rl := h.realm
+	ctx := r.Context()
+	f, err := readForm(w, r)
+	if err != nil {
+		return err
+	}
+	email := emailField(f)
+	p1 := f.str("password1", true, false)
+	p2 := f.str("password2", true, false)
+	if f.errs["password1"] == nil {
+		for _, msg := range validatePassword(p1, email) {
+			f.fail("password1", msg)
+		}
+	}
+	first := nameField(f, "first_name", true)
+	last := nameField(f, "last_name", true)
+	hidden := rl.policy.emailVerification == verifyMandatory
+	var taken *User     // hidden conflict: the owner gets a note
+	var abandoned int64 // an abandoned sign-up, replaced by this one
+	if f.errs["email"] == nil {
+		u, err := rl.store.UserByEmail(ctx, email)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			claimed, err := rl.claimedForSignup(ctx, u)
+			if err != nil {
+				return err
+			}
+			switch {
+			case claimed && !hidden:
+				f.fail("email", msgEmailTaken)
+			case claimed:
+				taken = &u
+			default:
+				abandoned = u.ID
+			}
+		}
+	}
+	if err := f.err(); err != nil {
+		return err
+	}
+	if p1 != p2 {
+		return errFields(map[string][]string{"non_field_errors": {msgSignupMismatch}})
+	}
+	hash, err := rl.hasher.hash(ctx, p1)
+	if err != nil {
+		return err
+	}
+	mailSent := rl.policy.emailVerification != verifyNone
+	if taken != nil {
+		// The same answer as a new account, and a note to the owner.
+		rl.sendMail(mailAccountExists, taken.Email, mailData{ResetRequestURL: rl.policy.passwordResetRequestURL})
+		return h.signupAnswer(w, r, nil, mailSent)
+	}
+	u := User{
+		Email:         email,
+		PasswordHash:  hash,
+		FirstName:     first,
+		LastName:      last,
+		IsActive:      true,
+		EmailVerified: rl.policy.emailVerification == verifyNone,
+		DateJoined:    rl.now(),
+	}
+	var secret string
+	if mailSent {
+		if secret, err = newLinkSecret(rl.rand); err != nil {
+			return err
+		}
+	}
+	err = rl.store.InTx(ctx, func(tx Store) error {
+		if abandoned != 0 {
+			if err := tx.DeleteUser(ctx, abandoned); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		id, err := tx.CreateUser(ctx, u)
+		if err != nil {
+			return err
+		}
+		u.ID = id
+		if mailSent {
+			_, err = tx.CreateToken(ctx, Token{UserID: id, Purpose: purposeEmailConfirmation, Token: linkDigest(secret), Created: rl.now()})
+		}
+		return err
+	})
+	if errors.Is(err, ErrConflict) {
+		// A concurrent sign-up took the address first.
+		if hidden {
+			return h.signupAnswer(w, r, nil, mailSent)
+		}
+		return errField("email", msgEmailTaken)
+	}
+	if err != nil {
+		return err
+	}
+	if mailSent {
+		rl.sendMail(mailEmailConfirmation, u.Email, mailData{
+			Link:    h.link("/registration/verification/" + secret + "/"),
+			Expires: humanDuration(rl.policy.emailConfirmationTTL),
+		})
+	}
+	rl.logger.Info("user signed up", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
+	return h.signupAnswer(w, r, &u, mailSent)
+}
+
+// signupAnswer is the 201 of a sign-up; u is nil for a hidden conflict,
+// which gets the same shape as a new account (a bootstrap id that leads
+// nowhere in MFA required mode).
+func (h *Handler) signupAnswer(w http.ResponseWriter, r *http.Request, u *User, mailSent bool) error {
+	rl := h.realm
+	ctx := r.Context()
+	extra := map[string]any{}
+	if mailSent {
+		extra["detail"] = msgVerificationSent
+	}
+	if rl.policy.mfaMode == mfaRequired {
+		if u == nil {
+			id, err := newTokenID(rl.rand)
+			if err != nil {
+				return err
+			}
+			extra["mfa_setup_required"] = true
+			extra["setup_challenge_id"] = id
+			return writeJSON(w, http.StatusCreated, extra)
+		}
+		body, err := rl.mfaBootstrap(ctx, *u, extra)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusCreated, body)
+	}
+	if rl.policy.emailVerification == verifyMandatory {
+		return writeJSON(w, http.StatusCreated, map[string]string{"detail": msgVerificationSent})
+	}
+	pair, err := h.openLoginSession(ctx, r, *u)
+	if err != nil {
+		return err
+	}
+	return h.writeTokens(w, http.StatusCreated, pair, nil)
+}
+
+// verifyEmail answers GET {prefix}/registration/verification/<key>/, the
+// link of a confirmation or invitation mail (behaviour.md §3.9). A
+// confirmation link works once: the address is confirmed, the user's
+// disabled sessions are enabled (the `email_verified` claim follows at
+// the next refresh), and the browser goes to email_verified_redirect or
+// the built-in page. An invitation link leads to the set-password step
+// and works until the password is set.
+func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
+	rl := h.realm
+	ctx := r.Context()
+	key := strings.TrimSuffix(h.pathParam(r, "/registration/verification/"), "/")
+	if key == "" || strings.Contains(key, "/") || len(key) > 128 {
+		return h.page(w, r, http.StatusNotFound, pageLinkInvalid)
+	}
+	digest := linkDigest(key)
+	notBefore := rl.notBeforeFor(rl.policy.emailConfirmationTTL)
+	if h.invitationsOn() {
+		row, err := rl.store.FindToken(ctx, purposeInvitation, digest, notBefore)
+		if err == nil {
+			return h.followInvitation(w, r, row)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	row, err := rl.store.ConsumeToken(ctx, purposeEmailConfirmation, digest, notBefore)
+	if errors.Is(err, ErrNotFound) {
+		return h.page(w, r, http.StatusNotFound, pageLinkInvalid)
+	}
+	if err != nil {
+		return err
+	}
+	err = rl.store.InTx(ctx, func(tx Store) error {
+		u, err := tx.UserByID(ctx, row.UserID)
+		if err != nil {
+			return err
+		}
+		if !u.IsActive {
+			return errNotFoundPage
+		}
+		return confirmAddress(ctx, tx, u)
+	})
+	if errors.Is(err, ErrNotFound) || errors.Is(err, errNotFoundPage) {
+		return h.page(w, r, http.StatusNotFound, pageLinkInvalid)
+	}
+	if err != nil {
+		return err
+	}
+	return h.verifiedLanding(w)
+}
+
+// errNotFoundPage makes a transaction answer with the invalid-link page.
+var errNotFoundPage = errors.New("link of an inactive account")
+
+// confirmAddress marks u's address confirmed, enables its sessions held
+// back by mandatory verification, and drops its other confirmation links.
+func confirmAddress(ctx context.Context, tx Store, u User) error {
+	if !u.EmailVerified {
+		u.EmailVerified = true
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+	}
+	if err := tx.EnableUserSessions(ctx, u.ID); err != nil {
+		return err
+	}
+	_, err := tx.DeleteUserTokens(ctx, u.ID, purposeEmailConfirmation)
+	return err
+}
+
+func (h *Handler) verifiedLanding(w http.ResponseWriter) error {
+	target := h.realm.policy.emailVerifiedRedirect
+	if target == "" {
+		target = h.Prefix + "/registration/verified/"
+	}
+	return redirect(w, target)
+}
+
+// followInvitation confirms the invited address and hands out a
+// set-password capability (replacing earlier ones) in the
+// set_password_access_token cookie with a CSRF cookie, then sends the
+// browser to password_set_redirect or the built-in form under the prefix.
+func (h *Handler) followInvitation(w http.ResponseWriter, r *http.Request, row Token) error {
+	rl := h.realm
+	ctx := r.Context()
+	var u User
+	err := rl.store.InTx(ctx, func(tx Store) error {
+		var err error
+		if u, err = tx.UserByID(ctx, row.UserID); err != nil {
+			return err
+		}
+		if !u.IsActive {
+			return errNotFoundPage
+		}
+		if !u.EmailVerified {
+			u.EmailVerified = true
+			if err := tx.UpdateUser(ctx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) || errors.Is(err, errNotFoundPage) {
+		return h.page(w, r, http.StatusBadRequest, pageInvitationInvalid)
+	}
+	if err != nil {
+		return err
+	}
+	if u.PasswordHash != "" {
+		return h.verifiedLanding(w)
+	}
+	tok, err := rl.issueCapability(ctx, rl.store, u, purposePassSetAccess)
+	if err != nil {
+		return err
+	}
+	if err := h.setCapabilityCookies(w, r, setPasswordCookie, tok); err != nil {
+		return err
+	}
+	target := rl.policy.passwordSetRedirect
+	if target == "" {
+		target = h.Prefix + "/registration/set-password/default/"
+	}
+	return redirect(w, target)
+}
+
+// mayGrant is the invitation role rule: staff (1000) may grant any role,
+// superusers (900) any role but staff, and any other role only itself or
+// the plain user role 0.
+func mayGrant(inviter, role int) bool {
+	switch inviter {
+	case RoleStaff:
+		return true
+	case RoleSuperuser:
+		return role != RoleStaff
+	default:
+		return role == inviter || role == RoleUser
+	}
+}
+
+// userRegister answers POST {prefix}/registration/user-register/
+// (behaviour.md §3.10): a holder of an `invite_roles` role (re-read from
+// the database) creates an account without a password for `email` with
+// `role`, and the invitation link is mailed. A pending invitation or an
+// abandoned sign-up for the address is replaced; a used account is a 400.
+func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
+	caller, err := h.authenticated(r)
+	if err != nil {
+		return err
+	}
+	rl := h.realm
+	ctx := r.Context()
+	inviter, err := rl.store.UserByID(ctx, caller.userID())
+	if errors.Is(err, ErrNotFound) || (err == nil && !inviter.IsActive) {
+		return errTokenNotValid(msgTokenInvalid)
+	}
+	if err != nil {
+		return err
+	}
+	if !containsInt(rl.policy.inviteRoles, inviter.Role) {
+		return errDetail(http.StatusForbidden, msgPermissionDenied)
+	}
+	f, err := readForm(w, r)
+	if err != nil {
+		return err
+	}
+	email := emailField(f)
+	role, ok := f.integer("role", true)
+	switch {
+	case !ok:
+	case role < 0:
+		f.fail("role", msgRoleBelowMinimum)
+	case role > maxRole:
+		f.fail("role", msgRoleAboveMaximum)
+	case !mayGrant(inviter.Role, role):
+		f.fail("role", msgRoleAboveInviter)
+	}
+	first := nameField(f, "first_name", false)
+	last := nameField(f, "last_name", false)
+	var replace int64
+	if f.errs["email"] == nil {
+		u, err := rl.store.UserByEmail(ctx, email)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return err
+		case u.EmailVerified || !u.LastLogin.IsZero():
+			f.fail("email", msgEmailTaken)
+		default:
+			replace = u.ID
+		}
+	}
+	if err := f.err(); err != nil {
+		return err
+	}
+	secret, err := newLinkSecret(rl.rand)
+	if err != nil {
+		return err
+	}
+	u := User{Email: email, FirstName: first, LastName: last, Role: role, IsActive: true, DateJoined: rl.now()}
+	err = rl.store.InTx(ctx, func(tx Store) error {
+		if replace != 0 {
+			if err := tx.DeleteUser(ctx, replace); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		id, err := tx.CreateUser(ctx, u)
+		if err != nil {
+			return err
+		}
+		u.ID = id
+		_, err = tx.CreateToken(ctx, Token{UserID: id, Purpose: purposeInvitation, Token: linkDigest(secret), Created: rl.now()})
+		return err
+	})
+	if errors.Is(err, ErrConflict) {
+		return errField("email", msgEmailTaken)
+	}
+	if err != nil {
+		return err
+	}
+	rl.sendMail(mailInvitation, u.Email, mailData{
+		Link:    h.link("/registration/verification/" + secret + "/"),
+		Expires: humanDuration(rl.policy.emailConfirmationTTL),
+	})
+	rl.logger.Info("user invited", zap.Int64("user_id", u.ID), zap.Int64("inviter_id", inviter.ID), zap.Int("role", role))
+	return writeJSON(w, http.StatusCreated, map[string]any{})
+}
+
+// setPassword answers POST {prefix}/registration/set-password/ (behaviour.md
+// §3.11), authorised by the set_password_access_token cookie and the CSRF
+// header. The invitation is claimed in the same transaction as the
+// password, so of many capabilities for one invitation only one can set
+// it. In MFA required mode the answer is the setup bootstrap instead of
+// tokens.
+func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) error {
+	u, err := h.setPasswordWithCapability(w, r, setPasswordCookie, purposePassSetAccess, func(ctx context.Context, tx Store, u User) error {
+		n, err := tx.DeleteUserTokens(ctx, u.ID, purposeInvitation)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errCapabilitySpent()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return h.afterCredentialChange(w, r, u, msgPasswordSetDetail, msgPasswordSetMFA)
+}
+
+// invitationsOn reports whether invitations are part of the registration
+// policy.
+func (h *Handler) invitationsOn() bool {
+	p := h.realm.policy.registration
+	return p == registrationInvitations || p == registrationAdminManaged
+}
