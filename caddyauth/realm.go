@@ -78,8 +78,8 @@ type realm struct {
 	throttles map[string]Throttle // by name, defaults applied
 	metrics   *metrics
 	auditLog  *zap.Logger // named "audit"
-	mail     *mailQueue
-	mails    map[string]mailTemplate
+	mail      *mailQueue
+	mails     map[string]mailTemplate
 }
 
 // clock is the realm's one time source: the system clock plus an offset
