@@ -197,7 +197,7 @@ func TestPasswordResetHostHeaderE2E(t *testing.T) {
 
 func TestPasswordResetSMTPDownE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
-		down := freePort() // nothing listens there
+		down := "127.0.0.1:" + freePort() // nothing listens there
 		opts := "mail smtp " + down + " {\n\t\t\tfrom no-reply@example.com\n\t\t\ttls none\n\t\t}"
 		s := startCaddy(t, caddyfile(store, opts, defaultBody))
 		email := uniqueEmail(t, "down")
