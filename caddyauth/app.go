@@ -373,6 +373,9 @@ func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
 		cfg = *c
 	}
 	var m mailer = logMailer{logger: rl.logger}
+	if cfg.Transport != "smtp" {
+		rl.logger.Info("mail log: mails, links included, are written to this log and not sent; configure `mail smtp` to send them")
+	}
 	if cfg.Transport == "smtp" {
 		cfg.Address = repl.ReplaceAll(cfg.Address, "")
 		cfg.Username = repl.ReplaceAll(cfg.Username, "")

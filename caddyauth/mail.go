@@ -185,7 +185,7 @@ func (q *mailQueue) enqueue(m mailMessage) {
 	select {
 	case q.jobs <- m:
 	default:
-		q.logger.Error("mail queue full, mail dropped", zap.String("subject", m.subject))
+		q.logger.Error("mail queue full, mail dropped", emailHash(m.to), zap.String("subject", m.subject))
 	}
 }
 
@@ -243,11 +243,11 @@ func (q *mailQueue) deliver(ctx context.Context, m mailMessage) {
 		}
 		if attempt >= len(q.backoff) || ctx.Err() != nil {
 			q.logger.Error("sending mail failed, giving up",
-				zap.String("subject", m.subject), zap.Int("attempts", attempt+1), zap.Error(err))
+				emailHash(m.to), zap.String("subject", m.subject), zap.Int("attempts", attempt+1), zap.Error(err))
 			return
 		}
 		q.logger.Warn("sending mail failed, will retry",
-			zap.String("subject", m.subject), zap.Int("attempt", attempt+1), zap.Error(err))
+			emailHash(m.to), zap.String("subject", m.subject), zap.Int("attempt", attempt+1), zap.Error(err))
 		t := time.NewTimer(q.backoff[attempt])
 		select {
 		case <-ctx.Done():
