@@ -119,6 +119,9 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 			routes["/registration/set-password/default"] = endpoint{get, h.setPasswordPage}
 		}
 	}
+	if pol.emailVerification != verifyNone && (pol.registration == registrationOpen || pol.registration == registrationInvitations) {
+		routes["/registration/resend-email"] = endpoint{post, h.resendEmail}
+	}
 	if pol.emailVerification != verifyNone || h.invitationsOn() {
 		prefixed = append(prefixed, prefixRoute{"/registration/verification/", endpoint{get, h.verifyEmail}})
 		if pol.emailVerifiedRedirect == "" {

@@ -35,6 +35,9 @@ func (h *Handler) passwordReset(w http.ResponseWriter, r *http.Request) error {
 	if err := f.err(); err != nil {
 		return err
 	}
+	if err := h.realm.throttleRequest(r, "password_reset", email); err != nil {
+		return err
+	}
 	if err := h.mailResetLink(r.Context(), email); err != nil {
 		return err
 	}

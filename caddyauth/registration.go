@@ -97,6 +97,9 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	email := emailField(f)
+	if err := rl.throttleRequest(r, "registration", email); err != nil {
+		return err
+	}
 	p1 := f.str("password1", true, false)
 	p2 := f.str("password2", true, false)
 	if f.errs["password1"] == nil {
@@ -488,4 +491,47 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) invitationsOn() bool {
 	p := h.realm.policy.registration
 	return p == registrationInvitations || p == registrationAdminManaged
+}
+
+// resendEmail answers POST {prefix}/registration/resend-email/: a new
+// confirmation link for an unconfirmed sign-up (the older link dies). The
+// answer is the same whatever the address, so it tells nothing about
+// accounts; invited users get their link again by a new invitation.
+func (h *Handler) resendEmail(w http.ResponseWriter, r *http.Request) error {
+	rl := h.realm
+	ctx := r.Context()
+	f, err := readForm(w, r)
+	if err != nil {
+		return err
+	}
+	email := emailField(f)
+	if err := f.err(); err != nil {
+		return err
+	}
+	if err := rl.throttleRequest(r, "verification_resend", email); err != nil {
+		return err
+	}
+	ok := map[string]string{"detail": "ok"}
+	u, err := rl.store.UserByEmail(ctx, email)
+	if errors.Is(err, ErrNotFound) {
+		return writeJSON(w, http.StatusOK, ok)
+	}
+	if err != nil {
+		return err
+	}
+	if u.EmailVerified || !u.IsActive || u.PasswordHash == "" {
+		return writeJSON(w, http.StatusOK, ok)
+	}
+	secret, err := newLinkSecret(rl.rand)
+	if err != nil {
+		return err
+	}
+	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: purposeEmailConfirmation, Token: linkDigest(secret), Created: rl.now()}); err != nil {
+		return err
+	}
+	rl.sendMail(mailEmailConfirmation, u.Email, mailData{
+		Link:    h.link("/registration/verification/" + secret + "/"),
+		Expires: humanDuration(rl.policy.emailConfirmationTTL),
+	})
+	return writeJSON(w, http.StatusOK, ok)
 }

@@ -596,3 +596,54 @@ func TestSingleUseRacesE2E(t *testing.T) {
 		exactlyOne(t, st, errs, 200, 401)
 	})
 }
+
+// TestResendAndThrottlesE2E: a new confirmation link on request (the old
+// one dies), the same answer for any address, and the sign-up, reset and
+// resend throttles per address, alike for unknown and existing ones.
+func TestResendAndThrottlesE2E(t *testing.T) {
+	s := startCaddy(t, caddyfile(backends()[0].store(t), "email_verification mandatory\n"+mailOptions(t)+
+		"\n\t\tthrottle verification_resend_email 2 1m\n\t\tthrottle password_reset_email 5 1m\n\t\tthrottle registration_email 3 5m", defaultBody))
+	email := uniqueEmail(t, "resend")
+	body := map[string]string{"email": email, "password1": userPass, "password2": userPass, "first_name": "Ann", "last_name": "Lee"}
+	s.post("/auth/registration/", body).expect(t, 201)
+	first := linkPath(t, waitMails(t, email, 1), "/auth/registration/verification/")
+
+	r := s.post("/auth/registration/resend-email/", map[string]string{"email": strings.ToUpper(email)}).expect(t, 200)
+	if string(r.raw) != `{"detail":"ok"}` {
+		t.Fatalf("resend: %s", r.raw)
+	}
+	second := linkPath(t, waitMails(t, email, 2), "/auth/registration/verification/")
+	if second == first {
+		t.Fatal("resend mailed the same link")
+	}
+	s.get(first).expect(t, 404)
+	s.get(second).expect(t, 302)
+	// Confirmed now: the answer stays the same, no mail goes out; a third
+	// request for the address within the minute is throttled.
+	s.post("/auth/registration/resend-email/", map[string]string{"email": email}).expect(t, 200)
+	s.post("/auth/registration/resend-email/", map[string]string{"email": email}).expect(t, 429)
+	unknown := uniqueEmail(t, "nobody")
+	if r := s.post("/auth/registration/resend-email/", map[string]string{"email": unknown}).expect(t, 200); string(r.raw) != `{"detail":"ok"}` {
+		t.Fatalf("unknown address: %s", r.raw)
+	}
+	noMoreMails(t, email, 2)
+	noMoreMails(t, unknown, 0)
+
+	// Reset requests: the sixth for one address is refused, known or not.
+	for _, addr := range []string{email, unknown} {
+		for i := 0; i < 5; i++ {
+			s.post("/auth/password/reset/", map[string]string{"email": addr}).expect(t, 200)
+		}
+		r := s.post("/auth/password/reset/", map[string]string{"email": addr}).expect(t, 429)
+		if !strings.HasPrefix(r.str("detail"), "Request was throttled.") || r.header.Get("Retry-After") == "" {
+			t.Fatalf("reset throttle: %s %v", r.raw, r.header)
+		}
+	}
+	// Sign-ups for one address: the fourth is refused.
+	other := uniqueEmail(t, "signups")
+	body["email"] = other
+	for i := 0; i < 3; i++ {
+		s.post("/auth/registration/", body).expect(t, 201)
+	}
+	s.post("/auth/registration/", body).expect(t, 429)
+}
