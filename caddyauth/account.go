@@ -38,23 +38,31 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	rl := h.realm
-	ctx := r.Context()
-	u, err := rl.authenticate(ctx, normalizeEmail(email), password)
+	u, err := h.realm.passwordLogin(r.Context(), email, password)
 	if err != nil {
 		return err
-	}
-	if rl.policy.emailVerification == verifyMandatory && !u.EmailVerified {
-		return errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
-	}
-	if !u.IsActive {
-		return errDetail(http.StatusUnauthorized, "No active account found with the given credentials")
 	}
 	return h.finishLogin(w, r, u)
 }
 
+// passwordLogin is the first factor of every login, JSON or HTML: the
+// e-mail and password, then the account's state.
+func (rl *realm) passwordLogin(ctx context.Context, email, password string) (User, error) {
+	u, err := rl.authenticate(ctx, normalizeEmail(email), password)
+	if err != nil {
+		return User{}, err
+	}
+	if rl.policy.emailVerification == verifyMandatory && !u.EmailVerified {
+		return User{}, errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
+	}
+	if !u.IsActive {
+		return User{}, errDetail(http.StatusUnauthorized, "No active account found with the given credentials")
+	}
+	return u, nil
+}
+
 // finishLogin runs the MFA gate after the first factor, then opens a
-// session (recording the login time) when the gate lets the user through.
+// session when the gate lets the user through.
 func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, u User) error {
 	rl := h.realm
 	ctx := r.Context()
@@ -64,6 +72,16 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, u User) er
 		}
 		return writeJSON(w, http.StatusOK, payload)
 	}
+	pair, err := rl.startSession(ctx, u, clientIP(r))
+	if err != nil {
+		return err
+	}
+	return h.writeTokens(w, http.StatusOK, pair, nil)
+}
+
+// startSession opens a session for a user who passed every factor,
+// recording the login time.
+func (rl *realm) startSession(ctx context.Context, u User, ip string) (tokenPair, error) {
 	u.LastLogin = rl.now()
 	var pair tokenPair
 	err := rl.store.InTx(ctx, func(tx Store) error {
@@ -71,13 +89,10 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, u User) er
 			return err
 		}
 		var err error
-		pair, err = rl.openSession(ctx, tx, u, true, clientIP(r))
+		pair, err = rl.openSession(ctx, tx, u, true, ip)
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	return h.writeTokens(w, http.StatusOK, pair, nil)
+	return pair, err
 }
 
 // authenticate checks an e-mail and password. Unknown addresses and
@@ -122,50 +137,59 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rl := h.realm
-	ctx := r.Context()
+	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r))
+	if err != nil {
+		return err
+	}
+	return h.writeTokens(w, http.StatusOK, pair, nil)
+}
+
+// rotateRefresh spends a refresh token and returns the session's next
+// pair. A token presented twice revokes its whole session; so does a
+// session past session_lifetime or a user who is gone or disabled.
+func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string) (tokenPair, error) {
 	c, err := rl.keys.parse(raw, tokenTypeRefresh, rl.now())
 	if err != nil {
-		return errTokenNotValid(tokenErrorMessage(err))
+		return tokenPair{}, errTokenNotValid(tokenErrorMessage(err))
 	}
 	if c.Session == "" {
-		return errTokenNotValid(msgTokenInvalid)
+		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	}
 	if lt := rl.policy.sessionLifetime; lt > 0 && c.SessionIAT > 0 && rl.now().Unix() >= c.SessionIAT+int64(lt.Seconds()) {
 		if _, err := rl.store.RevokeSession(ctx, c.Session); err != nil {
-			return err
+			return tokenPair{}, err
 		}
-		return errCode(http.StatusUnauthorized, "Session reached its maximum lifetime. Please log in again", "session_expired")
+		return tokenPair{}, errCode(http.StatusUnauthorized, "Session reached its maximum lifetime. Please log in again", "session_expired")
 	}
 	uid := c.userID()
 	u, err := rl.store.UserByID(ctx, uid)
 	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
 		if _, err := rl.store.RevokeUserSessions(ctx, uid); err != nil {
-			return err
+			return tokenPair{}, err
 		}
-		return errTokenNotValid(msgTokenInvalid)
+		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	}
 	if err != nil {
-		return err
+		return tokenPair{}, err
 	}
 	sessionIAT := c.SessionIAT
 	if sessionIAT == 0 && c.IssuedAt != nil {
 		sessionIAT = c.IssuedAt.Unix() // a token minted before session_iat existed
 	}
-	pair, err := rl.issuePair(ctx, rl.store, u, c.Session, sessionIAT, true, clientIP(r), c.ID)
+	pair, err := rl.issuePair(ctx, rl.store, u, c.Session, sessionIAT, true, ip, c.ID)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		rl.logger.Info("refresh token reused, session revoked", zap.String("user_id", c.UserID), zap.String("client_ip", clientIP(r)))
-		return errTokenNotValid(msgTokenInvalid)
+		rl.logger.Info("refresh token reused, session revoked", zap.String("user_id", c.UserID), zap.String("client_ip", ip))
+		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	case errors.Is(err, ErrDisabled):
 		if !u.EmailVerified {
-			return errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
+			return tokenPair{}, errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
 		}
-		return errTokenNotValid(msgTokenInvalid)
+		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	case err != nil:
-		return err
+		return tokenPair{}, err
 	}
-	return h.writeTokens(w, http.StatusOK, pair, nil)
+	return pair, nil
 }
 
 // presentedRefresh reads the refresh token from the channel the policy
