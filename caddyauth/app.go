@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -114,6 +115,11 @@ type App struct {
 	// few seconds; when the database is down such requests get 503.
 	SessionCheck bool `json:"session_check,omitempty"`
 
+	// The name of the cookie that carries the access token for browsers:
+	// the HTML pages set it, and guards with `cookie` or `redirect` read it.
+	// HttpOnly, SameSite=Lax, Path=/. Default: `access_token`.
+	AccessCookie string `json:"access_cookie,omitempty"`
+
 	// The rate limiter. Default: in memory, per node.
 	LimiterRaw json.RawMessage `json:"rate_limit,omitempty" caddy:"namespace=jwt_allauth.rate_limiters inline_key=backend"`
 
@@ -181,6 +187,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		registration:      orDefault(a.Registration, registrationOpen),
 		publicURL:         strings.TrimRight(repl.ReplaceAll(a.PublicURL, ""), "/"),
 		sessionCheck:      a.SessionCheck,
+		accessCookie:      orDefault(a.AccessCookie, defaultAccessCookie),
 	}
 	if a.TOTPIssuer == nil {
 		pol.totpIssuer = "JWT-Allauth"
@@ -240,6 +247,11 @@ func (a *App) Validate() error {
 	}
 	if time.Duration(a.Leeway) > 30*time.Second {
 		return errors.New("leeway must be at most 30s")
+	}
+	if a.AccessCookie != "" {
+		if err := (&http.Cookie{Name: a.AccessCookie, Value: "x"}).Valid(); err != nil || a.AccessCookie == refreshCookie {
+			return fmt.Errorf("access_cookie: %q is not a usable cookie name", a.AccessCookie)
+		}
 	}
 	if a.AccessTTL != 0 && a.RefreshTTL != 0 && a.AccessTTL > a.RefreshTTL {
 		return errors.New("access_ttl must not be longer than refresh_ttl")

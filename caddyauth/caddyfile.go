@@ -47,6 +47,7 @@ func init() {
 //		email_verification none|optional|mandatory
 //		registration open|invitations|admin_managed|closed
 //		public_url <url>
+//		access_cookie <name>
 //		rate_limit memory|<backend> ...
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -74,6 +75,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"email_verification": &a.EmailVerification,
 		"registration":       &a.Registration,
 		"public_url":         &a.PublicURL,
+		"access_cookie":      &a.AccessCookie,
 	}
 	durations := map[string]*caddy.Duration{
 		"access_ttl":        &a.AccessTTL,
@@ -166,6 +168,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	jwt_allauth [<matcher>] {
 //		prefix <path>
+//		templates <dir>
+//		pages on|off
 //	}
 //
 // The prefix is a subdirective because a bare first token starting with
@@ -188,6 +192,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.Prefix) {
 				return d.ArgErr()
 			}
+		case "templates":
+			if !d.AllArgs(&h.Templates) {
+				return d.ArgErr()
+			}
+		case "pages":
+			var v string
+			if !d.AllArgs(&v) || (v != "on" && v != "off") {
+				return d.Errf("pages: want on or off")
+			}
+			h.DisablePages = v == "off"
 		default:
 			return d.Errf("unrecognized jwt_allauth option '%s'", d.Val())
 		}
@@ -201,7 +215,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		roles <int...>
 //		header <Header-Name> <claim>
 //		session_check
+//		cookie
+//		redirect [<login page>]
 //	}
+//
+// `redirect` without a path sends browsers to /auth/page/login, the login
+// page of endpoints under the default prefix.
 func parseGuard(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	g := new(Guard)
 	err := g.UnmarshalCaddyfile(h.Dispenser)
@@ -242,6 +261,19 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			g.SessionCheck = true
+		case "cookie":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.Cookie = true
+		case "redirect":
+			g.Redirect = defaultLoginPage
+			if d.NextArg() {
+				g.Redirect = d.Val()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized jwt_allauth_guard option '%s'", d.Val())
 		}

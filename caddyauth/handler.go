@@ -23,7 +23,17 @@ type Handler struct {
 	// Must start with `/`. Default: `/auth`.
 	Prefix string `json:"prefix,omitempty"`
 
+	// A directory of page templates replacing the embedded ones by file
+	// name: `layout.html`, `login.html`, `mfa.html`, `mfa-setup.html`,
+	// `recovery-codes.html`, `logout.html`, `message.html` and `style.css`.
+	// Files it lacks keep the embedded version.
+	Templates string `json:"templates,omitempty"`
+
+	// Do not serve the HTML pages under `{prefix}/page/`.
+	DisablePages bool `json:"disable_pages,omitempty"`
+
 	realm  *realm
+	pages  *pageSet
 	routes map[string]endpoint
 	logger *zap.Logger
 }
@@ -55,6 +65,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting jwt_allauth app: %v", err)
 	}
 	h.realm = appIface.(*App).realm
+	if !h.DisablePages {
+		if h.pages, err = loadPages(h.Templates); err != nil {
+			return fmt.Errorf("loading page templates: %v", err)
+		}
+	}
 	h.routes = h.buildRoutes()
 	return nil
 }
@@ -86,6 +101,9 @@ func (h *Handler) buildRoutes() map[string]endpoint {
 		"/mfa/deactivate":                {post, h.mfaDeactivate},
 		"/mfa/authenticators":            {[]string{http.MethodGet, http.MethodHead}, h.mfaAuthenticators},
 		"/mfa/recovery-codes/regenerate": {post, h.mfaRegenerateRecovery},
+	}
+	if !h.DisablePages {
+		h.pageRoutes(routes)
 	}
 	return routes
 }

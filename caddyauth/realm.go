@@ -48,6 +48,7 @@ type policy struct {
 	registration      string
 	publicURL         string
 	sessionCheck      bool
+	accessCookie      string
 }
 
 // realm is the account service behind the HTTP adapters: it holds the
@@ -58,6 +59,7 @@ type realm struct {
 	limiter  RateLimiter
 	keys     *keySet
 	secrets  *secretBox
+	csrfKey  []byte
 	hasher   *passwordHasher
 	sessions *sessionCache
 	verified *accessCache
