@@ -150,7 +150,7 @@ func (b *formBrowser) setCookie(name, value string) {
 // answer to the post.
 func (b *formBrowser) loginForm(next, email, password string) page {
 	b.t.Helper()
-	p := b.get("/auth/page/login?next=" + url.QueryEscape(next)).expect(b.t, 200)
+	p := b.get("/auth/page/login?next="+url.QueryEscape(next)).expect(b.t, 200)
 	return b.post("/auth/page/login", url.Values{"csrf_token": {p.csrf(b.t)}, "next": {next}, "email": {email}, "password": {password}})
 }
 
@@ -378,7 +378,7 @@ func TestNextRefusesOpenRedirectsE2E(t *testing.T) {
 	for _, next := range evil {
 		b := newFormBrowser(t)
 		// The login form drops it from the page...
-		p := b.get("/auth/page/login?next=" + url.QueryEscape(next)).expect(t, 200)
+		p := b.get("/auth/page/login?next="+url.QueryEscape(next)).expect(t, 200)
 		if !strings.Contains(p.body, `name="next" value="/"`) {
 			t.Fatalf("next %q survived into the form", next)
 		}
@@ -388,10 +388,10 @@ func TestNextRefusesOpenRedirectsE2E(t *testing.T) {
 			t.Fatalf("next %q: after login Location %q", next, p.location())
 		}
 		// Signed in, the login page and the refresh hop refuse it too.
-		if loc := b.get("/auth/page/login?next=" + url.QueryEscape(next)).expect(t, http.StatusSeeOther).location(); loc != "/" {
+		if loc := b.get("/auth/page/login?next="+url.QueryEscape(next)).expect(t, http.StatusSeeOther).location(); loc != "/" {
 			t.Fatalf("next %q: signed-in login page Location %q", next, loc)
 		}
-		if loc := b.get("/auth/page/refresh?next=" + url.QueryEscape(next)).expect(t, http.StatusSeeOther).location(); loc != "/" {
+		if loc := b.get("/auth/page/refresh?next="+url.QueryEscape(next)).expect(t, http.StatusSeeOther).location(); loc != "/" {
 			t.Fatalf("next %q: refresh Location %q", next, loc)
 		}
 	}
