@@ -1,6 +1,9 @@
 package caddyauth
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -108,5 +111,42 @@ func TestEmbeddedPagesParse(t *testing.T) {
 	}
 	if len(ps.css) == 0 {
 		t.Error("no stylesheet")
+	}
+}
+
+func TestPageTemplatesFromDirectory(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"login.html": `{{define "content"}}<p>Welcome to {{.SiteName}}, please sign in.</p>{{end}}`,
+		"style.css":  `:root { --accent: #0a7d32; }`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, err := loadPages(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := ps.pages["login"].Execute(&buf, pageData{SiteName: "Acme", Title: "Sign in", Prefix: "/auth"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "Welcome to Acme, please sign in.") || !strings.Contains(buf.String(), `href="/auth/page/style.css"`) {
+		t.Fatalf("overridden login page:\n%s", buf.String())
+	}
+	buf.Reset()
+	if err := ps.pages["logout"].Execute(&buf, pageData{Title: "Sign out"}); err != nil || !strings.Contains(buf.String(), "Sign out") {
+		t.Fatalf("the embedded logout page: %v\n%s", err, buf.String())
+	}
+	if string(ps.css) != files["style.css"] {
+		t.Fatalf("stylesheet %q", ps.css)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mfa.html"), []byte(`{{define "content"}}{{.Nope}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadPages(dir); err == nil || !strings.Contains(err.Error(), "mfa.html") {
+		t.Fatalf("a broken template: %v", err)
 	}
 }
