@@ -172,7 +172,6 @@ func startCaddy(t *testing.T, cf string) *site {
 // already running).
 func loadCaddyfile(t *testing.T, cf string) {
 	t.Helper()
-	lockE2EPort(t)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warnings, err := adapter.Adapt([]byte(cf), nil)
 	if err != nil {
