@@ -148,15 +148,16 @@ func (g *Guard) sendsToLogin(r *http.Request, err error) bool {
 }
 
 // redirectToLogin answers 302 to the login page with the original URL as
-// `next`, or to the refresh page when a refresh cookie may still open a
-// session.
+// `next`, or to the refresh page when the browser shows signs of a
+// session (an access-token cookie, or a refresh cookie when its path
+// reaches this far) that the refresh cookie may renew.
 func (g *Guard) redirectToLogin(w http.ResponseWriter, r *http.Request) error {
 	orig := r
 	if o, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
 		orig = &o
 	}
 	target := g.Redirect
-	if c, err := r.Cookie(refreshCookie); err == nil && c.Value != "" {
+	if cookieValue(r, refreshCookie) != "" || g.realm.accessCookieValue(r) != "" {
 		target = path.Join(path.Dir(g.Redirect), "refresh")
 	}
 	h := w.Header()

@@ -290,9 +290,19 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 		if _, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil {
 			return seeOther(w, next)
 		}
+		q := r.URL.Query()
+		// A refresh cookie (scoped to the prefix, the guard may not see
+		// it) can still renew the session; the hop comes back here with
+		// `ended` when it cannot, so this never loops.
+		if cookieValue(r, refreshCookie) != "" && q.Get("ended") == "" && q.Get("logged_out") == "" {
+			return seeOther(w, withNext(h.Prefix+"/page/refresh", next))
+		}
 		d := pageData{Title: "Sign in", Next: next}
-		if r.URL.Query().Get("logged_out") != "" {
+		switch {
+		case q.Get("logged_out") != "":
 			d.Info = "You have been signed out."
+		case q.Get("ended") != "":
+			d.Info = "Your session has ended. Please sign in again."
 		}
 		return h.render(w, r, http.StatusOK, "login", d)
 	}
@@ -516,9 +526,11 @@ func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
 
 // refreshPage is GET {prefix}/page/refresh?next=: the guard sends a
 // browser here when its access token has expired but it holds a refresh
-// cookie. The refresh token rotates exactly as on POST /refresh/ and the
+// cookie, and the login page when the refresh cookie is scoped to the
+// prefix. The refresh token rotates exactly as on POST /refresh/ and the
 // browser goes back to `next`; when the refresh token is refused, the
-// cookies are cleared and the browser goes to the login page.
+// cookies are cleared and the browser goes to the login page, marked so
+// that it does not come back here.
 func (h *Handler) refreshPage(w http.ResponseWriter, r *http.Request) error {
 	next := nextOf(r)
 	raw := cookieValue(r, refreshCookie)
@@ -528,7 +540,7 @@ func (h *Handler) refreshPage(w http.ResponseWriter, r *http.Request) error {
 	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r))
 	if _, _, ok := apiMessage(err); ok {
 		h.clearSession(w)
-		return seeOther(w, withNext(h.Prefix+"/page/login", next))
+		return seeOther(w, h.Prefix+"/page/login?ended=1&next="+url.QueryEscape(next))
 	}
 	if err != nil {
 		return err

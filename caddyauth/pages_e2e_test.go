@@ -430,19 +430,43 @@ func TestRefreshAndLogoutPagesE2E(t *testing.T) {
 		thief := newFormBrowser(t)
 		thief.setCookie("refresh_token", oldRefresh)
 		p = thief.get("/auth/page/refresh?next=%2Fdash").expect(t, http.StatusSeeOther)
-		if p.location() != "/auth/page/login?next=%2Fdash" {
+		if p.location() != "/auth/page/login?ended=1&next=%2Fdash" {
 			t.Fatalf("replayed refresh: Location %q", p.location())
 		}
 		advance(t, 31*time.Minute)
 		if loc := b.get("/dash").expect(t, http.StatusFound).location(); loc != "/auth/page/refresh?next=%2Fdash" {
 			t.Fatalf("Location %q", loc)
 		}
-		if loc := b.get("/auth/page/refresh?next=%2Fdash").expect(t, http.StatusSeeOther).location(); loc != "/auth/page/login?next=%2Fdash" {
+		if loc := b.get("/auth/page/refresh?next=%2Fdash").expect(t, http.StatusSeeOther).location(); loc != "/auth/page/login?ended=1&next=%2Fdash" {
 			t.Fatalf("revoked session refreshed: %q", loc)
+		}
+		if !strings.Contains(b.get("/auth/page/login?ended=1&next=%2Fdash").expect(t, 200).body, "Your session has ended.") {
+			t.Fatal("no session-ended notice")
 		}
 		if b.cookie("/", "refresh_token") != "" || b.cookie("/", "access_token") != "" {
 			t.Fatal("a refused refresh left the cookies")
 		}
+
+		// A browser whose access cookie is gone and whose refresh cookie
+		// the guard cannot see (scoped to the prefix) gets there through
+		// the login page.
+		owner := newFormBrowser(t)
+		owner.loginForm("/dash", userEmail, userPass).expect(t, http.StatusSeeOther)
+		scoped := newFormBrowser(t)
+		u, _ := url.Parse(testBase + "/auth/")
+		scoped.jar.SetCookies(u, []*http.Cookie{{Name: "refresh_token", Value: owner.cookie("/", "refresh_token"), Path: "/auth/"}})
+		p = scoped.get("/dash").expect(t, http.StatusFound)
+		if p.location() != "/auth/page/login?next=%2Fdash" {
+			t.Fatalf("no visible cookie: Location %q", p.location())
+		}
+		p = scoped.get(p.location()).expect(t, http.StatusSeeOther)
+		if p.location() != "/auth/page/refresh?next=%2Fdash" {
+			t.Fatalf("login page with a refresh cookie: Location %q", p.location())
+		}
+		if loc := scoped.get(p.location()).expect(t, http.StatusSeeOther).location(); loc != "/dash" {
+			t.Fatalf("scoped refresh: Location %q", loc)
+		}
+		scoped.get("/dash").expect(t, 200)
 
 		// Logout ends the session on the server, not only in the browser.
 		b.loginForm("/dash", userEmail, userPass).expect(t, http.StatusSeeOther)
