@@ -10,4 +10,6 @@ import (
 	// Store backends.
 	_ "github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/postgres"
 	_ "github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlite"
+	// Rate limiter backends.
+	_ "github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/redislimit"
 )

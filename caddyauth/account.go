@@ -38,61 +38,91 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	u, err := h.realm.passwordLogin(r.Context(), email, password)
+	res, err := h.realm.passwordLogin(r, email, password)
 	if err != nil {
 		return err
 	}
-	return h.finishLogin(w, r, u)
+	if res.mfa != nil {
+		return writeJSON(w, http.StatusOK, res.mfa)
+	}
+	return h.writeTokens(w, http.StatusOK, res.pair, nil)
 }
 
-// passwordLogin is the first factor of every login, JSON or HTML: the
-// e-mail and password, then the account's state.
-func (rl *realm) passwordLogin(ctx context.Context, email, password string) (User, error) {
+// loginResult is where a password login leads: mfa is the MFA gate's
+// answer when a second step is due (a login or a setup challenge), else
+// pair is the new session.
+type loginResult struct {
+	mfa  map[string]any
+	pair tokenPair
+}
+
+// passwordLogin is every login by e-mail and password, JSON or HTML: the
+// login throttles (before any hashing), the password, the account's state,
+// the MFA gate, then the session, recording the login time. Each outcome
+// is counted and audited here.
+func (rl *realm) passwordLogin(r *http.Request, email, password string) (loginResult, error) {
+	ctx := r.Context()
+	if err := rl.throttleRequest(r, "login", email); err != nil {
+		rl.loginFailed(ctx, email, 0, "throttled", err)
+		return loginResult{}, err
+	}
 	u, err := rl.authenticate(ctx, normalizeEmail(email), password)
 	if err != nil {
-		return User{}, err
+		rl.loginFailed(ctx, email, 0, "credentials", err)
+		return loginResult{}, err
 	}
 	if rl.policy.emailVerification == verifyMandatory && !u.EmailVerified {
-		return User{}, errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
+		rl.loginFailed(ctx, email, u.ID, "email_not_verified", nil)
+		return loginResult{}, errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
 	}
 	if !u.IsActive {
-		return User{}, errDetail(http.StatusUnauthorized, "No active account found with the given credentials")
+		rl.loginFailed(ctx, email, u.ID, "inactive", nil)
+		return loginResult{}, errDetail(http.StatusUnauthorized, msgNoActiveAccount)
 	}
-	return u, nil
-}
-
-// finishLogin runs the MFA gate after the first factor, then opens a
-// session when the gate lets the user through.
-func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, u User) error {
-	rl := h.realm
-	ctx := r.Context()
 	if payload, err := rl.mfaGate(ctx, u); err != nil || payload != nil {
 		if err != nil {
-			return err
+			rl.loginFailed(ctx, u.Email, u.ID, "mfa_gate", err)
+			return loginResult{}, err
 		}
-		return writeJSON(w, http.StatusOK, payload)
+		rl.metrics.login(resultMFARequired)
+		rl.audit(ctx, auditLoginSucceeded, u.ID, zap.Bool("mfa_pending", true))
+		return loginResult{mfa: payload}, nil
 	}
-	pair, err := rl.startSession(ctx, u, clientIP(r))
-	if err != nil {
-		return err
-	}
-	return h.writeTokens(w, http.StatusOK, pair, nil)
-}
-
-// startSession opens a session for a user who passed every factor,
-// recording the login time.
-func (rl *realm) startSession(ctx context.Context, u User, ip string) (tokenPair, error) {
 	u.LastLogin = rl.now()
 	var pair tokenPair
-	err := rl.store.InTx(ctx, func(tx Store) error {
+	err = rl.store.InTx(ctx, func(tx Store) error {
 		if err := tx.UpdateUser(ctx, u); err != nil {
 			return err
 		}
 		var err error
-		pair, err = rl.openSession(ctx, tx, u, true, ip)
+		pair, err = rl.openSession(ctx, tx, u, true, clientIP(r))
 		return err
 	})
-	return pair, err
+	if err != nil {
+		rl.metrics.login(resultError)
+		return loginResult{}, err
+	}
+	rl.metrics.login(resultSuccess)
+	rl.audit(ctx, auditLoginSucceeded, u.ID)
+	return loginResult{pair: pair}, nil
+}
+
+// loginFailed counts and audits a refused login. err decides the metric's
+// result (throttled, locked, error for a failing dependency, else failure).
+func (rl *realm) loginFailed(ctx context.Context, email string, userID int64, reason string, err error) {
+	result := resultFailure
+	var ae *apiError
+	switch {
+	case err != nil && !errors.As(err, &ae):
+		rl.metrics.login(resultError)
+		return // a failing dependency, logged by writeError
+	case reason == "throttled":
+		result = resultThrottled
+	case ae != nil && ae.status == http.StatusTooManyRequests:
+		result, reason = resultLocked, "mfa_locked"
+	}
+	rl.metrics.login(result)
+	rl.audit(ctx, auditLoginFailed, userID, zap.String("reason", reason), emailHash(email))
 }
 
 // authenticate checks an e-mail and password. Unknown addresses and
@@ -179,7 +209,8 @@ func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string) (tokenPair, 
 	pair, err := rl.issuePair(ctx, rl.store, u, c.Session, sessionIAT, true, ip, c.ID)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		rl.logger.Info("refresh token reused, session revoked", zap.String("user_id", c.UserID), zap.String("client_ip", ip))
+		// Not on the whitelist: reused, logged out or revoked.
+		rl.auditSessionRevoked(ctx, uid, "refresh_not_whitelisted")
 		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	case errors.Is(err, ErrDisabled):
 		if !u.EmailVerified {
@@ -330,7 +361,7 @@ func (h *Handler) setRefreshCookie(w http.ResponseWriter, value string, maxAge i
 	http.SetCookie(w, &http.Cookie{
 		Name:     refreshCookie,
 		Value:    value,
-		Path:     "/",
+		Path:     h.Prefix + "/",
 		MaxAge:   maxAge,
 		HttpOnly: true,
 		Secure:   h.realm.policy.cookieSecure,

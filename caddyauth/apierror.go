@@ -51,6 +51,7 @@ const (
 	msgFieldRequired    = "This field is required."
 	msgFieldBlank       = "This field may not be blank."
 	msgPermissionDenied = "You do not have permission to perform this action."
+	msgNoActiveAccount  = "No active account found with the given credentials"
 )
 
 // errNotAuthenticated is the 401 for a request without credentials.
@@ -97,8 +98,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // sentinel that should have been handled, or a secret that does not open,
 // is a bug and goes back to Caddy as a 500 with nothing written; any other
 // error is a failing dependency (the database, the hash queue) and gets a
-// 503 JSON body, logged here at error level since it is not returned.
-func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
+// 503 JSON body, logged here at error level since it is not returned, and
+// counted in m.
+func writeError(w http.ResponseWriter, logger *zap.Logger, m *metrics, err error) error {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		if ae.retryAfter > 0 {
@@ -110,8 +112,7 @@ func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
 		return writeJSON(w, ae.status, ae.body)
 	}
 	if !isBug(err) {
-		logger.Error("dependency unavailable", zap.Error(err))
-		w.Header().Set("Retry-After", "5")
+		dependencyFailed(w, logger, m, err)
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"detail": "Service temporarily unavailable, try again later.",
 			"code":   "service_unavailable",
@@ -120,9 +121,18 @@ func writeError(w http.ResponseWriter, logger *zap.Logger, err error) error {
 	return caddyhttp.Error(http.StatusInternalServerError, err)
 }
 
+// dependencyFailed logs and counts a failing dependency and sets the
+// Retry-After of the 503 that answers it (JSON here, a page in
+// pageHandler).
+func dependencyFailed(w http.ResponseWriter, logger *zap.Logger, m *metrics, err error) {
+	logger.Error("dependency unavailable", zap.Error(err))
+	m.unavailable(err)
+	w.Header().Set("Retry-After", "5")
+}
+
 // isBug tells errors that no outage explains from dependency failures.
 func isBug(err error) bool {
-	for _, e := range []error{ErrNotFound, ErrConflict, ErrDisabled, errSecretBoxOpen} {
+	for _, e := range []error{ErrNotFound, ErrConflict, ErrDisabled, errSecretBoxOpen, errUnknownThrottle} {
 		if errors.Is(err, e) {
 			return true
 		}

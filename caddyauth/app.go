@@ -120,8 +120,15 @@ type App struct {
 	// HttpOnly, SameSite=Lax, Path=/. Default: `access_token`.
 	AccessCookie string `json:"access_cookie,omitempty"`
 
-	// The rate limiter. Default: in memory, per node.
+	// The rate limiter the throttles count through. Default: in memory,
+	// per node. With `{"backend": "redis", "url": ...}` the counts are
+	// shared by every node using that Redis, and survive reloads.
 	LimiterRaw json.RawMessage `json:"rate_limit,omitempty" caddy:"namespace=jwt_allauth.rate_limiters inline_key=backend"`
+
+	// Request throttles by name, each `{"limit": n, "window": duration}`;
+	// a limit of 0 turns one off. Names not given keep their defaults.
+	// See Throttle for the names, their keys and defaults.
+	Throttles map[string]Throttle `json:"throttles,omitempty"`
 
 	realm  *realm
 	logger *zap.Logger
@@ -166,6 +173,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		limiter = mod.(RateLimiter)
 	}
+	m, err := newMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return err
+	}
 
 	pol := policy{
 		issuer:            orDefault(a.Issuer, "caddy-jwt-allauth"),
@@ -204,14 +215,28 @@ func (a *App) Provision(ctx caddy.Context) error {
 		rand:    rand.Reader,
 		logger:  a.logger,
 		hasher:  newPasswordHasher(rand.Reader, 2*time.Second),
+
+		throttles: buildThrottles(a.Throttles),
+		metrics:   m,
+		auditLog:  a.logger.Named("audit"),
 	}
+	rl.hasher.observeWait = m.hashWait
 	rl.sessions = newSessionCache(store, 2*time.Second, rl.now)
 	rl.verified = newAccessCache()
 	keyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := rl.loadKeys(keyCtx, repl.ReplaceAll(a.SigningKey, ""), repl.ReplaceAll(a.SecretsKey, "")); err != nil {
+	signingKey, err := expandSecret(repl, "signing_key", a.SigningKey)
+	if err != nil {
 		return err
 	}
+	secretsKey, err := expandSecret(repl, "secrets_key", a.SecretsKey)
+	if err != nil {
+		return err
+	}
+	if err := rl.loadKeys(keyCtx, signingKey, secretsKey); err != nil {
+		return err
+	}
+	a.logger.Info("jwt_allauth ready", zap.String("signing", rl.keys.algorithm()), zap.String("kid", rl.keys.keyID()))
 	a.realm = rl
 	return nil
 }
@@ -256,7 +281,7 @@ func (a *App) Validate() error {
 	if a.AccessTTL != 0 && a.RefreshTTL != 0 && a.AccessTTL > a.RefreshTTL {
 		return errors.New("access_ttl must not be longer than refresh_ttl")
 	}
-	return nil
+	return validateThrottles(a.Throttles)
 }
 
 // Start runs the background purge of expired rows.
@@ -275,6 +300,20 @@ func (a *App) Stop() error {
 		<-a.done
 	}
 	return nil
+}
+
+// expandSecret expands the placeholders of a secret option. An option that
+// is set but expands to nothing (an unset environment variable, an empty
+// file) is an error, never a silent fallback to a generated key.
+func expandSecret(repl *caddy.Replacer, name, raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	v := repl.ReplaceAll(raw, "")
+	if strings.TrimSpace(v) == "" {
+		return "", fmt.Errorf("%s is set but expands to an empty value (is the environment variable or file there?)", name)
+	}
+	return v, nil
 }
 
 func orDefault(v, def string) string {

@@ -2,6 +2,7 @@ package caddyauth
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -12,7 +13,7 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("jwt_allauth", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("jwt_allauth", parseHandler)
+	httpcaddyfile.RegisterDirective("jwt_allauth", parseHandler)
 	httpcaddyfile.RegisterHandlerDirective("jwt_allauth_guard", parseGuard)
 	// The endpoints come before basic_auth and every responding directive,
 	// so they stay reachable without a token; the guard comes after it, so
@@ -48,8 +49,11 @@ func init() {
 //		registration open|invitations|admin_managed|closed
 //		public_url <url>
 //		access_cookie <name>
-//		rate_limit memory|<backend> ...
+//		rate_limit memory|redis <url> [{ timeout <duration>; key_prefix <prefix> }]
+//		throttle <name> <limit> <window> | throttle <name> off
 //	}
+//
+// `throttle` may be repeated, once per name (see Throttle for the names).
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
@@ -64,7 +68,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	strings := map[string]*string{
+	texts := map[string]*string{
 		"signing_key":        &a.SigningKey,
 		"secrets_key":        &a.SecretsKey,
 		"issuer":             &a.Issuer,
@@ -97,11 +101,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch {
-		case strings[opt] != nil:
+		case texts[opt] != nil:
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			*strings[opt] = d.Val()
+			*texts[opt] = d.Val()
 		case durations[opt] != nil:
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -139,6 +143,38 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
 			continue
+		case opt == "throttle":
+			var name string
+			var t Throttle
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 2 && args[1] == "off":
+				name = args[0]
+			case len(args) == 3:
+				name = args[0]
+				n, err := strconv.Atoi(args[1])
+				if err != nil || n < 0 {
+					return d.Errf("throttle %s: limit %q is not a whole number", name, args[1])
+				}
+				dur, err := caddy.ParseDuration(args[2])
+				if err != nil || dur <= 0 {
+					return d.Errf("throttle %s: window %q is not a positive duration", name, args[2])
+				}
+				t = Throttle{Limit: n, Window: caddy.Duration(dur)}
+			default:
+				return d.Errf("throttle: want `throttle <name> <limit> <window>` or `throttle <name> off`")
+			}
+			if _, known := defaultThrottles[name]; !known {
+				return d.Errf("throttle: unknown name %q", name)
+			}
+			if _, dup := a.Throttles[name]; dup {
+				return d.Errf("throttle %s: given twice", name)
+			}
+			if a.Throttles == nil {
+				a.Throttles = map[string]Throttle{}
+			}
+			a.Throttles[name] = t
+			continue
 		case opt == "rate_limit":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -173,11 +209,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	}
 //
 // The prefix is a subdirective because a bare first token starting with
-// `/` is a matcher in Caddy.
-func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+// `/` is a matcher in Caddy; such a path matcher is refused, since it would
+// hide every endpoint but one path.
+func parseHandler(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	h.Next() // the directive name
+	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
+		return nil, h.Errf("jwt_allauth takes its path prefix as a subdirective (`jwt_allauth {\n\tprefix %s\n}`), not as a path matcher", h.Val())
+	}
+	h.Reset()
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
 	hd := new(Handler)
-	err := hd.UnmarshalCaddyfile(h.Dispenser)
-	return hd, err
+	if err := hd.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return h.NewRoute(matcherSet, hd), nil
 }
 
 // UnmarshalCaddyfile reads the handler directive.

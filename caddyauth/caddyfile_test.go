@@ -149,6 +149,9 @@ func TestHandlerAndGuardCaddyfile(t *testing.T) {
 	if err := (&Guard{Headers: map[string]string{"X-Uid": "password"}}).Validate(); err == nil {
 		t.Error("unknown claim validated")
 	}
+	if err := (&Guard{Headers: map[string]string{"authorization": "user_id"}}).Validate(); err == nil {
+		t.Error("the Authorization header could be overwritten")
+	}
 	if err := (&Guard{Headers: map[string]string{"X Uid": "user_id"}}).Validate(); err == nil {
 		t.Error("bad header name validated")
 	}

@@ -29,6 +29,7 @@ same --config (and environment) as the server, so it opens the same store.
   caddy jwt-allauth create-user --config Caddyfile --email a@example.com --role 1000 --password-stdin
   caddy jwt-allauth set-role    --config Caddyfile --email a@example.com --role 0
   caddy jwt-allauth disable     --config Caddyfile --email a@example.com
+  caddy jwt-allauth enable      --config Caddyfile --email a@example.com
   caddy jwt-allauth list-users  --config Caddyfile
 `,
 		CobraFunc: addUserCommands,
@@ -42,6 +43,7 @@ func addUserCommands(cmd *cobra.Command) {
 	cmd.AddCommand(userCommand("create-user", "Creates a user (password read from standard input)", true, true, runCreateUser))
 	cmd.AddCommand(userCommand("set-role", "Sets the role of a user", true, true, runSetRole))
 	cmd.AddCommand(userCommand("disable", "Disables a user and ends their sessions", true, false, runDisable))
+	cmd.AddCommand(userCommand("enable", "Enables a disabled user", true, false, runEnable))
 	cmd.AddCommand(userCommand("list-users", "Lists the users", false, false, runListUsers))
 }
 
@@ -68,6 +70,9 @@ func userCommand(name, short string, email, role bool, run func(context.Context,
 				return err
 			}
 			defer cleanup()
+			if opts.role < 0 {
+				return errors.New("--role must be 0 or a positive integer")
+			}
 			opts.out, opts.in = cmd.OutOrStdout(), cmd.InOrStdin()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
@@ -79,7 +84,10 @@ func userCommand(name, short string, email, role bool, run func(context.Context,
 		_ = c.MarkFlagRequired("email")
 	}
 	if role {
-		c.Flags().IntVar(&opts.role, "role", RoleUser, "Role: 0 user, 900 superuser, 1000 staff, any other a custom role")
+		c.Flags().IntVar(&opts.role, "role", RoleUser, "Role: 0 user (default), 900 superuser, 1000 staff, any other positive integer a custom role")
+		if name == "set-role" {
+			_ = c.MarkFlagRequired("role")
+		}
 	}
 	if name == "create-user" {
 		c.Flags().BoolVar(&opts.passwordStdin, "password-stdin", false, "Read the password from standard input")
@@ -132,6 +140,9 @@ func runCreateUser(ctx context.Context, rl *realm, o userOptions) error {
 		return fmt.Errorf("reading password: %v", err)
 	}
 	password := strings.TrimRight(line, "\r\n")
+	if password == "" {
+		return errors.New("no password on standard input")
+	}
 	u, err := rl.createUser(ctx, o.email, password, o.role)
 	if err != nil {
 		return err
@@ -170,6 +181,19 @@ func runDisable(ctx context.Context, rl *realm, o userOptions) error {
 		return err
 	}
 	fmt.Fprintf(o.out, "user %d <%s> disabled, sessions ended\n", u.ID, u.Email)
+	return nil
+}
+
+func runEnable(ctx context.Context, rl *realm, o userOptions) error {
+	u, err := rl.store.UserByEmail(ctx, normalizeEmail(o.email))
+	if err != nil {
+		return userLookupError(o.email, err)
+	}
+	u.IsActive = true
+	if err := rl.store.UpdateUser(ctx, u); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "user %d <%s> enabled\n", u.ID, u.Email)
 	return nil
 }
 

@@ -57,6 +57,15 @@ func TestUserCommandsE2E(t *testing.T) {
 		if out, err := runCLI(t, "", append([]string{"set-role", "--email", "user@example.com", "--role", "300"}, cfg...)...); err != nil || !strings.Contains(out, "role 300") {
 			t.Fatalf("set-role: %v %s", err, out)
 		}
+		if _, err := runCLI(t, "", append([]string{"set-role", "--email", "user@example.com"}, cfg...)...); err == nil || !strings.Contains(err.Error(), "role") {
+			t.Fatalf("set-role without --role: %v", err)
+		}
+		if _, err := runCLI(t, "", append([]string{"set-role", "--email", "user@example.com", "--role", "-5"}, cfg...)...); err == nil {
+			t.Fatal("negative role accepted")
+		}
+		if _, err := runCLI(t, "", append([]string{"create-user", "--email", "d@example.com", "--password-stdin"}, cfg...)...); err == nil || !strings.Contains(err.Error(), "no password") {
+			t.Fatalf("empty stdin: %v", err)
+		}
 		if _, err := runCLI(t, "", append([]string{"set-role", "--email", "nobody@example.com", "--role", "1"}, cfg...)...); err == nil || !strings.Contains(err.Error(), "no user") {
 			t.Fatalf("set-role unknown: %v", err)
 		}
@@ -80,5 +89,9 @@ func TestUserCommandsE2E(t *testing.T) {
 		}
 		s.post("/auth/refresh/", nil, refreshCookie(refresh)).expect(t, 401)
 		s.post("/auth/login/", map[string]string{"email": "admin@example.com", "password": "Adm1n-Passw0rd-long"}).expect(t, 401)
+		if _, err := runCLI(t, "", append([]string{"enable", "--email", "admin@example.com"}, cfg...)...); err != nil {
+			t.Fatal(err)
+		}
+		s.post("/auth/login/", map[string]string{"email": "admin@example.com", "password": "Adm1n-Passw0rd-long"}).expect(t, 200)
 	})
 }

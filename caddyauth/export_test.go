@@ -69,3 +69,12 @@ func Now() (time.Time, error) {
 	}
 	return rl.now(), nil
 }
+
+// ThrottleNames lists every throttle the realm knows.
+func ThrottleNames() []string {
+	var names []string
+	for name := range defaultThrottles {
+		names = append(names, name)
+	}
+	return names
+}

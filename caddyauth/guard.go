@@ -94,6 +94,9 @@ func (g *Guard) Validate() error {
 		if name == "" || strings.ContainsAny(name, " :\r\n") {
 			return fmt.Errorf("invalid header name %q", name)
 		}
+		if contains(reservedHeaders, headerKey(name)) {
+			return fmt.Errorf("header %s: refusing to overwrite a header the request itself needs", name)
+		}
 		if !contains(guardClaims, claim) {
 			return fmt.Errorf("header %s: unknown claim %q (want one of %s)", name, claim, strings.Join(guardClaims, ", "))
 		}
@@ -101,8 +104,21 @@ func (g *Guard) Validate() error {
 	return nil
 }
 
-// guardClaims are the claims the guard can hand to the upstream.
-var guardClaims = []string{"user_id", "role", "email_verified", "session"}
+// guardClaims are the claims the guard can hand to the upstream, and
+// placeholders the placeholder each one fills (Caddy's convention: the user
+// id is `http.auth.user.id`).
+var (
+	guardClaims  = []string{"user_id", "role", "email_verified", "session"}
+	placeholders = map[string]string{
+		"user_id":        "http.auth.user.id",
+		"role":           "http.auth.user.role",
+		"email_verified": "http.auth.user.email_verified",
+		"session":        "http.auth.user.session",
+	}
+)
+
+// reservedHeaders may not be set from claims (compared by headerKey).
+var reservedHeaders = []string{"authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding", "connection", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"}
 
 // ServeHTTP checks the token and calls next only when it is valid.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -121,16 +137,14 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		if g.sendsToLogin(r, err) {
 			return g.redirectToLogin(w, r)
 		}
-		return writeError(w, g.logger, err)
+		return writeError(w, g.logger, g.realm.metrics, err)
 	}
 	if len(g.Roles) > 0 && !containsInt(g.Roles, c.Role) {
-		return writeError(w, g.logger, errDetail(http.StatusForbidden, msgPermissionDenied))
+		return writeError(w, g.logger, g.realm.metrics, errDetail(http.StatusForbidden, msgPermissionDenied))
 	}
-	user := userOf(c)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("http.auth.user.id", user.ID)
-	for k, v := range user.Metadata {
-		repl.Set("http.auth.user."+k, v)
+	for _, claim := range guardClaims {
+		repl.Set(placeholders[claim], claimValue(c, claim))
 	}
 	for name, claim := range g.Headers {
 		r.Header.Set(name, claimValue(c, claim))
@@ -259,16 +273,14 @@ func realmOf(ctx caddy.Context) (*realm, error) {
 	return appIface.(*App).realm, nil
 }
 
-// userOf is the identity Caddy's placeholders and access log see.
+// userOf is the identity Caddy's authentication handler turns into the
+// same placeholders the guard sets.
 func userOf(c Claims) caddyhttpauth.User {
-	return caddyhttpauth.User{
-		ID: c.UserID,
-		Metadata: map[string]string{
-			"role":           strconv.Itoa(c.Role),
-			"email_verified": strconv.FormatBool(c.EmailVerified),
-			"session":        c.Session,
-		},
+	u := caddyhttpauth.User{ID: c.UserID, Metadata: map[string]string{}}
+	for _, claim := range guardClaims[1:] {
+		u.Metadata[claim] = claimValue(c, claim)
 	}
+	return u
 }
 
 func claimValue(c Claims, claim string) string {

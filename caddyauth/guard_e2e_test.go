@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,4 +202,29 @@ func TestGuardRolesHeadersAndPreflightE2E(t *testing.T) {
 		t.Fatalf("preflight: %q", r.raw)
 	}
 	s.req("OPTIONS", "/app", nil).expect(t, 401)
+}
+
+// TestStartupRefusals: settings that would silently weaken the realm stop
+// Caddy from starting.
+func TestStartupRefusals(t *testing.T) {
+	for name, tc := range map[string]struct{ options, body, want string }{
+		"empty signing key placeholder": {"signing_key {env.JWT_ALLAUTH_TEST_UNSET_VAR}", defaultBody, "signing_key is set but expands to an empty value"},
+		"short signing key":             {"signing_key short-key", defaultBody, "at least 32"},
+		"prefix as a matcher":           {"", "\tjwt_allauth /auth\n\trespond ok", "prefix as a subdirective"},
+		"identity into Authorization":   {"", "\tjwt_allauth_guard {\n\t\theader Authorization user_id\n\t}\n\trespond ok", "refusing to overwrite"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cf := caddyfile("store sqlite "+t.TempDir()+"/a.db", tc.options, tc.body)
+			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+			if err == nil {
+				err = caddy.Load(cfg, true)
+				if err == nil {
+					_ = caddy.Stop()
+				}
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
 }

@@ -116,7 +116,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	ep, found := h.routes[strings.TrimSuffix(rest, "/")]
 	if !found {
-		return writeError(w, h.logger, errDetail(http.StatusNotFound, "Not found."))
+		return writeError(w, h.logger, h.realm.metrics, errDetail(http.StatusNotFound, "Not found."))
 	}
 	if r.Method == http.MethodOptions {
 		w.Header().Set("Allow", strings.Join(append(ep.methods, http.MethodOptions), ", "))
@@ -125,10 +125,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if !contains(ep.methods, r.Method) {
 		w.Header().Set("Allow", strings.Join(append(ep.methods, http.MethodOptions), ", "))
-		return writeError(w, h.logger, errDetail(http.StatusMethodNotAllowed, `Method "`+r.Method+`" not allowed.`))
+		return writeError(w, h.logger, h.realm.metrics, errDetail(http.StatusMethodNotAllowed, `Method "`+r.Method+`" not allowed.`))
 	}
 	if err := ep.serve(w, r); err != nil {
-		return writeError(w, h.logger, err)
+		return writeError(w, h.logger, h.realm.metrics, err)
 	}
 	return nil
 }

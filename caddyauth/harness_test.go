@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,11 +35,24 @@ import (
 // Caddyfile, and speak HTTP to it on loopback. One Caddy runs at a time, so
 // these tests do not call t.Parallel.
 
-const (
-	testPort  = "9080"
-	testAdmin = "127.0.0.1:2999"
+// The site and admin ports are picked per test process: Caddy listens
+// with SO_REUSEPORT, so two test processes on fixed ports would silently
+// share connections between their servers.
+var (
+	testPort  = freePort()
+	testAdmin = "127.0.0.1:" + freePort()
 	testBase  = "http://127.0.0.1:" + testPort
 )
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
 
 // pgDSNEnv names the environment variable with the PostgreSQL DSN. When it
 // is set, every end-to-end test also runs on PostgreSQL, and an unreachable
@@ -120,8 +135,16 @@ type site struct {
 }
 
 // caddyfile builds the test Caddyfile: global options with the jwt_allauth
-// block (store line plus extra options), and the site block body.
+// block (store line plus extra options), and the site block body. Unless
+// the options set throttles themselves, the request throttles are off:
+// tests log in and verify far more often than a person, and the throttles
+// have tests of their own.
 func caddyfile(store, options, body string) string {
+	if !strings.Contains(options, "throttle ") {
+		for _, name := range caddyauth.ThrottleNames() {
+			options += "\n\t\tthrottle " + name + " off"
+		}
+	}
 	return fmt.Sprintf(`{
 	admin %s
 	http_port %s
@@ -157,15 +180,45 @@ const defaultBody = `	jwt_allauth {
 func startCaddy(t *testing.T, cf string) *site {
 	t.Helper()
 	loadCaddyfile(t, cf)
+	waitServing(t)
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {
 			t.Errorf("stopping caddy: %v", err)
 		}
 	})
+	// A transport of its own: connections kept alive to an earlier test's
+	// server would answer EOF once that server is gone.
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
 	return &site{t: t, client: &http.Client{
+		Transport:     tr,
 		Timeout:       20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+}
+
+// waitServing returns once fresh connections reach the server just
+// loaded. Caddy returns from a load (and from a stop) once the old
+// servers' shutdown has started, not finished: until then an old listener
+// (a separate SO_REUSEPORT socket) may still take a connection and drop it.
+// This waits for sockets, never for the realm's clock.
+func waitServing(t *testing.T) {
+	t.Helper()
+	time.Sleep(200 * time.Millisecond)
+	probe := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for ok, tries := 0, 0; ok < 5; tries++ {
+		res, err := probe.Get(testBase + "/")
+		if err == nil {
+			res.Body.Close()
+			ok++
+			continue
+		}
+		if tries > 300 {
+			t.Fatalf("the server does not answer: %v", err)
+		}
+		ok = 0
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // loadCaddyfile adapts a Caddyfile and loads it (a reload when Caddy is

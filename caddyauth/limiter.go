@@ -6,9 +6,12 @@ import (
 	"time"
 )
 
-// RateLimiter counts events per key in a fixed window. Allow records one
-// event and reports whether it is within limit; when it is not, retryAfter
-// says when the oldest counted event leaves the window.
+// RateLimiter counts events per key in a sliding window. Allow records one
+// event and reports whether it is within limit (at most limit events in any
+// window); when it is not, nothing is recorded and retryAfter says when the
+// oldest counted event leaves the window. An error means no decision could
+// be made; a backend that can fall back to counting in memory does so
+// instead of returning one.
 type RateLimiter interface {
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
 }
@@ -31,6 +34,12 @@ type limiterEntry struct {
 
 func newMemoryLimiter(now func() time.Time) *memoryLimiter {
 	return &memoryLimiter{now: now, keys: map[string]*limiterEntry{}}
+}
+
+// NewMemoryLimiter returns the in-memory RateLimiter reading time from now,
+// for backends that fall back to it when their service is unreachable.
+func NewMemoryLimiter(now func() time.Time) RateLimiter {
+	return newMemoryLimiter(now)
 }
 
 // sweepEvery says how many calls pass between sweeps of idle keys.

@@ -112,8 +112,12 @@ func (rl *realm) mfaGate(ctx context.Context, u User) (map[string]any, error) {
 		}
 		return nil, nil
 	}
-	if err := rl.checkLockout(ctx, u.ID); err != nil {
-		return nil, err
+	// Login words the lockout as a DRF throttle, the wait in the message.
+	if wait, err := rl.lockout(ctx, u.ID); err != nil || wait > 0 {
+		if err != nil {
+			return nil, err
+		}
+		return nil, errThrottled(msgLockedOut, wait)
 	}
 	id, err := rl.newChallenge(ctx, rl.store, u, purposeMFALoginChallenge)
 	if err != nil {
@@ -154,47 +158,82 @@ func (rl *realm) recentFailures(ctx context.Context, userID int64) ([]Token, err
 	return rl.store.UserTokens(ctx, userID, purposeMFAAttempt, rl.now().Add(-rl.policy.mfaLockout))
 }
 
-// lockedOut returns the 429 when the user has reached the per-user failure
-// limit inside the sliding window, else nil.
-func (rl *realm) lockedOut(failures []Token) error {
+// lockoutSeconds returns how long, in whole seconds (at least 1), the user
+// stays locked out given their failures inside the window: until the
+// oldest of the last mfa_max_attempts leaves it. 0 means not locked out.
+func (rl *realm) lockoutSeconds(failures []Token) int {
 	limit := rl.policy.mfaUserMax
 	if limit <= 0 || len(failures) < limit {
-		return nil
+		return 0
 	}
 	oldest := failures[len(failures)-limit].Created
 	wait := oldest.Add(rl.policy.mfaLockout).Sub(rl.now())
-	return errThrottled(msgLockedOut, int((wait+time.Second-1)/time.Second))
+	return max(1, int((wait+time.Second-1)/time.Second))
 }
 
+// lockout returns how long the user stays locked out of MFA, 0 when they
+// are not.
+func (rl *realm) lockout(ctx context.Context, userID int64) (int, error) {
+	failures, err := rl.recentFailures(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	return rl.lockoutSeconds(failures), nil
+}
+
+// errMFALockedOut is the 429 of the MFA endpoints: the bare message and
+// Retry-After, as the reference words it there (login words it as a DRF
+// throttle instead, see mfaGate).
+func errMFALockedOut(wait int) *apiError {
+	e := errDetail(http.StatusTooManyRequests, msgLockedOut)
+	e.retryAfter = wait
+	return e
+}
+
+// checkLockout answers 429 while the user is locked out of MFA.
 func (rl *realm) checkLockout(ctx context.Context, userID int64) error {
+	wait, err := rl.lockout(ctx, userID)
+	if err != nil || wait == 0 {
+		return err
+	}
+	return errMFALockedOut(wait)
+}
+
+// recordFailure counts one failed verification against the user and, when
+// ch is not nil, against that login challenge, and returns the answer: 429
+// when this failure locks the user out (every live login challenge of the
+// user dies), the invalidation message when the challenge's budget is
+// spent (the challenge dies), else wrong (the plain "invalid code" answer).
+// Without a challenge (regeneration) there is no challenge budget and the
+// row is keyed by what, so it counts only towards the user's.
+func (rl *realm) recordFailure(ctx context.Context, userID int64, ch *Token, what, wrong string) error {
+	rl.mfaOutcome(ctx, userID, wrong, resultFailure)
+	now := rl.now()
+	key := what
+	if ch != nil {
+		key = ch.Token
+	}
+	// Failures that can no longer count are purged here, not only by the
+	// background purge, so the table cannot grow under a steady attack
+	// between two purges (behaviour.md F10).
+	if _, err := rl.store.PurgeTokens(ctx, purposeMFAAttempt, now.Add(-rl.attemptRetention())); err != nil {
+		return err
+	}
+	if _, err := rl.store.CreateToken(ctx, Token{UserID: userID, Purpose: purposeMFAAttempt, Token: key, Created: now}); err != nil {
+		return err
+	}
 	failures, err := rl.recentFailures(ctx, userID)
 	if err != nil {
 		return err
 	}
-	return rl.lockedOut(failures)
-}
-
-// recordFailure counts one failed verification against the challenge and
-// the user, and returns the answer: 429 when this failure locks the user
-// out (every live login challenge of the user dies), the invalidation
-// message when the challenge's budget is spent (the challenge dies), else
-// wrong (the plain "invalid code" answer).
-func (rl *realm) recordFailure(ctx context.Context, ch Token, wrong string) error {
-	now := rl.now()
-	if _, err := rl.store.CreateToken(ctx, Token{UserID: ch.UserID, Purpose: purposeMFAAttempt, Token: ch.Token, Created: now}); err != nil {
-		return err
-	}
-	failures, err := rl.recentFailures(ctx, ch.UserID)
-	if err != nil {
-		return err
-	}
-	if err := rl.lockedOut(failures); err != nil {
-		if _, derr := rl.store.DeleteUserTokens(ctx, ch.UserID, purposeMFALoginChallenge); derr != nil {
+	if wait := rl.lockoutSeconds(failures); wait > 0 {
+		rl.mfaLockedOut(ctx, userID)
+		if _, derr := rl.store.DeleteUserTokens(ctx, userID, purposeMFALoginChallenge); derr != nil {
 			return derr
 		}
-		return err
+		return errMFALockedOut(wait)
 	}
-	if limit := rl.policy.mfaChallengeMax; limit > 0 {
+	if limit := rl.policy.mfaChallengeMax; limit > 0 && ch != nil {
 		n, err := rl.store.CountTokens(ctx, purposeMFAAttempt, ch.Token, ch.Created)
 		if err != nil {
 			return err
@@ -523,8 +562,12 @@ func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
 // verifyTOTPChallenge completes a login challenge with a TOTP code. Each
 // time step is accepted once per user: the last accepted step is stored
 // and only moves forward, so a code cannot be replayed, on this node or
-// another, before or after a restart.
+// another, before or after a restart. The client address ip counts
+// towards the mfa_verify_ip throttle first.
 func (rl *realm) verifyTOTPChallenge(ctx context.Context, challengeID, code, ip string) (tokenPair, error) {
+	if err := rl.throttle(ctx, throttleMFAVerifyIP, ip); err != nil {
+		return tokenPair{}, err
+	}
 	ch, err := rl.loginChallenge(ctx, challengeID)
 	if err != nil {
 		return tokenPair{}, err
@@ -542,7 +585,7 @@ func (rl *realm) verifyTOTPChallenge(ctx context.Context, challengeID, code, ip 
 	}
 	step, ok := matchTOTP(string(secret), code, rl.now(), rl.policy.totpSkew)
 	if !ok {
-		return tokenPair{}, rl.recordFailure(ctx, ch, msgInvalidCode)
+		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidCode)
 	}
 	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
 		return tx.AdvanceTOTPStep(ctx, ch.UserID, step, rl.now())
@@ -573,8 +616,12 @@ func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) erro
 }
 
 // verifyRecoveryChallenge completes a login challenge with a recovery
-// code, spending it.
+// code, spending it. The client address ip counts towards the
+// mfa_verify_ip throttle first, as for a TOTP code.
 func (rl *realm) verifyRecoveryChallenge(ctx context.Context, challengeID, code, ip string) (tokenPair, error) {
+	if err := rl.throttle(ctx, throttleMFAVerifyIP, ip); err != nil {
+		return tokenPair{}, err
+	}
 	ch, err := rl.loginChallenge(ctx, challengeID)
 	if err != nil {
 		return tokenPair{}, err
@@ -588,7 +635,7 @@ func (rl *realm) verifyRecoveryChallenge(ctx context.Context, challengeID, code,
 	}
 	normalised, wellFormed := normaliseRecoveryCode(code)
 	if !wellFormed {
-		return tokenPair{}, rl.recordFailure(ctx, ch, msgInvalidRecovery)
+		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidRecovery)
 	}
 	hash := hashRecoveryCode(normalised)
 	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
@@ -619,8 +666,11 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 		if err != nil {
 			return err
 		}
+		// Unlike the reference (behaviour.md 9.10), an account disabled
+		// since the first factor gets no session; it is refused in login's
+		// words, and nothing is spent.
 		if !u.IsActive {
-			return errTokenNotValid(msgTokenInvalid)
+			return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
 		}
 		if _, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt); err != nil {
 			return err
@@ -634,12 +684,13 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 	})
 	switch {
 	case errors.Is(err, errFactorSpent):
-		return tokenPair{}, rl.recordFailure(ctx, ch, wrong)
+		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", wrong)
 	case errors.Is(err, ErrNotFound):
 		return tokenPair{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
 	case err != nil:
 		return tokenPair{}, err
 	}
+	rl.mfaOutcome(ctx, ch.UserID, wrong, resultSuccess)
 	return pair, nil
 }
 
@@ -757,11 +808,12 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	// A wrong code counts against the user's budget, as on verify.
-	failure := Token{UserID: uid, Token: "regenerate:" + c.Session, Created: rl.now()}
+	// A wrong code counts against the user's budget, as on verify; there
+	// is no challenge to invalidate.
+	const failureKey = "recovery-codes/regenerate"
 	step, ok := matchTOTP(string(secret), code, rl.now(), rl.policy.totpSkew)
 	if !ok {
-		return rl.recordFailure(ctx, failure, msgInvalidCode)
+		return rl.recordFailure(ctx, uid, nil, failureKey, msgInvalidCode)
 	}
 	codes, hashes, err := newRecoveryCodes(rl.rand)
 	if err != nil {
@@ -785,7 +837,7 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 		return tx.ReplaceRecoveryCodes(ctx, uid, hashes)
 	})
 	if errors.Is(err, errReplay) {
-		return rl.recordFailure(ctx, failure, msgInvalidCode)
+		return rl.recordFailure(ctx, uid, nil, failureKey, msgInvalidCode)
 	}
 	if err != nil {
 		return err

@@ -148,8 +148,7 @@ func (h *Handler) pageHandler(serve func(w http.ResponseWriter, r *http.Request)
 		if err == nil || errors.As(err, &ae) || isBug(err) {
 			return err
 		}
-		h.logger.Error("dependency unavailable", zap.Error(err))
-		w.Header().Set("Retry-After", "5")
+		dependencyFailed(w, h.logger, h.realm.metrics, err)
 		return h.messagePage(w, r, http.StatusServiceUnavailable, "Try again later", "The service is temporarily unavailable. Please try again in a moment.")
 	}
 }
@@ -308,7 +307,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	email := strings.TrimSpace(r.PostForm.Get("email"))
 	d := pageData{Title: "Sign in", Next: next, Email: email}
-	u, err := rl.passwordLogin(ctx, email, r.PostForm.Get("password"))
+	res, err := rl.passwordLogin(r, email, r.PostForm.Get("password"))
 	if status, msg, ok := apiMessage(err); ok {
 		d.Error = msg
 		return h.render(w, r, status, "login", d)
@@ -316,27 +315,15 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	payload, err := rl.mfaGate(ctx, u)
-	if status, msg, ok := apiMessage(err); ok {
-		d.Error = msg
-		return h.render(w, r, status, "login", d)
-	}
-	if err != nil {
-		return err
-	}
-	if id, _ := payload["challenge_id"].(string); id != "" {
+	if id, _ := res.mfa["challenge_id"].(string); id != "" {
 		h.setFlowCookie(w, challengeCookie, id)
 		return seeOther(w, withNext(h.Prefix+"/page/mfa", next))
 	}
-	if id, _ := payload["setup_challenge_id"].(string); id != "" {
+	if id, _ := res.mfa["setup_challenge_id"].(string); id != "" {
 		h.setFlowCookie(w, setupCookie, id)
 		return seeOther(w, withNext(h.Prefix+"/page/mfa-setup", next))
 	}
-	pair, err := rl.startSession(ctx, u, clientIP(r))
-	if err != nil {
-		return err
-	}
-	h.setSession(w, pair)
+	h.setSession(w, res.pair)
 	return seeOther(w, next)
 }
 

@@ -61,6 +61,9 @@ type passwordHasher struct {
 	rand    io.Reader
 	slots   chan struct{}
 	maxWait time.Duration
+
+	// observeWait, when set, receives every wait for a slot in seconds.
+	observeWait func(seconds float64)
 }
 
 // newPasswordHasher returns a hasher that draws salts from rand. A maxWait
@@ -82,9 +85,12 @@ func newPasswordHasher(rand io.Reader, maxWait time.Duration) *passwordHasher {
 func (h *passwordHasher) acquire(ctx context.Context) error {
 	select {
 	case h.slots <- struct{}{}:
+		h.observe(0)
 		return nil
 	default:
 	}
+	start := time.Now()
+	defer func() { h.observe(time.Since(start).Seconds()) }()
 	timer := time.NewTimer(h.maxWait)
 	defer timer.Stop()
 	select {
@@ -98,6 +104,12 @@ func (h *passwordHasher) acquire(ctx context.Context) error {
 }
 
 func (h *passwordHasher) release() { <-h.slots }
+
+func (h *passwordHasher) observe(seconds float64) {
+	if h.observeWait != nil {
+		h.observeWait(seconds)
+	}
+}
 
 // hash returns the argon2id PHC string of password.
 func (h *passwordHasher) hash(ctx context.Context, password string) (string, error) {

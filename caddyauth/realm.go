@@ -68,6 +68,10 @@ type realm struct {
 	now      func() time.Time
 	rand     io.Reader
 	logger   *zap.Logger
+
+	throttles map[string]Throttle // by name, defaults applied
+	metrics   *metrics
+	auditLog  *zap.Logger // named "audit"
 }
 
 // clock is the realm's one time source: the system clock plus an offset
@@ -174,8 +178,14 @@ func (rl *realm) purgeRetention() map[string]time.Duration {
 		purposeMFASetupChallenge: rl.policy.mfaChallengeTTL,
 		purposeMFALoginChallenge: rl.policy.mfaChallengeTTL,
 		purposeMFASetupSecret:    rl.policy.mfaChallengeTTL,
-		purposeMFAAttempt:        max(rl.policy.mfaLockout, rl.policy.mfaChallengeTTL),
+		purposeMFAAttempt:        rl.attemptRetention(),
 	}
+}
+
+// attemptRetention is how long an MFA failure can still count: for the
+// user's sliding window, and for its challenge while that lives.
+func (rl *realm) attemptRetention() time.Duration {
+	return max(rl.policy.mfaLockout, rl.policy.mfaChallengeTTL)
 }
 
 func (rl *realm) purge(ctx context.Context) {

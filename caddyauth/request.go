@@ -60,10 +60,14 @@ func readForm(w http.ResponseWriter, r *http.Request) (*form, error) {
 // missing, null or blank records the DRF message.
 func (f *form) str(name string, required, trim bool) string {
 	raw, ok := f.fields[name]
-	if !ok || string(raw) == "null" {
+	if !ok {
 		if required {
 			f.fail(name, msgFieldRequired)
 		}
+		return ""
+	}
+	if string(raw) == "null" {
+		f.fail(name, "This field may not be null.")
 		return ""
 	}
 	var s string

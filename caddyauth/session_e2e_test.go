@@ -49,7 +49,7 @@ func TestLoginE2E(t *testing.T) {
 			t.Fatalf("content type %q", ct)
 		}
 		c, ok := r.cookie("refresh_token")
-		if !ok || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {
+		if !ok || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/auth/" {
 			t.Fatalf("refresh cookie: %+v", c)
 		}
 		ac := claims(t, r.str("access"))
@@ -354,6 +354,10 @@ func TestUserDetailsE2E(t *testing.T) {
 			t.Fatalf("patch: %s", r.raw)
 		}
 		s.req("PATCH", "/auth/user/", nil, bearer(a)).expect(t, 200)
+		r = s.req("PATCH", "/auth/user/", map[string]any{"first_name": nil}, bearer(a)).expect(t, 400)
+		if r.fieldMsg("first_name") != "This field may not be null." {
+			t.Fatalf("null name: %s", r.raw)
+		}
 		r = s.req("PATCH", "/auth/user/", map[string]any{"first_name": strings.Repeat("a", 151)}, bearer(a)).expect(t, 400)
 		if r.fieldMsg("first_name") != "Ensure this field has no more than 150 characters." {
 			t.Fatalf("long name: %s", r.raw)

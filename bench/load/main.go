@@ -1,0 +1,264 @@
+// Command load drives one flow of a running caddy-jwt-allauth for a fixed
+// time with concurrent clients and prints requests/s and latencies. It is
+// the load generator of bench/flows.sh (and of the hash-rate measurement
+// of bench/login.sh); loopback only.
+//
+//	go run ./bench/load -mode refresh    -base http://127.0.0.1:18481/auth -email ... -password ...
+//	go run ./bench/load -mode mfa-wrong  -base ... -email ... -password ...   (the user gets TOTP first)
+//	go run ./bench/load -mode hashrate                                        (argon2id, no server)
+//
+// Modes:
+//
+//	refresh    each client logs in once, then refreshes in a loop with the
+//	           refresh cookie it got back (rotation: each token once).
+//	mfa-wrong  the user's TOTP is enrolled; each client logs in once for a
+//	           challenge, then sends wrong codes against it. This is the
+//	           cost of a refused verify (challenge lookup, lockout check,
+//	           secret decryption, code match, failure row written); run it
+//	           with the MFA attempt limits off.
+//	hashrate   argon2id hashes/s with the module's parameters (19 MiB, t=2,
+//	           p=1) on -c goroutines: the machine's ceiling for logins/s.
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+	"golang.org/x/crypto/argon2"
+)
+
+func main() {
+	mode := flag.String("mode", "refresh", "refresh, mfa-wrong or hashrate")
+	base := flag.String("base", "http://127.0.0.1:18481/auth", "endpoint prefix URL")
+	email := flag.String("email", "bench@example.com", "user e-mail")
+	password := flag.String("password", "", "user password")
+	conns := flag.Int("c", 32, "concurrent clients")
+	dur := flag.Duration("d", 10*time.Second, "duration")
+	flag.Parse()
+
+	switch *mode {
+	case "hashrate":
+		hashRate(*conns, *dur)
+		return
+	case "refresh", "mfa-wrong":
+	default:
+		fail("unknown mode %q", *mode)
+	}
+	c := &client{base: strings.TrimRight(*base, "/"), http: &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: *conns * 2},
+	}}
+	if *mode == "mfa-wrong" {
+		c.enrolTOTP(*email, *password)
+	}
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		statuses  = map[int]int{}
+		wg        sync.WaitGroup
+		stop      atomic.Bool
+	)
+	start := time.Now()
+	for range *conns {
+		wg.Go(func() {
+			var lat []time.Duration
+			st := map[int]int{}
+			var step func() int
+			switch *mode {
+			case "refresh":
+				cookie := c.loginCookie(*email, *password)
+				step = func() int {
+					status, next := c.refresh(cookie)
+					if next != "" {
+						cookie = next
+					}
+					return status
+				}
+			case "mfa-wrong":
+				challenge := c.challenge(*email, *password)
+				step = func() int {
+					status, _ := c.post("/mfa/verify/", map[string]string{"challenge_id": challenge, "code": "000000"}, "", "")
+					return status
+				}
+			}
+			for !stop.Load() {
+				t0 := time.Now()
+				st[step()]++
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			latencies = append(latencies, lat...)
+			for k, v := range st {
+				statuses[k] += v
+			}
+			mu.Unlock()
+		})
+	}
+	time.Sleep(*dur)
+	stop.Store(true)
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(latencies)
+	pct := func(p float64) time.Duration {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return latencies[int(p*float64(len(latencies)-1))]
+	}
+	fmt.Printf("%s: %d requests in %.1fs with %d clients: %.0f req/s, p50 %v, p99 %v, statuses %v\n",
+		*mode, len(latencies), elapsed.Seconds(), *conns, float64(len(latencies))/elapsed.Seconds(),
+		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), statuses)
+}
+
+type client struct {
+	base string
+	http *http.Client
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "load: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+// post sends a JSON body (with an optional bearer token and refresh
+// cookie) and returns the status and decoded body.
+func (c *client) post(path string, body any, bearer, cookie string) (int, *http.Response) {
+	b := []byte("{}")
+	if body != nil {
+		b, _ = json.Marshal(body)
+	}
+	req, err := http.NewRequest(http.MethodPost, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		fail("%v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: "refresh_token", Value: cookie})
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	res.Body = io.NopCloser(bytes.NewReader(raw))
+	return res.StatusCode, res
+}
+
+func decode(res *http.Response) map[string]any {
+	var m map[string]any
+	if res != nil {
+		_ = json.NewDecoder(res.Body).Decode(&m)
+	}
+	return m
+}
+
+func refreshCookie(res *http.Response) string {
+	for _, ck := range res.Cookies() {
+		if ck.Name == "refresh_token" {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+// login logs in, retrying while the server sheds load (503: all hashing
+// slots busy, as when every client logs in at the same moment).
+func (c *client) login(email, password string) (int, *http.Response) {
+	for range 50 {
+		status, res := c.post("/login/", map[string]string{"email": email, "password": password}, "", "")
+		if status != http.StatusServiceUnavailable {
+			return status, res
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return http.StatusServiceUnavailable, nil
+}
+
+func (c *client) loginCookie(email, password string) string {
+	status, res := c.login(email, password)
+	if status != http.StatusOK || refreshCookie(res) == "" {
+		fail("login answered %d", status)
+	}
+	return refreshCookie(res)
+}
+
+func (c *client) refresh(cookie string) (int, string) {
+	status, res := c.post("/refresh/", nil, "", cookie)
+	if res == nil {
+		return status, ""
+	}
+	return status, refreshCookie(res)
+}
+
+func (c *client) challenge(email, password string) string {
+	status, res := c.login(email, password)
+	id, _ := decode(res)["challenge_id"].(string)
+	if status != http.StatusOK || id == "" {
+		fail("login for a challenge answered %d", status)
+	}
+	return id
+}
+
+// enrolTOTP gives the user a TOTP authenticator through the API.
+func (c *client) enrolTOTP(email, password string) {
+	status, res := c.login(email, password)
+	body := decode(res)
+	if _, pending := body["challenge_id"]; pending {
+		return // already enrolled
+	}
+	access, _ := body["access"].(string)
+	if status != http.StatusOK || access == "" {
+		fail("login before enrolment answered %d", status)
+	}
+	status, res = c.post("/mfa/setup/", nil, access, "")
+	setup := decode(res)
+	secret, _ := setup["secret"].(string)
+	if status != http.StatusOK || secret == "" {
+		fail("mfa setup answered %d %v", status, setup)
+	}
+	code, err := totp.GenerateCode(secret, time.Now())
+	if err != nil {
+		fail("%v", err)
+	}
+	if status, _ = c.post("/mfa/activate/", map[string]string{"code": code}, access, ""); status != http.StatusOK {
+		fail("mfa activate answered %d", status)
+	}
+}
+
+// hashRate runs argon2id with the module's parameters on n goroutines.
+func hashRate(n int, d time.Duration) {
+	var count atomic.Int64
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range n {
+		wg.Go(func() {
+			salt := make([]byte, 16)
+			_, _ = rand.Read(salt)
+			for !stop.Load() {
+				argon2.IDKey([]byte("correct horse battery staple"), salt, 2, 19*1024, 1, 32)
+				count.Add(1)
+			}
+		})
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	fmt.Printf("hashrate: %.1f argon2id hashes/s on %d goroutines\n", float64(count.Load())/time.Since(start).Seconds(), n)
+}

@@ -1,0 +1,177 @@
+package caddyauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the realm's Prometheus metrics, registered in the registry of
+// the config that provisioned the app, so they show on Caddy's `/metrics`
+// (admin endpoint or `metrics` handler) next to Caddy's own:
+//
+//	caddy_jwt_allauth_logins_total{result}                  success, mfa_required, failure, locked, throttled, error
+//	caddy_jwt_allauth_mfa_verifications_total{method,result} method totp|recovery_code; result success|failure
+//	caddy_jwt_allauth_lockouts_total{kind}                  kind mfa: a user reached the MFA failure limit
+//	caddy_jwt_allauth_throttled_total{throttle}             requests refused by a throttle (login_ip, ...)
+//	caddy_jwt_allauth_store_errors_total                    requests answered 503 because the store failed
+//	caddy_jwt_allauth_hash_queue_rejections_total           requests answered 503 because no hashing slot freed up
+//	caddy_jwt_allauth_hash_queue_wait_seconds               time spent waiting for a hashing slot
+//	caddy_jwt_allauth_limiter_fallbacks_total               (redis limiter) checks decided in memory
+//
+// Every method is safe on a nil *metrics, which counts nothing.
+type metrics struct {
+	logins         *prometheus.CounterVec
+	mfa            *prometheus.CounterVec
+	lockouts       *prometheus.CounterVec
+	throttled      *prometheus.CounterVec
+	storeErrors    prometheus.Counter
+	hashRejections prometheus.Counter
+	hashQueueWait  prometheus.Histogram
+}
+
+// Label values.
+const (
+	resultSuccess     = "success"
+	resultMFARequired = "mfa_required"
+	resultFailure     = "failure"
+	resultLocked      = "locked"
+	resultThrottled   = "throttled"
+	resultError       = "error"
+
+	methodTOTP         = "totp"
+	methodRecoveryCode = "recovery_code"
+)
+
+// newMetrics registers the metrics in reg. A collector that a previous
+// provisioning already registered in reg is reused, so provisioning twice
+// against one registry does not fail.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "caddy", "jwt_allauth"
+	var err error
+	m := new(metrics)
+	m.logins, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "logins_total",
+		Help: "Login requests by result.",
+	}, []string{"result"}))
+	if err != nil {
+		return nil, err
+	}
+	m.mfa, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "mfa_verifications_total",
+		Help: "MFA code checks by method and result.",
+	}, []string{"method", "result"}))
+	if err != nil {
+		return nil, err
+	}
+	m.lockouts, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "lockouts_total",
+		Help: "Users who reached a failure limit and were locked out.",
+	}, []string{"kind"}))
+	if err != nil {
+		return nil, err
+	}
+	m.throttled, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "throttled_total",
+		Help: "Requests refused with 429 by a throttle, by throttle name.",
+	}, []string{"throttle"}))
+	if err != nil {
+		return nil, err
+	}
+	m.storeErrors, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "store_errors_total",
+		Help: "Requests answered 503 because the store failed.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	m.hashRejections, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "hash_queue_rejections_total",
+		Help: "Requests answered 503 because no password hashing slot became free in time.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	m.hashQueueWait, err = register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns, Subsystem: sub, Name: "hash_queue_wait_seconds",
+		Help:    "Time a password hash or verification waited for a hashing slot.",
+		Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2},
+	}))
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range []string{resultSuccess, resultMFARequired, resultFailure, resultLocked, resultThrottled, resultError} {
+		m.logins.WithLabelValues(r)
+	}
+	for _, method := range []string{methodTOTP, methodRecoveryCode} {
+		for _, r := range []string{resultSuccess, resultFailure} {
+			m.mfa.WithLabelValues(method, r)
+		}
+	}
+	m.lockouts.WithLabelValues("mfa")
+	return m, nil
+}
+
+// register adds c to reg, or returns the equal collector reg already has.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		var zero C
+		return zero, fmt.Errorf("registering metric: %v", err)
+	}
+	return c, nil
+}
+
+func (m *metrics) login(result string) {
+	if m != nil {
+		m.logins.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *metrics) mfaVerification(method, result string) {
+	if m != nil {
+		m.mfa.WithLabelValues(method, result).Inc()
+	}
+}
+
+func (m *metrics) lockout(kind string) {
+	if m != nil {
+		m.lockouts.WithLabelValues(kind).Inc()
+	}
+}
+
+func (m *metrics) throttle(name string) {
+	if m != nil {
+		m.throttled.WithLabelValues(name).Inc()
+	}
+}
+
+// unavailable counts a request answered 503 by its cause. A request whose
+// client went away is not a store failure.
+func (m *metrics) unavailable(err error) {
+	if m == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	if errors.Is(err, errHasherBusy) {
+		m.hashRejections.Inc()
+		return
+	}
+	m.storeErrors.Inc()
+}
+
+// hashWait records a wait for a hashing slot, in seconds.
+func (m *metrics) hashWait(seconds float64) {
+	if m != nil {
+		m.hashQueueWait.Observe(seconds)
+	}
+}
