@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -215,6 +216,16 @@ func nextOf(r *http.Request) string {
 	return safeNext(r.URL.Query().Get("next"))
 }
 
+// pageRefusal is apiMessage for a page that shows the refusal with its
+// status: a 429's Retry-After is set as on the JSON endpoints.
+func pageRefusal(w http.ResponseWriter, err error) (int, string, bool) {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))
+	}
+	return apiMessage(err)
+}
+
 // apiMessage is the text of a refusal for a page: the `detail`, or the
 // first field message.
 func apiMessage(err error) (int, string, bool) {
@@ -308,7 +319,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	email := strings.TrimSpace(r.PostForm.Get("email"))
 	d := pageData{Title: "Sign in", Next: next, Email: email}
 	res, err := rl.passwordLogin(r, email, r.PostForm.Get("password"))
-	if status, msg, ok := apiMessage(err); ok {
+	if status, msg, ok := pageRefusal(w, err); ok {
 		d.Error = msg
 		return h.render(w, r, status, "login", d)
 	}
@@ -358,8 +369,10 @@ func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request) error {
 		}
 		pair, err = rl.verifyTOTPChallenge(r.Context(), id, code, clientIP(r))
 	}
-	if status, msg, ok := apiMessage(err); ok {
-		if msg == msgChallengeInvalid || msg == msgChallengeExhausted || status == http.StatusTooManyRequests {
+	if status, msg, ok := pageRefusal(w, err); ok {
+		// A dead challenge (a lockout kills every one of the user's) means
+		// starting over; a throttled request keeps the form.
+		if msg == msgChallengeInvalid || msg == msgChallengeExhausted || msg == msgLockedOut {
 			h.setFlowCookie(w, challengeCookie, "")
 			return h.render(w, r, status, "message", pageData{Title: "Sign in again", Error: msg, Next: next})
 		}
