@@ -55,6 +55,24 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	}
 }
 
+// TestCaddyfileBrowserExampleAdapts does the same for the browser setup:
+// the endpoints, an API guard and a site guard that redirects.
+func TestCaddyfileBrowserExampleAdapts(t *testing.T) {
+	src, err := os.ReadFile("Caddyfile.browser.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := adapt(t, string(src))
+	for _, want := range []string{`"handler":"jwt_allauth"`, `"prefix":"/auth"`, `"redirect":"/auth/page/login"`, `"path":["/api/*"]`, `"cookie_insecure":true`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("adapted browser example lacks %s:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, `"handler":"jwt_allauth_guard"`); n != 2 {
+		t.Errorf("%d guards in the adapted browser example, want 2", n)
+	}
+}
+
 // TestXcaddyRecipeMatchesGoMod checks xcaddy.json builds the Caddy version
 // go.mod requires, with this module.
 func TestXcaddyRecipeMatchesGoMod(t *testing.T) {

@@ -38,26 +38,73 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	rl := h.realm
+	res, err := h.realm.passwordLogin(r, email, password)
+	if err != nil {
+		return err
+	}
+	if res.mfa != nil {
+		return writeJSON(w, http.StatusOK, res.mfa)
+	}
+	return h.writeTokens(w, http.StatusOK, res.pair, nil)
+}
+
+// loginResult is where a password login leads: mfa is the MFA gate's
+// answer when a second step is due (a login or a setup challenge), else
+// pair is the new session.
+type loginResult struct {
+	mfa  map[string]any
+	pair tokenPair
+}
+
+// passwordLogin is every login by e-mail and password, JSON or HTML: the
+// login throttles (before any hashing), the password, the account's state,
+// the MFA gate, then the session, recording the login time. Each outcome
+// is counted and audited here.
+func (rl *realm) passwordLogin(r *http.Request, email, password string) (loginResult, error) {
 	ctx := r.Context()
 	if err := rl.throttleRequest(r, "login", email); err != nil {
 		rl.loginFailed(ctx, email, 0, "throttled", err)
-		return err
+		return loginResult{}, err
 	}
 	u, err := rl.authenticate(ctx, normalizeEmail(email), password)
 	if err != nil {
 		rl.loginFailed(ctx, email, 0, "credentials", err)
-		return err
+		return loginResult{}, err
 	}
 	if rl.policy.emailVerification == verifyMandatory && !u.EmailVerified {
 		rl.loginFailed(ctx, email, u.ID, "email_not_verified", nil)
-		return errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
+		return loginResult{}, errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
 	}
 	if !u.IsActive {
 		rl.loginFailed(ctx, email, u.ID, "inactive", nil)
-		return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
+		return loginResult{}, errDetail(http.StatusUnauthorized, msgNoActiveAccount)
 	}
-	return h.finishLogin(w, r, u)
+	if payload, err := rl.mfaGate(ctx, u); err != nil || payload != nil {
+		if err != nil {
+			rl.loginFailed(ctx, u.Email, u.ID, "mfa_gate", err)
+			return loginResult{}, err
+		}
+		rl.metrics.login(resultMFARequired)
+		rl.audit(ctx, auditLoginSucceeded, u.ID, zap.Bool("mfa_pending", true))
+		return loginResult{mfa: payload}, nil
+	}
+	u.LastLogin = rl.now()
+	var pair tokenPair
+	err = rl.store.InTx(ctx, func(tx Store) error {
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		var err error
+		pair, err = rl.openSession(ctx, tx, u, true, clientIP(r))
+		return err
+	})
+	if err != nil {
+		rl.metrics.login(resultError)
+		return loginResult{}, err
+	}
+	rl.metrics.login(resultSuccess)
+	rl.audit(ctx, auditLoginSucceeded, u.ID)
+	return loginResult{pair: pair}, nil
 }
 
 // loginFailed counts and audits a refused login. err decides the metric's
@@ -76,39 +123,6 @@ func (rl *realm) loginFailed(ctx context.Context, email string, userID int64, re
 	}
 	rl.metrics.login(result)
 	rl.audit(ctx, auditLoginFailed, userID, zap.String("reason", reason), emailHash(email))
-}
-
-// finishLogin runs the MFA gate after the first factor, then opens a
-// session (recording the login time) when the gate lets the user through.
-func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, u User) error {
-	rl := h.realm
-	ctx := r.Context()
-	if payload, err := rl.mfaGate(ctx, u); err != nil || payload != nil {
-		if err != nil {
-			rl.loginFailed(ctx, u.Email, u.ID, "mfa_gate", err)
-			return err
-		}
-		rl.metrics.login(resultMFARequired)
-		rl.audit(ctx, auditLoginSucceeded, u.ID, zap.Bool("mfa_pending", true))
-		return writeJSON(w, http.StatusOK, payload)
-	}
-	u.LastLogin = rl.now()
-	var pair tokenPair
-	err := rl.store.InTx(ctx, func(tx Store) error {
-		if err := tx.UpdateUser(ctx, u); err != nil {
-			return err
-		}
-		var err error
-		pair, err = rl.openSession(ctx, tx, u, true, clientIP(r))
-		return err
-	})
-	if err != nil {
-		rl.metrics.login(resultError)
-		return err
-	}
-	rl.metrics.login(resultSuccess)
-	rl.audit(ctx, auditLoginSucceeded, u.ID)
-	return h.writeTokens(w, http.StatusOK, pair, nil)
 }
 
 // authenticate checks an e-mail and password. Unknown addresses and
@@ -153,51 +167,60 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rl := h.realm
-	ctx := r.Context()
+	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r))
+	if err != nil {
+		return err
+	}
+	return h.writeTokens(w, http.StatusOK, pair, nil)
+}
+
+// rotateRefresh spends a refresh token and returns the session's next
+// pair. A token presented twice revokes its whole session; so does a
+// session past session_lifetime or a user who is gone or disabled.
+func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string) (tokenPair, error) {
 	c, err := rl.keys.parse(raw, tokenTypeRefresh, rl.now())
 	if err != nil {
-		return errTokenNotValid(tokenErrorMessage(err))
+		return tokenPair{}, errTokenNotValid(tokenErrorMessage(err))
 	}
 	if c.Session == "" {
-		return errTokenNotValid(msgTokenInvalid)
+		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	}
 	if lt := rl.policy.sessionLifetime; lt > 0 && c.SessionIAT > 0 && rl.now().Unix() >= c.SessionIAT+int64(lt.Seconds()) {
 		if _, err := rl.store.RevokeSession(ctx, c.Session); err != nil {
-			return err
+			return tokenPair{}, err
 		}
-		return errCode(http.StatusUnauthorized, "Session reached its maximum lifetime. Please log in again", "session_expired")
+		return tokenPair{}, errCode(http.StatusUnauthorized, "Session reached its maximum lifetime. Please log in again", "session_expired")
 	}
 	uid := c.userID()
 	u, err := rl.store.UserByID(ctx, uid)
 	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
 		if _, err := rl.store.RevokeUserSessions(ctx, uid); err != nil {
-			return err
+			return tokenPair{}, err
 		}
-		return errTokenNotValid(msgTokenInvalid)
+		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	}
 	if err != nil {
-		return err
+		return tokenPair{}, err
 	}
 	sessionIAT := c.SessionIAT
 	if sessionIAT == 0 && c.IssuedAt != nil {
 		sessionIAT = c.IssuedAt.Unix() // a token minted before session_iat existed
 	}
-	pair, err := rl.issuePair(ctx, rl.store, u, c.Session, sessionIAT, true, clientIP(r), c.ID)
+	pair, err := rl.issuePair(ctx, rl.store, u, c.Session, sessionIAT, true, ip, c.ID)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		// Not on the whitelist: reused, logged out or revoked.
 		rl.auditSessionRevoked(ctx, uid, "refresh_not_whitelisted")
-		return errTokenNotValid(msgTokenInvalid)
+		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	case errors.Is(err, ErrDisabled):
 		if !u.EmailVerified {
-			return errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
+			return tokenPair{}, errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
 		}
-		return errTokenNotValid(msgTokenInvalid)
+		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	case err != nil:
-		return err
+		return tokenPair{}, err
 	}
-	return h.writeTokens(w, http.StatusOK, pair, nil)
+	return pair, nil
 }
 
 // presentedRefresh reads the refresh token from the channel the policy

@@ -112,15 +112,22 @@ func writeError(w http.ResponseWriter, logger *zap.Logger, m *metrics, err error
 		return writeJSON(w, ae.status, ae.body)
 	}
 	if !isBug(err) {
-		logger.Error("dependency unavailable", zap.Error(err))
-		m.unavailable(err)
-		w.Header().Set("Retry-After", "5")
+		dependencyFailed(w, logger, m, err)
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"detail": "Service temporarily unavailable, try again later.",
 			"code":   "service_unavailable",
 		})
 	}
 	return caddyhttp.Error(http.StatusInternalServerError, err)
+}
+
+// dependencyFailed logs and counts a failing dependency and sets the
+// Retry-After of the 503 that answers it (JSON here, a page in
+// pageHandler).
+func dependencyFailed(w http.ResponseWriter, logger *zap.Logger, m *metrics, err error) {
+	logger.Error("dependency unavailable", zap.Error(err))
+	m.unavailable(err)
+	w.Header().Set("Retry-After", "5")
 }
 
 // isBug tells errors that no outage explains from dependency failures.

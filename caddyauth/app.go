@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -155,6 +156,11 @@ type App struct {
 	// few seconds; when the database is down such requests get 503.
 	SessionCheck bool `json:"session_check,omitempty"`
 
+	// The name of the cookie that carries the access token for browsers:
+	// the HTML pages set it, and guards with `cookie` or `redirect` read it.
+	// HttpOnly, SameSite=Lax, Path=/. Default: `access_token`.
+	AccessCookie string `json:"access_cookie,omitempty"`
+
 	// The rate limiter the throttles count through. Default: in memory,
 	// per node. With `{"backend": "redis", "url": ...}` the counts are
 	// shared by every node using that Redis, and survive reloads.
@@ -241,6 +247,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		passwordResetRedirect:   repl.ReplaceAll(a.PasswordResetRedirect, ""),
 		passwordSetRedirect:     repl.ReplaceAll(a.PasswordSetRedirect, ""),
 		passwordResetRequestURL: repl.ReplaceAll(a.PasswordResetRequestURL, ""),
+		accessCookie:            orDefault(a.AccessCookie, defaultAccessCookie),
 	}
 	if pol.inviteRoles == nil {
 		pol.inviteRoles = []int{RoleStaff, RoleSuperuser}
@@ -338,6 +345,11 @@ func (a *App) Validate() error {
 	}
 	if time.Duration(a.Leeway) > 30*time.Second {
 		return errors.New("leeway must be at most 30s")
+	}
+	if a.AccessCookie != "" {
+		if err := (&http.Cookie{Name: a.AccessCookie, Value: "x"}).Valid(); err != nil || a.AccessCookie == refreshCookie {
+			return fmt.Errorf("access_cookie: %q is not a usable cookie name", a.AccessCookie)
+		}
 	}
 	if a.AccessTTL != 0 && a.RefreshTTL != 0 && a.AccessTTL > a.RefreshTTL {
 		return errors.New("access_ttl must not be longer than refresh_ttl")

@@ -65,6 +65,7 @@ func init() {
 //			tls starttls|implicit|opportunistic|none
 //			templates <dir>
 //		}
+//		access_cookie <name>
 //		rate_limit memory|redis <url> [{ timeout <duration>; key_prefix <prefix> }]
 //		throttle <name> <limit> <window> | throttle <name> off
 //	}
@@ -100,6 +101,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"password_reset_redirect":    &a.PasswordResetRedirect,
 		"password_set_redirect":      &a.PasswordSetRedirect,
 		"password_reset_request_url": &a.PasswordResetRequestURL,
+		"access_cookie":              &a.AccessCookie,
 	}
 	durations := map[string]*caddy.Duration{
 		"access_ttl":        &a.AccessTTL,
@@ -286,6 +288,8 @@ func (a *App) unmarshalMail(d *caddyfile.Dispenser) error {
 //
 //	jwt_allauth [<matcher>] {
 //		prefix <path>
+//		templates <dir>
+//		pages on|off
 //	}
 //
 // The prefix is a subdirective because a bare first token starting with
@@ -320,6 +324,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.Prefix) {
 				return d.ArgErr()
 			}
+		case "templates":
+			if !d.AllArgs(&h.Templates) {
+				return d.ArgErr()
+			}
+		case "pages":
+			var v string
+			if !d.AllArgs(&v) || (v != "on" && v != "off") {
+				return d.Errf("pages: want on or off")
+			}
+			h.DisablePages = v == "off"
 		default:
 			return d.Errf("unrecognized jwt_allauth option '%s'", d.Val())
 		}
@@ -333,7 +347,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		roles <int...>
 //		header <Header-Name> <claim>
 //		session_check
+//		cookie
+//		redirect [<login page>]
 //	}
+//
+// `redirect` without a path sends browsers to /auth/page/login, the login
+// page of endpoints under the default prefix.
 func parseGuard(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	g := new(Guard)
 	err := g.UnmarshalCaddyfile(h.Dispenser)
@@ -374,6 +393,19 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			g.SessionCheck = true
+		case "cookie":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.Cookie = true
+		case "redirect":
+			g.Redirect = defaultLoginPage
+			if d.NextArg() {
+				g.Redirect = d.Val()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized jwt_allauth_guard option '%s'", d.Val())
 		}

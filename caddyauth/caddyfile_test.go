@@ -38,12 +38,13 @@ func TestAppCaddyfileValues(t *testing.T) {
 		mfa_challenge_max_attempts 0
 		totp_issuer ""
 		cookie_insecure
+		access_cookie session
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.SigningKey != "{env.K}" || a.AccessTTL != caddy.Duration(15*60e9) || a.RefreshToken != "body" ||
-		a.MFAChallengeMaxAttempts == nil || *a.MFAChallengeMaxAttempts != 0 || a.TOTPIssuer == nil || *a.TOTPIssuer != "" || !a.CookieInsecure {
+		a.MFAChallengeMaxAttempts == nil || *a.MFAChallengeMaxAttempts != 0 || a.TOTPIssuer == nil || *a.TOTPIssuer != "" || !a.CookieInsecure || a.AccessCookie != "session" {
 		t.Fatalf("parsed %+v", a)
 	}
 }
@@ -64,6 +65,8 @@ func TestAppValidate(t *testing.T) {
 		{App{MFAMaxAttempts: &neg}, "mfa_max_attempts"},
 		{App{TOTPSkew: &skew}, "totp_skew"},
 		{App{AccessTTL: caddy.Duration(-1)}, "access_ttl"},
+		{App{AccessCookie: "a b"}, "access_cookie"},
+		{App{AccessCookie: "refresh_token"}, "access_cookie"},
 	}
 	for _, tc := range cases {
 		err := tc.app.Validate()
@@ -91,6 +94,13 @@ func TestHandlerAndGuardCaddyfile(t *testing.T) {
 			t.Errorf("%q: %v", input, err)
 		}
 	}
+	h = Handler{}
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("jwt_allauth {\n templates /etc/caddy/pages\n pages off\n}")); err != nil || h.Templates != "/etc/caddy/pages" || !h.DisablePages {
+		t.Fatalf("templates, pages: %v %+v", err, h)
+	}
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("jwt_allauth {\n pages maybe\n}")); err == nil {
+		t.Error("pages maybe accepted")
+	}
 	for _, p := range []string{"auth", "/auth/*", "/a{b}"} {
 		if err := (&Handler{Prefix: p}).Validate(); err == nil {
 			t.Errorf("prefix %q validated", p)
@@ -110,11 +120,31 @@ func TestHandlerAndGuardCaddyfile(t *testing.T) {
 		"jwt_allauth_guard {\n roles\n}":           "wrong argument count",
 		"jwt_allauth_guard {\n header X-Uid\n}":    "wrong argument count",
 		"jwt_allauth_guard {\n session_check 1\n}": "wrong argument count",
-		"jwt_allauth_guard {\n cookie x\n}":        "unrecognized",
+		"jwt_allauth_guard {\n cookie x\n}":        "wrong argument count",
+		"jwt_allauth_guard {\n redirect /a /b\n}":  "wrong argument count",
+		"jwt_allauth_guard {\n cookies\n}":         "unrecognized",
 	} {
 		var g Guard
 		if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v", input, err)
+		}
+	}
+	for input, want := range map[string]Guard{
+		"jwt_allauth_guard {\n cookie\n}":                       {Cookie: true},
+		"jwt_allauth_guard {\n redirect\n}":                     {Redirect: "/auth/page/login"},
+		"jwt_allauth_guard {\n redirect /account/page/login\n}": {Redirect: "/account/page/login"},
+	} {
+		var g Guard
+		if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil || g.Cookie != want.Cookie || g.Redirect != want.Redirect {
+			t.Errorf("%q: %v %+v", input, err, g)
+		}
+		if err := g.Validate(); err != nil {
+			t.Errorf("%q: %v", input, err)
+		}
+	}
+	for _, bad := range []string{"login", "//evil.example/login", "https://evil.example/login", "/auth/page/login?x=1", "/", "/a\\b"} {
+		if err := (&Guard{Redirect: bad}).Validate(); err == nil {
+			t.Errorf("redirect %q validated", bad)
 		}
 	}
 	if err := (&Guard{Headers: map[string]string{"X-Uid": "password"}}).Validate(); err == nil {

@@ -1,8 +1,12 @@
 package caddyauth
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 
@@ -18,9 +22,11 @@ func init() {
 }
 
 // Guard lets a request through only with a valid access token of the
-// realm (`Authorization: Bearer <token>`); otherwise it answers 401 JSON
-// with `WWW-Authenticate: Bearer`, or 403 when the token's role is not
-// allowed, and the next handler is never called. The token is checked in
+// realm (`Authorization: Bearer <token>`, or with `cookie` the access-token
+// cookie); otherwise it answers 401 JSON with `WWW-Authenticate: Bearer`,
+// or 403 when the token's role is not allowed, and the next handler is
+// never called. With `redirect`, a browser asking for a page is sent to
+// the login page instead of the 401. The token is checked in
 // process against the realm's keys: no database round trip unless
 // `session_check` is on.
 //
@@ -43,6 +49,22 @@ type Guard struct {
 	// the database is down such requests get 503 instead of passing.
 	SessionCheck bool `json:"session_check,omitempty"`
 
+	// Also accept the access token from the cookie the HTML pages set
+	// (named by the global `access_cookie`, default `access_token`) when
+	// the request has no Authorization header. Only turn this on for routes
+	// a browser visits: a cookie is sent by the browser on its own, so an
+	// API behind such a guard must not change state on GET.
+	Cookie bool `json:"cookie,omitempty"`
+
+	// The login page to send browsers to (implies `cookie`). A GET or HEAD
+	// without a valid token whose Accept header prefers text/html over
+	// application/json gets 302 to this path with the original URL as
+	// `next`; when the browser still holds a refresh cookie, it goes first
+	// through the sibling `refresh` page (e.g. `/auth/page/refresh`), which
+	// rotates the tokens and comes back. Other requests still get the 401.
+	// Must be a path on this site, e.g. `/auth/page/login`.
+	Redirect string `json:"redirect,omitempty"`
+
 	realm  *realm
 	logger *zap.Logger
 }
@@ -63,8 +85,11 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	return err
 }
 
-// Validate checks the header mapping.
+// Validate checks the header mapping and the login page.
 func (g *Guard) Validate() error {
+	if g.Redirect != "" && (!isSafePath(g.Redirect) || strings.ContainsAny(g.Redirect, "?#") || path.Base(g.Redirect) == "/") {
+		return fmt.Errorf("redirect must be a path on this site such as /auth/page/login, got %q", g.Redirect)
+	}
 	for name, claim := range g.Headers {
 		if name == "" || strings.ContainsAny(name, " :\r\n") {
 			return fmt.Errorf("invalid header name %q", name)
@@ -103,8 +128,15 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		return next.ServeHTTP(w, r)
 	}
-	c, err := g.realm.checkAccess(r, g.SessionCheck)
+	raw := bearerToken(r)
+	if raw == "" && (g.Cookie || g.Redirect != "") {
+		raw = g.realm.accessCookieValue(r)
+	}
+	c, err := g.realm.checkToken(r.Context(), raw, g.SessionCheck)
 	if err != nil {
+		if g.sendsToLogin(r, err) {
+			return g.redirectToLogin(w, r)
+		}
 		return writeError(w, g.logger, g.realm.metrics, err)
 	}
 	if len(g.Roles) > 0 && !containsInt(g.Roles, c.Role) {
@@ -118,6 +150,36 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		r.Header.Set(name, claimValue(c, claim))
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// sendsToLogin reports whether a failed check should redirect rather than
+// answer 401: redirect is on, the token is missing or unusable (not a
+// database outage), and a browser is asking for a page.
+func (g *Guard) sendsToLogin(r *http.Request, err error) bool {
+	var ae *apiError
+	return g.Redirect != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		errors.As(err, &ae) && ae.status == http.StatusUnauthorized && wantsHTML(r.Header.Get("Accept"))
+}
+
+// redirectToLogin answers 302 to the login page with the original URL as
+// `next`, or to the refresh page when the browser shows signs of a
+// session (an access-token cookie, or a refresh cookie when its path
+// reaches this far) that the refresh cookie may renew.
+func (g *Guard) redirectToLogin(w http.ResponseWriter, r *http.Request) error {
+	orig := r
+	if o, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
+		orig = &o
+	}
+	target := g.Redirect
+	if cookieValue(r, refreshCookie) != "" || g.realm.accessCookieValue(r) != "" {
+		target = path.Join(path.Dir(g.Redirect), "refresh")
+	}
+	h := w.Header()
+	h.Set("Location", target+"?next="+url.QueryEscape(safeNext(orig.URL.RequestURI())))
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Accept, Cookie")
+	w.WriteHeader(http.StatusFound)
+	return nil
 }
 
 // Provider is the same check as an authentication provider for Caddy's
@@ -157,7 +219,11 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyht
 // checkAccess verifies the request's bearer access token (and, with
 // sessionCheck or the realm's session_check, that its session is live).
 func (rl *realm) checkAccess(r *http.Request, sessionCheck bool) (Claims, error) {
-	raw := bearerToken(r)
+	return rl.checkToken(r.Context(), bearerToken(r), sessionCheck)
+}
+
+// checkToken verifies an access token however it came.
+func (rl *realm) checkToken(ctx context.Context, raw string, sessionCheck bool) (Claims, error) {
 	if raw == "" {
 		return Claims{}, errNotAuthenticated()
 	}
@@ -166,7 +232,7 @@ func (rl *realm) checkAccess(r *http.Request, sessionCheck bool) (Claims, error)
 		return Claims{}, errAccessToken(err)
 	}
 	if (sessionCheck || rl.policy.sessionCheck) && c.Session != "" {
-		ok, err := rl.sessions.active(r.Context(), c.Session)
+		ok, err := rl.sessions.active(ctx, c.Session)
 		if err != nil {
 			return Claims{}, err
 		}

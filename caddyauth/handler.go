@@ -23,7 +23,17 @@ type Handler struct {
 	// Must start with `/`. Default: `/auth`.
 	Prefix string `json:"prefix,omitempty"`
 
+	// A directory of page templates replacing the embedded ones by file
+	// name: `layout.html`, `login.html`, `mfa.html`, `mfa-setup.html`,
+	// `recovery-codes.html`, `logout.html`, `message.html` and `style.css`.
+	// Files it lacks keep the embedded version.
+	Templates string `json:"templates,omitempty"`
+
+	// Do not serve the HTML pages under `{prefix}/page/`.
+	DisablePages bool `json:"disable_pages,omitempty"`
+
 	realm    *realm
+	pages    *pageSet
 	routes   map[string]endpoint
 	prefixed []prefixRoute
 	logger   *zap.Logger
@@ -66,6 +76,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.realm = appIface.(*App).realm
 	if h.realm.policy.publicURL == "" {
 		return fmt.Errorf("jwt_allauth: the global option public_url is required by the endpoints: password reset, e-mail confirmation and invitation mails link to it (e.g. public_url https://example.com)")
+	}
+	if !h.DisablePages {
+		if h.pages, err = loadPages(h.Templates); err != nil {
+			return fmt.Errorf("loading page templates: %v", err)
+		}
 	}
 	h.routes, h.prefixed = h.buildRoutes()
 	return nil
@@ -127,6 +142,9 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		if pol.emailVerifiedRedirect == "" {
 			routes["/registration/verified"] = endpoint{get, h.verifiedPage}
 		}
+	}
+	if !h.DisablePages {
+		h.pageRoutes(routes)
 	}
 	return routes, prefixed
 }

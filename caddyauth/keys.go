@@ -11,7 +11,8 @@ import (
 // signingKeySetting names the stored Ed25519 key in the settings table.
 const signingKeySetting = "signing_key_ed25519"
 
-// loadKeys builds the realm's key set and the box that seals TOTP secrets.
+// loadKeys builds the realm's key set, the box that seals TOTP secrets
+// and the CSRF key.
 // With a signing key the realm signs HS256 with it; without one, it loads the
 // Ed25519 key kept in the store, generating and storing it on first start
 // (concurrent first starts agree: the first stored key wins). The secrets
@@ -58,6 +59,10 @@ func (rl *realm) loadKeys(ctx context.Context, signingKey, secretsKey string) er
 	if err != nil {
 		return err
 	}
-	rl.secrets, err = newSecretBox(key)
+	if rl.secrets, err = newSecretBox(key); err != nil {
+		return err
+	}
+	// The HTML forms' CSRF tokens are MACs under a key of their own.
+	rl.csrfKey, err = hkdf.Key(sha256.New, material, nil, "caddy-jwt-allauth csrf", 32)
 	return err
 }

@@ -310,31 +310,44 @@ func (h *Handler) mfaSetup(w http.ResponseWriter, r *http.Request) error {
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
-	rl := h.realm
-	ctx := r.Context()
+	setup, err := h.realm.beginTOTPSetup(r.Context(), u, h.realm.totpIssuerFor(r))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"secret": setup.secret, "provisioning_uri": setup.uri, "qr_code": setup.qr})
+}
+
+// totpSetup is a new pending TOTP secret as the user is shown it.
+type totpSetup struct {
+	secret, uri, qr string
+}
+
+// beginTOTPSetup stores a new pending secret for u (replacing any earlier
+// one) and returns it with its provisioning URI and QR code (SVG).
+func (rl *realm) beginTOTPSetup(ctx context.Context, u User, issuer string) (totpSetup, error) {
 	if has, err := rl.hasTOTP(ctx, u.ID); err != nil || has {
 		if err != nil {
-			return err
+			return totpSetup{}, err
 		}
-		return errDetail(http.StatusBadRequest, msgTOTPActivated)
+		return totpSetup{}, errDetail(http.StatusBadRequest, msgTOTPActivated)
 	}
 	secret, err := generateTOTPSecret(rl.rand)
 	if err != nil {
-		return err
+		return totpSetup{}, err
 	}
 	sealed, err := rl.secrets.seal([]byte(secret), pendingAD(u.ID), rl.rand)
 	if err != nil {
-		return err
+		return totpSetup{}, err
 	}
 	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: purposeMFASetupSecret, Token: base64.StdEncoding.EncodeToString(sealed), Created: rl.now()}); err != nil {
-		return err
+		return totpSetup{}, err
 	}
-	uri := totpProvisioningURI(rl.totpIssuerFor(r), u.Email, secret)
+	uri := totpProvisioningURI(issuer, u.Email, secret)
 	qr, err := qrSVG(uri)
 	if err != nil {
-		return err
+		return totpSetup{}, err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"secret": secret, "provisioning_uri": uri, "qr_code": qr})
+	return totpSetup{secret: secret, uri: uri, qr: qr}, nil
 }
 
 // totpIssuerFor applies the issuer priority: totp_issuer when set
@@ -403,25 +416,61 @@ func (h *Handler) mfaActivate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rl := h.realm
-	ctx := r.Context()
-	secret, err := rl.pendingSecret(ctx, u.ID)
-	if errors.Is(err, ErrNotFound) {
-		return errDetail(http.StatusBadRequest, msgSetupNotInitiated)
-	}
+	act, err := rl.activateTOTP(r.Context(), u, ch, code, clientIP(r))
 	if err != nil {
 		return err
+	}
+	body := map[string]any{"success": true, "recovery_codes": act.codes}
+	if !act.opened {
+		return writeJSON(w, http.StatusOK, body)
+	}
+	if !act.enabled {
+		// No access token until the address is confirmed; the refresh
+		// token travels as configured (the reference puts it in the body
+		// even in cookie mode).
+		body["detail"] = "Verification e-mail sent."
+		if rl.policy.refreshInBody {
+			body["refresh"] = act.pair.refresh
+		} else {
+			h.setRefreshCookie(w, act.pair.refresh, int(rl.policy.refreshTTL.Seconds()))
+		}
+		return writeJSON(w, http.StatusOK, body)
+	}
+	return h.writeTokens(w, http.StatusOK, act.pair, body)
+}
+
+// activation is the outcome of a TOTP activation: the new recovery codes
+// and, when it opened the session the required-mode bootstrap held back,
+// that session (enabled is false while mandatory verification waits).
+type activation struct {
+	codes   []string
+	opened  bool
+	enabled bool
+	pair    tokenPair
+}
+
+// activateTOTP turns u's pending secret into the TOTP authenticator when
+// code is its current code, with a fresh set of recovery codes. ch is the
+// setup challenge the caller came with, if any.
+func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip string) (activation, error) {
+	secret, err := rl.pendingSecret(ctx, u.ID)
+	if errors.Is(err, ErrNotFound) {
+		return activation{}, errDetail(http.StatusBadRequest, msgSetupNotInitiated)
+	}
+	if err != nil {
+		return activation{}, err
 	}
 	step, ok := matchTOTP(secret, code, rl.now(), rl.policy.totpSkew)
 	if !ok {
-		return errDetail(http.StatusBadRequest, msgInvalidCode)
+		return activation{}, errDetail(http.StatusBadRequest, msgInvalidCode)
 	}
 	codes, hashes, err := newRecoveryCodes(rl.rand)
 	if err != nil {
-		return err
+		return activation{}, err
 	}
 	sealed, err := rl.secrets.seal([]byte(secret), totpAD(u.ID), rl.rand)
 	if err != nil {
-		return err
+		return activation{}, err
 	}
 	openSession := ch != nil && rl.policy.mfaMode == mfaRequired
 	// A session opened for an address that mandatory verification still
@@ -460,42 +509,25 @@ func (h *Handler) mfaActivate(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		pair, err = rl.openSession(ctx, tx, u, enabled, clientIP(r))
+		pair, err = rl.openSession(ctx, tx, u, enabled, ip)
 		return err
 	})
 	switch {
 	case errors.Is(err, ErrConflict):
-		return errDetail(http.StatusBadRequest, msgTOTPActivated)
+		return activation{}, errDetail(http.StatusBadRequest, msgTOTPActivated)
 	case errors.Is(err, ErrNotFound):
 		// The setup challenge was spent by a concurrent activation.
-		return errNotAuthenticated()
+		return activation{}, errNotAuthenticated()
 	case err != nil:
-		return err
+		return activation{}, err
 	}
-	body := map[string]any{"success": true, "recovery_codes": codes}
-	if !openSession {
-		return writeJSON(w, http.StatusOK, body)
-	}
-	if !enabled {
-		// No access token until the address is confirmed; the refresh
-		// token travels as configured (the reference puts it in the body
-		// even in cookie mode).
-		body["detail"] = "Verification e-mail sent."
-		if rl.policy.refreshInBody {
-			body["refresh"] = pair.refresh
-		} else {
-			h.setRefreshCookie(w, pair.refresh, int(rl.policy.refreshTTL.Seconds()))
-		}
-		return writeJSON(w, http.StatusOK, body)
-	}
-	return h.writeTokens(w, http.StatusOK, pair, body)
+	return activation{codes: codes, opened: openSession, enabled: enabled, pair: pair}, nil
 }
 
-// loginChallenge reads and checks the challenge of a verify call: the
+// loginChallenge finds and checks the challenge of a verify call: the
 // order of checks is the reference's (body, challenge, lockout).
-func (h *Handler) loginChallenge(ctx context.Context, f *form) (Token, error) {
-	rl := h.realm
-	ch, err := rl.findChallenge(ctx, purposeMFALoginChallenge, f.str("challenge_id", false, true))
+func (rl *realm) loginChallenge(ctx context.Context, id string) (Token, error) {
+	ch, err := rl.findChallenge(ctx, purposeMFALoginChallenge, id)
 	if errors.Is(err, ErrNotFound) {
 		return Token{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
 	}
@@ -506,13 +538,8 @@ func (h *Handler) loginChallenge(ctx context.Context, f *form) (Token, error) {
 }
 
 // mfaVerify answers POST {prefix}/mfa/verify/: a login challenge and the
-// current TOTP code open the session. Each time step is accepted once per
-// user: the last accepted step is stored and only moves forward, so a code
-// cannot be replayed, on this node or another, before or after a restart.
+// current TOTP code open the session.
 func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
-	if err := h.realm.throttle(r.Context(), throttleMFAVerifyIP, clientIP(r)); err != nil {
-		return err
-	}
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
@@ -520,44 +547,55 @@ func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f.str("challenge_id", true, true)
+	id := f.str("challenge_id", true, true)
 	code := codeField(f)
 	if err := f.err(); err != nil {
 		return err
 	}
-	rl := h.realm
-	ctx := r.Context()
-	ch, err := h.loginChallenge(ctx, f)
+	pair, err := h.realm.verifyTOTPChallenge(r.Context(), id, code, clientIP(r))
 	if err != nil {
 		return err
+	}
+	return h.writeTokens(w, http.StatusOK, pair, nil)
+}
+
+// verifyTOTPChallenge completes a login challenge with a TOTP code. Each
+// time step is accepted once per user: the last accepted step is stored
+// and only moves forward, so a code cannot be replayed, on this node or
+// another, before or after a restart. The client address ip counts
+// towards the mfa_verify_ip throttle first.
+func (rl *realm) verifyTOTPChallenge(ctx context.Context, challengeID, code, ip string) (tokenPair, error) {
+	if err := rl.throttle(ctx, throttleMFAVerifyIP, ip); err != nil {
+		return tokenPair{}, err
+	}
+	ch, err := rl.loginChallenge(ctx, challengeID)
+	if err != nil {
+		return tokenPair{}, err
 	}
 	auth, err := rl.totpAuthenticator(ctx, ch.UserID)
 	if errors.Is(err, ErrNotFound) {
-		return errDetail(http.StatusBadRequest, msgTOTPNotActivated)
+		return tokenPair{}, errDetail(http.StatusBadRequest, msgTOTPNotActivated)
 	}
 	if err != nil {
-		return err
+		return tokenPair{}, err
 	}
 	secret, err := rl.secrets.open(auth.Data, totpAD(auth.UserID))
 	if err != nil {
-		return err
+		return tokenPair{}, err
 	}
 	step, ok := matchTOTP(string(secret), code, rl.now(), rl.policy.totpSkew)
 	if !ok {
-		return rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidCode)
+		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidCode)
 	}
-	return h.completeChallenge(w, r, ch, func(tx Store) (bool, error) {
+	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
 		return tx.AdvanceTOTPStep(ctx, ch.UserID, step, rl.now())
-	}, msgInvalidCode)
+	}, msgInvalidCode, ip)
 }
 
 // mfaVerifyRecovery answers POST {prefix}/mfa/verify-recovery/: a login
 // challenge and one unused recovery code open the session; the code is
 // spent.
 func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) error {
-	if err := h.realm.throttle(r.Context(), throttleMFAVerifyIP, clientIP(r)); err != nil {
-		return err
-	}
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
@@ -565,32 +603,44 @@ func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	f.str("challenge_id", true, true)
+	id := f.str("challenge_id", true, true)
 	code := f.str("recovery_code", true, true)
 	if err := f.err(); err != nil {
 		return err
 	}
-	rl := h.realm
-	ctx := r.Context()
-	ch, err := h.loginChallenge(ctx, f)
+	pair, err := h.realm.verifyRecoveryChallenge(r.Context(), id, code, clientIP(r))
 	if err != nil {
 		return err
+	}
+	return h.writeTokens(w, http.StatusOK, pair, nil)
+}
+
+// verifyRecoveryChallenge completes a login challenge with a recovery
+// code, spending it. The client address ip counts towards the
+// mfa_verify_ip throttle first, as for a TOTP code.
+func (rl *realm) verifyRecoveryChallenge(ctx context.Context, challengeID, code, ip string) (tokenPair, error) {
+	if err := rl.throttle(ctx, throttleMFAVerifyIP, ip); err != nil {
+		return tokenPair{}, err
+	}
+	ch, err := rl.loginChallenge(ctx, challengeID)
+	if err != nil {
+		return tokenPair{}, err
 	}
 	n, err := rl.store.CountRecoveryCodes(ctx, ch.UserID)
 	if err != nil {
-		return err
+		return tokenPair{}, err
 	}
 	if n == 0 {
-		return errDetail(http.StatusBadRequest, msgNoRecoveryCodes)
+		return tokenPair{}, errDetail(http.StatusBadRequest, msgNoRecoveryCodes)
 	}
 	normalised, wellFormed := normaliseRecoveryCode(code)
 	if !wellFormed {
-		return rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidRecovery)
+		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidRecovery)
 	}
 	hash := hashRecoveryCode(normalised)
-	return h.completeChallenge(w, r, ch, func(tx Store) (bool, error) {
+	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
 		return tx.ConsumeRecoveryCode(ctx, ch.UserID, hash, rl.now())
-	}, msgInvalidRecovery)
+	}, msgInvalidRecovery, ip)
 }
 
 // completeChallenge spends the challenge and the second factor (spend
@@ -598,9 +648,7 @@ func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) erro
 // the user's failures and opens the session. A factor already spent is a
 // failure like a wrong one; a challenge spent by a concurrent call is
 // invalid. Either way nothing is consumed unless both are.
-func (h *Handler) completeChallenge(w http.ResponseWriter, r *http.Request, ch Token, spend func(tx Store) (bool, error), wrong string) error {
-	rl := h.realm
-	ctx := r.Context()
+func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx Store) (bool, error), wrong, ip string) (tokenPair, error) {
 	errFactorSpent := errors.New("factor already used")
 	var pair tokenPair
 	err := rl.store.InTx(ctx, func(tx Store) error {
@@ -631,19 +679,19 @@ func (h *Handler) completeChallenge(w http.ResponseWriter, r *http.Request, ch T
 		if err := tx.UpdateUser(ctx, u); err != nil {
 			return err
 		}
-		pair, err = rl.openSession(ctx, tx, u, true, clientIP(r))
+		pair, err = rl.openSession(ctx, tx, u, true, ip)
 		return err
 	})
 	switch {
 	case errors.Is(err, errFactorSpent):
-		return rl.recordFailure(ctx, ch.UserID, &ch, "", wrong)
+		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", wrong)
 	case errors.Is(err, ErrNotFound):
-		return errDetail(http.StatusBadRequest, msgChallengeInvalid)
+		return tokenPair{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
 	case err != nil:
-		return err
+		return tokenPair{}, err
 	}
 	rl.mfaOutcome(ctx, ch.UserID, wrong, resultSuccess)
-	return h.writeTokens(w, http.StatusOK, pair, nil)
+	return pair, nil
 }
 
 // mfaDeactivate answers POST {prefix}/mfa/deactivate/: with the password,

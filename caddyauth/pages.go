@@ -2,104 +2,559 @@ package caddyauth
 
 import (
 	"bytes"
-	_ "embed"
+	"embed"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"html/template"
-	"io"
+	"io/fs"
+	"mime"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
-// The built-in pages behind mailed links, used unless a redirect URL is
-// configured for them.
-type pageKind int
+// The HTML pages under {prefix}/page/: login, the second factor, TOTP
+// setup, logout, and the refresh hop the guard sends browsers through.
+// They are plain forms (no JavaScript), post to themselves, carry a CSRF
+// token, and call the same realm methods as the JSON endpoints. Every page
+// is sent with a strict Content-Security-Policy; its only resources are the
+// stylesheet served from the prefix and the QR code as a data: image.
 
+//go:embed pages
+var embeddedPages embed.FS
+
+// defaultLoginPage is the guard's `redirect` target when none is given:
+// the login page of endpoints under the default prefix.
+const defaultLoginPage = "/auth/page/login"
+
+// pageCSP is the Content-Security-Policy of every page.
+const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// pageNames lists the page templates; each is parsed with layout.html.
+var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message"}
+
+// Cookies that carry a login in progress between two pages. They live
+// under {prefix}/page/ only, and no longer than a challenge.
 const (
-	pageResetForm pageKind = iota
-	pageResetInvalid
-	pageSetForm
-	pageVerified
-	pageLinkInvalid
-	pageInvitationInvalid
+	challengeCookie = "jwt_allauth_mfa"
+	setupCookie     = "jwt_allauth_setup"
 )
 
-//go:embed pages.html
-var pagesHTML string
-
-var pageTemplate = template.Must(template.New("page").Parse(pagesHTML))
-
-// pageData is what pages.html sees.
-type pageData struct {
-	Site     string
-	Title    string
-	Message  string
-	Endpoint string // the form posts here; "" means no form
-	Nonce    string
+// pageSet is the parsed templates and the stylesheet.
+type pageSet struct {
+	pages map[string]*template.Template
+	css   []byte
 }
 
-// page writes a built-in page. The only script is the form's, allowed by
-// a per-response nonce; nothing else may load, frame the page or leak the
-// URL in a Referer.
-func (h *Handler) page(w http.ResponseWriter, r *http.Request, status int, kind pageKind) error {
-	rl := h.realm
-	d := pageData{Site: rl.siteName()}
-	switch kind {
-	case pageResetForm:
-		d.Title, d.Message = "Choose a new password", "Enter your new password twice. Saving it signs you out everywhere."
-		d.Endpoint = h.Prefix + "/password/reset/set-new/"
-	case pageResetInvalid:
-		d.Title, d.Message = "Invalid link", "This password reset link is invalid, expired or already used. Please request a new one."
-	case pageSetForm:
-		d.Title, d.Message = "Choose your password", "Enter the password for your new account twice."
-		d.Endpoint = h.Prefix + "/registration/set-password/"
-	case pageVerified:
-		d.Title, d.Message = "E-mail address confirmed", "Thank you, your e-mail address is confirmed. You can close this page and sign in."
-	case pageLinkInvalid:
-		d.Title, d.Message = "Invalid link", "This link is invalid, expired or already used."
-	case pageInvitationInvalid:
-		d.Title, d.Message = "Invalid invitation", "This invitation link is invalid or has expired. Please ask for a new invitation."
+// loadPages parses the embedded templates, each replaced by the file of
+// the same name in dir when dir is set and has one (`login.html`,
+// `layout.html`, `style.css`, ...).
+func loadPages(dir string) (*pageSet, error) {
+	read := func(name string) ([]byte, error) {
+		if dir != "" {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err == nil {
+				return b, nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+		}
+		return embeddedPages.ReadFile("pages/" + name)
 	}
-	nonce := make([]byte, 16)
-	if _, err := io.ReadFull(rl.rand, nonce); err != nil {
+	layout, err := read("layout.html")
+	if err != nil {
+		return nil, err
+	}
+	ps := &pageSet{pages: map[string]*template.Template{}}
+	for _, name := range pageNames {
+		body, err := read(name + ".html")
+		if err != nil {
+			return nil, err
+		}
+		t, err := template.New("layout").Parse(string(layout))
+		if err != nil {
+			return nil, fmt.Errorf("page template layout.html: %v", err)
+		}
+		if _, err := t.Parse(string(body)); err != nil {
+			return nil, fmt.Errorf("page template %s.html: %v", name, err)
+		}
+		ps.pages[name] = t
+	}
+	if ps.css, err = read("style.css"); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// pageData is what every template sees.
+type pageData struct {
+	SiteName  string
+	Title     string
+	Prefix    string // the endpoints' prefix, e.g. /auth
+	CSRF      string
+	Next      string
+	Error     string
+	Info      string
+	Email     string
+	Secret    string
+	QR        template.URL // data: URI of the QR code
+	Codes     []string
+	Continue  string
+	Recovery  bool // the MFA page shows the recovery-code form
+	LoginPage string
+}
+
+// pageRoutes adds the pages to the route table.
+func (h *Handler) pageRoutes(routes map[string]endpoint) {
+	getPost := []string{http.MethodGet, http.MethodHead, http.MethodPost}
+	get := []string{http.MethodGet, http.MethodHead}
+	routes["/page/login"] = endpoint{getPost, h.pageHandler(h.loginPage)}
+	routes["/page/mfa"] = endpoint{getPost, h.pageHandler(h.mfaPage)}
+	routes["/page/mfa-setup"] = endpoint{getPost, h.pageHandler(h.mfaSetupPage)}
+	routes["/page/logout"] = endpoint{getPost, h.pageHandler(h.logoutPage)}
+	routes["/page/refresh"] = endpoint{get, h.pageHandler(h.refreshPage)}
+	routes["/page/style.css"] = endpoint{get, h.stylesheet}
+}
+
+// pageHandler adapts a page: a posted form is read first (only
+// `application/x-www-form-urlencoded`, at most 64 KiB) and its CSRF token
+// checked; a failing dependency gets a 503 page rather than JSON.
+func (h *Handler) pageHandler(serve func(w http.ResponseWriter, r *http.Request) error) func(w http.ResponseWriter, r *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		setPageHeaders(w)
+		if r.Method == http.MethodPost {
+			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+				return h.messagePage(w, r, http.StatusUnsupportedMediaType, "Unsupported form", "This page only accepts its own form.")
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+			if err := r.ParseForm(); err != nil {
+				return h.messagePage(w, r, http.StatusBadRequest, "Bad request", "The form could not be read.")
+			}
+			if !h.realm.csrfValid(r) {
+				h.logger.Debug("page form refused: CSRF token missing or wrong", zap.String("path", r.URL.Path), zap.String("client_ip", clientIP(r)))
+				return h.messagePage(w, r, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Go back, reload the page and try again.")
+			}
+		}
+		err := serve(w, r)
+		var ae *apiError
+		if err == nil || errors.As(err, &ae) || isBug(err) {
+			return err
+		}
+		dependencyFailed(w, h.logger, h.realm.metrics, err)
+		return h.messagePage(w, r, http.StatusServiceUnavailable, "Try again later", "The service is temporarily unavailable. Please try again in a moment.")
+	}
+}
+
+// setPageHeaders sets the security headers every page and page redirect
+// carries.
+func setPageHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+}
+
+// render writes a page with status.
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) error {
+	csrf, err := h.realm.csrfToken(w, r)
+	if err != nil {
 		return err
 	}
-	d.Nonce = base64.StdEncoding.EncodeToString(nonce)
+	d.CSRF = csrf
+	d.SiteName = h.realm.policy.siteName
+	d.Prefix = h.Prefix
+	d.LoginPage = h.Prefix + "/page/login"
 	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, d); err != nil {
-		return err
+	if err := h.pages.pages[name].Execute(&buf, d); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("rendering page %s: %v", name, err))
 	}
-	hd := w.Header()
-	hd.Set("Content-Type", "text/html; charset=utf-8")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("Referrer-Policy", "no-referrer")
-	hd.Set("X-Frame-Options", "DENY")
-	hd.Set("X-Content-Type-Options", "nosniff")
-	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-"+d.Nonce+"'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	_, err := w.Write(buf.Bytes())
+	_, err = w.Write(buf.Bytes())
 	return err
 }
 
-// resetPage answers GET {prefix}/password/reset/default/: the form, or the
-// invalid-link page without a reset capability cookie.
-func (h *Handler) resetPage(w http.ResponseWriter, r *http.Request) error {
-	if _, err := r.Cookie(resetCookie); err != nil {
-		return h.page(w, r, http.StatusOK, pageResetInvalid)
-	}
-	return h.page(w, r, http.StatusOK, pageResetForm)
+// messagePage is a page with a title, one message and a link to log in.
+func (h *Handler) messagePage(w http.ResponseWriter, r *http.Request, status int, title, msg string) error {
+	return h.render(w, r, status, "message", pageData{Title: title, Error: msg})
 }
 
-// setPasswordPage answers GET {prefix}/registration/set-password/default/.
-func (h *Handler) setPasswordPage(w http.ResponseWriter, r *http.Request) error {
-	if _, err := r.Cookie(setPasswordCookie); err != nil {
-		return h.page(w, r, http.StatusOK, pageInvitationInvalid)
-	}
-	return h.page(w, r, http.StatusOK, pageSetForm)
+// seeOther answers 303 to a same-site target.
+func seeOther(w http.ResponseWriter, target string) error {
+	w.Header().Set("Location", target)
+	w.WriteHeader(http.StatusSeeOther)
+	return nil
 }
 
-// verifiedPage answers GET {prefix}/registration/verified/.
-func (h *Handler) verifiedPage(w http.ResponseWriter, r *http.Request) error {
-	return h.page(w, r, http.StatusOK, pageVerified)
+// withNext appends `next` to a page path.
+func withNext(page, next string) string {
+	if next == "/" {
+		return page
+	}
+	return page + "?next=" + url.QueryEscape(next)
+}
+
+// nextOf reads the request's `next` (the form's, else the query's).
+func nextOf(r *http.Request) string {
+	if v := r.PostForm.Get("next"); v != "" {
+		return safeNext(v)
+	}
+	return safeNext(r.URL.Query().Get("next"))
+}
+
+// pageRefusal is apiMessage for a page that shows the refusal with its
+// status: a 429's Retry-After is set as on the JSON endpoints.
+func pageRefusal(w http.ResponseWriter, err error) (int, string, bool) {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))
+	}
+	return apiMessage(err)
+}
+
+// apiMessage is the text of a refusal for a page: the `detail`, or the
+// first field message.
+func apiMessage(err error) (int, string, bool) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		return 0, "", false
+	}
+	switch b := ae.body.(type) {
+	case map[string]string:
+		return ae.status, b["detail"], true
+	case map[string]any:
+		if s, ok := b["detail"].(string); ok {
+			return ae.status, s, true
+		}
+	case map[string][]string:
+		for _, msgs := range b {
+			if len(msgs) > 0 {
+				return ae.status, msgs[0], true
+			}
+		}
+	}
+	return ae.status, http.StatusText(ae.status), true
+}
+
+// setSession hands a session to the browser: the access-token cookie
+// and the refresh cookie (pages always use the cookie, whatever
+// `refresh_token` says for the JSON endpoints).
+func (h *Handler) setSession(w http.ResponseWriter, pair tokenPair) {
+	rl := h.realm
+	rl.setAccessCookie(w, pair.access, int(rl.policy.accessTTL.Seconds()))
+	h.setRefreshCookie(w, pair.refresh, int(rl.policy.refreshTTL.Seconds()))
+}
+
+// clearSession removes both session cookies.
+func (h *Handler) clearSession(w http.ResponseWriter) {
+	h.realm.setAccessCookie(w, "", -1)
+	h.setRefreshCookie(w, "", -1)
+}
+
+// setFlowCookie stores a challenge id between two pages (value "" clears
+// it).
+func (h *Handler) setFlowCookie(w http.ResponseWriter, name, value string) {
+	maxAge := int(h.realm.policy.mfaChallengeTTL.Seconds())
+	if value == "" {
+		maxAge = -1
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     h.Prefix + "/page/",
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   h.realm.policy.cookieSecure,
+		SameSite: http.SameSiteStrictMode,
+	})
+}
+
+func cookieValue(r *http.Request, name string) string {
+	if c, err := r.Cookie(name); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// loginPage is GET/POST {prefix}/page/login: e-mail and password, then
+// on to the second factor, TOTP setup, or `next` with a session.
+func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
+	rl := h.realm
+	ctx := r.Context()
+	next := nextOf(r)
+	if r.Method != http.MethodPost {
+		if _, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil {
+			return seeOther(w, next)
+		}
+		q := r.URL.Query()
+		// A refresh cookie (scoped to the prefix, the guard may not see
+		// it) can still renew the session; the hop comes back here with
+		// `ended` when it cannot, so this never loops.
+		if cookieValue(r, refreshCookie) != "" && q.Get("ended") == "" && q.Get("logged_out") == "" {
+			return seeOther(w, withNext(h.Prefix+"/page/refresh", next))
+		}
+		d := pageData{Title: "Sign in", Next: next}
+		switch {
+		case q.Get("logged_out") != "":
+			d.Info = "You have been signed out."
+		case q.Get("ended") != "":
+			d.Info = "Your session has ended. Please sign in again."
+		}
+		return h.render(w, r, http.StatusOK, "login", d)
+	}
+	email := strings.TrimSpace(r.PostForm.Get("email"))
+	d := pageData{Title: "Sign in", Next: next, Email: email}
+	res, err := rl.passwordLogin(r, email, r.PostForm.Get("password"))
+	if status, msg, ok := pageRefusal(w, err); ok {
+		d.Error = msg
+		return h.render(w, r, status, "login", d)
+	}
+	if err != nil {
+		return err
+	}
+	if id, _ := res.mfa["challenge_id"].(string); id != "" {
+		h.setFlowCookie(w, challengeCookie, id)
+		return seeOther(w, withNext(h.Prefix+"/page/mfa", next))
+	}
+	if id, _ := res.mfa["setup_challenge_id"].(string); id != "" {
+		h.setFlowCookie(w, setupCookie, id)
+		return seeOther(w, withNext(h.Prefix+"/page/mfa-setup", next))
+	}
+	h.setSession(w, res.pair)
+	return seeOther(w, next)
+}
+
+// mfaPage is GET/POST {prefix}/page/mfa: the TOTP code, or a recovery
+// code, for the login challenge the login page started.
+func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request) error {
+	rl := h.realm
+	next := nextOf(r)
+	id := cookieValue(r, challengeCookie)
+	if id == "" || rl.policy.mfaMode == mfaDisabled {
+		return seeOther(w, withNext(h.Prefix+"/page/login", next))
+	}
+	d := pageData{Title: "Two-factor authentication", Next: next, Recovery: r.URL.Query().Get("recovery") != ""}
+	if r.Method != http.MethodPost {
+		return h.render(w, r, http.StatusOK, "mfa", d)
+	}
+	var pair tokenPair
+	var err error
+	if r.PostForm.Has("recovery_code") {
+		d.Recovery = true
+		code := strings.TrimSpace(r.PostForm.Get("recovery_code"))
+		if code == "" {
+			d.Error = "Enter one of your recovery codes."
+			return h.render(w, r, http.StatusBadRequest, "mfa", d)
+		}
+		pair, err = rl.verifyRecoveryChallenge(r.Context(), id, code, clientIP(r))
+	} else {
+		code := strings.ReplaceAll(r.PostForm.Get("code"), " ", "")
+		if len(code) != 6 {
+			d.Error = "Enter the 6-digit code from your authenticator app."
+			return h.render(w, r, http.StatusBadRequest, "mfa", d)
+		}
+		pair, err = rl.verifyTOTPChallenge(r.Context(), id, code, clientIP(r))
+	}
+	if status, msg, ok := pageRefusal(w, err); ok {
+		// A dead challenge (a lockout kills every one of the user's) means
+		// starting over; a throttled request keeps the form.
+		if msg == msgChallengeInvalid || msg == msgChallengeExhausted || msg == msgLockedOut {
+			h.setFlowCookie(w, challengeCookie, "")
+			return h.render(w, r, status, "message", pageData{Title: "Sign in again", Error: msg, Next: next})
+		}
+		d.Error = msg
+		return h.render(w, r, status, "mfa", d)
+	}
+	if err != nil {
+		return err
+	}
+	h.setFlowCookie(w, challengeCookie, "")
+	h.setSession(w, pair)
+	return seeOther(w, next)
+}
+
+// setupSubject is who the setup page is for: the holder of the setup
+// challenge cookie (required mode, straight after the password), or a
+// signed-in user enrolling on their own.
+func (h *Handler) setupSubject(r *http.Request) (User, *Token, error) {
+	rl := h.realm
+	ctx := r.Context()
+	var uid int64
+	var ch *Token
+	if id := cookieValue(r, setupCookie); id != "" {
+		t, err := rl.findChallenge(ctx, purposeMFASetupChallenge, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return User{}, nil, err
+		}
+		if err == nil {
+			ch, uid = &t, t.UserID
+		}
+	}
+	if uid == 0 {
+		c, err := rl.checkToken(ctx, rl.accessCookieValue(r), false)
+		if err != nil {
+			return User{}, nil, err
+		}
+		uid = c.userID()
+	}
+	u, err := rl.store.UserByID(ctx, uid)
+	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
+		return User{}, nil, errNotAuthenticated()
+	}
+	return u, ch, err
+}
+
+// mfaSetupPage is GET/POST {prefix}/page/mfa-setup: the QR code and the
+// secret of a pending TOTP authenticator, and the code that activates it;
+// then the recovery codes, shown once.
+func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
+	rl := h.realm
+	ctx := r.Context()
+	next := nextOf(r)
+	if rl.policy.mfaMode == mfaDisabled {
+		return h.messagePage(w, r, http.StatusForbidden, "Not available", msgMFADisabled)
+	}
+	u, ch, err := h.setupSubject(r)
+	if _, _, ok := apiMessage(err); ok {
+		return seeOther(w, withNext(h.Prefix+"/page/login", withNext(h.Prefix+"/page/mfa-setup", next)))
+	}
+	if err != nil {
+		return err
+	}
+	d := pageData{Title: "Set up two-factor authentication", Next: next}
+	if r.Method == http.MethodPost {
+		code := strings.ReplaceAll(r.PostForm.Get("code"), " ", "")
+		if len(code) != 6 {
+			d.Error = "Enter the 6-digit code from your authenticator app."
+		} else {
+			act, err := rl.activateTOTP(ctx, u, ch, code, clientIP(r))
+			_, msg, ok := apiMessage(err)
+			switch {
+			case ok:
+				d.Error = msg
+			case err != nil:
+				return err
+			default:
+				h.setFlowCookie(w, setupCookie, "")
+				if act.opened {
+					if act.enabled {
+						h.setSession(w, act.pair)
+					} else {
+						h.setRefreshCookie(w, act.pair.refresh, int(rl.policy.refreshTTL.Seconds()))
+					}
+				}
+				cont := next
+				if act.opened && !act.enabled {
+					cont = h.Prefix + "/page/login"
+				}
+				return h.render(w, r, http.StatusOK, "recovery-codes", pageData{Title: "Save your recovery codes", Codes: act.codes, Continue: cont})
+			}
+		}
+	}
+	if has, err := rl.hasTOTP(ctx, u.ID); err != nil || has {
+		if err != nil {
+			return err
+		}
+		return h.render(w, r, http.StatusOK, "message", pageData{Title: "Already set up", Info: msgTOTPActivated, Continue: next})
+	}
+	secret, err := rl.pendingSecret(ctx, u.ID)
+	var setup totpSetup
+	switch {
+	case err == nil:
+		uri := totpProvisioningURI(rl.totpIssuerFor(r), u.Email, secret)
+		qr, err := qrSVG(uri)
+		if err != nil {
+			return err
+		}
+		setup = totpSetup{secret: secret, uri: uri, qr: qr}
+	case errors.Is(err, ErrNotFound) || errors.Is(err, errSecretBoxOpen):
+		if setup, err = rl.beginTOTPSetup(ctx, u, rl.totpIssuerFor(r)); err != nil {
+			if _, msg, ok := apiMessage(err); ok {
+				return h.messagePage(w, r, http.StatusBadRequest, "Cannot set up", msg)
+			}
+			return err
+		}
+	default:
+		return err
+	}
+	d.Secret = setup.secret
+	d.Email = u.Email
+	d.QR = template.URL("data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(setup.qr)))
+	status := http.StatusOK
+	if d.Error != "" {
+		status = http.StatusBadRequest
+	}
+	return h.render(w, r, status, "mfa-setup", d)
+}
+
+// logoutPage is GET/POST {prefix}/page/logout: the session of the
+// browser's cookies ends and both cookies are cleared.
+func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return h.render(w, r, http.StatusOK, "logout", pageData{Title: "Sign out"})
+	}
+	rl := h.realm
+	ctx := r.Context()
+	session := ""
+	if c, err := rl.keys.parse(cookieValue(r, refreshCookie), tokenTypeRefresh, rl.now()); err == nil {
+		session = c.Session
+	} else if c, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil {
+		session = c.Session
+	}
+	if session != "" {
+		if _, err := rl.store.RevokeSession(ctx, session); err != nil {
+			return err
+		}
+	}
+	h.clearSession(w)
+	return seeOther(w, h.Prefix+"/page/login?logged_out=1")
+}
+
+// refreshPage is GET {prefix}/page/refresh?next=: the guard sends a
+// browser here when its access token has expired but it holds a refresh
+// cookie, and the login page when the refresh cookie is scoped to the
+// prefix. The refresh token rotates exactly as on POST /refresh/ and the
+// browser goes back to `next`; when the refresh token is refused, the
+// cookies are cleared and the browser goes to the login page, marked so
+// that it does not come back here.
+func (h *Handler) refreshPage(w http.ResponseWriter, r *http.Request) error {
+	next := nextOf(r)
+	raw := cookieValue(r, refreshCookie)
+	if raw == "" {
+		return seeOther(w, withNext(h.Prefix+"/page/login", next))
+	}
+	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r))
+	if _, _, ok := apiMessage(err); ok {
+		h.clearSession(w)
+		return seeOther(w, h.Prefix+"/page/login?ended=1&next="+url.QueryEscape(next))
+	}
+	if err != nil {
+		return err
+	}
+	h.setSession(w, pair)
+	return seeOther(w, next)
+}
+
+// stylesheet is GET {prefix}/page/style.css.
+func (h *Handler) stylesheet(w http.ResponseWriter, r *http.Request) error {
+	hd := w.Header()
+	hd.Set("Content-Type", "text/css; charset=utf-8")
+	hd.Set("Cache-Control", "public, max-age=3600")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, "style.css", time.Time{}, bytes.NewReader(h.pages.css))
+	return nil
 }

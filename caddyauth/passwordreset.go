@@ -90,7 +90,7 @@ func (h *Handler) passwordResetConfirm(w http.ResponseWriter, r *http.Request) e
 	rest := strings.TrimSuffix(h.pathParam(r, "/password/reset/confirm/"), "/")
 	uidPart, secret, ok := strings.Cut(rest, "/")
 	invalid := func() error {
-		return h.page(w, r, http.StatusOK, pageResetInvalid)
+		return h.linkPage(w, r, http.StatusOK, pageResetInvalid)
 	}
 	if !ok || secret == "" || strings.Contains(secret, "/") || len(secret) > 128 {
 		return invalid()

@@ -56,6 +56,7 @@ type policy struct {
 	passwordResetRedirect   string
 	passwordSetRedirect     string
 	passwordResetRequestURL string
+	accessCookie            string
 }
 
 // realm is the account service behind the HTTP adapters: it holds the
@@ -66,6 +67,7 @@ type realm struct {
 	limiter  RateLimiter
 	keys     *keySet
 	secrets  *secretBox
+	csrfKey  []byte
 	hasher   *passwordHasher
 	sessions *sessionCache
 	verified *accessCache

@@ -248,7 +248,7 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	key := strings.TrimSuffix(h.pathParam(r, "/registration/verification/"), "/")
 	if key == "" || strings.Contains(key, "/") || len(key) > 128 {
-		return h.page(w, r, http.StatusNotFound, pageLinkInvalid)
+		return h.linkPage(w, r, http.StatusNotFound, pageLinkInvalid)
 	}
 	digest := linkDigest(key)
 	notBefore := rl.notBeforeFor(rl.policy.emailConfirmationTTL)
@@ -263,7 +263,7 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	}
 	row, err := rl.store.ConsumeToken(ctx, purposeEmailConfirmation, digest, notBefore)
 	if errors.Is(err, ErrNotFound) {
-		return h.page(w, r, http.StatusNotFound, pageLinkInvalid)
+		return h.linkPage(w, r, http.StatusNotFound, pageLinkInvalid)
 	}
 	if err != nil {
 		return err
@@ -279,7 +279,7 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 		return confirmAddress(ctx, tx, u)
 	})
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errNotFoundPage) {
-		return h.page(w, r, http.StatusNotFound, pageLinkInvalid)
+		return h.linkPage(w, r, http.StatusNotFound, pageLinkInvalid)
 	}
 	if err != nil {
 		return err
@@ -339,7 +339,7 @@ func (h *Handler) followInvitation(w http.ResponseWriter, r *http.Request, row T
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errNotFoundPage) {
-		return h.page(w, r, http.StatusBadRequest, pageInvitationInvalid)
+		return h.linkPage(w, r, http.StatusBadRequest, pageInvitationInvalid)
 	}
 	if err != nil {
 		return err

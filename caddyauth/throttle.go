@@ -28,9 +28,9 @@ import (
 // The throttles, their keys and defaults (set any with the `throttle`
 // option of the jwt_allauth global option):
 //
-//	login_ip                  20 per 1m   POST /login/, per client address
-//	login_email               10 per 15m  POST /login/, per e-mail address
-//	mfa_verify_ip             20 per 1m   POST /mfa/verify/ and /mfa/verify-recovery/, per client address
+//	login_ip                  20 per 1m   POST /login/ and the login page, per client address
+//	login_email               10 per 15m  POST /login/ and the login page, per e-mail address
+//	mfa_verify_ip             20 per 1m   POST /mfa/verify/, /mfa/verify-recovery/ and the MFA page, per client address
 //	registration_ip           20 per 1m   sign-up, per client address
 //	registration_email         5 per 5m   sign-up, per e-mail address
 //	password_reset_ip         20 per 1m   password reset request, per client address

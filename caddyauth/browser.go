@@ -1,0 +1,203 @@
+package caddyauth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// What a browser needs that an API client does not: the access token in a
+// cookie, a safe `next` for redirects, content negotiation between an HTML
+// redirect and a JSON 401, and CSRF tokens for the HTML forms.
+
+// defaultAccessCookie names the access-token cookie when `access_cookie`
+// is not set.
+const defaultAccessCookie = "access_token"
+
+// setAccessCookie stores an access token for the guard to read: HttpOnly,
+// SameSite=Lax, Path=/, Secure unless cookie_insecure, and no longer
+// than the token lives.
+func (rl *realm) setAccessCookie(w http.ResponseWriter, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     rl.policy.accessCookie,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   rl.policy.cookieSecure,
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// accessCookieValue is the access token the browser sent in the cookie,
+// or "".
+func (rl *realm) accessCookieValue(r *http.Request) string {
+	if c, err := r.Cookie(rl.policy.accessCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// maxNextLength bounds a `next` target; longer ones fall back to "/".
+const maxNextLength = 2048
+
+// safeNext returns raw when it is a same-site path a redirect may go to,
+// else "/". Only a path starting with exactly one `/` qualifies: no scheme,
+// no host, no `//` or `/\` (browsers read both as the start of a host), no
+// backslash or control character anywhere, and the same must hold after
+// percent-decoding (up to three times, for doubly encoded input). A raw
+// space is refused too (an encoded one is a harmless part of a path).
+func safeNext(raw string) string {
+	if ok := isSafePath(raw); ok {
+		return raw
+	}
+	return "/"
+}
+
+func isSafePath(raw string) bool {
+	if raw == "" || len(raw) > maxNextLength {
+		return false
+	}
+	if strings.ContainsRune(raw, ' ') {
+		return false
+	}
+	s := raw
+	for range 4 {
+		if !isPlainPath(s) {
+			return false
+		}
+		dec, err := url.PathUnescape(s)
+		if err != nil {
+			return false
+		}
+		if dec == s {
+			break
+		}
+		s = dec
+	}
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil && u.Opaque == "" && strings.HasPrefix(u.Path, "/")
+}
+
+// isPlainPath checks one spelling of a candidate path.
+func isPlainPath(s string) bool {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || c == '\\' || (c >= 0x80 && c <= 0x9f) {
+			return false
+		}
+	}
+	return true
+}
+
+// wantsHTML reports whether an Accept header prefers text/html to
+// application/json: a browser navigating, not an API client. Each type's
+// quality comes from its most specific matching range; ties (as with
+// `*/*` or no header) go to JSON.
+func wantsHTML(accept string) bool {
+	return acceptQuality(accept, "text", "html") > acceptQuality(accept, "application", "json")
+}
+
+// acceptQuality is the q-value the Accept header gives type/sub.
+func acceptQuality(accept, typ, sub string) float64 {
+	best, bestSpecificity := 0.0, -1
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		t, s, _ := strings.Cut(mt, "/")
+		specificity := 0
+		switch {
+		case t == typ && s == sub:
+			specificity = 2
+		case t == typ && s == "*":
+			specificity = 1
+		case t == "*" && s == "*":
+			specificity = 0
+		default:
+			continue
+		}
+		q := 1.0
+		if v, ok := params["q"]; ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && f <= 1 {
+				q = f
+			} else {
+				q = 0
+			}
+		}
+		if specificity > bestSpecificity {
+			best, bestSpecificity = q, specificity
+		}
+	}
+	return best
+}
+
+// csrfField is the form field carrying the CSRF token.
+const csrfField = "csrf_token"
+
+// csrfCookieName is the cookie the CSRF token is bound to. With Secure
+// cookies it carries the `__Host-` prefix, so a sibling subdomain cannot
+// plant one.
+func (rl *realm) csrfCookieName() string {
+	if rl.policy.cookieSecure {
+		return "__Host-jwt_allauth_csrf"
+	}
+	return "jwt_allauth_csrf"
+}
+
+// csrfToken returns the token the forms of this response must carry,
+// setting the browser's CSRF cookie first when it has none. The token is
+// an HMAC of the cookie under a key derived from the realm's keys, so it
+// is the same on every node sharing the store.
+func (rl *realm) csrfToken(w http.ResponseWriter, r *http.Request) (string, error) {
+	if c, err := r.Cookie(rl.csrfCookieName()); err == nil && len(c.Value) == 43 {
+		return rl.csrfMAC(c.Value), nil
+	}
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(rl.rand, b); err != nil {
+		return "", err
+	}
+	v := base64.RawURLEncoding.EncodeToString(b)
+	http.SetCookie(w, &http.Cookie{
+		Name:     rl.csrfCookieName(),
+		Value:    v,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   rl.policy.cookieSecure,
+		SameSite: http.SameSiteStrictMode,
+	})
+	r.AddCookie(&http.Cookie{Name: rl.csrfCookieName(), Value: v})
+	return rl.csrfMAC(v), nil
+}
+
+func (rl *realm) csrfMAC(cookie string) string {
+	m := hmac.New(sha256.New, rl.csrfKey)
+	m.Write([]byte("csrf\x00" + cookie))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// csrfValid checks a parsed form post: the token must match the cookie,
+// and an Origin header, when the browser sends one, must be this host.
+func (rl *realm) csrfValid(r *http.Request) bool {
+	if origin := r.Header.Get("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+			return false
+		}
+	}
+	c, err := r.Cookie(rl.csrfCookieName())
+	if err != nil || len(c.Value) != 43 {
+		return false
+	}
+	got := r.PostForm.Get(csrfField)
+	return got != "" && hmac.Equal([]byte(got), []byte(rl.csrfMAC(c.Value)))
+}
