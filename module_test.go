@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"golang.org/x/mod/modfile"
@@ -70,6 +71,28 @@ func TestCaddyfileBrowserExampleAdapts(t *testing.T) {
 	}
 	if n := strings.Count(out, `"handler":"jwt_allauth_guard"`); n != 2 {
 		t.Errorf("%d guards in the adapted browser example, want 2", n)
+	}
+}
+
+// TestExamplesProvision runs what `caddy validate` does on each example
+// (every module provisioned, nothing started), with an empty data
+// directory, so an example that would not start fails here.
+func TestExamplesProvision(t *testing.T) {
+	for _, name := range []string{"Caddyfile.example", "Caddyfile.browser.example"} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			src, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cfg caddy.Config
+			if err := json.Unmarshal([]byte(adapt(t, string(src))), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := caddy.Validate(&cfg); err != nil {
+				t.Fatalf("%s does not provision: %v", name, err)
+			}
+		})
 	}
 }
 
