@@ -134,6 +134,13 @@ func refused(t *testing.T, r reply, statuses ...int) reply {
 	return r
 }
 
+// in is the same site reporting to t (a subtest).
+func (s *site) in(t *testing.T) *site {
+	c := *s
+	c.t = t
+	return &c
+}
+
 // try sends one request like site.req but returns transport errors instead
 // of failing, so goroutines can use it.
 func (s *site) try(method, path string, body any, headers ...string) (reply, error) {
@@ -300,6 +307,7 @@ func TestSecurityInputE2E(t *testing.T) {
 		}
 
 		t.Run("A1_malformed_json", func(t *testing.T) {
+			s := s.in(t)
 			counts, users := rowCounts(t, db), usersDigest(t, db)
 			for _, ep := range endpoints {
 				for _, body := range []string{
@@ -328,6 +336,7 @@ func TestSecurityInputE2E(t *testing.T) {
 		})
 
 		t.Run("A4_oversized_bodies", func(t *testing.T) {
+			s := s.in(t)
 			heap := watchHeap()
 			for _, ep := range []endpoint{endpoints[0], endpoints[3], endpoints[6]} {
 				for _, size := range []int64{1 << 20, 100 << 20} {
@@ -355,6 +364,7 @@ func TestSecurityInputE2E(t *testing.T) {
 		})
 
 		t.Run("A5_wrong_types", func(t *testing.T) {
+			s := s.in(t)
 			// A JSON number stands for its own digits (DRF's CharField, kept
 			// for client compatibility), so it is never a coercion to
 			// something else: 12345 is five characters, never "012345".
@@ -418,6 +428,7 @@ func TestSecurityInputE2E(t *testing.T) {
 		})
 
 		t.Run("A10_null_bytes", func(t *testing.T) {
+			s := s.in(t)
 			counts := rowCounts(t, db)
 			nul := func(s string) string { return s[:len(s)/2] + "\x00" + s[len(s)/2:] }
 			cases := []struct {
@@ -454,6 +465,7 @@ func TestSecurityInputE2E(t *testing.T) {
 		})
 
 		t.Run("A12_sql_injection", func(t *testing.T) {
+			s := s.in(t)
 			users := usersDigest(t, db)
 			payloads := []string{
 				`' OR '1'='1`,
@@ -639,6 +651,7 @@ func TestSecurityLoginRefusalsE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
 		s := startCaddy(t, caddyfile(store, mfaOptions("optional", "email_verification mandatory"), defaultBody))
 		t.Run("L3_refusals_look_alike", func(t *testing.T) {
+			s := s.in(t)
 			st := activeStore(t)
 			ctx := context.Background()
 			mustCreateUser(t, userEmail, userPass, 0)
@@ -683,6 +696,7 @@ func TestSecurityLoginTimingE2E(t *testing.T) {
 	s := startCaddy(t, caddyfile(backends()[0].store(t), "", defaultBody))
 	mustCreateUser(t, userEmail, userPass, 0)
 	t.Run("L4_unknown_user_vs_wrong_password", func(t *testing.T) {
+		s := s.in(t)
 		sample := func(email string) time.Duration {
 			start := time.Now()
 			refused(t, s.post("/auth/login/", map[string]string{"email": email, "password": "Wr0ngPassword!"}), 401)
@@ -728,6 +742,7 @@ func TestSecurityLoginLockoutE2E(t *testing.T) {
 	s := startCaddy(t, cf)
 	mustCreateUser(t, userEmail, userPass, 0)
 	t.Run("L5_lockout_survives_restart", func(t *testing.T) {
+		s := s.in(t)
 		for range 5 {
 			refused(t, s.post("/auth/login/", map[string]string{"email": userEmail, "password": "Wr0ngPassword!"}), 401)
 		}
@@ -1005,6 +1020,7 @@ func TestSecurityGuardE2E(t *testing.T) {
 			guardAccepts(t, s, "the signer's own token", rs.sign(t, nil, nil))
 
 			t.Run("J2_alg_none_variants", func(t *testing.T) {
+				s := s.in(t)
 				c := rs.claims()
 				payload := unsignedToken(t, map[string]any{"alg": "HS256", "typ": "JWT"}, c, "")
 				mac := hmac.New(sha256.New, []byte(testSecret))
@@ -1025,6 +1041,7 @@ func TestSecurityGuardE2E(t *testing.T) {
 			})
 
 			t.Run("J3_algorithm_confusion", func(t *testing.T) {
+				s := s.in(t)
 				c := rs.claims()
 				kid := map[string]any{"kid": rs.kid}
 				toks := map[string]string{
@@ -1055,6 +1072,7 @@ func TestSecurityGuardE2E(t *testing.T) {
 			})
 
 			t.Run("J4_header_key_injection", func(t *testing.T) {
+				s := s.in(t)
 				c := rs.claims()
 				jwk := map[string]any{"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(attackerEd), "kid": rs.kid}
 				octKey := []byte(strings.Repeat("z", 48))
@@ -1081,6 +1099,7 @@ func TestSecurityGuardE2E(t *testing.T) {
 			})
 
 			t.Run("J7_claim_checks", func(t *testing.T) {
+				s := s.in(t)
 				now := time.Now()
 				for name, mutate := range map[string]func(jwt.MapClaims){
 					"exp missing":       func(c jwt.MapClaims) { delete(c, "exp") },
@@ -1112,6 +1131,7 @@ func TestSecurityGuardE2E(t *testing.T) {
 			})
 
 			t.Run("J9_audience", func(t *testing.T) {
+				s := s.in(t)
 				for name, aud := range map[string]any{
 					"missing":            nil,
 					"other":              "other-app",
@@ -1143,6 +1163,7 @@ func TestSecurityGuardE2E(t *testing.T) {
 			})
 
 			t.Run("J10_token_type_confusion", func(t *testing.T) {
+				s := s.in(t)
 				_, refresh := s.login(userEmail, userPass)
 				_, en := s.enrolledUser("typed@world.com")
 				challenge := s.challenge("typed@world.com")
@@ -1413,6 +1434,7 @@ func TestSecurityPartialWritesE2E(t *testing.T) {
 	}
 
 	t.Run("X3_login_session", func(t *testing.T) {
+		s := s.in(t)
 		user := mustCreateUser(t, userEmail, userPass, 0)
 		// The login writes last_login, then the session's whitelist row.
 		cut("INSERT INTO refresh_tokens", func() reply {
@@ -1431,6 +1453,7 @@ func TestSecurityPartialWritesE2E(t *testing.T) {
 	})
 
 	t.Run("X3_refresh_rotation", func(t *testing.T) {
+		s := s.in(t)
 		_, refresh := s.login(userEmail, userPass)
 		jti := claims(t, refresh)["jti"].(string)
 		// Rotation deletes the presented row, then inserts its successor.
@@ -1444,6 +1467,7 @@ func TestSecurityPartialWritesE2E(t *testing.T) {
 	})
 
 	t.Run("X3_mfa_activation", func(t *testing.T) {
+		s := s.in(t)
 		const email = "activate@world.com"
 		user := mustCreateUser(t, email, mfaPass, 0)
 		access, _ := s.login(email, mfaPass)
@@ -1472,6 +1496,7 @@ func TestSecurityPartialWritesE2E(t *testing.T) {
 	})
 
 	t.Run("X3_mfa_verify", func(t *testing.T) {
+		s := s.in(t)
 		const email = "verify@world.com"
 		user, en := s.enrolledUser(email)
 		nextStep(t)
@@ -1524,6 +1549,7 @@ func TestSecurityRedisOutageE2E(t *testing.T) {
 		const email = "redis-down@world.com"
 		u, en := s.enrolledUser(email)
 		t.Run("X4_mfa_lockout_without_redis", func(t *testing.T) {
+			s := s.in(t)
 			stop()
 			fallbacks := metric(t, "caddy_jwt_allauth_limiter_fallbacks_total")
 			nextStep(t)
