@@ -128,10 +128,12 @@ func randomHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)
 }
 
-// site is a running Caddy with one test site on testBase.
+// site is a running Caddy with one test site on testBase (or on base,
+// for a Caddy in another process).
 type site struct {
 	t      *testing.T
 	client *http.Client
+	base   string
 }
 
 // caddyfile builds the test Caddyfile: global options with the jwt_allauth
@@ -303,7 +305,11 @@ func (s *site) try(method, path string, body any, headers ...string) (reply, err
 		}
 		rd = bytes.NewReader(j)
 	}
-	r, err := http.NewRequest(method, testBase+path, rd)
+	base := s.base
+	if base == "" {
+		base = testBase
+	}
+	r, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		return reply{}, err
 	}

@@ -27,10 +27,13 @@ var mailpit struct {
 	err       error
 }
 
+// TestMain starts what the end-to-end tests share (mailpit) and removes
+// what they built (the Caddy binary of the multi-node tests).
 func TestMain(m *testing.M) {
 	stop := setupMailpit()
 	code := m.Run()
 	stop()
+	removeCaddyBuild()
 	os.Exit(code)
 }
 

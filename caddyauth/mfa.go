@@ -271,7 +271,12 @@ func (h *Handler) mfaSubject(r *http.Request, f *form) (User, *Token, error) {
 		uid = c.userID()
 	}
 	var ch *Token
-	if id := f.str("setup_challenge_id", false, true); id != "" {
+	id := f.str("setup_challenge_id", false, true)
+	if err := f.err(); err != nil {
+		// Not a string: refused like any wrong type, not ignored.
+		return User{}, nil, err
+	}
+	if id != "" {
 		t, err := rl.findChallenge(ctx, purposeMFASetupChallenge, id)
 		switch {
 		case errors.Is(err, ErrNotFound):

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -182,10 +184,19 @@ func (ks *keySet) parse(token, wantType string, now time.Time) (Claims, error) {
 	if c.TokenType != wantType || c.OneTimePermission != "" || c.ForUser != 0 {
 		return Claims{}, errTokenWrongType
 	}
-	if c.UserID == "" || c.Subject != c.UserID || c.Session == "" {
+	if !canonicalUserID(c.UserID) || c.Subject != c.UserID || c.Session == "" {
 		return Claims{}, errTokenInvalid
 	}
 	return c, nil
+}
+
+// canonicalUserID reports whether s is a user id as this module writes it:
+// a positive decimal integer without sign or leading zeros. Anything else
+// would reach the upstream through {http.auth.user.id} as an identity no
+// account has.
+func canonicalUserID(s string) bool {
+	id, err := strconv.ParseInt(s, 10, 64)
+	return err == nil && id > 0 && strconv.FormatInt(id, 10) == s
 }
 
 // parseOneTime verifies a one-time capability token (password reset or set
@@ -226,7 +237,10 @@ func (ks *keySet) verify(token string, now time.Time) (Claims, error) {
 	// The time source differs per call and jwt.Parser shares its validator
 	// between copies, so each call builds its own (cheap) parser.
 	opts := append(ks.opts[:len(ks.opts):len(ks.opts)], jwt.WithTimeFunc(func() time.Time { return now }))
-	_, err := jwt.NewParser(opts...).ParseWithClaims(token, &c, ks.keyFunc)
+	t, err := jwt.NewParser(opts...).ParseWithClaims(token, &c, ks.keyFunc)
+	if err == nil {
+		err = strictForm(t)
+	}
 	switch {
 	case err == nil:
 		return c, nil
@@ -235,6 +249,40 @@ func (ks *keySet) verify(token string, now time.Time) (Claims, error) {
 	default:
 		return Claims{}, fmt.Errorf("%w: %v", errTokenInvalid, err)
 	}
+}
+
+// strictForm refuses what the JWT library tolerates but no token of ours
+// looks like: a `typ` header other than "JWT", and exp, iat or nbf written
+// as strings (the library reads "9999999999" as a date, RFC 7519 §2 says a
+// NumericDate is a number).
+func strictForm(t *jwt.Token) error {
+	if typ, present := t.Header["typ"]; present {
+		if s, ok := typ.(string); !ok || !strings.EqualFold(s, "JWT") {
+			return errors.New("unexpected typ header")
+		}
+	}
+	parts := strings.Split(t.Raw, ".")
+	if len(parts) != 3 {
+		return errors.New("token is malformed")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return errors.New("token is malformed")
+	}
+	var dates struct {
+		Exp json.RawMessage `json:"exp"`
+		Iat json.RawMessage `json:"iat"`
+		Nbf json.RawMessage `json:"nbf"`
+	}
+	if err := json.Unmarshal(payload, &dates); err != nil {
+		return errors.New("token is malformed")
+	}
+	for _, d := range []json.RawMessage{dates.Exp, dates.Iat, dates.Nbf} {
+		if len(d) > 0 && d[0] == '"' {
+			return errors.New("a date claim is not a number")
+		}
+	}
+	return nil
 }
 
 // keyFunc returns the verification key after checking that the token's

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -535,6 +536,61 @@ func FuzzParseToken(f *testing.F) {
 			}
 			if !errors.Is(err, errTokenInvalid) && !errors.Is(err, errTokenExpired) && !errors.Is(err, errTokenWrongType) {
 				t.Fatalf("untyped error %v", err)
+			}
+		}
+	})
+}
+
+// TestTokenStrictForm: correctly signed tokens that the JWT library would
+// take but that are not in the form this module writes are refused: dates
+// as strings, a typ header other than JWT, a user id that is not a
+// positive decimal integer.
+func TestTokenStrictForm(t *testing.T) {
+	eachKeySet(t, func(t *testing.T, ks *keySet) {
+		sign := func(mutate func(m jwt.MapClaims), header map[string]any) string {
+			t.Helper()
+			c := testClaims(tokenTypeAccess, testNow, time.Hour)
+			m := jwt.MapClaims{
+				"token_type": c.TokenType, "user_id": c.UserID, "sub": c.UserID, "session": c.Session,
+				"session_iat": c.SessionIAT, "role": c.Role, "email_verified": true, "jti": c.ID,
+				"iat": testNow.Unix(), "exp": testNow.Add(time.Hour).Unix(),
+				"iss": testConfig.Issuer, "aud": testConfig.Audience,
+			}
+			if mutate != nil {
+				mutate(m)
+			}
+			tok := jwt.NewWithClaims(ks.method, m)
+			tok.Header["kid"] = ks.keyID()
+			for k, v := range header {
+				tok.Header[k] = v
+			}
+			s, err := tok.SignedString(ks.signKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		if _, err := ks.parse(sign(nil, nil), tokenTypeAccess, testNow); err != nil {
+			t.Fatalf("the well-formed token: %v", err)
+		}
+		if _, err := ks.parse(sign(nil, map[string]any{"typ": "jwt"}), tokenTypeAccess, testNow); err != nil {
+			t.Fatalf("typ jwt (case-insensitive): %v", err)
+		}
+		future := strconv.FormatInt(testNow.Add(time.Hour).Unix(), 10)
+		for name, tok := range map[string]string{
+			"exp as string":     sign(func(m jwt.MapClaims) { m["exp"] = future }, nil),
+			"iat as string":     sign(func(m jwt.MapClaims) { m["iat"] = strconv.FormatInt(testNow.Unix(), 10) }, nil),
+			"nbf as string":     sign(func(m jwt.MapClaims) { m["nbf"] = "0" }, nil),
+			"typ of another":    sign(nil, map[string]any{"typ": "refresh+jwt"}),
+			"typ not a string":  sign(nil, map[string]any{"typ": 1}),
+			"user_id text":      sign(func(m jwt.MapClaims) { m["user_id"], m["sub"] = "admin", "admin" }, nil),
+			"user_id negative":  sign(func(m jwt.MapClaims) { m["user_id"], m["sub"] = "-1", "-1" }, nil),
+			"user_id zero":      sign(func(m jwt.MapClaims) { m["user_id"], m["sub"] = "0", "0" }, nil),
+			"user_id padded":    sign(func(m jwt.MapClaims) { m["user_id"], m["sub"] = "042", "042" }, nil),
+			"user_id plus sign": sign(func(m jwt.MapClaims) { m["user_id"], m["sub"] = "+42", "+42" }, nil),
+		} {
+			if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+				t.Errorf("%s: got %v, want invalid", name, err)
 			}
 		}
 	})
