@@ -141,53 +141,6 @@ func (s *site) in(t *testing.T) *site {
 	return &c
 }
 
-// try sends one request like site.req but returns transport errors instead
-// of failing, so goroutines can use it.
-func (s *site) try(method, path string, body any, headers ...string) (reply, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			return reply{}, err
-		}
-		rd = strings.NewReader(string(j))
-	}
-	base := s.base
-	if base == "" {
-		base = testBase
-	}
-	r, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		return reply{}, err
-	}
-	if rd != nil {
-		r.Header.Set("Content-Type", "application/json")
-	}
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ":")
-		r.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	res, err := s.client.Do(r)
-	if err != nil {
-		return reply{}, err
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		return reply{}, err
-	}
-	out := reply{status: res.StatusCode, header: res.Header, raw: raw}
-	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") && len(raw) > 0 && raw[0] == '{' {
-		if err := json.Unmarshal(raw, &out.body); err != nil {
-			return out, fmt.Errorf("JSON body does not decode: %v: %s", err, raw)
-		}
-	}
-	return out, nil
-}
 
 // rowCounts counts the rows of every table of the store.
 func rowCounts(t *testing.T, db *sql.DB) map[string]int {
