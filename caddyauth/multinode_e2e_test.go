@@ -105,6 +105,7 @@ func clusterConfig(port, redisPrefix string) string {
 	}
 	jwt_allauth {
 		store postgres {env.JWT_ALLAUTH_TEST_NODE_DSN}
+		public_url http://127.0.0.1:%[1]s
 		cookie_insecure
 		mfa_totp_mode optional
 		totp_skew 3

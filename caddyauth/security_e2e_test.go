@@ -141,7 +141,6 @@ func (s *site) in(t *testing.T) *site {
 	return &c
 }
 
-
 // rowCounts counts the rows of every table of the store.
 func rowCounts(t *testing.T, db *sql.DB) map[string]int {
 	t.Helper()
