@@ -51,6 +51,7 @@ run() { # name store-line
 	jwt_allauth {
 		$store
 		cookie_insecure
+		public_url http://127.0.0.1:$port
 		mfa_totp_mode optional
 		mfa_max_attempts 0
 		mfa_challenge_max_attempts 0

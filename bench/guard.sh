@@ -30,6 +30,7 @@ cat >"$work/Caddyfile" <<CADDY
 	jwt_allauth {
 		store sqlite $work/bench.db
 		cookie_insecure
+		public_url http://127.0.0.1:$port
 	}
 }
 http://127.0.0.1:$port {
