@@ -4,55 +4,25 @@
 # wrk on loopback. Prints both rates and their ratio.
 #
 #   bash bench/guard.sh [duration=5s] [connections=32] [rounds=8]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 duration=${1:-5s}
 conns=${2:-32}
 rounds=${3:-8}
 port=18480
-
-command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
-work=$(mktemp -d)
-caddy_pid=""
-cleanup() { [ -n "$caddy_pid" ] && kill "$caddy_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+need_wrk
 
 echo "building Caddy with the plugin (./cmd/caddy)..."
-go build -o "$work/caddy" ./cmd/caddy
+build_caddy
 
-cat >"$work/Caddyfile" <<CADDY
-{
-	admin off
-	http_port $port
-	log {
-		level ERROR
-	}
-	jwt_allauth {
-		store sqlite $work/bench.db
-		cookie_insecure
-		public_url http://127.0.0.1:$port
-	}
-}
-http://127.0.0.1:$port {
-	jwt_allauth {
-		prefix /auth
-	}
-	handle /open {
+write_caddyfile "store sqlite $work/bench.db" "" '	handle /open {
 		respond "ok"
 	}
 	handle /guarded {
 		jwt_allauth_guard
 		respond "ok"
-	}
-}
-CADDY
-
-export XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
-printf 'Quiet-Harbor-7731\n' | "$work/caddy" jwt-allauth create-user --config "$work/Caddyfile" \
-	--email bench@example.com --password-stdin >/dev/null
-"$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
-caddy_pid=$!
-for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/open" >/dev/null && break; sleep 0.2; done
+	}'
+create_user bench@example.com Quiet-Harbor-7731
+start_caddy "$work/caddy.log" /open
 
 token=$(curl -sf -H 'Content-Type: application/json' \
 	-d '{"email":"bench@example.com","password":"Quiet-Harbor-7731"}' \

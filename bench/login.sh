@@ -6,18 +6,12 @@
 # their ratio (target >= 0.9), and the peak memory of the caddy process.
 #
 #   bash bench/login.sh [duration=10s] [connections=32]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 duration=${1:-10s}
 conns=${2:-32}
 port=18482
 password='Quartz-Lantern-8812'
-
-command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
-work=$(mktemp -d)
-caddy_pid=""
-cleanup() { [ -n "$caddy_pid" ] && kill "$caddy_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+need_wrk
 
 echo "machine: $(nproc) CPUs, $(go env GOARCH), load average $(cut -d' ' -f1-3 /proc/loadavg) (other load skews every figure)"
 echo "argon2id hash rate (the module's parameters: 19 MiB, t=2, p=1)..."
@@ -27,38 +21,14 @@ awk -v ns="$single_ns" -v n="$(nproc)" -v p="$parallel" 'BEGIN {
 	printf "  one goroutine: %.1f ms/hash (%.1f hashes/s); %d goroutines: %.1f hashes/s\n", ns/1e6, 1e9/ns, n, p }'
 
 echo "building Caddy with the plugin (./cmd/caddy)..."
-go build -o "$work/caddy" ./cmd/caddy
+build_caddy
 
 # The login throttles are per client address and per e-mail; one client
 # logging one user in thousands of times would hit both at once.
-cat >"$work/Caddyfile" <<CADDY
-{
-	admin off
-	http_port $port
-	log {
-		level ERROR
-	}
-	jwt_allauth {
-		store sqlite $work/bench.db
-		cookie_insecure
-		public_url http://127.0.0.1:$port
-		throttle login_ip off
-		throttle login_email off
-	}
-}
-http://127.0.0.1:$port {
-	jwt_allauth {
-		prefix /auth
-	}
-}
-CADDY
-
-export XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
-printf '%s\n' "$password" | "$work/caddy" jwt-allauth create-user --config "$work/Caddyfile" \
-	--email bench@example.com --password-stdin >/dev/null
-"$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
-caddy_pid=$!
-for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/auth/login/" && break; sleep 0.2; done
+write_caddyfile "store sqlite $work/bench.db" "		throttle login_ip off
+		throttle login_email off"
+create_user bench@example.com "$password"
+start_caddy "$work/caddy.log" /auth/login/
 
 body="{\"email\":\"bench@example.com\",\"password\":\"$password\"}"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$port/auth/login/")" = 200 ] \
@@ -75,8 +45,8 @@ rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
 p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.out")
 p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.out")
 non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.out")
-hwm=$(awk '/VmHWM/ {print $2, $3}' "/proc/$caddy_pid/status")
-kill "$caddy_pid"; wait "$caddy_pid" 2>/dev/null || true; caddy_pid=""
+hwm=$(caddy_peak_memory)
+stop_caddy
 # Measured again with the server stopped; the higher rate is the ceiling
 # (other load on the machine only lowers it).
 again=$(go run ./bench/load -mode hashrate -c "$(nproc)" -d 5s | awk '{print $2}')

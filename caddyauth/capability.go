@@ -91,6 +91,29 @@ func (h *Handler) link(path string) string {
 	return h.realm.policy.publicURL + h.Prefix + path
 }
 
+// replaceLink makes a new link secret of purpose for the user and stores
+// its digest in place of the user's earlier ones, so that only the newest
+// link works. It returns the secret, for the mail.
+func (rl *realm) replaceLink(ctx context.Context, userID int64, purpose string) (string, error) {
+	secret, err := newLinkSecret(rl.rand)
+	if err != nil {
+		return "", err
+	}
+	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: userID, Purpose: purpose, Token: linkDigest(secret), Created: rl.now()}); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// mailVerificationLink mails to the link of a confirmation or invitation
+// (mail names which) with the link secret.
+func (h *Handler) mailVerificationLink(mail, to, secret string) {
+	h.realm.sendMail(mail, to, mailData{
+		Link:    h.link("/registration/verification/" + secret + "/"),
+		Expires: humanDuration(h.realm.policy.emailConfirmationTTL),
+	})
+}
+
 // issueCapability mints a one-time capability token (reference §2.1) for
 // u and records its jti digest, replacing the user's earlier ones: only the
 // newest capability works.
@@ -145,6 +168,24 @@ func (h *Handler) setCapabilityCookies(w http.ResponseWriter, r *http.Request, n
 		SameSite: http.SameSiteLaxMode,
 	})
 	return nil
+}
+
+// handOverCapability issues a capability of permission for u, sets it in
+// the cookie named cookie with the CSRF cookie, and sends the browser to
+// target, or to the built-in form at path under the prefix when target is
+// "".
+func (h *Handler) handOverCapability(w http.ResponseWriter, r *http.Request, u User, cookie, permission, target, path string) error {
+	tok, err := h.realm.issueCapability(r.Context(), h.realm.store, u, permission)
+	if err != nil {
+		return err
+	}
+	if err := h.setCapabilityCookies(w, r, cookie, tok); err != nil {
+		return err
+	}
+	if target == "" {
+		target = h.Prefix + path
+	}
+	return redirect(w, target)
 }
 
 // clearCapabilityCookie removes a spent capability cookie.
@@ -300,23 +341,8 @@ func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Reque
 		return User{}, err
 	}
 	err = rl.store.InTx(ctx, func(tx Store) error {
-		cur, err := tx.UserByID(ctx, u.ID)
-		if errors.Is(err, ErrNotFound) || (err == nil && !cur.IsActive) {
-			return errCapabilitySpent()
-		}
+		cur, err := savePassword(ctx, tx, u.ID, hash, withinTx)
 		if err != nil {
-			return err
-		}
-		if withinTx != nil {
-			if err := withinTx(ctx, tx, cur); err != nil {
-				return err
-			}
-		}
-		cur.PasswordHash = hash
-		if err := tx.UpdateUser(ctx, cur); err != nil {
-			return err
-		}
-		if err := revokeCredentials(ctx, tx, cur.ID); err != nil {
 			return err
 		}
 		u = cur
@@ -331,6 +357,34 @@ func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Reque
 	}
 	h.clearCapabilityCookie(w, cookie)
 	return u, nil
+}
+
+// savePassword saves hash as the password of the user userID in the
+// transaction tx and revokes the user's credentials (revokeCredentials). A
+// user deleted or deactivated meanwhile is refused as a token no longer
+// valid (which is also how a spent capability answers). withinTx, when not
+// nil, runs first, with the user as read. It returns the user as saved.
+func savePassword(ctx context.Context, tx Store, userID int64, hash string, withinTx func(ctx context.Context, tx Store, u User) error) (User, error) {
+	cur, err := tx.UserByID(ctx, userID)
+	if errors.Is(err, ErrNotFound) || (err == nil && !cur.IsActive) {
+		return User{}, errTokenNotValid(msgTokenInvalid)
+	}
+	if err != nil {
+		return User{}, err
+	}
+	if withinTx != nil {
+		if err := withinTx(ctx, tx, cur); err != nil {
+			return User{}, err
+		}
+	}
+	cur.PasswordHash = hash
+	if err := tx.UpdateUser(ctx, cur); err != nil {
+		return User{}, err
+	}
+	if err := revokeCredentials(ctx, tx, cur.ID); err != nil {
+		return User{}, err
+	}
+	return cur, nil
 }
 
 // afterCredentialChange answers a successful password reset or set: the

@@ -25,8 +25,9 @@ type Handler struct {
 
 	// A directory of page templates replacing the embedded ones by file
 	// name: `layout.html`, `login.html`, `mfa.html`, `mfa-setup.html`,
-	// `recovery-codes.html`, `logout.html`, `message.html` and `style.css`.
-	// Files it lacks keep the embedded version.
+	// `recovery-codes.html`, `logout.html`, `message.html`, `link.html`
+	// (the pages behind mailed links) and `style.css`. Files it lacks keep
+	// the embedded version.
 	Templates string `json:"templates,omitempty"`
 
 	// Do not serve the HTML pages under `{prefix}/page/`.
@@ -77,10 +78,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.realm.policy.publicURL == "" {
 		return fmt.Errorf("jwt_allauth: the global option public_url is required by the endpoints: password reset, e-mail confirmation and invitation mails link to it (e.g. public_url https://example.com)")
 	}
-	if !h.DisablePages {
-		if h.pages, err = loadPages(h.Templates); err != nil {
-			return fmt.Errorf("loading page templates: %v", err)
-		}
+	names := pageNames
+	if h.DisablePages {
+		names = []string{linkPageName}
+	}
+	if h.pages, err = loadPageSet(h.Templates, names); err != nil {
+		return fmt.Errorf("loading page templates: %v", err)
 	}
 	h.routes, h.prefixed = h.buildRoutes()
 	return nil
@@ -143,6 +146,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 			routes["/registration/verified"] = endpoint{get, h.verifiedPage}
 		}
 	}
+	routes["/page/style.css"] = endpoint{get, h.stylesheet}
 	if !h.DisablePages {
 		h.pageRoutes(routes)
 	}

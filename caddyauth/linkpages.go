@@ -1,10 +1,7 @@
 package caddyauth
 
 import (
-	"bytes"
-	_ "embed"
 	"encoding/base64"
-	"html/template"
 	"io"
 	"net/http"
 )
@@ -22,26 +19,14 @@ const (
 	pageInvitationInvalid
 )
 
-//go:embed linkpages.html
-var linkPagesHTML string
-
-var linkPageTemplate = template.Must(template.New("page").Parse(linkPagesHTML))
-
-// linkPageData is what pages.html sees.
-type linkPageData struct {
-	Site     string
-	Title    string
-	Message  string
-	Endpoint string // the form posts here; "" means no form
-	Nonce    string
-}
-
-// page writes a built-in page. The only script is the form's, allowed by
-// a per-response nonce; nothing else may load, frame the page or leak the
-// URL in a Referer.
+// linkPage writes a built-in page behind a mailed link, from the link
+// page template with the layout and the security headers of the pages
+// under {prefix}/page/, but that no Referer leaks the link's URL. The
+// password forms post with a script (the set-password endpoints want the
+// CSRF header), allowed by a per-response nonce and only there.
 func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, kind pageKind) error {
 	rl := h.realm
-	d := linkPageData{Site: rl.siteName()}
+	d := pageData{SiteName: rl.siteName()}
 	switch kind {
 	case pageResetForm:
 		d.Title, d.Message = "Choose a new password", "Enter your new password twice. Saving it signs you out everywhere."
@@ -58,28 +43,18 @@ func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, k
 	case pageInvitationInvalid:
 		d.Title, d.Message = "Invalid invitation", "This invitation link is invalid or has expired. Please ask for a new invitation."
 	}
-	nonce := make([]byte, 16)
-	if _, err := io.ReadFull(rl.rand, nonce); err != nil {
-		return err
-	}
-	d.Nonce = base64.StdEncoding.EncodeToString(nonce)
-	var buf bytes.Buffer
-	if err := linkPageTemplate.Execute(&buf, d); err != nil {
-		return err
-	}
+	setPageHeaders(w)
 	hd := w.Header()
-	hd.Set("Content-Type", "text/html; charset=utf-8")
-	hd.Set("Cache-Control", "no-store")
 	hd.Set("Referrer-Policy", "no-referrer")
-	hd.Set("X-Frame-Options", "DENY")
-	hd.Set("X-Content-Type-Options", "nosniff")
-	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-"+d.Nonce+"'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	w.WriteHeader(status)
-	if r.Method == http.MethodHead {
-		return nil
+	if d.Endpoint != "" {
+		nonce := make([]byte, 16)
+		if _, err := io.ReadFull(rl.rand, nonce); err != nil {
+			return err
+		}
+		d.Nonce = base64.StdEncoding.EncodeToString(nonce)
+		hd.Set("Content-Security-Policy", pageCSP+"; script-src 'nonce-"+d.Nonce+"'; connect-src 'self'")
 	}
-	_, err := w.Write(buf.Bytes())
-	return err
+	return h.writePage(w, r, status, linkPageName, d)
 }
 
 // resetPage answers GET {prefix}/password/reset/default/: the form, or the

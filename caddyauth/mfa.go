@@ -152,6 +152,25 @@ func (rl *realm) totpAuthenticator(ctx context.Context, userID int64) (Authentic
 	return Authenticator{}, ErrNotFound
 }
 
+// matchUserTOTP checks code against the user's TOTP authenticator and
+// returns the time step it matches; ok is false for a wrong code. A user
+// without a TOTP authenticator is told it is not activated.
+func (rl *realm) matchUserTOTP(ctx context.Context, userID int64, code string) (step int64, ok bool, err error) {
+	auth, err := rl.totpAuthenticator(ctx, userID)
+	if errors.Is(err, ErrNotFound) {
+		return 0, false, errDetail(http.StatusBadRequest, msgTOTPNotActivated)
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	secret, err := rl.secrets.open(auth.Data, totpAD(auth.UserID))
+	if err != nil {
+		return 0, false, err
+	}
+	step, ok = matchTOTP(string(secret), code, rl.now(), rl.policy.totpSkew)
+	return step, ok, nil
+}
+
 // recentFailures returns the user's MFA failures inside the lockout
 // window, oldest first.
 func (rl *realm) recentFailures(ctx context.Context, userID int64) ([]Token, error) {
@@ -529,9 +548,13 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 	return activation{codes: codes, opened: openSession, enabled: enabled, pair: pair}, nil
 }
 
-// loginChallenge finds and checks the challenge of a verify call: the
+// loginChallenge counts the client address ip towards the mfa_verify_ip
+// throttle, then finds and checks the challenge of a verify call: the
 // order of checks is the reference's (body, challenge, lockout).
-func (rl *realm) loginChallenge(ctx context.Context, id string) (Token, error) {
+func (rl *realm) loginChallenge(ctx context.Context, id, ip string) (Token, error) {
+	if err := rl.throttle(ctx, throttleMFAVerifyIP, ip); err != nil {
+		return Token{}, err
+	}
 	ch, err := rl.findChallenge(ctx, purposeMFALoginChallenge, id)
 	if errors.Is(err, ErrNotFound) {
 		return Token{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
@@ -545,6 +568,23 @@ func (rl *realm) loginChallenge(ctx context.Context, id string) (Token, error) {
 // mfaVerify answers POST {prefix}/mfa/verify/: a login challenge and the
 // current TOTP code open the session.
 func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
+	return h.verifyLoginChallenge(w, r, codeField, (*realm).verifyTOTPChallenge)
+}
+
+// mfaVerifyRecovery answers POST {prefix}/mfa/verify-recovery/: a login
+// challenge and one unused recovery code open the session; the code is
+// spent.
+func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) error {
+	return h.verifyLoginChallenge(w, r, func(f *form) string {
+		return f.str("recovery_code", true, true)
+	}, (*realm).verifyRecoveryChallenge)
+}
+
+// verifyLoginChallenge answers a verify call: the form's challenge_id and
+// the second factor that readCode reads go to verify, and the session it
+// opens is written out.
+func (h *Handler) verifyLoginChallenge(w http.ResponseWriter, r *http.Request, readCode func(*form) string,
+	verify func(rl *realm, ctx context.Context, challengeID, code, ip string) (tokenPair, error)) error {
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
@@ -553,11 +593,11 @@ func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := f.str("challenge_id", true, true)
-	code := codeField(f)
+	code := readCode(f)
 	if err := f.err(); err != nil {
 		return err
 	}
-	pair, err := h.realm.verifyTOTPChallenge(r.Context(), id, code, clientIP(r))
+	pair, err := verify(h.realm, r.Context(), id, code, clientIP(r))
 	if err != nil {
 		return err
 	}
@@ -570,25 +610,14 @@ func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
 // another, before or after a restart. The client address ip counts
 // towards the mfa_verify_ip throttle first.
 func (rl *realm) verifyTOTPChallenge(ctx context.Context, challengeID, code, ip string) (tokenPair, error) {
-	if err := rl.throttle(ctx, throttleMFAVerifyIP, ip); err != nil {
-		return tokenPair{}, err
-	}
-	ch, err := rl.loginChallenge(ctx, challengeID)
+	ch, err := rl.loginChallenge(ctx, challengeID, ip)
 	if err != nil {
 		return tokenPair{}, err
 	}
-	auth, err := rl.totpAuthenticator(ctx, ch.UserID)
-	if errors.Is(err, ErrNotFound) {
-		return tokenPair{}, errDetail(http.StatusBadRequest, msgTOTPNotActivated)
-	}
+	step, ok, err := rl.matchUserTOTP(ctx, ch.UserID, code)
 	if err != nil {
 		return tokenPair{}, err
 	}
-	secret, err := rl.secrets.open(auth.Data, totpAD(auth.UserID))
-	if err != nil {
-		return tokenPair{}, err
-	}
-	step, ok := matchTOTP(string(secret), code, rl.now(), rl.policy.totpSkew)
 	if !ok {
 		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidCode)
 	}
@@ -597,37 +626,11 @@ func (rl *realm) verifyTOTPChallenge(ctx context.Context, challengeID, code, ip 
 	}, msgInvalidCode, ip)
 }
 
-// mfaVerifyRecovery answers POST {prefix}/mfa/verify-recovery/: a login
-// challenge and one unused recovery code open the session; the code is
-// spent.
-func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) error {
-	if err := h.mfaEnabled(); err != nil {
-		return err
-	}
-	f, err := readForm(w, r)
-	if err != nil {
-		return err
-	}
-	id := f.str("challenge_id", true, true)
-	code := f.str("recovery_code", true, true)
-	if err := f.err(); err != nil {
-		return err
-	}
-	pair, err := h.realm.verifyRecoveryChallenge(r.Context(), id, code, clientIP(r))
-	if err != nil {
-		return err
-	}
-	return h.writeTokens(w, http.StatusOK, pair, nil)
-}
-
 // verifyRecoveryChallenge completes a login challenge with a recovery
 // code, spending it. The client address ip counts towards the
 // mfa_verify_ip throttle first, as for a TOTP code.
 func (rl *realm) verifyRecoveryChallenge(ctx context.Context, challengeID, code, ip string) (tokenPair, error) {
-	if err := rl.throttle(ctx, throttleMFAVerifyIP, ip); err != nil {
-		return tokenPair{}, err
-	}
-	ch, err := rl.loginChallenge(ctx, challengeID)
+	ch, err := rl.loginChallenge(ctx, challengeID, ip)
 	if err != nil {
 		return tokenPair{}, err
 	}
@@ -802,21 +805,13 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 	if err := rl.checkLockout(ctx, uid); err != nil {
 		return err
 	}
-	auth, err := rl.totpAuthenticator(ctx, uid)
-	if errors.Is(err, ErrNotFound) {
-		return errDetail(http.StatusBadRequest, msgTOTPNotActivated)
-	}
-	if err != nil {
-		return err
-	}
-	secret, err := rl.secrets.open(auth.Data, totpAD(auth.UserID))
+	step, ok, err := rl.matchUserTOTP(ctx, uid, code)
 	if err != nil {
 		return err
 	}
 	// A wrong code counts against the user's budget, as on verify; there
 	// is no challenge to invalidate.
 	const failureKey = "recovery-codes/regenerate"
-	step, ok := matchTOTP(string(secret), code, rl.now(), rl.policy.totpSkew)
 	if !ok {
 		return rl.recordFailure(ctx, uid, nil, failureKey, msgInvalidCode)
 	}

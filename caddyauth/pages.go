@@ -27,6 +27,9 @@ import (
 // token, and call the same realm methods as the JSON endpoints. Every page
 // is sent with a strict Content-Security-Policy; its only resources are the
 // stylesheet served from the prefix and the QR code as a data: image.
+//
+// The built-in pages behind mailed links (linkpages.go) are rendered from
+// the same templates, with the same layout and headers.
 
 //go:embed pages
 var embeddedPages embed.FS
@@ -39,7 +42,11 @@ const defaultLoginPage = "/auth/page/login"
 const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // pageNames lists the page templates; each is parsed with layout.html.
-var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message"}
+var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message", linkPageName}
+
+// linkPageName is the template of the pages behind mailed links, which
+// are served even when the pages under {prefix}/page/ are not.
+const linkPageName = "link"
 
 // Cookies that carry a login in progress between two pages. They live
 // under {prefix}/page/ only, and no longer than a challenge.
@@ -58,6 +65,11 @@ type pageSet struct {
 // the same name in dir when dir is set and has one (`login.html`,
 // `layout.html`, `style.css`, ...).
 func loadPages(dir string) (*pageSet, error) {
+	return loadPageSet(dir, pageNames)
+}
+
+// loadPageSet is loadPages for the named pages only.
+func loadPageSet(dir string, names []string) (*pageSet, error) {
 	read := func(name string) ([]byte, error) {
 		if dir != "" {
 			b, err := os.ReadFile(filepath.Join(dir, name))
@@ -75,7 +87,7 @@ func loadPages(dir string) (*pageSet, error) {
 		return nil, err
 	}
 	ps := &pageSet{pages: map[string]*template.Template{}}
-	for _, name := range pageNames {
+	for _, name := range names {
 		body, err := read(name + ".html")
 		if err != nil {
 			return nil, err
@@ -111,6 +123,12 @@ type pageData struct {
 	Continue  string
 	Recovery  bool // the MFA page shows the recovery-code form
 	LoginPage string
+	Referrer  string // the page's Referrer-Policy
+
+	// The pages behind mailed links.
+	Message  string
+	Endpoint string // the password form posts here; "" means no form
+	Nonce    string // allows the form's script
 }
 
 // pageRoutes adds the pages to the route table.
@@ -122,7 +140,6 @@ func (h *Handler) pageRoutes(routes map[string]endpoint) {
 	routes["/page/mfa-setup"] = endpoint{getPost, h.pageHandler(h.mfaSetupPage)}
 	routes["/page/logout"] = endpoint{getPost, h.pageHandler(h.logoutPage)}
 	routes["/page/refresh"] = endpoint{get, h.pageHandler(h.refreshPage)}
-	routes["/page/style.css"] = endpoint{get, h.stylesheet}
 }
 
 // pageHandler adapts a page: a posted form is read first (only
@@ -165,7 +182,8 @@ func setPageHeaders(w http.ResponseWriter) {
 	h.Set("Cache-Control", "no-store")
 }
 
-// render writes a page with status.
+// render writes a page under {prefix}/page/ with status, and the CSRF
+// token its forms carry.
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) error {
 	csrf, err := h.realm.csrfToken(w, r)
 	if err != nil {
@@ -173,8 +191,16 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 	d.CSRF = csrf
 	d.SiteName = h.realm.policy.siteName
+	return h.writePage(w, r, status, name, d)
+}
+
+// writePage renders the template name with d and writes it with status.
+// The security headers must be set already; the page's referrer meta tag
+// repeats the Referrer-Policy header.
+func (h *Handler) writePage(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) error {
 	d.Prefix = h.Prefix
 	d.LoginPage = h.Prefix + "/page/login"
+	d.Referrer = w.Header().Get("Referrer-Policy")
 	var buf bytes.Buffer
 	if err := h.pages.pages[name].Execute(&buf, d); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("rendering page %s: %v", name, err))
@@ -184,7 +210,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	_, err = w.Write(buf.Bytes())
+	_, err := w.Write(buf.Bytes())
 	return err
 }
 
@@ -549,7 +575,8 @@ func (h *Handler) refreshPage(w http.ResponseWriter, r *http.Request) error {
 	return seeOther(w, next)
 }
 
-// stylesheet is GET {prefix}/page/style.css.
+// stylesheet is GET {prefix}/page/style.css, served with the pages behind
+// mailed links even when the pages under {prefix}/page/ are off.
 func (h *Handler) stylesheet(w http.ResponseWriter, r *http.Request) error {
 	hd := w.Header()
 	hd.Set("Content-Type", "text/css; charset=utf-8")

@@ -62,11 +62,8 @@ func (h *Handler) mailResetLink(ctx context.Context, email string) error {
 	if !u.IsActive || !u.EmailVerified || u.PasswordHash == "" {
 		return nil
 	}
-	secret, err := newLinkSecret(rl.rand)
+	secret, err := rl.replaceLink(ctx, u.ID, purposePassReset)
 	if err != nil {
-		return err
-	}
-	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: purposePassReset, Token: linkDigest(secret), Created: rl.now()}); err != nil {
 		return err
 	}
 	uid := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(u.ID, 10)))
@@ -117,18 +114,8 @@ func (h *Handler) passwordResetConfirm(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	tok, err := rl.issueCapability(ctx, rl.store, u, purposePassResetAccess)
-	if err != nil {
-		return err
-	}
-	if err := h.setCapabilityCookies(w, r, resetCookie, tok); err != nil {
-		return err
-	}
-	target := rl.policy.passwordResetRedirect
-	if target == "" {
-		target = h.Prefix + "/password/reset/default/"
-	}
-	return redirect(w, target)
+	return h.handOverCapability(w, r, u, resetCookie, purposePassResetAccess,
+		rl.policy.passwordResetRedirect, "/password/reset/default/")
 }
 
 // passwordResetSetNew answers POST {prefix}/password/reset/set-new/,
@@ -187,18 +174,8 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	}
 	var pair tokenPair
 	err = rl.store.InTx(ctx, func(tx Store) error {
-		cur, err := tx.UserByID(ctx, u.ID)
-		if errors.Is(err, ErrNotFound) || (err == nil && !cur.IsActive) {
-			return errTokenNotValid(msgTokenInvalid)
-		}
+		cur, err := savePassword(ctx, tx, u.ID, hash, nil)
 		if err != nil {
-			return err
-		}
-		cur.PasswordHash = hash
-		if err := tx.UpdateUser(ctx, cur); err != nil {
-			return err
-		}
-		if err := revokeCredentials(ctx, tx, cur.ID); err != nil {
 			return err
 		}
 		pair, err = rl.openSession(ctx, tx, cur, true, clientIP(r))

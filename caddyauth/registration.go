@@ -164,22 +164,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	err = rl.store.InTx(ctx, func(tx Store) error {
-		if abandoned != 0 {
-			if err := tx.DeleteUser(ctx, abandoned); err != nil && !errors.Is(err, ErrNotFound) {
-				return err
-			}
-		}
-		id, err := tx.CreateUser(ctx, u)
-		if err != nil {
-			return err
-		}
-		u.ID = id
-		if mailSent {
-			_, err = tx.CreateToken(ctx, Token{UserID: id, Purpose: purposeEmailConfirmation, Token: linkDigest(secret), Created: rl.now()})
-		}
-		return err
-	})
+	u, err = rl.createLinkedUser(ctx, u, abandoned, purposeEmailConfirmation, secret)
 	if errors.Is(err, ErrConflict) {
 		// A concurrent sign-up took the address first.
 		if hidden {
@@ -191,13 +176,33 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if mailSent {
-		rl.sendMail(mailEmailConfirmation, u.Email, mailData{
-			Link:    h.link("/registration/verification/" + secret + "/"),
-			Expires: humanDuration(rl.policy.emailConfirmationTTL),
-		})
+		h.mailVerificationLink(mailEmailConfirmation, u.Email, secret)
 	}
 	rl.logger.Info("user signed up", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
 	return h.signupAnswer(w, r, &u, mailSent)
+}
+
+// createLinkedUser creates u, with the digest of the link secret (if not "")
+// as a link of purpose, in one transaction that first deletes the account
+// replace (if not 0) whose address u takes over. It returns u with its id.
+func (rl *realm) createLinkedUser(ctx context.Context, u User, replace int64, purpose, secret string) (User, error) {
+	err := rl.store.InTx(ctx, func(tx Store) error {
+		if replace != 0 {
+			if err := tx.DeleteUser(ctx, replace); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		id, err := tx.CreateUser(ctx, u)
+		if err != nil {
+			return err
+		}
+		u.ID = id
+		if secret != "" {
+			_, err = tx.CreateToken(ctx, Token{UserID: id, Purpose: purpose, Token: linkDigest(secret), Created: rl.now()})
+		}
+		return err
+	})
+	return u, err
 }
 
 // signupAnswer is the 201 of a sign-up; u is nil for a hidden conflict,
@@ -347,18 +352,8 @@ func (h *Handler) followInvitation(w http.ResponseWriter, r *http.Request, row T
 	if u.PasswordHash != "" {
 		return h.verifiedLanding(w)
 	}
-	tok, err := rl.issueCapability(ctx, rl.store, u, purposePassSetAccess)
-	if err != nil {
-		return err
-	}
-	if err := h.setCapabilityCookies(w, r, setPasswordCookie, tok); err != nil {
-		return err
-	}
-	target := rl.policy.passwordSetRedirect
-	if target == "" {
-		target = h.Prefix + "/registration/set-password/default/"
-	}
-	return redirect(w, target)
+	return h.handOverCapability(w, r, u, setPasswordCookie, purposePassSetAccess,
+		rl.policy.passwordSetRedirect, "/registration/set-password/default/")
 }
 
 // mayGrant is the invitation role rule: staff (1000) may grant any role,
@@ -435,30 +430,14 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	u := User{Email: email, FirstName: first, LastName: last, Role: role, IsActive: true, DateJoined: rl.now()}
-	err = rl.store.InTx(ctx, func(tx Store) error {
-		if replace != 0 {
-			if err := tx.DeleteUser(ctx, replace); err != nil && !errors.Is(err, ErrNotFound) {
-				return err
-			}
-		}
-		id, err := tx.CreateUser(ctx, u)
-		if err != nil {
-			return err
-		}
-		u.ID = id
-		_, err = tx.CreateToken(ctx, Token{UserID: id, Purpose: purposeInvitation, Token: linkDigest(secret), Created: rl.now()})
-		return err
-	})
+	u, err = rl.createLinkedUser(ctx, u, replace, purposeInvitation, secret)
 	if errors.Is(err, ErrConflict) {
 		return errField("email", msgEmailTaken)
 	}
 	if err != nil {
 		return err
 	}
-	rl.sendMail(mailInvitation, u.Email, mailData{
-		Link:    h.link("/registration/verification/" + secret + "/"),
-		Expires: humanDuration(rl.policy.emailConfirmationTTL),
-	})
+	h.mailVerificationLink(mailInvitation, u.Email, secret)
 	rl.logger.Info("user invited", zap.Int64("user_id", u.ID), zap.Int64("inviter_id", inviter.ID), zap.Int("role", role))
 	return writeJSON(w, http.StatusCreated, map[string]any{})
 }
@@ -522,16 +501,10 @@ func (h *Handler) resendEmail(w http.ResponseWriter, r *http.Request) error {
 	if u.EmailVerified || !u.IsActive || u.PasswordHash == "" {
 		return writeJSON(w, http.StatusOK, ok)
 	}
-	secret, err := newLinkSecret(rl.rand)
+	secret, err := rl.replaceLink(ctx, u.ID, purposeEmailConfirmation)
 	if err != nil {
 		return err
 	}
-	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: purposeEmailConfirmation, Token: linkDigest(secret), Created: rl.now()}); err != nil {
-		return err
-	}
-	rl.sendMail(mailEmailConfirmation, u.Email, mailData{
-		Link:    h.link("/registration/verification/" + secret + "/"),
-		Expires: humanDuration(rl.policy.emailConfirmationTTL),
-	})
+	h.mailVerificationLink(mailEmailConfirmation, u.Email, secret)
 	return writeJSON(w, http.StatusOK, ok)
 }

@@ -1,13 +1,9 @@
 package caddyauth_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,15 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/redistest"
 	_ "github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/redislimit"
 )
-
-// redisURLEnv names the variable with the URL of a test Redis; without it
-// the Redis end-to-end tests are skipped, with it an unreachable Redis
-// fails them.
-const redisURLEnv = "JWT_ALLAUTH_TEST_REDIS_URL"
 
 var throttledBody = regexp.MustCompile(`^\{"detail":"Request was throttled\. Expected available in ([0-9]+) seconds?\."\}$`)
 
@@ -167,31 +157,11 @@ func TestMFAVerifyThrottleE2E(t *testing.T) {
 	}
 }
 
-func testRedisURL(t *testing.T) string {
-	t.Helper()
-	url := os.Getenv(redisURLEnv)
-	if url == "" {
-		t.Skipf("%s is not set; skipping the Redis end-to-end tests", redisURLEnv)
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("%s does not parse: %v", redisURLEnv, err)
-	}
-	c := redis.NewClient(opts)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis from %s is unreachable: %v", redisURLEnv, err)
-	}
-	return url
-}
-
 // With Redis the counts outlive a reload: the config that takes over (as
 // another node would) continues the count.
 func TestRedisThrottleAcrossReloadE2E(t *testing.T) {
-	testRedisURL(t)
-	opts := fmt.Sprintf("rate_limit redis {env.%s} {\n\t\t\tkey_prefix e2e_%s:\n\t\t}\n\t\tthrottle login_email 3 5m", redisURLEnv, randomHex(t, 6))
+	redistest.URL(t)
+	opts := fmt.Sprintf("rate_limit redis {env.%s} {\n\t\t\tkey_prefix e2e_%s:\n\t\t}\n\t\tthrottle login_email 3 5m", redistest.URLEnv, randomHex(t, 6))
 	cf := caddyfile(backends()[0].store(t), opts, defaultBody)
 	s := startCaddy(t, cf)
 	body := map[string]string{"email": "reload@world.com", "password": "wrong-password"}
@@ -207,48 +177,11 @@ func TestRedisThrottleAcrossReloadE2E(t *testing.T) {
 	}
 }
 
-// startRedis runs a private redis-server on a free loopback port and
-// returns its port and a function that kills it.
-func startRedis(t *testing.T) (int, func()) {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-	}
-	t.Cleanup(stop)
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	defer c.Close()
-	for range 100 {
-		if c.Ping(context.Background()).Err() == nil {
-			return port, stop
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("private redis-server on port %d did not come up", port)
-	return 0, nil
-}
-
 // When Redis stops, logins keep being answered (and throttled) from memory:
 // no 5xx, no unthrottled door, and the fallback is counted.
 func TestRedisOutageFallsBackE2E(t *testing.T) {
-	testRedisURL(t)
-	port, stop := startRedis(t)
+	redistest.URL(t)
+	port, stop := redistest.Start(t, 0)
 	opts := fmt.Sprintf("rate_limit redis redis://127.0.0.1:%d/0\n\t\tthrottle login_email 3 5m", port)
 	s := startCaddy(t, caddyfile(backends()[0].store(t), opts, defaultBody))
 	mustCreateUser(t, userEmail, userPass, 0)

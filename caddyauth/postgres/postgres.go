@@ -30,10 +30,7 @@ func init() {
 
 // pool holds one database connection pool per DSN, shared by every module
 // instance (and every config generation during a reload) that uses it.
-var pool = caddy.NewUsagePool()
-
-// migrateTimeout bounds the schema migration run when a pool is opened.
-const migrateTimeout = time.Minute
+var pool = sqlstore.NewPool()
 
 // Store keeps accounts, sessions and MFA factors in PostgreSQL. The schema
 // is created and upgraded automatically when the module is provisioned.
@@ -65,14 +62,6 @@ func (Store) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// pooledDB is the value kept in the usage pool.
-type pooledDB struct {
-	db *sql.DB
-}
-
-// Destruct closes the connection pool once no module instance uses it.
-func (p *pooledDB) Destruct() error { return p.db.Close() }
-
 // Provision expands the DSN, then opens (or reuses) the connection pool,
 // checks that the server answers and migrates the schema.
 func (s *Store) Provision(ctx caddy.Context) error {
@@ -81,22 +70,18 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	if dsn == "" {
 		return errors.New("postgres store: dsn is required")
 	}
-	timeout := time.Duration(s.QueryTimeout)
-	if timeout <= 0 {
-		timeout = sqlstore.DefaultQueryTimeout
-	}
+	timeout := sqlstore.QueryTimeout(s.QueryTimeout)
 
 	sum := sha256.Sum256([]byte(dsn))
 	key := "jwt_allauth.postgres:" + hex.EncodeToString(sum[:])
-	val, loaded, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
+	store, loaded, err := pool.Acquire(key, sqlstore.Postgres, timeout, func() (*sql.DB, error) {
 		return open(ctx, dsn, timeout)
 	})
 	if err != nil {
 		return err
 	}
 	s.poolKey = key
-	s.Store = sqlstore.New(val.(*pooledDB).db, sqlstore.Postgres)
-	s.Store.QueryTimeout = timeout
+	s.Store = store
 	s.logger.Debug("postgres store ready",
 		zap.String("pool", key[len(key)-12:]), zap.Bool("reused", loaded))
 	return nil
@@ -104,7 +89,7 @@ func (s *Store) Provision(ctx caddy.Context) error {
 
 // open opens a connection pool, pings the server and migrates the schema.
 // Its errors never contain the DSN or its password.
-func open(ctx context.Context, dsn string, timeout time.Duration) (*pooledDB, error) {
+func open(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to postgres: invalid dsn: %s", sanitize(err, dsn, ""))
@@ -126,13 +111,13 @@ func open(ctx context.Context, dsn string, timeout time.Duration) (*pooledDB, er
 		return nil, fmt.Errorf("connecting to postgres: %s", sanitize(err, dsn, password))
 	}
 
-	migCtx, cancel := context.WithTimeout(ctx, migrateTimeout)
+	migCtx, cancel := context.WithTimeout(ctx, sqlstore.MigrateTimeout)
 	defer cancel()
 	if err := sqlstore.Migrate(migCtx, db, sqlstore.Postgres); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres store: %s", sanitize(err, dsn, password))
 	}
-	return &pooledDB{db: db}, nil
+	return db, nil
 }
 
 // sanitize describes err without the DSN or the password, which driver
@@ -162,21 +147,13 @@ func sanitize(err error, dsn, password string) string {
 
 // Validate checks the configuration.
 func (s *Store) Validate() error {
-	if s.QueryTimeout < 0 {
-		return errors.New("postgres store: query_timeout must not be negative")
-	}
-	return nil
+	return sqlstore.ValidateQueryTimeout("postgres", s.QueryTimeout)
 }
 
 // Cleanup releases the connection pool if this instance took it; the pool
 // is closed when its last user releases it.
 func (s *Store) Cleanup() error {
-	if s.poolKey == "" {
-		return nil
-	}
-	_, err := pool.Delete(s.poolKey)
-	s.poolKey = ""
-	return err
+	return pool.Release(&s.poolKey)
 }
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens. Syntax:
@@ -188,36 +165,7 @@ func (s *Store) Cleanup() error {
 // The block is optional. The dispenser may start at the module name (as
 // caddyfile.UnmarshalModule provides it) or just after it.
 func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	nesting := d.Nesting()
-	if d.Next() && d.Val() != "postgres" {
-		d.Prev()
-	}
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	s.DSN = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(nesting) {
-		switch d.Val() {
-		case "query_timeout":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil {
-				return d.Errf("parsing query_timeout: %v", err)
-			}
-			s.QueryTimeout = caddy.Duration(dur)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		default:
-			return d.Errf("unrecognized postgres store option %q", d.Val())
-		}
-	}
-	return nil
+	return sqlstore.UnmarshalCaddyfile(d, "postgres", true, &s.DSN, &s.QueryTimeout)
 }
 
 // Interface guards.
@@ -228,5 +176,4 @@ var (
 	_ caddy.CleanerUpper    = (*Store)(nil)
 	_ caddyfile.Unmarshaler = (*Store)(nil)
 	_ caddyauth.Store       = (*Store)(nil)
-	_ caddy.Destructor      = (*pooledDB)(nil)
 )

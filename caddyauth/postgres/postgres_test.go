@@ -92,26 +92,11 @@ func caddyCtx(t *testing.T) caddy.Context {
 	return ctx
 }
 
-func provision(t *testing.T, s *Store) {
-	t.Helper()
-	if err := s.Provision(caddyCtx(t)); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	if err := s.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Cleanup(); err != nil {
-			t.Errorf("Cleanup: %v", err)
-		}
-	})
-}
-
 func TestConformance(t *testing.T) {
 	requirePostgres(t)
 	storetest.Run(t, func(t *testing.T) caddyauth.Store {
 		s := &Store{DSN: testDSN(t)}
-		provision(t, s)
+		storetest.Provision(t, s)
 		return s
 	})
 }
@@ -162,10 +147,10 @@ func TestPoolSharedAcrossInstances(t *testing.T) {
 	dsn := testDSN(t)
 	t.Setenv("JWT_ALLAUTH_TEST_DSN_PLACEHOLDER", dsn)
 	a := &Store{DSN: dsn}
-	provision(t, a)
+	storetest.Provision(t, a)
 	// The same DSN through a placeholder, as after a config reload.
 	b := &Store{DSN: "{env.JWT_ALLAUTH_TEST_DSN_PLACEHOLDER}", QueryTimeout: caddy.Duration(time.Second)}
-	provision(t, b)
+	storetest.Provision(t, b)
 
 	if a.DB() != b.DB() {
 		t.Fatal("two instances with the same DSN opened two pools")
@@ -273,7 +258,7 @@ func TestUnreachable(t *testing.T) {
 // row lock held by another transaction) gives up after the query timeout.
 func TestQueryTimeout(t *testing.T) {
 	s := &Store{DSN: testDSN(t), QueryTimeout: caddy.Duration(300 * time.Millisecond)}
-	provision(t, s)
+	storetest.Provision(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	id, err := s.CreateUser(ctx, caddyauth.User{Email: "lock@example.com"})

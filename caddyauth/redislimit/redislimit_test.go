@@ -6,9 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,32 +14,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/redistest"
 )
-
-// redisURLEnv names the variable with the URL of a test Redis. Without it
-// the tests that need Redis are skipped; with it an unreachable Redis fails
-// them.
-const redisURLEnv = "JWT_ALLAUTH_TEST_REDIS_URL"
-
-func testRedisURL(t *testing.T) string {
-	t.Helper()
-	url := os.Getenv(redisURLEnv)
-	if url == "" {
-		t.Skipf("%s is not set; skipping the tests against a real Redis", redisURLEnv)
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("%s does not parse: %v", redisURLEnv, err)
-	}
-	c := redis.NewClient(opts)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis from %s is unreachable: %v", redisURLEnv, err)
-	}
-	return url
-}
 
 func uniquePrefix(t *testing.T) string {
 	b := make([]byte, 6)
@@ -83,7 +57,7 @@ func allow(t *testing.T, l *Limiter, key string, limit int, window time.Duration
 }
 
 func TestLimitAndRetryAfter(t *testing.T) {
-	l := newLimiter(t, &Limiter{URL: testRedisURL(t), KeyPrefix: uniquePrefix(t)})
+	l := newLimiter(t, &Limiter{URL: redistest.URL(t), KeyPrefix: uniquePrefix(t)})
 	for i := range 3 {
 		if ok, _ := allow(t, l, "k", 3, time.Minute); !ok {
 			t.Fatalf("event %d refused", i+1)
@@ -120,7 +94,7 @@ func TestLimitAndRetryAfter(t *testing.T) {
 }
 
 func TestTwoNodesShareCounts(t *testing.T) {
-	url := testRedisURL(t)
+	url := redistest.URL(t)
 	prefix := uniquePrefix(t)
 	// Different timeouts give each its own client, as two nodes have.
 	a := newLimiter(t, &Limiter{URL: url, KeyPrefix: prefix})
@@ -141,7 +115,7 @@ func TestTwoNodesShareCounts(t *testing.T) {
 }
 
 func TestSharedClientAcrossReload(t *testing.T) {
-	url := testRedisURL(t)
+	url := redistest.URL(t)
 	a := newLimiter(t, &Limiter{URL: url, KeyPrefix: uniquePrefix(t)})
 	b := newLimiter(t, &Limiter{URL: url, KeyPrefix: uniquePrefix(t)})
 	if a.conn != b.conn {
@@ -199,51 +173,9 @@ func TestFallbackWithinTimeoutWhenRedisHangs(t *testing.T) {
 	}
 }
 
-// startRedis runs a private redis-server on port (0: a free one) and
-// returns its port and a function that kills it.
-func startRedis(t *testing.T, port int) (int, func()) {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	if port == 0 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
-	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--save", "", "--appendonly", "no", "--protected-mode", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}
-	t.Cleanup(stop)
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	defer c.Close()
-	for range 100 {
-		if c.Ping(context.Background()).Err() == nil {
-			return port, stop
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	t.Fatalf("private redis-server on port %d did not come up", port)
-	return 0, nil
-}
-
 func TestRedisStopsAndComesBack(t *testing.T) {
-	testRedisURL(t) // this test runs where the Redis tests run
-	port, stop := startRedis(t, 0)
+	redistest.URL(t) // this test runs where the Redis tests run
+	port, stop := redistest.Start(t, 0)
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	l := newLimiter(t, &Limiter{URL: url, KeyPrefix: "p:"})
 	direct := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
@@ -273,7 +205,7 @@ func TestRedisStopsAndComesBack(t *testing.T) {
 	}
 	// Back (empty, no persistence): after the retry interval the counts go
 	// to Redis again.
-	startRedis(t, port)
+	redistest.Start(t, port)
 	time.Sleep(retryInterval + 100*time.Millisecond)
 	if ok, _ := allow(t, l, "k", 5, time.Minute); !ok {
 		t.Fatal("refused after Redis came back empty")

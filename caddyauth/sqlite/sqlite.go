@@ -5,7 +5,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -28,14 +27,11 @@ func init() {
 
 // pool holds one open database per file, shared by every module instance
 // (and every config generation during a reload) that uses it.
-var pool = caddy.NewUsagePool()
+var pool = sqlstore.NewPool()
 
 // busyTimeout is how long SQLite waits for a lock held by another process
 // (for example a backup or the sqlite3 shell) before giving up.
 const busyTimeout = 5 * time.Second
-
-// migrateTimeout bounds the schema migration run when a database is opened.
-const migrateTimeout = time.Minute
 
 // Store keeps accounts, sessions and MFA factors in an SQLite database
 // file. The schema is created and upgraded automatically when the module is
@@ -65,14 +61,6 @@ func (Store) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// pooledDB is the value kept in the usage pool.
-type pooledDB struct {
-	db *sql.DB
-}
-
-// Destruct closes the database once no module instance uses it.
-func (p *pooledDB) Destruct() error { return p.db.Close() }
-
 // Provision opens (or reuses) the database and migrates its schema.
 func (s *Store) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
@@ -84,21 +72,17 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("sqlite store: %w", err)
 	}
-	timeout := time.Duration(s.QueryTimeout)
-	if timeout <= 0 {
-		timeout = sqlstore.DefaultQueryTimeout
-	}
+	timeout := sqlstore.QueryTimeout(s.QueryTimeout)
 
 	key := "jwt_allauth.sqlite:" + path
-	val, loaded, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
+	store, loaded, err := pool.Acquire(key, sqlstore.SQLite, timeout, func() (*sql.DB, error) {
 		return open(ctx, path)
 	})
 	if err != nil {
 		return err
 	}
 	s.poolKey = key
-	s.Store = sqlstore.New(val.(*pooledDB).db, sqlstore.SQLite)
-	s.Store.QueryTimeout = timeout
+	s.Store = store
 	s.logger.Debug("sqlite store ready", zap.String("path", path), zap.Bool("reused", loaded))
 	return nil
 }
@@ -118,7 +102,7 @@ func dsn(path string) string {
 }
 
 // open opens the database at path and migrates its schema.
-func open(ctx context.Context, path string) (*pooledDB, error) {
+func open(ctx context.Context, path string) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite store: creating directory: %w", err)
 	}
@@ -139,7 +123,7 @@ func open(ctx context.Context, path string) (*pooledDB, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 
-	mctx, cancel := context.WithTimeout(ctx, migrateTimeout)
+	mctx, cancel := context.WithTimeout(ctx, sqlstore.MigrateTimeout)
 	defer cancel()
 	if err := db.PingContext(mctx); err != nil {
 		db.Close()
@@ -154,26 +138,18 @@ func open(ctx context.Context, path string) (*pooledDB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite store: %s: %w", path, err)
 	}
-	return &pooledDB{db: db}, nil
+	return db, nil
 }
 
 // Validate checks the configuration.
 func (s *Store) Validate() error {
-	if s.QueryTimeout < 0 {
-		return errors.New("sqlite store: query_timeout must not be negative")
-	}
-	return nil
+	return sqlstore.ValidateQueryTimeout("sqlite", s.QueryTimeout)
 }
 
 // Cleanup releases the database if this instance took it; it is closed
 // when its last user releases it.
 func (s *Store) Cleanup() error {
-	if s.poolKey == "" {
-		return nil
-	}
-	_, err := pool.Delete(s.poolKey)
-	s.poolKey = ""
-	return err
+	return pool.Release(&s.poolKey)
 }
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens. Syntax:
@@ -185,35 +161,7 @@ func (s *Store) Cleanup() error {
 // The path and the block are optional. The dispenser may start at the
 // module name (as caddyfile.UnmarshalModule provides it) or just after it.
 func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	nesting := d.Nesting()
-	if d.Next() && d.Val() != "sqlite" {
-		d.Prev()
-	}
-	if d.NextArg() {
-		s.Path = d.Val()
-	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(nesting) {
-		switch d.Val() {
-		case "query_timeout":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil {
-				return d.Errf("parsing query_timeout: %v", err)
-			}
-			s.QueryTimeout = caddy.Duration(dur)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		default:
-			return d.Errf("unrecognized sqlite store option %q", d.Val())
-		}
-	}
-	return nil
+	return sqlstore.UnmarshalCaddyfile(d, "sqlite", false, &s.Path, &s.QueryTimeout)
 }
 
 // Interface guards.
@@ -224,5 +172,4 @@ var (
 	_ caddy.CleanerUpper    = (*Store)(nil)
 	_ caddyfile.Unmarshaler = (*Store)(nil)
 	_ caddyauth.Store       = (*Store)(nil)
-	_ caddy.Destructor      = (*pooledDB)(nil)
 )

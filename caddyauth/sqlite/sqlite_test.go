@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,27 +14,10 @@ import (
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/storetest"
 )
 
-func provision(t *testing.T, s *Store) {
-	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := s.Provision(ctx); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	if err := s.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Cleanup(); err != nil {
-			t.Errorf("Cleanup: %v", err)
-		}
-	})
-}
-
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) caddyauth.Store {
 		s := &Store{Path: filepath.Join(t.TempDir(), "auth.db")}
-		provision(t, s)
+		storetest.Provision(t, s)
 		return s
 	})
 }
@@ -44,7 +26,7 @@ func TestPoolSharedAndForeignKeys(t *testing.T) {
 	// Characters that mean something in a URI must not confuse the DSN.
 	path := filepath.Join(t.TempDir(), "sub dir", "50%", "auth#1?.db")
 	a := &Store{Path: path}
-	provision(t, a)
+	storetest.Provision(t, a)
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		t.Fatalf("database not created at %q: %v", path, err)
 	}
@@ -52,7 +34,7 @@ func TestPoolSharedAndForeignKeys(t *testing.T) {
 		t.Fatalf("directory mode: %v (%v)", fi.Mode(), err)
 	}
 	b := &Store{Path: path, QueryTimeout: caddy.Duration(time.Second)}
-	provision(t, b)
+	storetest.Provision(t, b)
 	if a.DB() != b.DB() {
 		t.Fatal("two instances with the same path opened two databases")
 	}

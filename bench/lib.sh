@@ -1,0 +1,87 @@
+# What the benchmark scripts share; each sources it after setting `port`:
+#
+#   port=18480
+#   . "$(dirname "$0")/lib.sh"
+#
+# It turns on strict mode, changes to the repository root, makes a work
+# directory $work (Caddy's data and config go there too) and removes it on
+# exit, with the Caddy it started. A script with more to undo sets
+# bench_cleanup_extra to a function name.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+work=$(mktemp -d)
+caddy_pid=""
+bench_cleanup_extra=""
+bench_cleanup() {
+	if [ -n "$caddy_pid" ]; then kill "$caddy_pid" 2>/dev/null || true; fi
+	wait 2>/dev/null || true
+	if [ -n "$bench_cleanup_extra" ]; then "$bench_cleanup_extra" || true; fi
+	rm -rf "$work"
+}
+trap bench_cleanup EXIT
+export XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
+
+# need_wrk stops the script when wrk is missing.
+need_wrk() {
+	command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
+}
+
+# build_caddy builds Caddy with the plugin into $work/caddy.
+build_caddy() {
+	go build -o "$work/caddy" ./cmd/caddy
+}
+
+# write_caddyfile STORE [REALM-OPTIONS [SITE-ROUTES]] writes $work/Caddyfile:
+# Caddy on 127.0.0.1:$port (plain HTTP, no admin endpoint, errors only in
+# the log), the realm with the STORE line, cookie_insecure and
+# REALM-OPTIONS, and a site with the endpoints under /auth and
+# SITE-ROUTES.
+write_caddyfile() {
+	local store=$1 options=${2:-} routes=${3:-} nl=$'\n'
+	cat >"$work/Caddyfile" <<CADDY
+{
+	admin off
+	http_port $port
+	log {
+		level ERROR
+	}
+	jwt_allauth {
+		$store
+		cookie_insecure
+		public_url http://127.0.0.1:$port${options:+$nl$options}
+	}
+}
+http://127.0.0.1:$port {
+	jwt_allauth {
+		prefix /auth
+	}${routes:+$nl$routes}
+}
+CADDY
+}
+
+# create_user EMAIL PASSWORD adds an account with the command line.
+create_user() {
+	printf '%s\n' "$2" | "$work/caddy" jwt-allauth create-user --config "$work/Caddyfile" \
+		--email "$1" --password-stdin >/dev/null
+}
+
+# start_caddy LOG PATH runs Caddy in the background, logging to LOG, and
+# waits (10s at most) until PATH answers.
+start_caddy() {
+	"$work/caddy" run --config "$work/Caddyfile" >"$1" 2>&1 &
+	caddy_pid=$!
+	for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port$2" && break; sleep 0.2; done
+}
+
+# caddy_peak_memory prints the running Caddy's VmHWM.
+caddy_peak_memory() {
+	awk '/VmHWM/ {print $2, $3}' "/proc/$caddy_pid/status"
+}
+
+# stop_caddy stops the Caddy start_caddy started.
+stop_caddy() {
+	kill "$caddy_pid"
+	wait "$caddy_pid" 2>/dev/null || true
+	caddy_pid=""
+}
