@@ -175,7 +175,10 @@ func newMailQueue(m mailer, logger *zap.Logger) *mailQueue {
 		logger:  logger,
 		jobs:    make(chan mailMessage, mailQueueSize),
 		backoff: []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second},
-		workers: 2,
+		// One sender: mails leave in the order they were queued, so a
+		// newer link (a second invitation, a resent confirmation) never
+		// arrives before the older one it replaced.
+		workers: 1,
 	}
 }
 

@@ -2,6 +2,7 @@ package caddyauth_test
 
 import (
 	"fmt"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/redistest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -75,10 +76,10 @@ func caddyBinary(t *testing.T) string {
 // fails if either is configured but unreachable.
 func needCluster(t *testing.T) {
 	t.Helper()
-	if os.Getenv(pgDSNEnv) == "" || os.Getenv(redisURLEnv) == "" {
-		t.Skipf("%s and %s are both needed for the many-node tests", pgDSNEnv, redisURLEnv)
+	if os.Getenv(pgDSNEnv) == "" || os.Getenv(redistest.URLEnv) == "" {
+		t.Skipf("%s and %s are both needed for the many-node tests", pgDSNEnv, redistest.URLEnv)
 	}
-	testRedisURL(t)
+	redistest.URL(t)
 }
 
 // node is one Caddy process.
@@ -124,7 +125,7 @@ func clusterConfig(port, redisPrefix string) string {
 http://127.0.0.1:%[1]s {
 %[4]s
 }
-`, port, redisURLEnv, redisPrefix, defaultBody)
+`, port, redistest.URLEnv, redisPrefix, defaultBody)
 }
 
 // newNode writes a node's Caddyfile; start runs it.

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/redistest"
 	"io"
 	"math/big"
 	"net"
@@ -690,8 +691,8 @@ func TestSecurityLoginTimingE2E(t *testing.T) {
 // in-memory limiter a restart forgets login counts (DESIGN decision 1:
 // only the MFA counters are durable rows).
 func TestSecurityLoginLockoutE2E(t *testing.T) {
-	testRedisURL(t)
-	opts := fmt.Sprintf("rate_limit redis {env.%s} {\n\t\t\tkey_prefix e2e_%s:\n\t\t}\n\t\tthrottle login_email 5 15m\n\t\tthrottle login_ip off", redisURLEnv, randomHex(t, 6))
+	redistest.URL(t)
+	opts := fmt.Sprintf("rate_limit redis {env.%s} {\n\t\t\tkey_prefix e2e_%s:\n\t\t}\n\t\tthrottle login_email 5 15m\n\t\tthrottle login_ip off", redistest.URLEnv, randomHex(t, 6))
 	cf := caddyfile(backends()[0].store(t), opts, defaultBody)
 	s := startCaddy(t, cf)
 	mustCreateUser(t, userEmail, userPass, 0)
@@ -1493,9 +1494,9 @@ func (p *tripProxy) addr() string { return p.ln.Addr().String() }
 // fall back to counting in memory (no 5xx), and the MFA lockout, kept in
 // the database, still holds at its limit.
 func TestSecurityRedisOutageE2E(t *testing.T) {
-	testRedisURL(t)
+	redistest.URL(t)
 	eachBackend(t, func(t *testing.T, store string) {
-		port, stop := startRedis(t)
+		port, stop := redistest.Start(t, 0)
 		opts := mfaOptions("optional", "mfa_challenge_max_attempts 0", "mfa_max_attempts 3", "mfa_lockout 10m",
 			fmt.Sprintf("rate_limit redis redis://127.0.0.1:%d/0", port),
 			"throttle login_email 20 15m", "throttle login_ip 50 1m", "throttle mfa_verify_ip 50 1m")
