@@ -2,6 +2,7 @@ package caddyauth
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,8 +13,8 @@ import (
 // (plus leeway) has passed on the realm's clock. It belongs to one key set,
 // so a reload with other keys starts empty.
 type accessCache struct {
-	mu      sync.RWMutex
-	entries map[string]accessEntry
+	entries sync.Map // token -> accessEntry; reads take no lock
+	size    atomic.Int64
 }
 
 type accessEntry struct {
@@ -25,26 +26,29 @@ type accessEntry struct {
 const maxAccessEntries = 50_000
 
 func newAccessCache() *accessCache {
-	return &accessCache{entries: map[string]accessEntry{}}
+	return new(accessCache)
 }
 
 func (ac *accessCache) get(token string, now time.Time) (Claims, bool) {
-	ac.mu.RLock()
-	e, ok := ac.entries[token]
-	ac.mu.RUnlock()
-	if !ok || !now.Before(e.until) {
+	v, ok := ac.entries.Load(token)
+	if !ok {
+		return Claims{}, false
+	}
+	e := v.(*accessEntry)
+	if !now.Before(e.until) {
 		return Claims{}, false
 	}
 	return e.claims, true
 }
 
 func (ac *accessCache) put(token string, c Claims, until time.Time) {
-	ac.mu.Lock()
-	if len(ac.entries) >= maxAccessEntries {
-		ac.entries = map[string]accessEntry{}
+	if ac.size.Load() >= maxAccessEntries {
+		ac.entries.Clear()
+		ac.size.Store(0)
 	}
-	ac.entries[token] = accessEntry{claims: c, until: until}
-	ac.mu.Unlock()
+	if _, loaded := ac.entries.LoadOrStore(token, &accessEntry{claims: c, until: until}); !loaded {
+		ac.size.Add(1)
+	}
 }
 
 // parseAccess verifies an access token, through the cache.
