@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 const refreshCookie = "refresh_token"
@@ -122,7 +123,11 @@ func (rl *realm) loginFailed(ctx context.Context, email string, userID int64, re
 		result, reason = resultLocked, "mfa_locked"
 	}
 	rl.metrics.login(result)
-	rl.audit(ctx, auditLoginFailed, userID, zap.String("reason", reason), emailHash(email))
+	level := zapcore.InfoLevel
+	if result == resultThrottled {
+		level = zapcore.DebugLevel // a flood of throttled guesses must not flood the log
+	}
+	rl.auditAt(ctx, level, auditLoginFailed, userID, zap.String("reason", reason), rl.emailHash(email))
 }
 
 // authenticate checks an e-mail and password. Unknown addresses and

@@ -404,7 +404,7 @@ func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
 		return err
 	}
 	rl.mails = tmpl
-	rl.mail = newMailQueue(m, rl.logger.Named("mail"))
+	rl.mail = newMailQueue(m, rl.logger.Named("mail"), rl.emailHash)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package caddyauth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
@@ -66,11 +67,19 @@ func (rl *realm) auditSessionRevoked(ctx context.Context, userID int64, reason s
 }
 
 // emailHash is the form in which an address may appear in logs: a
-// truncated SHA-256 of the normalised address, enough to correlate lines
-// about one address without writing it.
-func emailHash(email string) zap.Field {
-	sum := sha256.Sum256([]byte("caddy-jwt-allauth email\x00" + normalizeEmail(email)))
-	return zap.String("email_hash", hex.EncodeToString(sum[:8]))
+// truncated HMAC-SHA256 of the normalised address under the realm's hash
+// key, enough to correlate lines about one address without writing it, and
+// not to be confirmed by hashing a guess.
+func (rl *realm) emailHash(email string) zap.Field {
+	return zap.String("email_hash", rl.keyedHash("email", normalizeEmail(email))[:16])
+}
+
+// keyedHash is the hex HMAC-SHA256 of a labelled value under the realm's
+// hash key.
+func (rl *realm) keyedHash(label, value string) string {
+	mac := hmac.New(sha256.New, rl.hashKey)
+	mac.Write([]byte(label + "\x00" + value))
+	return hex.EncodeToString(mac.Sum(nil))
 }
 
 // clientIPOf is Caddy's client_ip of the request ctx belongs to, or "".

@@ -197,8 +197,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case len(args) == 3:
 				name = args[0]
 				n, err := strconv.Atoi(args[1])
-				if err != nil || n < 0 {
-					return d.Errf("throttle %s: limit %q is not a whole number", name, args[1])
+				if err != nil || n < 1 {
+					return d.Errf("throttle %s: limit %q is not a whole number of at least 1 (write `throttle %s off` to turn it off)", name, args[1], name)
 				}
 				dur, err := caddy.ParseDuration(args[2])
 				if err != nil || dur <= 0 {

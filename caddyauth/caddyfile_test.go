@@ -19,6 +19,7 @@ func TestAppCaddyfileErrors(t *testing.T) {
 		{"jwt_allauth {\n mfa_max_attempts ten\n}", "not an integer"},
 		{"jwt_allauth {\n store nosuchdb x\n}", "jwt_allauth.stores.nosuchdb"},
 		{"jwt_allauth {\n rate_limit\n}", "wrong argument count"},
+		{"jwt_allauth {\n throttle login_ip 0 1m\n}", "throttle login_ip off"},
 	}
 	for _, tc := range cases {
 		var a App

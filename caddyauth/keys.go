@@ -59,6 +59,12 @@ func (rl *realm) loadKeys(ctx context.Context, signingKey, secretsKey string) er
 	if err != nil {
 		return err
 	}
+	// Hashes that leave the process (throttle keys in Redis, e-mail
+	// hashes in logs) are keyed, so they cannot be confirmed by guessing
+	// an address, and every node sharing the keys computes the same ones.
+	if rl.hashKey, err = hkdf.Key(sha256.New, material, nil, "caddy-jwt-allauth log and limiter hashes", 32); err != nil {
+		return err
+	}
 	if rl.secrets, err = newSecretBox(key); err != nil {
 		return err
 	}

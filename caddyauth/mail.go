@@ -160,6 +160,7 @@ type mailQueue struct {
 	jobs    chan mailMessage
 	backoff []time.Duration
 	workers int
+	tag     func(addr string) zap.Field // how a recipient appears in logs
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -169,10 +170,11 @@ type mailQueue struct {
 // mailQueueSize bounds the mails waiting to be sent.
 const mailQueueSize = 256
 
-func newMailQueue(m mailer, logger *zap.Logger) *mailQueue {
+func newMailQueue(m mailer, logger *zap.Logger, tag func(addr string) zap.Field) *mailQueue {
 	return &mailQueue{
 		mailer:  m,
 		logger:  logger,
+		tag:     tag,
 		jobs:    make(chan mailMessage, mailQueueSize),
 		backoff: []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second},
 		// One sender: mails leave in the order they were queued, so a
@@ -188,7 +190,7 @@ func (q *mailQueue) enqueue(m mailMessage) {
 	select {
 	case q.jobs <- m:
 	default:
-		q.logger.Error("mail queue full, mail dropped", emailHash(m.to), zap.String("subject", m.subject))
+		q.logger.Error("mail queue full, mail dropped", q.tag(m.to), zap.String("subject", m.subject))
 	}
 }
 
@@ -246,11 +248,11 @@ func (q *mailQueue) deliver(ctx context.Context, m mailMessage) {
 		}
 		if attempt >= len(q.backoff) || ctx.Err() != nil {
 			q.logger.Error("sending mail failed, giving up",
-				emailHash(m.to), zap.String("subject", m.subject), zap.Int("attempts", attempt+1), zap.Error(err))
+				q.tag(m.to), zap.String("subject", m.subject), zap.Int("attempts", attempt+1), zap.Error(err))
 			return
 		}
 		q.logger.Warn("sending mail failed, will retry",
-			emailHash(m.to), zap.String("subject", m.subject), zap.Int("attempt", attempt+1), zap.Error(err))
+			q.tag(m.to), zap.String("subject", m.subject), zap.Int("attempt", attempt+1), zap.Error(err))
 		t := time.NewTimer(q.backoff[attempt])
 		select {
 		case <-ctx.Done():

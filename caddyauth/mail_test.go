@@ -37,7 +37,7 @@ func (f *flakyMailer) send(_ context.Context, m mailMessage) error {
 
 func TestMailQueueRetries(t *testing.T) {
 	fm := &flakyMailer{failures: 2, done: make(chan struct{})}
-	q := newMailQueue(fm, zap.NewNop())
+	q := newMailQueue(fm, zap.NewNop(), func(string) zap.Field { return zap.Skip() })
 	q.backoff = []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond}
 	q.enqueue(mailMessage{to: "a@example.com", subject: "s", text: "t"})
 	q.start()
@@ -56,7 +56,7 @@ func TestMailQueueRetries(t *testing.T) {
 
 func TestMailQueueGivesUpAndStops(t *testing.T) {
 	fm := &flakyMailer{failures: 100, done: make(chan struct{})}
-	q := newMailQueue(fm, zap.NewNop())
+	q := newMailQueue(fm, zap.NewNop(), func(string) zap.Field { return zap.Skip() })
 	q.backoff = []time.Duration{time.Millisecond}
 	q.start()
 	q.enqueue(mailMessage{to: "a@example.com"})

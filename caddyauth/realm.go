@@ -71,6 +71,7 @@ type realm struct {
 	hasher   *passwordHasher
 	sessions *sessionCache
 	verified *accessCache
+	hashKey  []byte // keys emailHash and throttleKey
 	policy   policy
 	clock    *clock
 	now      func() time.Time

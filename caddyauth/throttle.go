@@ -2,8 +2,6 @@ package caddyauth
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -117,11 +115,10 @@ func validateThrottles(configured map[string]Throttle) error {
 }
 
 // throttleKey is what the limiter sees for key under throttle name: the
-// name and a truncated SHA-256 of both, so that no address or e-mail
-// reaches Redis or a log.
-func throttleKey(name, key string) string {
-	sum := sha256.Sum256([]byte(name + "\x00" + key))
-	return "t:" + name + ":" + hex.EncodeToString(sum[:16])
+// name and a truncated keyed hash of both (see keyedHash), so that no
+// address or e-mail reaches Redis or a log, nor can be confirmed there.
+func (rl *realm) throttleKey(name, key string) string {
+	return "t:" + name + ":" + rl.keyedHash("throttle:"+name, key)[:32]
 }
 
 // throttle counts one request for key under the named throttle and returns
@@ -136,7 +133,7 @@ func (rl *realm) throttle(ctx context.Context, name, key string) error {
 	if t.Limit <= 0 || key == "" {
 		return nil
 	}
-	allowed, wait, err := rl.limiter.Allow(ctx, throttleKey(name, key), t.Limit, time.Duration(t.Window))
+	allowed, wait, err := rl.limiter.Allow(ctx, rl.throttleKey(name, key), t.Limit, time.Duration(t.Window))
 	if err != nil {
 		return fmt.Errorf("rate limiter: %w", err)
 	}

@@ -40,7 +40,13 @@ func throttleRealm(t *testing.T, configured map[string]Throttle) (*realm, *clock
 }
 
 func TestThrottleKey(t *testing.T) {
+	rl := &realm{hashKey: []byte("test-only-hash-key-0123456789abcdef")}
+	throttleKey := rl.throttleKey
 	k := throttleKey(throttleLoginEmail, "alice@example.com")
+	other := &realm{hashKey: []byte("another-test-hash-key-0123456789ab")}
+	if other.throttleKey(throttleLoginEmail, "alice@example.com") == k {
+		t.Fatal("the key does not depend on the realm's hash key")
+	}
 	if k != throttleKey(throttleLoginEmail, "alice@example.com") {
 		t.Fatal("key is not deterministic")
 	}
@@ -248,7 +254,7 @@ func TestMetricsRegisterTwice(t *testing.T) {
 
 func TestAuditLine(t *testing.T) {
 	rl, _, logs := throttleRealm(t, nil)
-	rl.audit(context.Background(), auditLoginFailed, 0, zap.String("reason", "credentials"), emailHash(" Alice@Example.com"))
+	rl.audit(context.Background(), auditLoginFailed, 0, zap.String("reason", "credentials"), rl.emailHash(" Alice@Example.com"))
 	rl.auditPasswordChanged(context.Background(), 7, "change")
 	all := logs.All()
 	if len(all) != 2 || all[0].LoggerName != "audit" || all[0].Level != zapcore.InfoLevel {
@@ -261,7 +267,7 @@ func TestAuditLine(t *testing.T) {
 	if all[0].ContextMap()["email_hash"] != logs.All()[0].ContextMap()["email_hash"] {
 		t.Fatal("unstable hash")
 	}
-	if h := emailHash("alice@example.com").String; h != f["email_hash"] {
+	if h := rl.emailHash("alice@example.com").String; h != f["email_hash"] {
 		t.Fatalf("hash of the normalised address differs: %s vs %v", h, f["email_hash"])
 	}
 	if g := all[1].ContextMap(); g["user_id"] != "7" || g["how"] != "change" {
