@@ -22,7 +22,8 @@ import (
 )
 
 // The HTML pages under {prefix}/page/: login, the second factor, TOTP
-// setup, logout, and the refresh hop the guard sends browsers through.
+// setup, logout, the refresh hop the guard sends browsers through, and
+// sign-up and forgot-password (formpages.go).
 // They are plain forms (no JavaScript), post to themselves, carry a CSRF
 // token, and call the same realm methods as the JSON endpoints. Every page
 // is sent with a strict Content-Security-Policy; its only resources are the
