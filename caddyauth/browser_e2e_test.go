@@ -292,6 +292,37 @@ func TestBrowserSessionE2E(t *testing.T) {
 		t.Fatalf("after a recovery code: %q", text)
 	}
 
+	// The sign-up and forgot-password pages, reached by the login page's
+	// links.
+	c.run("logout page", chromedp.Navigate(testBase+"/auth/page/logout"))
+	c.clickAndWait("button[type=submit]")
+	c.at("/auth/page/login?logged_out=1")
+	c.clickAndWait(`a[href^="/auth/page/signup"]`)
+	c.at("/auth/page/signup?next=%2f")
+	c.shot("10-signup")
+	c.run("sign-up form",
+		chromedp.SendKeys(chromedp.CSS("#email"), "not-an-address"),
+		chromedp.SendKeys(chromedp.CSS("#first_name"), "Ada"),
+		chromedp.SendKeys(chromedp.CSS("#last_name"), "Lovelace"),
+		chromedp.SendKeys(chromedp.CSS("#password1"), userPass),
+		chromedp.SendKeys(chromedp.CSS("#password2"), userPass),
+	)
+	c.clickAndWait("button[type=submit]")
+	if text := c.at("/auth/page/signup"); !strings.Contains(text, "Enter a valid email address.") {
+		t.Fatalf("sign-up with a bad address: %q", text)
+	}
+	c.shot("11-signup-errors")
+	c.clickAndWait(`a[href^="/auth/page/login"]`)
+	c.clickAndWait(`a[href^="/auth/page/password-reset"]`)
+	c.at("/auth/page/password-reset?next=%2f")
+	c.shot("12-password-reset")
+	c.run("reset form", chromedp.SendKeys(chromedp.CSS("#email"), "nobody@example.com"))
+	c.clickAndWait("button[type=submit]")
+	if text := c.at("/auth/page/password-reset"); !strings.Contains(text, "If an account exists for this address, a reset link has been sent.") {
+		t.Fatalf("after the reset request: %q", text)
+	}
+	c.shot("13-password-reset-sent")
+
 	// Nothing was fetched from anywhere but this site.
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -127,7 +127,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 	if pol.passwordResetRedirect == "" {
 		routes["/password/reset/default"] = endpoint{get, h.resetPage}
 	}
-	if pol.registration == registrationOpen || pol.registration == registrationInvitations {
+	if h.signupOpen() {
 		routes["/registration"] = endpoint{post, h.register}
 	}
 	if h.invitationsOn() {
@@ -137,7 +137,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 			routes["/registration/set-password/default"] = endpoint{get, h.setPasswordPage}
 		}
 	}
-	if pol.emailVerification != verifyNone && (pol.registration == registrationOpen || pol.registration == registrationInvitations) {
+	if pol.emailVerification != verifyNone && h.signupOpen() {
 		routes["/registration/resend-email"] = endpoint{post, h.resendEmail}
 	}
 	if pol.emailVerification != verifyNone || h.invitationsOn() {

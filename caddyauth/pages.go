@@ -22,7 +22,8 @@ import (
 )
 
 // The HTML pages under {prefix}/page/: login, the second factor, TOTP
-// setup, logout, and the refresh hop the guard sends browsers through.
+// setup, logout, the refresh hop the guard sends browsers through, and
+// sign-up and forgot-password (formpages.go).
 // They are plain forms (no JavaScript), post to themselves, carry a CSRF
 // token, and call the same realm methods as the JSON endpoints. Every page
 // is sent with a strict Content-Security-Policy; its only resources are the
@@ -42,7 +43,7 @@ const defaultLoginPage = "/auth/page/login"
 const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // pageNames lists the page templates; each is parsed with layout.html.
-var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message", linkPageName}
+var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message", "signup", "password-reset", linkPageName}
 
 // linkPageName is the template of the pages behind mailed links, which
 // are served even when the pages under {prefix}/page/ are not.
@@ -125,6 +126,14 @@ type pageData struct {
 	LoginPage string
 	Referrer  string // the page's Referrer-Policy
 
+	// The sign-up and forgot-password pages ("" when not routed), and the
+	// sign-up form's other fields and its messages by field name.
+	SignupPage string
+	ResetPage  string
+	FirstName  string
+	LastName   string
+	Fields     map[string]string
+
 	// The pages behind mailed links.
 	Message  string
 	Endpoint string // the password form posts here; "" means no form
@@ -140,6 +149,10 @@ func (h *Handler) pageRoutes(routes map[string]endpoint) {
 	routes["/page/mfa-setup"] = endpoint{getPost, h.pageHandler(h.mfaSetupPage)}
 	routes["/page/logout"] = endpoint{getPost, h.pageHandler(h.logoutPage)}
 	routes["/page/refresh"] = endpoint{get, h.pageHandler(h.refreshPage)}
+	routes["/page/password-reset"] = endpoint{getPost, h.pageHandler(h.passwordResetPage)}
+	if h.signupOpen() {
+		routes["/page/signup"] = endpoint{getPost, h.pageHandler(h.signupPage)}
+	}
 }
 
 // pageHandler adapts a page: a posted form is read first (only
@@ -200,6 +213,12 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 func (h *Handler) writePage(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) error {
 	d.Prefix = h.Prefix
 	d.LoginPage = h.Prefix + "/page/login"
+	if !h.DisablePages {
+		d.ResetPage = h.Prefix + "/page/password-reset"
+		if h.signupOpen() {
+			d.SignupPage = h.Prefix + "/page/signup"
+		}
+	}
 	d.Referrer = w.Header().Get("Referrer-Policy")
 	var buf bytes.Buffer
 	if err := h.pages.pages[name].Execute(&buf, d); err != nil {

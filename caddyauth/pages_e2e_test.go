@@ -1,6 +1,8 @@
 package caddyauth_test
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
 	"golang.org/x/net/html"
 )
 
@@ -268,35 +271,12 @@ func TestPageFormsRefuseCSRFE2E(t *testing.T) {
 	mustCreateUser(t, userEmail, userPass, 0)
 	_ = s
 
-	// forged posts to one form: no token, a wrong token, the token of
-	// another browser's cookie, and the right token from another origin.
-	// Each gets 403 and changes nothing.
+	// Forged posts to each form (refuseForged) get 403 and change nothing.
 	attacker := newFormBrowser(t)
 	foreign := attacker.get("/auth/page/login").expect(t, 200).csrf(t)
 	refuse := func(t *testing.T, b *formBrowser, path string, good string, fields url.Values) {
 		t.Helper()
-		try := func(name string, token string, headers ...string) {
-			t.Helper()
-			f := url.Values{}
-			for k, v := range fields {
-				f[k] = v
-			}
-			if token != "" {
-				f.Set("csrf_token", token)
-			}
-			p := b.post(path, f, headers...)
-			if p.status != http.StatusForbidden || !strings.Contains(p.body, "The form expired") {
-				t.Fatalf("%s %s: status %d, want 403\n%s", path, name, p.status, p.body)
-			}
-			if p.header.Get("Location") != "" || len((&http.Response{Header: p.header}).Cookies()) > 0 {
-				t.Fatalf("%s %s: a refused form still set %q", path, name, p.header.Values("Set-Cookie"))
-			}
-		}
-		try("without a token", "")
-		try("with a wrong token", strings.Repeat("A", len(good)))
-		try("with another browser's token", foreign)
-		try("from another origin", good, "Origin: http://evil.example")
-		try("from an opaque origin", good, "Origin: null")
+		refuseForged(t, b, foreign, path, good, fields)
 	}
 
 	b := newFormBrowser(t)
@@ -351,6 +331,36 @@ func TestPageFormsRefuseCSRFE2E(t *testing.T) {
 		t.Fatalf("after the code: %q", p.location())
 	}
 	b.get("/dash").expect(t, 200)
+}
+
+// refuseForged posts forged versions of one form (fields plus a token):
+// no token, a wrong token, the token of another browser's cookie
+// (foreign), and the right token (good) from another origin. Each must
+// get 403, no redirect and no cookie.
+func refuseForged(t *testing.T, b *formBrowser, foreign, path, good string, fields url.Values) {
+	t.Helper()
+	try := func(name string, token string, headers ...string) {
+		t.Helper()
+		f := url.Values{}
+		for k, v := range fields {
+			f[k] = v
+		}
+		if token != "" {
+			f.Set("csrf_token", token)
+		}
+		p := b.post(path, f, headers...)
+		if p.status != http.StatusForbidden || !strings.Contains(p.body, "The form expired") {
+			t.Fatalf("%s %s: status %d, want 403\n%s", path, name, p.status, p.body)
+		}
+		if p.header.Get("Location") != "" || len((&http.Response{Header: p.header}).Cookies()) > 0 {
+			t.Fatalf("%s %s: a refused form still set %q", path, name, p.header.Values("Set-Cookie"))
+		}
+	}
+	try("without a token", "")
+	try("with a wrong token", strings.Repeat("A", len(good)))
+	try("with another browser's token", foreign)
+	try("from another origin", good, "Origin: http://evil.example")
+	try("from an opaque origin", good, "Origin: null")
 }
 
 func TestNextRefusesOpenRedirectsE2E(t *testing.T) {
@@ -493,6 +503,14 @@ func TestPagesLoadNothingFromOtherOriginsE2E(t *testing.T) {
 	b.loginForm("/", userEmail, userPass).expect(t, http.StatusSeeOther)
 	pages = append(pages, b.get("/auth/page/mfa").expect(t, 200))
 	pages = append(pages, b.get("/auth/page/mfa?recovery=1").expect(t, 200))
+	anon := newFormBrowser(t)
+	sp := anon.get("/auth/page/signup?next=%2Fdash").expect(t, 200)
+	pages = append(pages, sp)
+	pages = append(pages, anon.post("/auth/page/signup", url.Values{"csrf_token": {sp.csrf(t)}, "email": {"bad"}, "password1": {"x"}}).expect(t, http.StatusBadRequest))
+	rp := anon.get("/auth/page/password-reset").expect(t, 200)
+	pages = append(pages, rp)
+	pages = append(pages, anon.post("/auth/page/password-reset", url.Values{"csrf_token": {rp.csrf(t)}, "email": {"bad"}}).expect(t, http.StatusBadRequest))
+	pages = append(pages, anon.post("/auth/page/password-reset", url.Values{"csrf_token": {rp.csrf(t)}, "email": {"nobody@example.com"}}).expect(t, 200))
 
 	for i, p := range pages {
 		if p.header.Get("Content-Security-Policy") == "" {
@@ -539,4 +557,204 @@ func resourceRefs(t *testing.T, doc string) []string {
 		t.Fatalf("no references found in:\n%s", doc)
 	}
 	return refs
+}
+
+// link is the href of the page's anchor with the text.
+func (p page) link(t *testing.T, text string) string {
+	t.Helper()
+	m := regexp.MustCompile(`<a href="([^"]*)">` + regexp.QuoteMeta(text) + `</a>`).FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("no link %q in page:\n%s", text, p.body)
+	}
+	return html.UnescapeString(m[1])
+}
+
+// signupForm is a filled-in sign-up form.
+func signupForm(csrf, next, email, password string) url.Values {
+	return url.Values{"csrf_token": {csrf}, "next": {next}, "email": {email}, "first_name": {"ada"}, "last_name": {"lovelace"}, "password1": {password}, "password2": {password}}
+}
+
+func TestSignupPageE2E(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store string) {
+		startCaddy(t, caddyfile(store, "email_verification mandatory\n"+mailOptions(t), browserBody))
+		b := newFormBrowser(t)
+		lp := b.get("/auth/page/login?next=%2Fdash").expect(t, 200)
+		href := lp.link(t, "Create an account")
+		if !strings.HasPrefix(href, "/auth/page/signup?next=") {
+			t.Fatalf("sign-up link %q", href)
+		}
+		sp := b.get(href).expect(t, 200)
+		if !strings.Contains(sp.body, `name="next" value="/dash"`) {
+			t.Fatalf("sign-up page lost next:\n%s", sp.body)
+		}
+		csrf := sp.csrf(t)
+
+		// The endpoint's messages, shown by field, the entries kept.
+		p := b.post("/auth/page/signup", url.Values{"csrf_token": {csrf}, "email": {"not-an-address"}, "first_name": {"J0hn"}, "last_name": {"Doe"}, "password1": {userPass}, "password2": {userPass}}).expect(t, http.StatusBadRequest)
+		for _, want := range []string{"Enter a valid email address.", "Incorrect format", `value="not-an-address"`, `value="Doe"`, `class="field-error" id="email-error"`, `class="field-error" id="first_name-error"`} {
+			if !strings.Contains(p.body, want) {
+				t.Fatalf("refused sign-up lacks %q:\n%s", want, p.body)
+			}
+		}
+		email := uniqueEmail(t, "signup-page")
+		f := signupForm(csrf, "/dash", email, userPass)
+		f.Set("password2", userPass+"x")
+		if p := b.post("/auth/page/signup", f).expect(t, http.StatusBadRequest); !strings.Contains(p.body, "The two password fields didn&#39;t match.") {
+			t.Fatalf("mismatch:\n%s", p.body)
+		}
+
+		// A good form: the verification mail, no session yet.
+		p = b.post("/auth/page/signup", signupForm(csrf, "/dash", email, userPass)).expect(t, 200)
+		if !strings.Contains(p.body, "Verification e-mail sent.") || b.cookie("/", "access_token") != "" {
+			t.Fatalf("after sign-up:\n%s", p.body)
+		}
+		link := linkPath(t, waitMails(t, email, 1), "/auth/registration/verification/")
+		if loc := b.get(link).expect(t, http.StatusFound).location(); loc != "/auth/registration/verified/" {
+			t.Fatalf("confirmation link: Location %q", loc)
+		}
+		if loc := b.loginForm("/dash", email, userPass).expect(t, http.StatusSeeOther).location(); loc != "/dash" {
+			t.Fatalf("login after confirmation: Location %q", loc)
+		}
+		b.get("/dash").expect(t, 200)
+
+		// The address taken: the same page, and a note to its owner.
+		other := newFormBrowser(t)
+		again := other.post("/auth/page/signup", signupForm(other.get("/auth/page/signup").expect(t, 200).csrf(t), "/dash", email, userPass)).expect(t, 200)
+		if again.body != p.body {
+			t.Fatalf("a taken address answers differently:\n%s\n---\n%s", again.body, p.body)
+		}
+		waitMails(t, email, 2)
+	})
+}
+
+func TestSignupPageSessionE2E(t *testing.T) {
+	t.Run("verification none", func(t *testing.T) {
+		startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", "", browserBody))
+		b := newFormBrowser(t)
+		email := uniqueEmail(t, "signup-none")
+		sp := b.get("/auth/page/signup?next=%2Fdash").expect(t, 200)
+		p := b.post("/auth/page/signup", signupForm(sp.csrf(t), "/dash", email, userPass)).expect(t, http.StatusSeeOther)
+		if p.location() != "/dash" || b.cookie("/", "access_token") == "" || b.cookie("/auth/", "refresh_token") == "" {
+			t.Fatalf("after sign-up: Location %q, cookies %q", p.location(), p.header.Values("Set-Cookie"))
+		}
+		b.get("/dash").expect(t, 200)
+		// Without verification a taken address is refused on its field.
+		other := newFormBrowser(t)
+		p = other.post("/auth/page/signup", signupForm(other.get("/auth/page/signup").expect(t, 200).csrf(t), "/dash", email, userPass)).expect(t, http.StatusBadRequest)
+		if !strings.Contains(p.body, "A user is already registered with this e-mail address.") {
+			t.Fatalf("taken address:\n%s", p.body)
+		}
+	})
+	t.Run("mfa required", func(t *testing.T) {
+		startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", "mfa_totp_mode required", browserBody))
+		b := newFormBrowser(t)
+		sp := b.get("/auth/page/signup?next=%2Fdash").expect(t, 200)
+		p := b.post("/auth/page/signup", signupForm(sp.csrf(t), "/dash", uniqueEmail(t, "signup-mfa"), userPass)).expect(t, http.StatusSeeOther)
+		if p.location() != "/auth/page/mfa-setup?next=%2Fdash" || b.cookie("/", "access_token") != "" {
+			t.Fatalf("required mode: Location %q, cookies %q", p.location(), p.header.Values("Set-Cookie"))
+		}
+		setup := b.get(p.location()).expect(t, 200)
+		secret := secretRE.FindStringSubmatch(setup.body)
+		if secret == nil {
+			t.Fatalf("no secret on the setup page:\n%s", setup.body)
+		}
+		p = b.post("/auth/page/mfa-setup", url.Values{"csrf_token": {setup.csrf(t)}, "code": {totpNow(t, secret[1])}, "next": {"/dash"}}).expect(t, 200)
+		if strings.Count(p.body, "<li><code>") != 10 {
+			t.Fatalf("recovery codes page:\n%s", p.body)
+		}
+		b.get("/dash").expect(t, 200)
+	})
+}
+
+func TestPasswordResetPageE2E(t *testing.T) {
+	startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", mailOptions(t), browserBody))
+	email := uniqueEmail(t, "reset-page")
+	mustCreateUser(t, email, userPass, 0)
+	b := newFormBrowser(t)
+	href := b.get("/auth/page/login?next=%2Fdash").expect(t, 200).link(t, "Forgot your password?")
+	if !strings.HasPrefix(href, "/auth/page/password-reset?next=") {
+		t.Fatalf("reset link %q", href)
+	}
+	rp := b.get(href).expect(t, 200)
+	csrf := rp.csrf(t)
+	if p := b.post("/auth/page/password-reset", url.Values{"csrf_token": {csrf}, "email": {"a@x.com\r\nBcc: evil@x.com"}}).expect(t, http.StatusBadRequest); !strings.Contains(p.body, "Enter a valid email address.") {
+		t.Fatalf("invalid address:\n%s", p.body)
+	}
+	nobody := uniqueEmail(t, "nobody")
+	start := time.Now()
+	unknown := b.post("/auth/page/password-reset", url.Values{"csrf_token": {csrf}, "next": {"/dash"}, "email": {nobody}}).expect(t, 200)
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Fatalf("the page answered under the floor: %v", d)
+	}
+	start = time.Now()
+	known := b.post("/auth/page/password-reset", url.Values{"csrf_token": {csrf}, "next": {"/dash"}, "email": {strings.ToUpper(email)}}).expect(t, 200)
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Fatalf("the page answered under the floor: %v", d)
+	}
+	if known.body != unknown.body || !strings.Contains(known.body, "If an account exists for this address, a reset link has been sent.") {
+		t.Fatalf("answers differ or lack the message:\n%s\n---\n%s", known.body, unknown.body)
+	}
+	linkPath(t, waitMails(t, email, 1), "/auth/password/reset/confirm/")
+	noMoreMails(t, nobody, 0)
+}
+
+func TestNewPageFormsRefuseCSRFE2E(t *testing.T) {
+	startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", "email_verification optional\n"+mailOptions(t), browserBody))
+	owner := uniqueEmail(t, "csrf-reset")
+	mustCreateUser(t, owner, userPass, 0)
+	foreign := newFormBrowser(t).get("/auth/page/login").expect(t, 200).csrf(t)
+	b := newFormBrowser(t)
+
+	fresh := uniqueEmail(t, "csrf-signup")
+	good := b.get("/auth/page/signup").expect(t, 200).csrf(t)
+	f := signupForm("", "/dash", fresh, userPass)
+	f.Del("csrf_token")
+	refuseForged(t, b, foreign, "/auth/page/signup", good, f)
+
+	good = b.get("/auth/page/password-reset").expect(t, 200).csrf(t)
+	refuseForged(t, b, foreign, "/auth/page/password-reset", good, url.Values{"email": {owner}})
+
+	st, err := caddyauth.ActiveStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UserByEmail(context.Background(), fresh); !errors.Is(err, caddyauth.ErrNotFound) {
+		t.Fatalf("a refused sign-up created the account: %v", err)
+	}
+	noMoreMails(t, fresh, 0)
+	noMoreMails(t, owner, 0)
+}
+
+func TestFormPageLinksFollowPolicyE2E(t *testing.T) {
+	for _, c := range []struct {
+		options string
+		signup  bool
+	}{
+		{"", true},
+		{"registration invitations", true},
+		{"registration admin_managed", false},
+		{"registration closed", false},
+	} {
+		t.Run(c.options, func(t *testing.T) {
+			startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", c.options, browserBody))
+			b := newFormBrowser(t)
+			lp := b.get("/auth/page/login").expect(t, 200)
+			if got := strings.Contains(lp.body, ">Create an account</a>"); got != c.signup {
+				t.Fatalf("sign-up link shown: %v, want %v", got, c.signup)
+			}
+			lp.link(t, "Forgot your password?")
+			b.get("/auth/page/password-reset").expect(t, 200)
+			sp := b.get("/auth/page/signup")
+			if (sp.status == 200) != c.signup {
+				t.Fatalf("sign-up page: status %d, want it routed %v", sp.status, c.signup)
+			}
+			if !c.signup {
+				// Nor can a post reach it.
+				p := b.post("/auth/page/signup", signupForm(lp.csrf(t), "/", uniqueEmail(t, "closed"), userPass))
+				if p.status == http.StatusSeeOther || p.status == 200 {
+					t.Fatalf("closed sign-up page accepted a post: %d", p.status)
+				}
+			}
+		})
+	}
 }

@@ -274,3 +274,20 @@ func TestMFAPageCountedLikeAPIE2E(t *testing.T) {
 
 // retryAfterTextHTML is retryAfterText inside a page.
 var retryAfterTextHTML = regexp.MustCompile(`Too many failed MFA attempts\. Try again later\. Expected available in \d+ seconds?\.`)
+
+// TestFormPagesThrottledLikeAPIE2E: the sign-up and forgot-password pages
+// draw on registration_ip and password_reset_ip with their endpoints.
+func TestFormPagesThrottledLikeAPIE2E(t *testing.T) {
+	s := startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", "throttle registration_ip 2 1m\n\t\tthrottle password_reset_ip 2 1m", browserBody))
+	b := newFormBrowser(t)
+
+	s.post("/auth/registration/", map[string]string{"email": uniqueEmail(t, "t1"), "password1": userPass, "password2": userPass, "first_name": "A", "last_name": "B"}).expect(t, http.StatusCreated)
+	csrf := b.get("/auth/page/signup").expect(t, 200).csrf(t)
+	b.post("/auth/page/signup", signupForm(csrf, "/", uniqueEmail(t, "t2"), userPass)).expect(t, http.StatusSeeOther)
+	expectPageThrottled(t, b.post("/auth/page/signup", signupForm(csrf, "/", uniqueEmail(t, "t3"), userPass)), "/auth/page/signup", 1, 60)
+
+	s.post("/auth/password/reset/", map[string]string{"email": uniqueEmail(t, "r1")}).expect(t, 200)
+	csrf = b.get("/auth/page/password-reset").expect(t, 200).csrf(t)
+	b.post("/auth/page/password-reset", url.Values{"csrf_token": {csrf}, "email": {uniqueEmail(t, "r2")}}).expect(t, 200)
+	expectPageThrottled(t, b.post("/auth/page/password-reset", url.Values{"csrf_token": {csrf}, "email": {uniqueEmail(t, "r3")}}), "/auth/page/password-reset", 1, 60)
+}

@@ -17,17 +17,27 @@ import (
 // duration, not a point in time, so it uses a real timer.
 const resetFloor = 500 * time.Millisecond
 
-// passwordReset answers POST {prefix}/password/reset/ (behaviour.md §3.6):
-// always the same 200 after the same floor; a link is mailed only to an
-// active account with a confirmed address and a usable password. A new
-// link replaces the user's older one.
+// passwordReset answers POST {prefix}/password/reset/ (behaviour.md §3.6).
 func (h *Handler) passwordReset(w http.ResponseWriter, r *http.Request) error {
-	floor := time.NewTimer(resetFloor)
-	defer floor.Stop()
 	f, err := readForm(w, r)
 	if err != nil {
 		return err
 	}
+	if err := h.requestPasswordReset(r, f); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Password reset e-mail has been sent."})
+}
+
+// requestPasswordReset is the work of POST /password/reset/ and of the
+// forgot-password page, for the `email` field of f: always the same
+// success after the same floor; a link is mailed only to an active
+// account with a confirmed address and a usable password. A new link
+// replaces the user's older one. An invalid address or a throttled
+// request is refused at once.
+func (h *Handler) requestPasswordReset(r *http.Request, f *form) error {
+	floor := time.NewTimer(resetFloor)
+	defer floor.Stop()
 	email := normalizeEmail(f.str("email", true, true))
 	if _, bad := f.errs["email"]; !bad && !validEmail(email) {
 		f.fail("email", msgInvalidEmail)
@@ -45,7 +55,7 @@ func (h *Handler) passwordReset(w http.ResponseWriter, r *http.Request) error {
 	case <-floor.C:
 	case <-r.Context().Done():
 	}
-	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Password reset e-mail has been sent."})
+	return nil
 }
 
 // mailResetLink stores a reset link for the account of email, if it may

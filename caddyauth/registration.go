@@ -86,19 +86,50 @@ func (rl *realm) claimedForSignup(ctx context.Context, u User) (bool, error) {
 }
 
 // register answers POST {prefix}/registration/ (behaviour.md §3.8).
-// Under mandatory verification a taken address answers exactly like a
-// free one (its owner gets an "account exists" mail); otherwise it is a
-// 400 on `email`.
 func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
-	rl := h.realm
-	ctx := r.Context()
 	f, err := readForm(w, r)
 	if err != nil {
 		return err
 	}
+	res, err := h.signUp(r, f)
+	if err != nil {
+		return err
+	}
+	switch {
+	case res.mfa != nil:
+		return writeJSON(w, http.StatusCreated, res.mfa)
+	case res.session:
+		return h.writeTokens(w, http.StatusCreated, res.pair, nil)
+	default:
+		return writeJSON(w, http.StatusCreated, map[string]string{"detail": msgVerificationSent})
+	}
+}
+
+// signupResult is how a sign-up ended, for POST /registration/ and the
+// sign-up page to answer each in its own way.
+type signupResult struct {
+	// mfa is the MFA setup bootstrap in required mode (with `detail` when
+	// a verification mail applies).
+	mfa map[string]any
+	// pair is the session opened when verification is none or optional
+	// and MFA is not required; session says there is one.
+	pair    tokenPair
+	session bool
+	// Otherwise the answer is msgVerificationSent.
+}
+
+// signUp is a sign-up from the fields of f (email, password1, password2,
+// first_name, last_name), shared by POST {prefix}/registration/ and the
+// sign-up page. Under mandatory verification a taken address answers
+// exactly like a free one (its owner gets an "account exists" mail);
+// otherwise it is a 400 on `email`. An abandoned sign-up for the address
+// is replaced.
+func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
+	rl := h.realm
+	ctx := r.Context()
 	email := emailField(f)
 	if err := rl.throttleRequest(r, "registration", email); err != nil {
-		return err
+		return signupResult{}, err
 	}
 	p1 := f.str("password1", true, false)
 	p2 := f.str("password2", true, false)
@@ -117,11 +148,11 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 		switch {
 		case errors.Is(err, ErrNotFound):
 		case err != nil:
-			return err
+			return signupResult{}, err
 		default:
 			claimed, err := rl.claimedForSignup(ctx, u)
 			if err != nil {
-				return err
+				return signupResult{}, err
 			}
 			switch {
 			case claimed && !hidden:
@@ -134,20 +165,20 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if err := f.err(); err != nil {
-		return err
+		return signupResult{}, err
 	}
 	if p1 != p2 {
-		return errFields(map[string][]string{"non_field_errors": {msgSignupMismatch}})
+		return signupResult{}, errFields(map[string][]string{"non_field_errors": {msgSignupMismatch}})
 	}
 	hash, err := rl.hasher.hash(ctx, p1)
 	if err != nil {
-		return err
+		return signupResult{}, err
 	}
 	mailSent := rl.policy.emailVerification != verifyNone
 	if taken != nil {
 		// The same answer as a new account, and a note to the owner.
 		rl.sendMail(mailAccountExists, taken.Email, mailData{ResetRequestURL: rl.policy.passwordResetRequestURL})
-		return h.signupAnswer(w, r, nil, mailSent)
+		return h.signupOutcome(r, nil, mailSent)
 	}
 	u := User{
 		Email:         email,
@@ -161,25 +192,25 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 	var secret string
 	if mailSent {
 		if secret, err = newLinkSecret(rl.rand); err != nil {
-			return err
+			return signupResult{}, err
 		}
 	}
 	u, err = rl.createLinkedUser(ctx, u, abandoned, purposeEmailConfirmation, secret)
 	if errors.Is(err, ErrConflict) {
 		// A concurrent sign-up took the address first.
 		if hidden {
-			return h.signupAnswer(w, r, nil, mailSent)
+			return h.signupOutcome(r, nil, mailSent)
 		}
-		return errField("email", msgEmailTaken)
+		return signupResult{}, errField("email", msgEmailTaken)
 	}
 	if err != nil {
-		return err
+		return signupResult{}, err
 	}
 	if mailSent {
 		h.mailVerificationLink(mailEmailConfirmation, u.Email, secret)
 	}
 	rl.logger.Info("user signed up", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
-	return h.signupAnswer(w, r, &u, mailSent)
+	return h.signupOutcome(r, &u, mailSent)
 }
 
 // createLinkedUser creates u, with the digest of the link secret (if not "")
@@ -205,10 +236,10 @@ func (rl *realm) createLinkedUser(ctx context.Context, u User, replace int64, pu
 	return u, err
 }
 
-// signupAnswer is the 201 of a sign-up; u is nil for a hidden conflict,
-// which gets the same shape as a new account (a bootstrap id that leads
-// nowhere in MFA required mode).
-func (h *Handler) signupAnswer(w http.ResponseWriter, r *http.Request, u *User, mailSent bool) error {
+// signupOutcome is the result of a sign-up; u is nil for a hidden
+// conflict, which gets the same shape as a new account (a bootstrap id
+// that leads nowhere in MFA required mode).
+func (h *Handler) signupOutcome(r *http.Request, u *User, mailSent bool) (signupResult, error) {
 	rl := h.realm
 	ctx := r.Context()
 	extra := map[string]any{}
@@ -219,26 +250,26 @@ func (h *Handler) signupAnswer(w http.ResponseWriter, r *http.Request, u *User, 
 		if u == nil {
 			id, err := newTokenID(rl.rand)
 			if err != nil {
-				return err
+				return signupResult{}, err
 			}
 			extra["mfa_setup_required"] = true
 			extra["setup_challenge_id"] = id
-			return writeJSON(w, http.StatusCreated, extra)
+			return signupResult{mfa: extra}, nil
 		}
 		body, err := rl.mfaBootstrap(ctx, *u, extra)
 		if err != nil {
-			return err
+			return signupResult{}, err
 		}
-		return writeJSON(w, http.StatusCreated, body)
+		return signupResult{mfa: body}, nil
 	}
 	if rl.policy.emailVerification == verifyMandatory {
-		return writeJSON(w, http.StatusCreated, map[string]string{"detail": msgVerificationSent})
+		return signupResult{}, nil
 	}
 	pair, err := h.openLoginSession(ctx, r, *u)
 	if err != nil {
-		return err
+		return signupResult{}, err
 	}
-	return h.writeTokens(w, http.StatusCreated, pair, nil)
+	return signupResult{pair: pair, session: true}, nil
 }
 
 // verifyEmail answers GET {prefix}/registration/verification/<key>/, the
@@ -463,6 +494,13 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return h.afterCredentialChange(w, r, u, msgPasswordSetDetail, msgPasswordSetMFA)
+}
+
+// signupOpen reports whether anyone may sign up (POST /registration/ and
+// the sign-up page are routed).
+func (h *Handler) signupOpen() bool {
+	p := h.realm.policy.registration
+	return p == registrationOpen || p == registrationInvitations
 }
 
 // invitationsOn reports whether invitations are part of the registration

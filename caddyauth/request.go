@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -151,4 +152,18 @@ func bearerToken(r *http.Request) string {
 // normalizeEmail lower-cases and trims an address, as every lookup does.
 func normalizeEmail(s string) string {
 	return strings.ToLower(strings.TrimSpace(s))
+}
+
+// formOf reads a posted page form like a JSON body: each named field that
+// was posted becomes a string field, so the endpoints' validation applies
+// unchanged.
+func formOf(vals url.Values, names ...string) *form {
+	f := &form{fields: map[string]json.RawMessage{}, errs: map[string][]string{}}
+	for _, name := range names {
+		if vals.Has(name) {
+			raw, _ := json.Marshal(vals.Get(name))
+			f.fields[name] = raw
+		}
+	}
+	return f
 }
