@@ -278,6 +278,14 @@ func apiMessage(err error) (int, string, bool) {
 	if !errors.As(err, &ae) {
 		return 0, "", false
 	}
+	if b, ok := ae.body.(map[string]string); ok && ae.retryAfter > 0 && strings.HasPrefix(b["detail"], msgThrottled) {
+		// A person reads this, not a client library: no DRF wording.
+		unit := "seconds"
+		if ae.retryAfter == 1 {
+			unit = "second"
+		}
+		return ae.status, "Too many attempts. Please wait " + strconv.Itoa(ae.retryAfter) + " " + unit + " and try again.", true
+	}
 	switch b := ae.body.(type) {
 	case map[string]string:
 		return ae.status, b["detail"], true

@@ -71,10 +71,10 @@ func auditEvents(lines []map[string]any) map[string]int {
 	return n
 }
 
-var throttledText = regexp.MustCompile(`Request was throttled\. Expected available in ([0-9]+) seconds?\.`)
+var throttledText = regexp.MustCompile(`Too many attempts\. Please wait ([0-9]+) seconds? and try again\.`)
 
-// expectPageThrottled checks a page's 429: the form again with DRF's
-// throttle message, and its wait in Retry-After within [lo, hi].
+// expectPageThrottled checks a page's 429: the form again with a message
+// for a person, and its wait in Retry-After within [lo, hi].
 func expectPageThrottled(t *testing.T, p page, form string, lo, hi int) {
 	t.Helper()
 	p.expect(t, http.StatusTooManyRequests)
