@@ -89,6 +89,10 @@ func (s *Store) Provision(ctx caddy.Context) error {
 
 // open opens a connection pool, pings the server and migrates the schema.
 // Its errors never contain the DSN or its password.
+// maxOpenConns caps one node's connections to PostgreSQL (the server's
+// default max_connections is 100).
+const maxOpenConns = 20
+
 func open(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -99,8 +103,10 @@ func open(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, erro
 	// database/sql keeps only two idle connections by default, which
 	// under steady load means opening and closing connections all the
 	// time. Keep a few more, and let idle ones go after a while so that a
-	// quiet node does not hold server slots. The number of open
-	// connections is left to the server's limit.
+	// quiet node does not hold server slots. Open connections are capped
+	// so that a burst queues here, under each call's deadline, instead of
+	// exhausting the server's max_connections for every node sharing it.
+	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 
