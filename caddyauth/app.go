@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -313,15 +314,15 @@ func (a *App) Validate() error {
 		{"registration", a.Registration, []string{"", registrationOpen, registrationInvitations, registrationAdminManaged, registrationClosed}},
 	}
 	for _, c := range checks {
-		if !contains(c.allowed, c.value) {
+		if !slices.Contains(c.allowed, c.value) {
 			return fmt.Errorf("%s: unknown value %q (want one of %s)", c.name, c.value, strings.Join(c.allowed[1:], ", "))
 		}
 	}
 	if a.Mail != nil {
-		if !contains([]string{"", "log", "smtp"}, a.Mail.Transport) {
+		if !slices.Contains([]string{"", "log", "smtp"}, a.Mail.Transport) {
 			return fmt.Errorf("mail: unknown transport %q (want log or smtp)", a.Mail.Transport)
 		}
-		if !contains([]string{"", "starttls", "implicit", "opportunistic", "none"}, a.Mail.TLS) {
+		if !slices.Contains([]string{"", "starttls", "implicit", "opportunistic", "none"}, a.Mail.TLS) {
 			return fmt.Errorf("mail: unknown tls mode %q (want starttls, implicit, opportunistic or none)", a.Mail.TLS)
 		}
 	}
@@ -451,15 +452,6 @@ func intOr(p *int, def int) int {
 		return def
 	}
 	return *p
-}
-
-func contains(list []string, v string) bool {
-	for _, s := range list {
-		if s == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Interface guards

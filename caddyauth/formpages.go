@@ -3,6 +3,7 @@ package caddyauth
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -32,7 +33,7 @@ func fieldErrors(w http.ResponseWriter, err error, names []string) (status int, 
 			if len(msgs) == 0 {
 				continue
 			}
-			if containsString(names, name) {
+			if slices.Contains(names, name) {
 				fields[name] = msgs[0]
 			} else {
 				other = append(other, msgs[0])
@@ -46,15 +47,6 @@ func fieldErrors(w http.ResponseWriter, err error, names []string) (status int, 
 	}
 	status, msg, _ = pageRefusal(w, err)
 	return status, fields, msg, true
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // signupPage is GET/POST {prefix}/page/signup, routed when sign-up is

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -94,10 +95,10 @@ func (g *Guard) Validate() error {
 		if name == "" || strings.ContainsAny(name, " :\r\n") {
 			return fmt.Errorf("invalid header name %q", name)
 		}
-		if contains(reservedHeaders, headerKey(name)) {
+		if slices.Contains(reservedHeaders, headerKey(name)) {
 			return fmt.Errorf("header %s: refusing to overwrite a header the request itself needs", name)
 		}
-		if !contains(guardClaims, claim) {
+		if !slices.Contains(guardClaims, claim) {
 			return fmt.Errorf("header %s: unknown claim %q (want one of %s)", name, claim, strings.Join(guardClaims, ", "))
 		}
 	}
@@ -139,7 +140,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		}
 		return writeError(w, g.logger, g.realm.metrics, err)
 	}
-	if len(g.Roles) > 0 && !containsInt(g.Roles, c.Role) {
+	if len(g.Roles) > 0 && !slices.Contains(g.Roles, c.Role) {
 		return writeError(w, g.logger, g.realm.metrics, errDetail(http.StatusForbidden, msgPermissionDenied))
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -310,15 +311,6 @@ func removeHeader(h http.Header, name string) {
 
 func headerKey(s string) string {
 	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
-}
-
-func containsInt(list []int, v int) bool {
-	for _, n := range list {
-		if n == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Interface guards

@@ -3,6 +3,7 @@ package caddyauth
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -186,7 +187,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	if !contains(ep.methods, r.Method) {
+	if !slices.Contains(ep.methods, r.Method) {
 		w.Header().Set("Allow", strings.Join(append(ep.methods, http.MethodOptions), ", "))
 		return writeError(w, h.logger, h.realm.metrics, errDetail(http.StatusMethodNotAllowed, `Method "`+r.Method+`" not allowed.`))
 	}

@@ -2,9 +2,7 @@ package caddyauth
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -35,11 +33,9 @@ const (
 )
 
 // challengeDigest is how a challenge id is kept in the token table: its
-// SHA-256, so a read of the database does not hand out live challenges.
-func challengeDigest(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:])
-}
+// SHA-256 (as for link secrets), so a read of the database does not hand
+// out live challenges.
+func challengeDigest(id string) string { return linkDigest(id) }
 
 // newChallenge stores a challenge of purpose for u and returns its id.
 func (rl *realm) newChallenge(ctx context.Context, st Store, u User, purpose string) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -420,7 +421,7 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if !containsInt(rl.policy.inviteRoles, inviter.Role) {
+	if !slices.Contains(rl.policy.inviteRoles, inviter.Role) {
 		return errDetail(http.StatusForbidden, msgPermissionDenied)
 	}
 	f, err := readForm(w, r)
