@@ -493,9 +493,7 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 		return activation{}, err
 	}
 	openSession := ch != nil && rl.policy.mfaMode == mfaRequired
-	// A session opened for an address that mandatory verification still
-	// waits for is whitelisted disabled until the link is followed.
-	enabled := u.EmailVerified || rl.policy.emailVerification != verifyMandatory
+	var enabled bool
 	var pair tokenPair
 	now := rl.now()
 	err = rl.store.InTx(ctx, func(tx Store) error {
@@ -522,14 +520,25 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 		if !openSession {
 			return nil
 		}
-		var err error
+		// The session carries the row as it is now, locked: an account
+		// disabled since the setup began gets none.
+		cur, err := tx.UserForUpdate(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		if !cur.IsActive {
+			return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
+		}
+		// A session opened for an address that mandatory verification
+		// still waits for is whitelisted disabled until the link is
+		// followed.
+		enabled = cur.EmailVerified || rl.policy.emailVerification != verifyMandatory
 		if enabled {
-			u.LastLogin = now
-			if err := tx.UpdateUser(ctx, u); err != nil {
+			if err := tx.SetLastLogin(ctx, cur.ID, now); err != nil {
 				return err
 			}
 		}
-		pair, err = rl.openSession(ctx, tx, u, enabled, ip)
+		pair, err = rl.openSession(ctx, tx, cur, enabled, ip)
 		return err
 	})
 	switch {
@@ -666,7 +675,7 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 		if !ok {
 			return errFactorSpent
 		}
-		u, err := tx.UserByID(ctx, ch.UserID)
+		u, err := tx.UserForUpdate(ctx, ch.UserID)
 		if err != nil {
 			return err
 		}
@@ -679,8 +688,7 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 		if _, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt); err != nil {
 			return err
 		}
-		u.LastLogin = rl.now()
-		if err := tx.UpdateUser(ctx, u); err != nil {
+		if err := tx.SetLastLogin(ctx, u.ID, rl.now()); err != nil {
 			return err
 		}
 		pair, err = rl.openSession(ctx, tx, u, true, ip)
