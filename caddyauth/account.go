@@ -343,8 +343,8 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 		// The body first, then the row, locked while the names change: a
 		// slow body cannot carry a stale copy of the row past a concurrent
 		// change.
-		f, err := readForm(w, r)
-		if err != nil {
+		var f *form
+		if f, err = readForm(w, r); err != nil {
 			return err
 		}
 		err = h.realm.store.InTx(ctx, func(tx Store) error {
