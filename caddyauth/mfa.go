@@ -497,6 +497,12 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 	var pair tokenPair
 	now := rl.now()
 	err = rl.store.InTx(ctx, func(tx Store) error {
+		// The row as it is now, locked first (as every transaction that
+		// locks it does): the session below carries it.
+		cur, err := tx.UserForUpdate(ctx, u.ID)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.CreateAuthenticator(ctx, Authenticator{UserID: u.ID, Type: authTOTP, Data: sealed, LastStep: step, CreatedAt: now}); err != nil {
 			return err
 		}
@@ -520,12 +526,7 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 		if !openSession {
 			return nil
 		}
-		// The session carries the row as it is now, locked: an account
-		// disabled since the setup began gets none.
-		cur, err := tx.UserForUpdate(ctx, u.ID)
-		if err != nil {
-			return err
-		}
+		// An account disabled since the setup began gets no session.
 		if !cur.IsActive {
 			return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
 		}
@@ -665,6 +666,12 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 	errFactorSpent := errors.New("factor already used")
 	var pair tokenPair
 	err := rl.store.InTx(ctx, func(tx Store) error {
+		// The user's row is locked first, as every transaction that locks
+		// it does, so that none waits for another in a cycle.
+		u, err := tx.UserForUpdate(ctx, ch.UserID)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.ConsumeToken(ctx, purposeMFALoginChallenge, ch.Token, time.Time{}); err != nil {
 			return err
 		}
@@ -674,10 +681,6 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 		}
 		if !ok {
 			return errFactorSpent
-		}
-		u, err := tx.UserForUpdate(ctx, ch.UserID)
-		if err != nil {
-			return err
 		}
 		// Unlike the reference (behaviour.md 9.10), an account disabled
 		// since the first factor gets no session; it is refused in login's

@@ -414,6 +414,10 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	rl := h.realm
 	ctx := r.Context()
+	// The body before the inviter's row, so that a slow body cannot carry
+	// a role taken away meanwhile; its errors still come after the
+	// permission check.
+	f, bodyErr := readForm(w, r)
 	inviter, err := rl.store.UserByID(ctx, caller.userID())
 	if errors.Is(err, ErrNotFound) || (err == nil && !inviter.IsActive) {
 		return errTokenNotValid(msgTokenInvalid)
@@ -424,9 +428,8 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	if !slices.Contains(rl.policy.inviteRoles, inviter.Role) {
 		return errDetail(http.StatusForbidden, msgPermissionDenied)
 	}
-	f, err := readForm(w, r)
-	if err != nil {
-		return err
+	if bodyErr != nil {
+		return bodyErr
 	}
 	email := emailField(f)
 	role, ok := f.integer("role", true)

@@ -345,3 +345,36 @@ func TestRehashOnLoginKeepsNewPasswordE2E(t *testing.T) {
 		s.post("/auth/login/", map[string]string{"email": userEmail, "password": userPass}).expect(t, 401)
 	})
 }
+
+// TestStalePasswordChangeKeepsResetE2E: a password change whose body
+// trickles in while the password is reset checks the old password against
+// the new hash, not the one stored when the request began.
+func TestStalePasswordChangeKeepsResetE2E(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store string) {
+		s := startCaddy(t, caddyfile(store, "", defaultBody))
+		u := mustCreateUser(t, userEmail, userPass, 0)
+		access, _ := s.login(userEmail, userPass)
+		const attackerPass, resetPass = "Att4cker-Passw0rd", "R3set-Passw0rd-new"
+		body, err := json.Marshal(map[string]string{"old_password": userPass, "new_password1": attackerPass, "new_password2": attackerPass})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := holdRequest(t, http.MethodPost, "/auth/password/change/", string(body), bearer(access))
+		waitForFrame(t, frameReadForm)
+
+		h, err := caddyauth.HashPassword(resetPass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := activeStore(t).SetPasswordHash(context.Background(), u.ID, h); err != nil {
+			t.Fatal(err)
+		}
+
+		r := held.finish().expect(t, 400)
+		if r.fieldMsg("old_password") == "" {
+			t.Fatalf("stale password change: %s", r.raw)
+		}
+		s.login(userEmail, resetPass)
+		s.post("/auth/login/", map[string]string{"email": userEmail, "password": attackerPass}).expect(t, 401)
+	})
+}
