@@ -89,16 +89,33 @@ func (rl *realm) passwordLogin(r *http.Request, email, password string) (loginRe
 		rl.audit(ctx, auditLoginSucceeded, u.ID, zap.Bool("mfa_pending", true))
 		return loginResult{mfa: payload}, nil
 	}
-	u.LastLogin = rl.now()
 	var pair tokenPair
+	refused := ""
 	err = rl.store.InTx(ctx, func(tx Store) error {
-		if err := tx.UpdateUser(ctx, u); err != nil {
+		// The row as it is now, locked until the session is open: an
+		// account disabled, or a password changed, while this login waited
+		// for a hashing slot gets no session.
+		cur, err := tx.UserForUpdate(ctx, u.ID)
+		switch {
+		case errors.Is(err, ErrNotFound) || (err == nil && cur.PasswordHash != u.PasswordHash):
+			refused = "credentials"
+			return errCode(http.StatusUnauthorized, "Incorrect credentials", "incorrect_credentials")
+		case err != nil:
+			return err
+		case !cur.IsActive:
+			refused = "inactive"
+			return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
+		}
+		if err := tx.SetLastLogin(ctx, cur.ID, rl.now()); err != nil {
 			return err
 		}
-		var err error
-		pair, err = rl.openSession(ctx, tx, u, true, clientIP(r))
+		pair, err = rl.openSession(ctx, tx, cur, true, clientIP(r))
 		return err
 	})
+	if refused != "" {
+		rl.loginFailed(ctx, email, u.ID, refused, nil)
+		return loginResult{}, err
+	}
 	if err != nil {
 		rl.metrics.login(resultError)
 		return loginResult{}, err
@@ -154,13 +171,34 @@ func (rl *realm) authenticate(ctx context.Context, email, password string) (User
 	}
 	if rehash {
 		if h, err := rl.hasher.hash(ctx, password); err == nil {
-			u.PasswordHash = h
-			if err := rl.store.UpdateUser(ctx, u); err != nil {
+			switch err := rl.upgradeHash(ctx, u.ID, u.PasswordHash, h); {
+			case err == nil:
+				u.PasswordHash = h
+			case !errors.Is(err, errHashChanged):
 				rl.logger.Warn("upgrading password hash", zap.Int64("user_id", u.ID), zap.Error(err))
 			}
 		}
 	}
 	return u, nil
+}
+
+// errHashChanged: the hash an upgrade would replace is no longer stored.
+var errHashChanged = errors.New("the password changed meanwhile")
+
+// upgradeHash replaces the user's password hash old by upgraded, unless a
+// concurrent reset or change has replaced old already (errHashChanged):
+// an upgrade never undoes a new password.
+func (rl *realm) upgradeHash(ctx context.Context, userID int64, old, upgraded string) error {
+	return rl.store.InTx(ctx, func(tx Store) error {
+		cur, err := tx.UserForUpdate(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if cur.PasswordHash != old {
+			return errHashChanged
+		}
+		return tx.SetPasswordHash(ctx, userID, upgraded)
+	})
 }
 
 // refresh answers POST {prefix}/refresh/ (behaviour.md §3.2): the refresh
@@ -300,32 +338,41 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	u, err := h.realm.store.UserByID(ctx, caller.userID())
+	var u User
+	if r.Method == http.MethodPatch {
+		// The body first, then the row, locked while the names change: a
+		// slow body cannot carry a stale copy of the row past a concurrent
+		// change.
+		var f *form
+		if f, err = readForm(w, r); err != nil {
+			return err
+		}
+		err = h.realm.store.InTx(ctx, func(tx Store) error {
+			var err error
+			if u, err = tx.UserForUpdate(ctx, caller.userID()); err != nil {
+				return err
+			}
+			if f.has("first_name") {
+				u.FirstName = f.str("first_name", false, true)
+				f.maxLen("first_name", u.FirstName, 150)
+			}
+			if f.has("last_name") {
+				u.LastName = f.str("last_name", false, true)
+				f.maxLen("last_name", u.LastName, 150)
+			}
+			if err := f.err(); err != nil {
+				return err
+			}
+			return tx.SetNames(ctx, u.ID, u.FirstName, u.LastName)
+		})
+	} else {
+		u, err = h.realm.store.UserByID(ctx, caller.userID())
+	}
 	if errors.Is(err, ErrNotFound) {
 		return errTokenNotValid(msgTokenInvalid)
 	}
 	if err != nil {
 		return err
-	}
-	if r.Method == http.MethodPatch {
-		f, err := readForm(w, r)
-		if err != nil {
-			return err
-		}
-		if f.has("first_name") {
-			u.FirstName = f.str("first_name", false, true)
-			f.maxLen("first_name", u.FirstName, 150)
-		}
-		if f.has("last_name") {
-			u.LastName = f.str("last_name", false, true)
-			f.maxLen("last_name", u.LastName, 150)
-		}
-		if err := f.err(); err != nil {
-			return err
-		}
-		if err := h.realm.store.UpdateUser(ctx, u); err != nil {
-			return err
-		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{
 		"email":      u.Email,

@@ -365,7 +365,7 @@ func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Reque
 // valid (which is also how a spent capability answers). withinTx, when not
 // nil, runs first, with the user as read. It returns the user as saved.
 func savePassword(ctx context.Context, tx Store, userID int64, hash string, withinTx func(ctx context.Context, tx Store, u User) error) (User, error) {
-	cur, err := tx.UserByID(ctx, userID)
+	cur, err := tx.UserForUpdate(ctx, userID)
 	if errors.Is(err, ErrNotFound) || (err == nil && !cur.IsActive) {
 		return User{}, errTokenNotValid(msgTokenInvalid)
 	}
@@ -377,10 +377,10 @@ func savePassword(ctx context.Context, tx Store, userID int64, hash string, with
 			return User{}, err
 		}
 	}
-	cur.PasswordHash = hash
-	if err := tx.UpdateUser(ctx, cur); err != nil {
+	if err := tx.SetPasswordHash(ctx, cur.ID, hash); err != nil {
 		return User{}, err
 	}
+	cur.PasswordHash = hash
 	if err := revokeCredentials(ctx, tx, cur.ID); err != nil {
 		return User{}, err
 	}
@@ -418,13 +418,13 @@ func (h *Handler) openLoginSession(ctx context.Context, r *http.Request, u User)
 	enabled := u.EmailVerified || rl.policy.emailVerification != verifyMandatory
 	var pair tokenPair
 	err := rl.store.InTx(ctx, func(tx Store) error {
-		cur, err := tx.UserByID(ctx, u.ID)
+		cur, err := tx.UserForUpdate(ctx, u.ID)
 		if err != nil {
 			return err
 		}
 		if enabled {
 			cur.LastLogin = rl.now()
-			if err := tx.UpdateUser(ctx, cur); err != nil {
+			if err := tx.SetLastLogin(ctx, cur.ID, cur.LastLogin); err != nil {
 				return err
 			}
 		}

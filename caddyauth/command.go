@@ -158,11 +158,10 @@ func runSetRole(ctx context.Context, rl *realm, o userOptions) error {
 	if err != nil {
 		return userLookupError(o.email, err)
 	}
-	u.Role = o.role
-	if err := rl.store.UpdateUser(ctx, u); err != nil {
+	if err := rl.store.SetRole(ctx, u.ID, o.role); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.out, "user %d <%s> now has role %d (tokens carry it from their next refresh)\n", u.ID, u.Email, u.Role)
+	fmt.Fprintf(o.out, "user %d <%s> now has role %d (tokens carry it from their next refresh)\n", u.ID, u.Email, o.role)
 	return nil
 }
 
@@ -171,9 +170,8 @@ func runDisable(ctx context.Context, rl *realm, o userOptions) error {
 	if err != nil {
 		return userLookupError(o.email, err)
 	}
-	u.IsActive = false
 	err = rl.store.InTx(ctx, func(tx Store) error {
-		if err := tx.UpdateUser(ctx, u); err != nil {
+		if err := tx.SetActive(ctx, u.ID, false); err != nil {
 			return err
 		}
 		_, err := tx.RevokeUserSessions(ctx, u.ID)
@@ -191,8 +189,7 @@ func runEnable(ctx context.Context, rl *realm, o userOptions) error {
 	if err != nil {
 		return userLookupError(o.email, err)
 	}
-	u.IsActive = true
-	if err := rl.store.UpdateUser(ctx, u); err != nil {
+	if err := rl.store.SetActive(ctx, u.ID, true); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.out, "user %d <%s> enabled\n", u.ID, u.Email)

@@ -78,3 +78,30 @@ func ThrottleNames() []string {
 	}
 	return names
 }
+
+// HashPassword hashes password as the running realm does.
+func HashPassword(password string) (string, error) {
+	rl, err := activeRealm()
+	if err != nil {
+		return "", err
+	}
+	return rl.hasher.hash(context.Background(), password)
+}
+
+// HoldHashSlots takes every hashing slot of the running realm, so that
+// every password check waits for a slot, until release is called.
+func HoldHashSlots() (release func(), err error) {
+	rl, err := activeRealm()
+	if err != nil {
+		return nil, err
+	}
+	n := cap(rl.hasher.slots)
+	for i := 0; i < n; i++ {
+		rl.hasher.slots <- struct{}{}
+	}
+	return func() {
+		for i := 0; i < n; i++ {
+			rl.hasher.release()
+		}
+	}, nil
+}

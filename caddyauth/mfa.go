@@ -493,12 +493,16 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 		return activation{}, err
 	}
 	openSession := ch != nil && rl.policy.mfaMode == mfaRequired
-	// A session opened for an address that mandatory verification still
-	// waits for is whitelisted disabled until the link is followed.
-	enabled := u.EmailVerified || rl.policy.emailVerification != verifyMandatory
+	var enabled bool
 	var pair tokenPair
 	now := rl.now()
 	err = rl.store.InTx(ctx, func(tx Store) error {
+		// The row as it is now, locked first (as every transaction that
+		// locks it does): the session below carries it.
+		cur, err := tx.UserForUpdate(ctx, u.ID)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.CreateAuthenticator(ctx, Authenticator{UserID: u.ID, Type: authTOTP, Data: sealed, LastStep: step, CreatedAt: now}); err != nil {
 			return err
 		}
@@ -522,14 +526,20 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 		if !openSession {
 			return nil
 		}
-		var err error
+		// An account disabled since the setup began gets no session.
+		if !cur.IsActive {
+			return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
+		}
+		// A session opened for an address that mandatory verification
+		// still waits for is whitelisted disabled until the link is
+		// followed.
+		enabled = cur.EmailVerified || rl.policy.emailVerification != verifyMandatory
 		if enabled {
-			u.LastLogin = now
-			if err := tx.UpdateUser(ctx, u); err != nil {
+			if err := tx.SetLastLogin(ctx, cur.ID, now); err != nil {
 				return err
 			}
 		}
-		pair, err = rl.openSession(ctx, tx, u, enabled, ip)
+		pair, err = rl.openSession(ctx, tx, cur, enabled, ip)
 		return err
 	})
 	switch {
@@ -656,6 +666,12 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 	errFactorSpent := errors.New("factor already used")
 	var pair tokenPair
 	err := rl.store.InTx(ctx, func(tx Store) error {
+		// The user's row is locked first, as every transaction that locks
+		// it does, so that none waits for another in a cycle.
+		u, err := tx.UserForUpdate(ctx, ch.UserID)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.ConsumeToken(ctx, purposeMFALoginChallenge, ch.Token, time.Time{}); err != nil {
 			return err
 		}
@@ -666,10 +682,6 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 		if !ok {
 			return errFactorSpent
 		}
-		u, err := tx.UserByID(ctx, ch.UserID)
-		if err != nil {
-			return err
-		}
 		// Unlike the reference (behaviour.md 9.10), an account disabled
 		// since the first factor gets no session; it is refused in login's
 		// words, and nothing is spent.
@@ -679,8 +691,7 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 		if _, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt); err != nil {
 			return err
 		}
-		u.LastLogin = rl.now()
-		if err := tx.UpdateUser(ctx, u); err != nil {
+		if err := tx.SetLastLogin(ctx, u.ID, rl.now()); err != nil {
 			return err
 		}
 		pair, err = rl.openSession(ctx, tx, u, true, ip)

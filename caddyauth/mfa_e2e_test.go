@@ -1197,8 +1197,7 @@ func TestMFAInactiveAccountE2E(t *testing.T) {
 		u, en := s.enrolledUser(email)
 		nextStep(t)
 		ch := s.challenge(email)
-		u.IsActive = false
-		if err := activeStore(t).UpdateUser(context.Background(), u); err != nil {
+		if err := activeStore(t).SetActive(context.Background(), u.ID, false); err != nil {
 			t.Fatal(err)
 		}
 		code := totpNow(t, en.secret)
@@ -1208,8 +1207,7 @@ func TestMFAInactiveAccountE2E(t *testing.T) {
 		if n := sessions(t, u.ID); n != 1 {
 			t.Fatalf("%d sessions, want only the enrolment login's", n)
 		}
-		u.IsActive = true
-		if err := activeStore(t).UpdateUser(context.Background(), u); err != nil {
+		if err := activeStore(t).SetActive(context.Background(), u.ID, true); err != nil {
 			t.Fatal(err)
 		}
 		// The challenge, the code's step and the recovery code are intact.

@@ -152,6 +152,9 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	}
 	rl := h.realm
 	ctx := r.Context()
+	// The body before the row, so that a slow body cannot carry a stale
+	// copy; its errors still come after the account's.
+	f, bodyErr := readForm(w, r)
 	u, err := rl.store.UserByID(ctx, caller.userID())
 	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
 		return errTokenNotValid(msgTokenInvalid)
@@ -159,9 +162,8 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := readForm(w, r)
-	if err != nil {
-		return err
+	if bodyErr != nil {
+		return bodyErr
 	}
 	old := f.str("old_password", true, false)
 	f.maxLen("old_password", old, maxPasswordLength)
@@ -184,7 +186,14 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	}
 	var pair tokenPair
 	err = rl.store.InTx(ctx, func(tx Store) error {
-		cur, err := savePassword(ctx, tx, u.ID, hash, nil)
+		cur, err := savePassword(ctx, tx, u.ID, hash, func(ctx context.Context, tx Store, cur User) error {
+			// The old password was checked against the hash read above;
+			// a reset or change since then makes it wrong.
+			if cur.PasswordHash != u.PasswordHash {
+				return errField("old_password", msgOldPasswordWrong)
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}

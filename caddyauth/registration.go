@@ -306,7 +306,7 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	err = rl.store.InTx(ctx, func(tx Store) error {
-		u, err := tx.UserByID(ctx, row.UserID)
+		u, err := tx.UserForUpdate(ctx, row.UserID)
 		if err != nil {
 			return err
 		}
@@ -329,10 +329,10 @@ var errNotFoundPage = errors.New("link of an inactive account")
 
 // confirmAddress marks u's address confirmed, enables its sessions held
 // back by mandatory verification, and drops its other confirmation links.
+// u is the row as read with UserForUpdate in the transaction tx.
 func confirmAddress(ctx context.Context, tx Store, u User) error {
 	if !u.EmailVerified {
-		u.EmailVerified = true
-		if err := tx.UpdateUser(ctx, u); err != nil {
+		if err := tx.SetEmailVerified(ctx, u.ID, true); err != nil {
 			return err
 		}
 	}
@@ -361,17 +361,17 @@ func (h *Handler) followInvitation(w http.ResponseWriter, r *http.Request, row T
 	var u User
 	err := rl.store.InTx(ctx, func(tx Store) error {
 		var err error
-		if u, err = tx.UserByID(ctx, row.UserID); err != nil {
+		if u, err = tx.UserForUpdate(ctx, row.UserID); err != nil {
 			return err
 		}
 		if !u.IsActive {
 			return errNotFoundPage
 		}
 		if !u.EmailVerified {
-			u.EmailVerified = true
-			if err := tx.UpdateUser(ctx, u); err != nil {
+			if err := tx.SetEmailVerified(ctx, u.ID, true); err != nil {
 				return err
 			}
+			u.EmailVerified = true
 		}
 		return nil
 	})
@@ -414,6 +414,10 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	rl := h.realm
 	ctx := r.Context()
+	// The body before the inviter's row, so that a slow body cannot carry
+	// a role taken away meanwhile; its errors still come after the
+	// permission check.
+	f, bodyErr := readForm(w, r)
 	inviter, err := rl.store.UserByID(ctx, caller.userID())
 	if errors.Is(err, ErrNotFound) || (err == nil && !inviter.IsActive) {
 		return errTokenNotValid(msgTokenInvalid)
@@ -424,9 +428,8 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	if !slices.Contains(rl.policy.inviteRoles, inviter.Role) {
 		return errDetail(http.StatusForbidden, msgPermissionDenied)
 	}
-	f, err := readForm(w, r)
-	if err != nil {
-		return err
+	if bodyErr != nil {
+		return bodyErr
 	}
 	email := emailField(f)
 	role, ok := f.integer("role", true)

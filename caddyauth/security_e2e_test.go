@@ -611,13 +611,12 @@ func TestSecurityLoginRefusalsE2E(t *testing.T) {
 			ctx := context.Background()
 			mustCreateUser(t, userEmail, userPass, 0)
 			disabled := mustCreateUser(t, "disabled@world.com", userPass, 0)
-			disabled.IsActive = false
 			unverified := mustCreateUser(t, "unverified@world.com", userPass, 0)
-			unverified.EmailVerified = false
-			for _, u := range []caddyauth.User{disabled, unverified} {
-				if err := st.UpdateUser(ctx, u); err != nil {
-					t.Fatal(err)
-				}
+			if err := st.SetActive(ctx, disabled.ID, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.SetEmailVerified(ctx, unverified.ID, false); err != nil {
+				t.Fatal(err)
 			}
 			locked, _ := s.enrolledUser("locked@world.com")
 			lockMFA(t, locked.ID)

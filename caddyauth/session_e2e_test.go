@@ -86,8 +86,7 @@ func TestLoginE2E(t *testing.T) {
 		// Paths answer without the trailing slash too.
 		s.post("/auth/login", map[string]string{"email": userEmail, "password": userPass}).expect(t, 200)
 		// L7: a disabled account.
-		u.IsActive = false
-		if err := st.UpdateUser(context.Background(), u); err != nil {
+		if err := st.SetActive(context.Background(), u.ID, false); err != nil {
 			t.Fatal(err)
 		}
 		r = s.post("/auth/login/", map[string]string{"email": userEmail, "password": userPass}).expect(t, 401)
@@ -169,8 +168,7 @@ func TestRefreshRotationE2E(t *testing.T) {
 		r = s.post("/auth/refresh/", nil, refreshCookie(other)).expect(t, 200)
 		other, _ = func() (string, bool) { c, ok := r.cookie("refresh_token"); return c.Value, ok }()
 		// R9: the role is re-read at rotation.
-		u.Role = 1000
-		if err := st.UpdateUser(context.Background(), u); err != nil {
+		if err := st.SetRole(context.Background(), u.ID, 1000); err != nil {
 			t.Fatal(err)
 		}
 		r = s.post("/auth/refresh/", nil, refreshCookie(other)).expect(t, 200)
@@ -207,14 +205,12 @@ func TestRefreshInactiveUserE2E(t *testing.T) {
 		_, t0 := s.login(userEmail, userPass)
 		_, t1 := s.login(userEmail, userPass)
 		st, _ := caddyauth.ActiveStore()
-		u.IsActive = false
-		if err := st.UpdateUser(context.Background(), u); err != nil {
+		if err := st.SetActive(context.Background(), u.ID, false); err != nil {
 			t.Fatal(err)
 		}
 		s.post("/auth/refresh/", nil, refreshCookie(t0)).expect(t, 401)
 		// R10: every session of the user is gone.
-		u.IsActive = true
-		if err := st.UpdateUser(context.Background(), u); err != nil {
+		if err := st.SetActive(context.Background(), u.ID, true); err != nil {
 			t.Fatal(err)
 		}
 		s.post("/auth/refresh/", nil, refreshCookie(t1)).expect(t, 401)

@@ -95,9 +95,25 @@ type Store interface {
 	CreateUser(ctx context.Context, u User) (int64, error)
 	UserByID(ctx context.Context, id int64) (User, error)
 	UserByEmail(ctx context.Context, email string) (User, error)
-	// UpdateUser writes every mutable field of u (all but ID and DateJoined).
-	// ErrConflict when the new e-mail address is taken.
-	UpdateUser(ctx context.Context, u User) error
+	// UserForUpdate reads a user and locks the row until the end of the
+	// transaction: a write that depends on what it read goes through
+	// InTx, reads with UserForUpdate, then writes in the same transaction,
+	// so no concurrent change is lost. It fails when the Store is not
+	// bound to a transaction of InTx.
+	UserForUpdate(ctx context.Context, id int64) (User, error)
+
+	// Each write below changes only the columns it names and leaves every
+	// other column as it is. ErrNotFound when there is no such user.
+
+	// SetLastLogin sets the time of the last login (the zero time clears it).
+	SetLastLogin(ctx context.Context, id int64, t time.Time) error
+	// SetPasswordHash sets the password hash ("" leaves no usable password).
+	SetPasswordHash(ctx context.Context, id int64, hash string) error
+	// SetNames sets the first and the last name.
+	SetNames(ctx context.Context, id int64, first, last string) error
+	SetRole(ctx context.Context, id int64, role int) error
+	SetActive(ctx context.Context, id int64, active bool) error
+	SetEmailVerified(ctx context.Context, id int64, verified bool) error
 	DeleteUser(ctx context.Context, id int64) error
 	ListUsers(ctx context.Context) ([]User, error)
 

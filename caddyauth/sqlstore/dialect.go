@@ -18,6 +18,10 @@ type Dialect struct {
 	// other nodes from migrating at the same time; "" when the transaction
 	// itself already excludes other writers.
 	migrationLock string
+	// lockRow ends a SELECT of one row that UserForUpdate locks until the
+	// transaction ends; "" when the transaction already excludes other
+	// writers.
+	lockRow string
 }
 
 // Name returns the dialect's name ("postgres" or "sqlite").
@@ -40,12 +44,16 @@ var (
 		migrations: mustSub("migrations/postgres"),
 		// The key is the bytes "jwtaauth" read as a big-endian integer.
 		migrationLock: "SELECT pg_advisory_xact_lock(7671728451844666472)",
+		lockRow:       " FOR UPDATE",
 	}
 
 	// SQLite is the dialect of SQLite (3.35 or later). Migrations run in one
 	// write transaction, which SQLite already serialises; open the database
 	// with immediate transactions (_txlock=immediate with modernc.org/sqlite)
-	// so that two processes cannot both read the schema version first.
+	// so that two processes cannot both read the schema version first. The
+	// same holds for every transaction of InTx: BEGIN IMMEDIATE takes the
+	// write lock before the first read, which is the row lock
+	// UserForUpdate promises (SQLite has no SELECT ... FOR UPDATE).
 	SQLite = Dialect{
 		name:       "sqlite",
 		migrations: mustSub("migrations/sqlite"),

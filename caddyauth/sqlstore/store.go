@@ -212,44 +212,62 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (caddyauth.User, 
 	return u, notFound(err)
 }
 
-// UpdateUser writes every mutable field of u (all but ID and DateJoined).
-// ErrNotFound when there is no such user, ErrConflict when another user has
-// the new e-mail address.
-func (s *Store) UpdateUser(ctx context.Context, u caddyauth.User) error {
+// UserForUpdate returns the user with this id, or ErrNotFound, and locks
+// the row until the transaction ends: SELECT ... FOR UPDATE on PostgreSQL;
+// on SQLite the transaction of InTx already holds the database's write
+// lock from its BEGIN IMMEDIATE (see Dialect SQLite). It fails outside a
+// transaction of InTx, where a lock would end with the statement.
+func (s *Store) UserForUpdate(ctx context.Context, id int64) (caddyauth.User, error) {
+	if s.tx == nil {
+		return caddyauth.User{}, errors.New("UserForUpdate outside a transaction")
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	email := normEmail(u.Email)
-	n, err := affected(s.q.ExecContext(ctx, `UPDATE users SET
-		email = $2, password = $3, first_name = $4, last_name = $5, role = $6,
-		is_active = $7, email_verified = $8, last_login = $9
-		WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users o WHERE o.email = $2 AND o.id <> $1)`,
-		u.ID, email, u.PasswordHash, u.FirstName, u.LastName, u.Role,
-		u.IsActive, u.EmailVerified, nullMicros(u.LastLogin)))
-	if err != nil {
-		// A concurrent writer may have taken the address between the
-		// check and the write; the unique index then rejected the update.
-		// Outside a transaction that can be told apart without parsing
-		// driver errors (inside one, PostgreSQL aborted the transaction).
-		if s.tx == nil {
-			var taken bool
-			if s.q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE email = $1 AND id <> $2)`,
-				email, u.ID).Scan(&taken) == nil && taken {
-				return caddyauth.ErrConflict
-			}
-		}
-		return err
+	u, err := scanUser(s.q.QueryRowContext(ctx,
+		`SELECT `+userColumns+` FROM users WHERE id = $1`+s.dialect.lockRow, id))
+	return u, notFound(err)
+}
+
+// setUser runs UPDATE users SET <set> WHERE id = $1 with args as $2...,
+// and maps "no such row" to ErrNotFound.
+func (s *Store) setUser(ctx context.Context, id int64, set string, args ...any) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE users SET `+set+` WHERE id = $1`, append([]any{id}, args...)...))
+	if err == nil && n == 0 {
+		err = caddyauth.ErrNotFound
 	}
-	if n == 1 {
-		return nil
-	}
-	var exists bool
-	if err := s.q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, u.ID).Scan(&exists); err != nil {
-		return err
-	}
-	if exists {
-		return caddyauth.ErrConflict
-	}
-	return caddyauth.ErrNotFound
+	return err
+}
+
+// SetLastLogin sets the user's last login time (the zero time clears it).
+func (s *Store) SetLastLogin(ctx context.Context, id int64, t time.Time) error {
+	return s.setUser(ctx, id, `last_login = $2`, nullMicros(t))
+}
+
+// SetPasswordHash sets the user's password hash.
+func (s *Store) SetPasswordHash(ctx context.Context, id int64, hash string) error {
+	return s.setUser(ctx, id, `password = $2`, hash)
+}
+
+// SetNames sets the user's first and last name.
+func (s *Store) SetNames(ctx context.Context, id int64, first, last string) error {
+	return s.setUser(ctx, id, `first_name = $2, last_name = $3`, first, last)
+}
+
+// SetRole sets the user's role.
+func (s *Store) SetRole(ctx context.Context, id int64, role int) error {
+	return s.setUser(ctx, id, `role = $2`, role)
+}
+
+// SetActive enables or disables the user.
+func (s *Store) SetActive(ctx context.Context, id int64, active bool) error {
+	return s.setUser(ctx, id, `is_active = $2`, active)
+}
+
+// SetEmailVerified sets whether the user's address is confirmed.
+func (s *Store) SetEmailVerified(ctx context.Context, id int64, verified bool) error {
+	return s.setUser(ctx, id, `email_verified = $2`, verified)
 }
 
 // DeleteUser deletes a user and, by cascade, every row that belongs to

@@ -24,7 +24,8 @@ func Run(t *testing.T, newStore func(t *testing.T) caddyauth.Store) {
 		fn   func(t *testing.T, s caddyauth.Store)
 	}{
 		{"Users", testUsers},
-		{"UpdateUser", testUpdateUser},
+		{"UserWrites", testUserWrites},
+		{"UserForUpdate", testUserForUpdate},
 		{"DeleteUserCascades", testDeleteUserCascades},
 		{"Refresh", testRefresh},
 		{"RotateRefresh", testRotateRefresh},
@@ -47,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) caddyauth.Store) {
 		{"RaceAdvanceTOTPStep", testRaceAdvanceTOTPStep},
 		{"RaceConsumeRecoveryCode", testRaceConsumeRecoveryCode},
 		{"RaceLoadOrStoreSetting", testRaceLoadOrStoreSetting},
+		{"RaceUserForUpdate", testRaceUserForUpdate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,62 +195,152 @@ func testUsers(t *testing.T, s caddyauth.Store) {
 	wantInt(t, "len(ListUsers)", len(list), 2)
 }
 
-func testUpdateUser(t *testing.T, s caddyauth.Store) {
+// testUserWrites checks that each single-column write of a user changes
+// what it names and leaves every other column, and every other user, as
+// they were.
+func testUserWrites(t *testing.T, s caddyauth.Store) {
 	c := ctx(t)
-	joined := now().Add(-48 * time.Hour)
-	id, err := s.CreateUser(c, caddyauth.User{Email: "a@example.com", DateJoined: joined})
-	must(t, "CreateUser", err)
-	other := mustUser(t, s, "b@example.com")
-
-	last := now()
-	upd := caddyauth.User{
-		ID: id, Email: " New@Example.com", PasswordHash: "h2", FirstName: "F", LastName: "L",
-		Role: caddyauth.RoleSuperuser, IsActive: true, EmailVerified: true,
-		DateJoined: now(), // must be ignored
-		LastLogin:  last,
+	base := caddyauth.User{
+		Email: "w@example.com", PasswordHash: "h1", FirstName: "F", LastName: "L",
+		Role: 7, IsActive: true, EmailVerified: false,
+		DateJoined: now().Add(-48 * time.Hour), LastLogin: now().Add(-time.Hour),
 	}
-	must(t, "UpdateUser", s.UpdateUser(c, upd))
+	last := now()
+	writes := []struct {
+		name  string
+		write func(id int64) error
+		want  func(u *caddyauth.User)
+	}{
+		{"SetLastLogin", func(id int64) error { return s.SetLastLogin(c, id, last) },
+			func(u *caddyauth.User) { u.LastLogin = last }},
+		{"SetLastLogin zero", func(id int64) error { return s.SetLastLogin(c, id, time.Time{}) },
+			func(u *caddyauth.User) { u.LastLogin = time.Time{} }},
+		{"SetPasswordHash", func(id int64) error { return s.SetPasswordHash(c, id, "h2") },
+			func(u *caddyauth.User) { u.PasswordHash = "h2" }},
+		{"SetPasswordHash empty", func(id int64) error { return s.SetPasswordHash(c, id, "") },
+			func(u *caddyauth.User) { u.PasswordHash = "" }},
+		{"SetNames", func(id int64) error { return s.SetNames(c, id, "G", "M") },
+			func(u *caddyauth.User) { u.FirstName, u.LastName = "G", "M" }},
+		{"SetRole", func(id int64) error { return s.SetRole(c, id, caddyauth.RoleStaff) },
+			func(u *caddyauth.User) { u.Role = caddyauth.RoleStaff }},
+		{"SetActive false", func(id int64) error { return s.SetActive(c, id, false) },
+			func(u *caddyauth.User) { u.IsActive = false }},
+		{"SetEmailVerified true", func(id int64) error { return s.SetEmailVerified(c, id, true) },
+			func(u *caddyauth.User) { u.EmailVerified = true }},
+	}
+	// Each write runs on a user of its own, next to a bystander with the
+	// same values.
+	for i, w := range writes {
+		in := base
+		in.Email = fmt.Sprintf("w%d@example.com", i)
+		id, err := s.CreateUser(c, in)
+		must(t, "CreateUser", err)
+		by := base
+		by.Email = fmt.Sprintf("bystander%d@example.com", i)
+		other, err := s.CreateUser(c, by)
+		must(t, "CreateUser bystander", err)
+
+		must(t, w.name, w.write(id))
+		want := in
+		want.ID = id
+		w.want(&want)
+		sameUser(t, w.name, s, want)
+		by.ID = other
+		sameUser(t, w.name+" (bystander)", s, by)
+
+		wantErr(t, w.name+" of missing user", w.write(id+other+1000), caddyauth.ErrNotFound)
+	}
+
+	// The reverse flips, and writes inside a transaction.
+	id := mustUser(t, s, "flip@example.com")
+	must(t, "InTx", s.InTx(c, func(tx caddyauth.Store) error {
+		if err := tx.SetActive(c, id, false); err != nil {
+			return err
+		}
+		if err := tx.SetEmailVerified(c, id, true); err != nil {
+			return err
+		}
+		return tx.SetEmailVerified(c, id, false)
+	}))
+	must(t, "SetActive true", s.SetActive(c, id, true))
 	u, err := s.UserByID(c, id)
 	must(t, "UserByID", err)
-	if u.Email != "new@example.com" || u.PasswordHash != "h2" || u.FirstName != "F" || u.LastName != "L" ||
-		u.Role != caddyauth.RoleSuperuser || !u.IsActive || !u.EmailVerified || !u.LastLogin.Equal(last) {
-		t.Fatalf("after UpdateUser: %+v", u)
+	if !u.IsActive || u.EmailVerified {
+		t.Fatalf("after flips: %+v", u)
 	}
-	if !u.DateJoined.Equal(joined) {
-		t.Fatalf("UpdateUser changed DateJoined to %v, want %v", u.DateJoined, joined)
-	}
-	if _, err := s.UserByEmail(c, "a@example.com"); !errors.Is(err, caddyauth.ErrNotFound) {
-		t.Fatalf("old address still found: %v", err)
-	}
+}
 
-	// Keeping one's own address is no conflict; clearing LastLogin works.
-	u.LastLogin = time.Time{}
-	u.FirstName = "G"
-	must(t, "UpdateUser same address", s.UpdateUser(c, u))
-	u, err = s.UserByID(c, id)
+// sameUser fails unless the stored row of want.ID equals want.
+func sameUser(t *testing.T, what string, s caddyauth.Store, want caddyauth.User) {
+	t.Helper()
+	u, err := s.UserByID(ctx(t), want.ID)
+	must(t, what+": UserByID", err)
+	if u.ID != want.ID || u.Email != want.Email || u.PasswordHash != want.PasswordHash ||
+		u.FirstName != want.FirstName || u.LastName != want.LastName || u.Role != want.Role ||
+		u.IsActive != want.IsActive || u.EmailVerified != want.EmailVerified ||
+		!u.DateJoined.Equal(want.DateJoined) || !u.LastLogin.Equal(want.LastLogin) {
+		t.Fatalf("%s: stored %+v, want %+v", what, u, want)
+	}
+}
+
+func testUserForUpdate(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	id := mustUser(t, s, "lock@example.com")
+	if _, err := s.UserForUpdate(c, id); err == nil {
+		t.Fatal("UserForUpdate outside a transaction succeeded")
+	}
+	err := s.InTx(c, func(tx caddyauth.Store) error {
+		u, err := tx.UserForUpdate(c, id)
+		if err != nil {
+			return err
+		}
+		if u.ID != id || u.Email != "lock@example.com" || !u.IsActive {
+			return fmt.Errorf("UserForUpdate = %+v", u)
+		}
+		if err := tx.SetRole(c, id, 5); err != nil {
+			return err
+		}
+		// A nested transaction joins the outer one and sees its write.
+		return tx.InTx(c, func(tx2 caddyauth.Store) error {
+			u, err := tx2.UserForUpdate(c, id)
+			if err == nil && u.Role != 5 {
+				err = fmt.Errorf("own write not seen: role %d", u.Role)
+			}
+			return err
+		})
+	})
+	must(t, "InTx", err)
+	err = s.InTx(c, func(tx caddyauth.Store) error {
+		_, err := tx.UserForUpdate(c, id+1000)
+		return err
+	})
+	wantErr(t, "UserForUpdate of missing user", err, caddyauth.ErrNotFound)
+}
+
+// testRaceUserForUpdate runs concurrent read-modify-write transactions
+// on one row: with the row locked by UserForUpdate, none is lost.
+func testRaceUserForUpdate(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	id := mustUser(t, s, "counter@example.com")
+	must(t, "SetNames", s.SetNames(c, id, "First", "Last"))
+	_, errs := race(func(int) (struct{}, error) {
+		return struct{}{}, s.InTx(c, func(tx caddyauth.Store) error {
+			u, err := tx.UserForUpdate(c, id)
+			if err != nil {
+				return err
+			}
+			return tx.SetRole(c, id, u.Role+1)
+		})
+	})
+	for _, err := range errs {
+		must(t, "InTx", err)
+	}
+	u, err := s.UserByID(c, id)
 	must(t, "UserByID", err)
-	if u.FirstName != "G" || !u.LastLogin.IsZero() {
-		t.Fatalf("after second UpdateUser: %+v", u)
+	wantInt(t, "role after concurrent increments", u.Role, racers)
+	if u.FirstName != "First" || u.LastName != "Last" || !u.IsActive {
+		t.Fatalf("increments changed other columns: %+v", u)
 	}
-
-	// Taking another user's address.
-	u.Email = "B@example.com"
-	u.FirstName = "H"
-	wantErr(t, "UpdateUser to taken address", s.UpdateUser(c, u), caddyauth.ErrConflict)
-	u, err = s.UserByID(c, id)
-	must(t, "UserByID", err)
-	if u.FirstName != "G" || u.Email != "new@example.com" {
-		t.Fatalf("failed UpdateUser changed the row: %+v", u)
-	}
-	o, err := s.UserByID(c, other)
-	must(t, "UserByID other", err)
-	if o.Email != "b@example.com" {
-		t.Fatalf("other user changed: %+v", o)
-	}
-
-	u.ID = id + other + 1000
-	u.Email = "ghost@example.com"
-	wantErr(t, "UpdateUser of missing user", s.UpdateUser(c, u), caddyauth.ErrNotFound)
 }
 
 func testDeleteUserCascades(t *testing.T, s caddyauth.Store) {
