@@ -405,7 +405,7 @@ func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
 		return err
 	}
 	rl.mails = tmpl
-	rl.mail = newMailQueue(m, rl.logger.Named("mail"), rl.emailHash)
+	rl.mail = newMailQueue(m, rl.logger.Named("mail"), rl.metrics, rl.emailHash)
 	return nil
 }
 

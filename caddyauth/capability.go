@@ -59,9 +59,11 @@ func (rl *realm) sendMail(name, to string, data mailData) {
 	data.Email = to
 	m, err := rl.mails[name].render(to, data)
 	if err != nil {
-		rl.logger.Error("rendering mail", zap.String("mail", name), zap.Error(err))
+		rl.logger.Error("mail not sent: rendering failed", zap.String("mail", name), zap.Error(err))
+		rl.metrics.mailNotSent(name, mailRenderFailed)
 		return
 	}
+	m.kind = name
 	rl.mail.enqueue(m)
 }
 

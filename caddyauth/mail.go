@@ -55,9 +55,9 @@ type MailConfig struct {
 	Templates string `json:"templates,omitempty"`
 }
 
-// mailMessage is one rendered mail.
+// mailMessage is one rendered mail; kind is its template name.
 type mailMessage struct {
-	to, subject, text, html string
+	kind, to, subject, text, html string
 }
 
 // mailer sends one mail.
@@ -152,49 +152,108 @@ func (s *smtpMailer) send(ctx context.Context, m mailMessage) error {
 
 // mailQueue sends mails in the background, so a slow or failing SMTP
 // server never changes an HTTP answer (no enumeration through errors or
-// timing). It is bounded: when full, a mail is dropped and logged. A
-// failed send is retried after each of the backoff delays.
+// timing). It is bounded three ways, so a flood of one kind of mail or to
+// one address cannot crowd out the others: at most mailQueueSize mails in
+// all, mailQueuePerKind of one kind and mailQueuePerRecipient to one
+// address, each counted from queueing until its last delivery attempt.
+// A mail that is not sent (refused by a bound, given up after the retries,
+// or still queued at shutdown) is logged at error level and counted in
+// mails_not_sent_total{kind,reason}. A failed send is retried after each of
+// the backoff delays.
 type mailQueue struct {
 	mailer  mailer
 	logger  *zap.Logger
-	jobs    chan mailMessage
+	metrics *metrics
 	backoff []time.Duration
-	workers int
 	tag     func(addr string) zap.Field // how a recipient appears in logs
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu          sync.Mutex
+	pending     []mailMessage // oldest first
+	byKind      map[string]int
+	byRecipient map[string]int
+	wake        chan struct{} // one token: pending grew
+	cancel      context.CancelFunc
+	done        chan struct{} // closed when the sender returns
 }
 
-// mailQueueSize bounds the mails waiting to be sent.
-const mailQueueSize = 256
+// Bounds of the mail queue.
+const (
+	mailQueueSize         = 256
+	mailQueuePerKind      = mailQueueSize / 2
+	mailQueuePerRecipient = 5
+)
 
-func newMailQueue(m mailer, logger *zap.Logger, tag func(addr string) zap.Field) *mailQueue {
+// Why a mail was not sent (the reason label of mails_not_sent_total).
+const (
+	mailQueueFull      = "queue_full"
+	mailKindLimit      = "kind_limit"
+	mailRecipientLimit = "recipient_limit"
+	mailSendFailed     = "send_failed"
+	mailShutdown       = "shutdown"
+	mailRenderFailed   = "render_failed"
+)
+
+// newMailQueue returns a queue with one sender: mails leave in the order
+// they were queued, so a newer link (a second invitation, a resent
+// confirmation) never arrives before the older one it replaced.
+func newMailQueue(m mailer, logger *zap.Logger, met *metrics, tag func(addr string) zap.Field) *mailQueue {
 	return &mailQueue{
-		mailer:  m,
-		logger:  logger,
-		tag:     tag,
-		jobs:    make(chan mailMessage, mailQueueSize),
-		backoff: []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second},
-		// One sender: mails leave in the order they were queued, so a
-		// newer link (a second invitation, a resent confirmation) never
-		// arrives before the older one it replaced.
-		workers: 1,
+		mailer:      m,
+		logger:      logger,
+		metrics:     met,
+		tag:         tag,
+		backoff:     []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second},
+		byKind:      map[string]int{},
+		byRecipient: map[string]int{},
+		wake:        make(chan struct{}, 1),
 	}
 }
 
-// enqueue hands a mail to the senders without waiting. Mails enqueued
-// before start wait in the queue.
+// recipientKey is the address a per-recipient bound counts.
+func recipientKey(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }
+
+// enqueue hands a mail to the sender without waiting, unless a bound
+// refuses it. Mails enqueued before start wait in the queue.
 func (q *mailQueue) enqueue(m mailMessage) {
-	select {
-	case q.jobs <- m:
+	q.mu.Lock()
+	reason := ""
+	switch {
+	case len(q.pending) >= mailQueueSize:
+		reason = mailQueueFull
+	case q.byKind[m.kind] >= mailQueuePerKind:
+		reason = mailKindLimit
+	case q.byRecipient[recipientKey(m.to)] >= mailQueuePerRecipient:
+		reason = mailRecipientLimit
 	default:
-		q.logger.Error("mail queue full, mail dropped", q.tag(m.to), zap.String("subject", m.subject))
+		q.pending = append(q.pending, m)
+		q.byKind[m.kind]++
+		q.byRecipient[recipientKey(m.to)]++
+	}
+	q.mu.Unlock()
+	if reason != "" {
+		q.notSent(m, reason, 0, nil)
+		return
+	}
+	select {
+	case q.wake <- struct{}{}:
+	default:
 	}
 }
 
-// start runs the senders until stop.
+// notSent logs and counts a mail that will not be sent.
+func (q *mailQueue) notSent(m mailMessage, reason string, attempts int, err error) {
+	fields := []zap.Field{q.tag(m.to), zap.String("mail", m.kind), zap.String("reason", reason)}
+	if attempts > 0 {
+		fields = append(fields, zap.Int("attempts", attempts))
+	}
+	if err != nil {
+		fields = append(fields, zap.Error(err))
+	}
+	q.logger.Error("mail not sent", fields...)
+	q.metrics.mailNotSent(m.kind, reason)
+}
+
+// start runs the sender until stop.
 func (q *mailQueue) start() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -203,36 +262,73 @@ func (q *mailQueue) start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	q.cancel = cancel
-	for range q.workers {
-		q.wg.Add(1)
-		go q.run(ctx)
-	}
+	q.done = make(chan struct{})
+	go q.run(ctx, q.done)
 }
 
-// stop ends the senders (an SMTP exchange in flight is cancelled) and
-// waits for them. Mails still queued are dropped, and counted in the log.
+// stop ends the sender (an SMTP exchange in flight is cancelled) and waits
+// for it. Every mail still queued is reported as not sent.
 func (q *mailQueue) stop() {
 	q.mu.Lock()
-	cancel := q.cancel
+	cancel, done := q.cancel, q.done
 	q.mu.Unlock()
 	if cancel == nil {
 		return
 	}
 	cancel()
-	q.wg.Wait()
-	if n := len(q.jobs); n > 0 {
-		q.logger.Warn("mails not sent before shutdown", zap.Int("mails", n))
+	<-done
+	q.mu.Lock()
+	left := q.pending
+	q.pending = nil
+	q.mu.Unlock()
+	for _, m := range left {
+		q.notSent(m, mailShutdown, 0, nil)
 	}
 }
 
-func (q *mailQueue) run(ctx context.Context) {
-	defer q.wg.Done()
+// next returns the oldest queued mail, if any.
+func (q *mailQueue) next() (mailMessage, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) == 0 {
+		return mailMessage{}, false
+	}
+	m := q.pending[0]
+	q.pending[0] = mailMessage{}
+	q.pending = q.pending[1:]
+	return m, true
+}
+
+// release frees the places m held in the per-kind and per-recipient
+// bounds, once its delivery is over.
+func (q *mailQueue) release(m mailMessage) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.byKind[m.kind]--; q.byKind[m.kind] <= 0 {
+		delete(q.byKind, m.kind)
+	}
+	r := recipientKey(m.to)
+	if q.byRecipient[r]--; q.byRecipient[r] <= 0 {
+		delete(q.byRecipient, r)
+	}
+}
+
+func (q *mailQueue) run(ctx context.Context, done chan struct{}) {
+	defer close(done)
 	for {
-		select {
-		case <-ctx.Done():
+		m, ok := q.next()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-q.wake:
+				continue
+			}
+		}
+		q.deliver(ctx, m)
+		q.release(m)
+		if ctx.Err() != nil {
 			return
-		case m := <-q.jobs:
-			q.deliver(ctx, m)
 		}
 	}
 }
@@ -244,19 +340,24 @@ func (q *mailQueue) deliver(ctx context.Context, m mailMessage) {
 		err := q.mailer.send(sendCtx, m)
 		cancel()
 		if err == nil {
+			q.metrics.mailSent(m.kind)
 			return
 		}
-		if attempt >= len(q.backoff) || ctx.Err() != nil {
-			q.logger.Error("sending mail failed, giving up",
-				q.tag(m.to), zap.String("subject", m.subject), zap.Int("attempts", attempt+1), zap.Error(err))
+		if ctx.Err() != nil {
+			q.notSent(m, mailShutdown, attempt+1, err)
+			return
+		}
+		if attempt >= len(q.backoff) {
+			q.notSent(m, mailSendFailed, attempt+1, err)
 			return
 		}
 		q.logger.Warn("sending mail failed, will retry",
-			q.tag(m.to), zap.String("subject", m.subject), zap.Int("attempt", attempt+1), zap.Error(err))
+			q.tag(m.to), zap.String("mail", m.kind), zap.Int("attempt", attempt+1), zap.Error(err))
 		t := time.NewTimer(q.backoff[attempt])
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			q.notSent(m, mailShutdown, attempt+1, err)
 			return
 		case <-t.C:
 		}

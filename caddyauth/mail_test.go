@@ -3,15 +3,20 @@ package caddyauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // flakyMailer fails its first failures sends, then records the mails.
@@ -37,7 +42,7 @@ func (f *flakyMailer) send(_ context.Context, m mailMessage) error {
 
 func TestMailQueueRetries(t *testing.T) {
 	fm := &flakyMailer{failures: 2, done: make(chan struct{})}
-	q := newMailQueue(fm, zap.NewNop(), func(string) zap.Field { return zap.Skip() })
+	q := newMailQueue(fm, zap.NewNop(), nil, func(string) zap.Field { return zap.Skip() })
 	q.backoff = []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond}
 	q.enqueue(mailMessage{to: "a@example.com", subject: "s", text: "t"})
 	q.start()
@@ -56,7 +61,7 @@ func TestMailQueueRetries(t *testing.T) {
 
 func TestMailQueueGivesUpAndStops(t *testing.T) {
 	fm := &flakyMailer{failures: 100, done: make(chan struct{})}
-	q := newMailQueue(fm, zap.NewNop(), func(string) zap.Field { return zap.Skip() })
+	q := newMailQueue(fm, zap.NewNop(), nil, func(string) zap.Field { return zap.Skip() })
 	q.backoff = []time.Duration{time.Millisecond}
 	q.start()
 	q.enqueue(mailMessage{to: "a@example.com"})
@@ -75,8 +80,120 @@ func TestMailQueueGivesUpAndStops(t *testing.T) {
 	}
 	q.stop()
 	// A full queue drops instead of blocking the request.
-	for range mailQueueSize + 10 {
-		q.enqueue(mailMessage{})
+	for i := range mailQueueSize + 10 {
+		q.enqueue(mailMessage{kind: strconv.Itoa(i % 4), to: strconv.Itoa(i) + "@example.com"})
+	}
+}
+
+// blockingMailer holds every send until release is closed, then records it.
+type blockingMailer struct {
+	release chan struct{}
+	mu      sync.Mutex
+	sent    []mailMessage
+}
+
+func (b *blockingMailer) send(ctx context.Context, m mailMessage) error {
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sent = append(b.sent, m)
+	return nil
+}
+
+// TestMailQueueBounds: one kind of mail holds at most half the queue and
+// one address at most mailQueuePerRecipient places, so a flood leaves room
+// for other mails; every mail refused, and every mail still queued at
+// stop, is logged at error level and counted by kind and reason.
+func TestMailQueueBounds(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	met, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.ErrorLevel)
+	bm := &blockingMailer{release: make(chan struct{})}
+	q := newMailQueue(bm, zap.New(core), met, func(addr string) zap.Field { return zap.String("to", addr) })
+
+	for i := range mailQueuePerKind + 20 {
+		q.enqueue(mailMessage{kind: mailEmailConfirmation, to: fmt.Sprintf("flood-%d@example.com", i)})
+	}
+	for range mailQueuePerRecipient + 3 {
+		q.enqueue(mailMessage{kind: mailPasswordReset, to: "Victim@example.com"})
+	}
+	q.enqueue(mailMessage{kind: mailPasswordReset, to: "victim@EXAMPLE.com "})
+	q.enqueue(mailMessage{kind: mailPasswordReset, to: "other@example.com"})
+
+	notSent := func(kind, reason string) float64 {
+		return testutil.ToFloat64(met.mailsNotSent.WithLabelValues(kind, reason))
+	}
+	if got := notSent(mailEmailConfirmation, mailKindLimit); got != 20 {
+		t.Fatalf("kind_limit refusals %v, want 20", got)
+	}
+	if got := notSent(mailPasswordReset, mailRecipientLimit); got != 4 {
+		t.Fatalf("recipient_limit refusals %v, want 4 (the address is compared case-insensitively)", got)
+	}
+	if got := logs.FilterMessage("mail not sent").Len(); got != 24 {
+		t.Fatalf("%d error lines for mails not sent, want 24", got)
+	}
+
+	// The rest go out in order once the server answers.
+	q.start()
+	close(bm.release)
+	want := mailQueuePerKind + mailQueuePerRecipient + 1
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		bm.mu.Lock()
+		n := len(bm.sent)
+		bm.mu.Unlock()
+		if n == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mails sent, want %d", n, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	bm.mu.Lock()
+	last := bm.sent[len(bm.sent)-1]
+	bm.mu.Unlock()
+	if last.to != "other@example.com" {
+		t.Fatalf("last mail sent to %q, want the last one queued", last.to)
+	}
+	if got := testutil.ToFloat64(met.mailsSent.WithLabelValues(mailPasswordReset)); got != mailQueuePerRecipient+1 {
+		t.Fatalf("mails_sent_total{password_reset} %v", got)
+	}
+	// With the sent mails released, the bounds have room again.
+	q.enqueue(mailMessage{kind: mailPasswordReset, to: "victim@example.com"})
+	if got := notSent(mailPasswordReset, mailRecipientLimit); got != 4 {
+		t.Fatalf("a bound kept counting sent mails: %v refusals", got)
+	}
+	q.stop()
+}
+
+// TestMailQueueStopReportsPending: mails still queued when the server
+// stops are each logged and counted as not sent, never dropped silently.
+func TestMailQueueStopReportsPending(t *testing.T) {
+	met, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.ErrorLevel)
+	bm := &blockingMailer{release: make(chan struct{})}
+	q := newMailQueue(bm, zap.New(core), met, func(addr string) zap.Field { return zap.String("to", addr) })
+	q.start()
+	for i := range 3 {
+		q.enqueue(mailMessage{kind: mailInvitation, to: fmt.Sprintf("p%d@example.com", i)})
+	}
+	q.stop()
+	if got := testutil.ToFloat64(met.mailsNotSent.WithLabelValues(mailInvitation, mailShutdown)); got != 3 {
+		t.Fatalf("shutdown not-sent count %v, want 3", got)
+	}
+	if got := logs.FilterMessage("mail not sent").FilterField(zap.String("reason", mailShutdown)).Len(); got != 3 {
+		t.Fatalf("%d shutdown error lines, want 3", got)
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 //	caddy_jwt_allauth_hash_queue_rejections_total           requests answered 503 because no hashing slot freed up
 //	caddy_jwt_allauth_hash_queue_wait_seconds               time spent waiting for a hashing slot
 //	caddy_jwt_allauth_limiter_fallbacks_total               (redis limiter) checks decided in memory
+//	caddy_jwt_allauth_mails_sent_total{kind}                mails handed to the transport, by template name
+//	caddy_jwt_allauth_mails_not_sent_total{kind,reason}     reason queue_full, kind_limit, recipient_limit, send_failed, shutdown, render_failed
 //
 // Every method is safe on a nil *metrics, which counts nothing.
 type metrics struct {
@@ -30,6 +32,8 @@ type metrics struct {
 	storeErrors    prometheus.Counter
 	hashRejections prometheus.Counter
 	hashQueueWait  prometheus.Histogram
+	mailsSent      *prometheus.CounterVec
+	mailsNotSent   *prometheus.CounterVec
 }
 
 // Label values.
@@ -99,6 +103,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help:    "Time a password hash or verification waited for a hashing slot.",
 		Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2},
 	}))
+	if err != nil {
+		return nil, err
+	}
+	m.mailsSent, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "mails_sent_total",
+		Help: "Mails handed to the mail transport, by kind (template name).",
+	}, []string{"kind"}))
+	if err != nil {
+		return nil, err
+	}
+	m.mailsNotSent, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "mails_not_sent_total",
+		Help: "Mails that were not sent, by kind (template name) and reason.",
+	}, []string{"kind", "reason"}))
 	if err != nil {
 		return nil, err
 	}
@@ -173,5 +191,17 @@ func (m *metrics) unavailable(err error) {
 func (m *metrics) hashWait(seconds float64) {
 	if m != nil {
 		m.hashQueueWait.Observe(seconds)
+	}
+}
+
+func (m *metrics) mailSent(kind string) {
+	if m != nil {
+		m.mailsSent.WithLabelValues(kind).Inc()
+	}
+}
+
+func (m *metrics) mailNotSent(kind, reason string) {
+	if m != nil {
+		m.mailsNotSent.WithLabelValues(kind, reason).Inc()
 	}
 }

@@ -393,9 +393,12 @@ func checkSetup(t *testing.T, r reply, issuer, email string) string {
 		u.Query().Get("secret") != secret || u.Query().Get("issuer") != issuer {
 		t.Fatalf("provisioning_uri %q, want otpauth://totp/%s:%s?secret=%s&issuer=%s", uri, issuer, email, secret, issuer)
 	}
-	if want := "otpauth://totp/" + strings.ReplaceAll(url.QueryEscape(issuer), "+", "%20") + ":" +
-		url.QueryEscape(email) + "?secret=" + secret + "&issuer="; !strings.HasPrefix(uri, want) {
-		t.Fatalf("provisioning_uri %q does not start %q", uri, want)
+	// Spaces are %20 in the label and in the issuer parameter alike: Google
+	// and Microsoft Authenticator show a "+" in the parameter as a plus.
+	escIssuer := strings.ReplaceAll(url.QueryEscape(issuer), "+", "%20")
+	if want := "otpauth://totp/" + escIssuer + ":" + url.QueryEscape(email) + "?secret=" + secret +
+		"&issuer=" + escIssuer; uri != want {
+		t.Fatalf("provisioning_uri %q, want %q", uri, want)
 	}
 	if got := decodeQR(t, r.str("qr_code")); got != uri {
 		t.Fatalf("QR code reads %q, want %q", got, uri)

@@ -131,6 +131,10 @@ func newKeySet(method jwt.SigningMethod, signKey, verifyKey any, kid string, cfg
 			jwt.WithIssuer(cfg.Issuer),
 			jwt.WithAudience(cfg.Audience),
 			jwt.WithLeeway(cfg.Leeway),
+			// One spelling per token: unused bits of the last base64
+			// character must be zero, so a signature has one form and
+			// fills one cache slot.
+			jwt.WithStrictDecoding(),
 		},
 	}
 }
@@ -265,7 +269,7 @@ func strictForm(t *jwt.Token) error {
 	if len(parts) != 3 {
 		return errors.New("token is malformed")
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
 	if err != nil {
 		return errors.New("token is malformed")
 	}

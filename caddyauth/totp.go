@@ -103,12 +103,14 @@ func totpProvisioningURI(issuer, email, secret string) string {
 	b.WriteString("?secret=")
 	b.WriteString(url.QueryEscape(secret))
 	b.WriteString("&issuer=")
-	b.WriteString(url.QueryEscape(issuer))
+	b.WriteString(escapeLabel(issuer))
 	return b.String()
 }
 
 // escapeLabel percent-encodes everything but unreserved characters, with
-// spaces as %20 (a "+" in the path would be read as a plus sign).
+// spaces as %20, for the label and the issuer parameter alike: a "+" in
+// the path is a plus sign, and Google and Microsoft Authenticator show a
+// "+" in the issuer parameter as it is.
 func escapeLabel(s string) string {
 	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }

@@ -170,7 +170,10 @@ func TestTOTPProvisioningURI(t *testing.T) {
 		u.Query().Get("issuer") != "My Site & Co" || u.Query().Get("secret") != secret {
 		t.Fatalf("parsed back as %#v from %s", u, got)
 	}
-	if strings.Contains(got, "digits=") || strings.Contains(got, "period=") || strings.Contains(got, "+") && !strings.Contains(got, "issuer=My+Site") {
+	if want := "&issuer=My%20Site%20%26%20Co"; !strings.HasSuffix(got, want) {
+		t.Fatalf("issuer parameter of %s: want the suffix %s (spaces as %%20)", got, want)
+	}
+	if strings.Contains(got, "digits=") || strings.Contains(got, "period=") || strings.Contains(got, "+") {
 		t.Fatalf("unexpected parameters in %s", got)
 	}
 }
