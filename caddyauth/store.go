@@ -65,6 +65,8 @@ type Token struct {
 // Purposes of generic token rows.
 const (
 	purposeMFASetupChallenge = "mfa_setup_challenge"
+	// A sign-up's setup challenge held back until the address is confirmed.
+	purposeSignupChallenge   = "mfa_signup_challenge"
 	purposeMFALoginChallenge = "mfa_login_challenge"
 	purposeMFASetupSecret    = "mfa_setup_secret"
 	purposeMFAAttempt        = "mfa_login_attempt"
@@ -116,8 +118,6 @@ type Store interface {
 	RevokeSession(ctx context.Context, session string) (int, error)
 	// RevokeUserSessions deletes every row of a user.
 	RevokeUserSessions(ctx context.Context, userID int64) (int, error)
-	// EnableUserSessions enables every disabled row of a user.
-	EnableUserSessions(ctx context.Context, userID int64) error
 	// SessionActive reports whether a session still has at least one row.
 	SessionActive(ctx context.Context, session string) (bool, error)
 	// PurgeRefresh deletes rows that expired before t.
