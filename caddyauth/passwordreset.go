@@ -174,6 +174,9 @@ func (p *resetProof) apply(ctx context.Context, tx Store, u *User) error {
 		return err
 	}
 	u.EmailVerified = true
+	if err := tx.UpdateUser(ctx, *u); err != nil {
+		return err
+	}
 	p.first = true
 	return nil
 }

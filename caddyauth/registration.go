@@ -314,8 +314,9 @@ func (h *Handler) signupOutcome(r *http.Request, u *User, mailSent bool) (signup
 // link of a confirmation or invitation mail (behaviour.md §3.9). A
 // confirmation link works once: the address is confirmed (the
 // `email_verified` claim follows at the next refresh), and the browser
-// goes to email_verified_redirect or the built-in page. An invitation link leads to the set-password step
-// and works until the password is set.
+// goes to email_verified_redirect or the built-in page. An invitation
+// link leads to the set-password step and works until the password is
+// set.
 func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	rl := h.realm
 	ctx := r.Context()
