@@ -45,7 +45,7 @@ type RefreshToken struct {
 	JTI     string
 	Session string
 	UserID  int64
-	Enabled bool
+	Enabled bool // false only in rows an earlier version held back until an address was confirmed
 	Created time.Time
 	Expires time.Time
 	IP      string // client address when the row was written, may be ""
