@@ -116,6 +116,23 @@ func TestSignupPendingKeptE2E(t *testing.T) {
 		s.login(email, userPass)
 		s.post("/auth/login/", map[string]string{"email": email, "password": newPass}).expect(t, 401)
 
+		// The note's way out for an owner who did not sign up: a reset by
+		// mailed link takes the address over from the pending sign-up.
+		squatted := uniqueEmail(t, "squatted")
+		s.post("/auth/registration/", signupBody(squatted, userPass)).expect(t, 201)
+		strangerLink := confirmationLink(t, squatted, 1)
+		s.post("/auth/registration/", signupBody(squatted, newPass)).expect(t, 201)
+		waitMails(t, squatted, 2)
+		s.post("/auth/password/reset/", map[string]string{"email": squatted}).expect(t, 200)
+		reset := linkPath(t, waitMails(t, squatted, 3), "/auth/password/reset/confirm/")
+		hdrs := capabilityHeaders(t, s.get(reset).expect(t, 302), "password_reset_access_token")
+		if r := s.post("/auth/password/reset/set-new/", newPasswords(newPass), hdrs...).expect(t, 200); r.str("access") == "" {
+			t.Fatalf("owner's reset: %s", r.raw)
+		}
+		s.get(strangerLink).expect(t, 404)
+		s.post("/auth/login/", map[string]string{"email": squatted, "password": userPass}).expect(t, 401)
+		s.login(squatted, newPass)
+
 		// Once the link expired (email_confirmation_ttl, 3 days), the
 		// next sign-up replaces the abandoned one.
 		stale := uniqueEmail(t, "stale")
@@ -202,6 +219,20 @@ func TestSignupMandatoryMFAOrderE2E(t *testing.T) {
 		if r := s.post("/auth/login/", map[string]string{"email": email, "password": userPass}).expect(t, 200).noSession(t); r.body["mfa_required"] != true {
 			t.Fatalf("login after enrolment: %s", r.raw)
 		}
+
+		// An owner taking the address over by a reset gets a setup
+		// challenge of their own; the stranger's held one never works.
+		squatted := uniqueEmail(t, "squatted")
+		held := s.post("/auth/registration/", signupBody(squatted, userPass)).expect(t, 201).str("setup_challenge_id")
+		s.post("/auth/password/reset/", map[string]string{"email": squatted}).expect(t, 200)
+		reset := linkPath(t, waitMails(t, squatted, 2), "/auth/password/reset/confirm/")
+		hdrs := capabilityHeaders(t, s.get(reset).expect(t, 302), "password_reset_access_token")
+		r := s.post("/auth/password/reset/set-new/", newPasswords(newPass), hdrs...).expect(t, 200).noSession(t)
+		if r.body["mfa_setup_required"] != true || r.str("setup_challenge_id") == held {
+			t.Fatalf("owner's reset: %s", r.raw)
+		}
+		s.post("/auth/mfa/setup/", map[string]string{"setup_challenge_id": held}).expect(t, 401)
+		s.post("/auth/mfa/setup/", map[string]string{"setup_challenge_id": r.str("setup_challenge_id")}).expect(t, 200)
 	})
 }
 
