@@ -25,6 +25,7 @@ const (
 	auditMFALockout      = "mfa_lockout"
 	auditSessionRevoked  = "session_revoked"
 	auditPasswordChanged = "password_changed"
+	auditSetupRemoved    = "unconfirmed_setup_removed"
 	auditThrottled       = "throttled" // at debug level: a flood must not flood the log
 )
 

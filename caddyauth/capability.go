@@ -244,7 +244,7 @@ func revokeCredentials(ctx context.Context, st Store, userID int64) error {
 	_, err := st.DeleteUserTokens(ctx, userID,
 		purposePassReset, purposePassResetAccess, purposePassSetAccess,
 		purposeInvitation, purposeEmailConfirmation,
-		purposeMFASetupChallenge, purposeMFALoginChallenge, purposeMFASetupSecret)
+		purposeMFASetupChallenge, purposeSignupChallenge, purposeMFALoginChallenge, purposeMFASetupSecret)
 	return err
 }
 
@@ -285,9 +285,9 @@ func errCapabilitySpent() error { return errTokenNotValid(msgTokenInvalid) }
 // the cookie (401), CSRF (403), the row (401), the user (401), the body
 // (400, capability not spent), then the capability is claimed by one atomic
 // delete and the password saved with a credential-change revocation.
-// withinTx runs last in the transaction (e.g. to claim the invitation).
-// It returns the user after the change.
-func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Request, cookie, permission string, withinTx func(ctx context.Context, tx Store, u User) error) (User, error) {
+// withinTx runs first in the transaction of the change (e.g. to claim the
+// invitation), see savePassword. It returns the user after the change.
+func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Request, cookie, permission string, withinTx func(ctx context.Context, tx Store, u *User) error) (User, error) {
 	rl := h.realm
 	ctx := r.Context()
 	c, err := h.capability(r, cookie, permission)
@@ -365,8 +365,9 @@ func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Reque
 // transaction tx and revokes the user's credentials (revokeCredentials). A
 // user deleted or deactivated meanwhile is refused as a token no longer
 // valid (which is also how a spent capability answers). withinTx, when not
-// nil, runs first, with the user as read. It returns the user as saved.
-func savePassword(ctx context.Context, tx Store, userID int64, hash string, withinTx func(ctx context.Context, tx Store, u User) error) (User, error) {
+// nil, runs first, with the user as read and locked; it writes the columns
+// it changes itself and updates u to match. It returns the user as saved.
+func savePassword(ctx context.Context, tx Store, userID int64, hash string, withinTx func(ctx context.Context, tx Store, u *User) error) (User, error) {
 	cur, err := tx.UserForUpdate(ctx, userID)
 	if errors.Is(err, ErrNotFound) || (err == nil && !cur.IsActive) {
 		return User{}, errTokenNotValid(msgTokenInvalid)
@@ -375,7 +376,7 @@ func savePassword(ctx context.Context, tx Store, userID int64, hash string, with
 		return User{}, err
 	}
 	if withinTx != nil {
-		if err := withinTx(ctx, tx, cur); err != nil {
+		if err := withinTx(ctx, tx, &cur); err != nil {
 			return User{}, err
 		}
 	}
@@ -414,23 +415,23 @@ func (h *Handler) afterCredentialChange(w http.ResponseWriter, r *http.Request, 
 	return h.writeTokens(w, http.StatusOK, pair, map[string]any{"detail": detail})
 }
 
-// openLoginSession opens a session for u and records the login time.
+// openLoginSession opens a session for u and records the login time. u
+// may sign in: under mandatory verification its address is confirmed
+// (sign-up opens no session then, and a reset or an invitation link
+// confirms the address before it gets here).
 func (h *Handler) openLoginSession(ctx context.Context, r *http.Request, u User) (tokenPair, error) {
 	rl := h.realm
-	enabled := u.EmailVerified || rl.policy.emailVerification != verifyMandatory
 	var pair tokenPair
 	err := rl.store.InTx(ctx, func(tx Store) error {
 		cur, err := tx.UserForUpdate(ctx, u.ID)
 		if err != nil {
 			return err
 		}
-		if enabled {
-			cur.LastLogin = rl.now()
-			if err := tx.SetLastLogin(ctx, cur.ID, cur.LastLogin); err != nil {
-				return err
-			}
+		cur.LastLogin = rl.now()
+		if err := tx.SetLastLogin(ctx, cur.ID, cur.LastLogin); err != nil {
+			return err
 		}
-		pair, err = rl.openSession(ctx, tx, cur, enabled, clientIP(r))
+		pair, err = rl.openSession(ctx, tx, cur, true, clientIP(r))
 		return err
 	})
 	return pair, err

@@ -231,6 +231,21 @@ func TestMailTemplates(t *testing.T) {
 	if m.subject != "Join Acme" || m.html != "" || !strings.Contains(m.text, "https://example.com/l") {
 		t.Fatalf("overridden: %+v", m)
 	}
+	// The "sign-up pending" note is overridden like the others.
+	if err := os.WriteFile(filepath.Join(dir, "signup_pending.txt"), []byte("Pending at {{.SiteName}}."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err = loadMailTemplates(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = tmpl[mailSignupPending].render("u@example.com", mailData{SiteName: "Acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.text != "Pending at Acme." || !strings.Contains(m.subject, "waiting for confirmation") || !strings.Contains(m.html, "forgot password") {
+		t.Fatalf("overridden signup_pending: %+v", m)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "password_reset.txt"), []byte("{{.Nope}}"), 0o600); err != nil {
 		t.Fatal(err)
 	}

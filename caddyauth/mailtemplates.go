@@ -20,6 +20,7 @@ const (
 	mailEmailConfirmation = "email_confirmation"
 	mailInvitation        = "invitation"
 	mailAccountExists     = "account_exists"
+	mailSignupPending     = "signup_pending"
 	mailPasswordReset     = "password_reset"
 )
 
@@ -62,7 +63,7 @@ func loadMailTemplates(dir string) (map[string]mailTemplate, error) {
 		return string(b), err
 	}
 	out := map[string]mailTemplate{}
-	for _, name := range []string{mailEmailConfirmation, mailInvitation, mailAccountExists, mailPasswordReset} {
+	for _, name := range []string{mailEmailConfirmation, mailInvitation, mailAccountExists, mailSignupPending, mailPasswordReset} {
 		var t mailTemplate
 		src, err := read(name + ".subject.txt")
 		if err != nil {

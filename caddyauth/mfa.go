@@ -76,8 +76,9 @@ func newRecoveryCodes(r io.Reader) (codes, hashes []string, err error) {
 }
 
 // mfaBootstrap is the answer that sends a user without TOTP to set it up in
-// required mode: login, sign-up and invitation set-password return it
-// (with extra fields, e.g. `detail`) instead of tokens.
+// required mode: login, password reset and invitation set-password return
+// it (with extra fields, e.g. `detail`) instead of tokens; sign-up builds
+// its own (signupOutcome).
 func (rl *realm) mfaBootstrap(ctx context.Context, u User, extra map[string]any) (map[string]any, error) {
 	id, err := rl.newChallenge(ctx, rl.store, u, purposeMFASetupChallenge)
 	if err != nil {
@@ -444,34 +445,24 @@ func (h *Handler) mfaActivate(w http.ResponseWriter, r *http.Request) error {
 	if !act.opened {
 		return writeJSON(w, http.StatusOK, body)
 	}
-	if !act.enabled {
-		// No access token until the address is confirmed; the refresh
-		// token travels as configured (the reference puts it in the body
-		// even in cookie mode).
-		body["detail"] = "Verification e-mail sent."
-		if rl.policy.refreshInBody {
-			body["refresh"] = act.pair.refresh
-		} else {
-			h.setRefreshCookie(w, act.pair.refresh, int(rl.policy.refreshTTL.Seconds()))
-		}
-		return writeJSON(w, http.StatusOK, body)
-	}
 	return h.writeTokens(w, http.StatusOK, act.pair, body)
 }
 
 // activation is the outcome of a TOTP activation: the new recovery codes
 // and, when it opened the session the required-mode bootstrap held back,
-// that session (enabled is false while mandatory verification waits).
+// that session.
 type activation struct {
-	codes   []string
-	opened  bool
-	enabled bool
-	pair    tokenPair
+	codes  []string
+	opened bool
+	pair   tokenPair
 }
 
 // activateTOTP turns u's pending secret into the TOTP authenticator when
 // code is its current code, with a fresh set of recovery codes. ch is the
-// setup challenge the caller came with, if any.
+// setup challenge the caller came with, if any. Under mandatory
+// verification a setup challenge exists only for a confirmed address (a
+// sign-up's is held back until then, see confirmAddress), so the session
+// it opens is a full one.
 func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip string) (activation, error) {
 	secret, err := rl.pendingSecret(ctx, u.ID)
 	if errors.Is(err, ErrNotFound) {
@@ -493,7 +484,6 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 		return activation{}, err
 	}
 	openSession := ch != nil && rl.policy.mfaMode == mfaRequired
-	var enabled bool
 	var pair tokenPair
 	now := rl.now()
 	err = rl.store.InTx(ctx, func(tx Store) error {
@@ -530,16 +520,10 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 		if !cur.IsActive {
 			return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
 		}
-		// A session opened for an address that mandatory verification
-		// still waits for is whitelisted disabled until the link is
-		// followed.
-		enabled = cur.EmailVerified || rl.policy.emailVerification != verifyMandatory
-		if enabled {
-			if err := tx.SetLastLogin(ctx, cur.ID, now); err != nil {
-				return err
-			}
+		if err := tx.SetLastLogin(ctx, cur.ID, now); err != nil {
+			return err
 		}
-		pair, err = rl.openSession(ctx, tx, cur, enabled, ip)
+		pair, err = rl.openSession(ctx, tx, cur, true, ip)
 		return err
 	})
 	switch {
@@ -551,7 +535,7 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 	case err != nil:
 		return activation{}, err
 	}
-	return activation{codes: codes, opened: openSession, enabled: enabled, pair: pair}, nil
+	return activation{codes: codes, opened: openSession, pair: pair}, nil
 }
 
 // loginChallenge counts the client address ip towards the mfa_verify_ip

@@ -504,17 +504,9 @@ func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
 			default:
 				h.setFlowCookie(w, setupCookie, "")
 				if act.opened {
-					if act.enabled {
-						h.setSession(w, act.pair)
-					} else {
-						h.setRefreshCookie(w, act.pair.refresh, int(rl.policy.refreshTTL.Seconds()))
-					}
+					h.setSession(w, act.pair)
 				}
-				cont := next
-				if act.opened && !act.enabled {
-					cont = h.Prefix + "/page/login"
-				}
-				return h.render(w, r, http.StatusOK, "recovery-codes", pageData{Title: "Save your recovery codes", Codes: act.codes, Continue: cont})
+				return h.render(w, r, http.StatusOK, "recovery-codes", pageData{Title: "Save your recovery codes", Codes: act.codes, Continue: next})
 			}
 		}
 	}

@@ -32,7 +32,8 @@ func (h *Handler) passwordReset(w http.ResponseWriter, r *http.Request) error {
 // requestPasswordReset is the work of POST /password/reset/ and of the
 // forgot-password page, for the `email` field of f: always the same
 // success after the same floor; a link is mailed only to an active
-// account with a confirmed address and a usable password. A new link
+// account with a usable password, its address confirmed or not (following
+// the link proves the address, see passwordResetSetNew). A new link
 // replaces the user's older one. An invalid address or a throttled
 // request is refused at once.
 func (h *Handler) requestPasswordReset(r *http.Request, f *form) error {
@@ -69,7 +70,7 @@ func (h *Handler) mailResetLink(ctx context.Context, email string) error {
 	if err != nil {
 		return err
 	}
-	if !u.IsActive || !u.EmailVerified || u.PasswordHash == "" {
+	if !u.IsActive || u.PasswordHash == "" {
 		return nil
 	}
 	secret, err := rl.replaceLink(ctx, u.ID, purposePassReset)
@@ -131,14 +132,53 @@ func (h *Handler) passwordResetConfirm(w http.ResponseWriter, r *http.Request) e
 // passwordResetSetNew answers POST {prefix}/password/reset/set-new/,
 // authorised by the password_reset_access_token cookie and the CSRF
 // header. Unlike the reference, the capability is spent only once the new
-// password is accepted, and the answer goes through the MFA gate.
+// password is accepted, and the answer goes through the MFA gate. A reset
+// of an unconfirmed address confirms it (resetProof).
 func (h *Handler) passwordResetSetNew(w http.ResponseWriter, r *http.Request) error {
-	u, err := h.setPasswordWithCapability(w, r, resetCookie, purposePassResetAccess, nil)
+	var proof resetProof
+	u, err := h.setPasswordWithCapability(w, r, resetCookie, purposePassResetAccess, proof.apply)
 	if err != nil {
 		return err
 	}
-	h.realm.logger.Info("password reset", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
+	rl := h.realm
+	if proof.first {
+		rl.audit(r.Context(), auditSetupRemoved, u.ID,
+			zap.Int("authenticators", proof.authenticators), zap.Int("sessions", proof.sessions))
+	}
+	rl.logger.Info("password reset", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
 	return h.afterCredentialChange(w, r, u, "Password reset.", "")
+}
+
+// resetProof is what a password reset by mailed link proved. When the
+// address was not confirmed yet, the link is its first proof: the owner may
+// be taking over an account someone else created, so apply, in the
+// reset's transaction, confirms the address and removes every factor
+// (TOTP, recovery codes) and every session set up before it. Otherwise
+// "a reset never skips MFA" would keep the owner out behind a stranger's
+// TOTP. A creator who confirmed by the sign-up's link keeps what they set
+// up: their address is confirmed, so a later reset removes nothing.
+type resetProof struct {
+	first                    bool
+	authenticators, sessions int
+}
+
+func (p *resetProof) apply(ctx context.Context, tx Store, u *User) error {
+	if u.EmailVerified {
+		return nil
+	}
+	var err error
+	if p.authenticators, err = tx.DeleteAuthenticators(ctx, u.ID); err != nil {
+		return err
+	}
+	if p.sessions, err = tx.RevokeUserSessions(ctx, u.ID); err != nil {
+		return err
+	}
+	if err := tx.SetEmailVerified(ctx, u.ID, true); err != nil {
+		return err
+	}
+	u.EmailVerified = true
+	p.first = true
+	return nil
 }
 
 // passwordChange answers POST {prefix}/password/change/ (behaviour.md
@@ -186,7 +226,7 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	}
 	var pair tokenPair
 	err = rl.store.InTx(ctx, func(tx Store) error {
-		cur, err := savePassword(ctx, tx, u.ID, hash, func(ctx context.Context, tx Store, cur User) error {
+		cur, err := savePassword(ctx, tx, u.ID, hash, func(ctx context.Context, tx Store, cur *User) error {
 			// The old password was checked against the hash read above;
 			// a reset or change since then makes it wrong.
 			if cur.PasswordHash != u.PasswordHash {

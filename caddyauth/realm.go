@@ -194,6 +194,7 @@ func (rl *realm) purgeRetention() map[string]time.Duration {
 		purposePassResetAccess:   rl.policy.accessTTL,
 		purposePassSetAccess:     rl.policy.accessTTL,
 		purposeInvitation:        rl.policy.emailConfirmationTTL,
+		purposeSignupChallenge:   rl.policy.emailConfirmationTTL,
 		purposeEmailConfirmation: rl.policy.emailConfirmationTTL,
 	}
 }

@@ -86,6 +86,14 @@ func (rl *realm) claimedForSignup(ctx context.Context, u User) (bool, error) {
 	return len(inv) > 0, err
 }
 
+// pendingSignup reports whether u, an account not claimed for sign-up, is
+// a sign-up whose confirmation link still works: it keeps its address, and
+// its password, until the link expires.
+func (rl *realm) pendingSignup(ctx context.Context, u User) (bool, error) {
+	links, err := rl.store.UserTokens(ctx, u.ID, purposeEmailConfirmation, rl.notBeforeFor(rl.policy.emailConfirmationTTL))
+	return len(links) > 0, err
+}
+
 // register answers POST {prefix}/registration/ (behaviour.md §3.8).
 func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 	f, err := readForm(w, r)
@@ -123,8 +131,11 @@ type signupResult struct {
 // first_name, last_name), shared by POST {prefix}/registration/ and the
 // sign-up page. Under mandatory verification a taken address answers
 // exactly like a free one (its owner gets an "account exists" mail);
-// otherwise it is a 400 on `email`. An abandoned sign-up for the address
-// is replaced.
+// otherwise it is a 400 on `email`. A pending sign-up for the address (its
+// confirmation link still works) is kept: the new one gets the answer of a
+// new account whenever that answer holds no session, the address a
+// "sign-up pending" mail, and nothing is created. An abandoned sign-up for
+// the address (its link expired) is replaced.
 func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 	rl := h.realm
 	ctx := r.Context()
@@ -143,6 +154,7 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 	last := nameField(f, "last_name", true)
 	hidden := rl.policy.emailVerification == verifyMandatory
 	var taken *User     // hidden conflict: the owner gets a note
+	var pending *User   // a pending sign-up, kept: the address gets a note
 	var abandoned int64 // an abandoned sign-up, replaced by this one
 	if f.errs["email"] == nil {
 		u, err := rl.store.UserByEmail(ctx, email)
@@ -155,8 +167,19 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 			if err != nil {
 				return signupResult{}, err
 			}
+			isPending := false
+			if !claimed {
+				if isPending, err = rl.pendingSignup(ctx, u); err != nil {
+					return signupResult{}, err
+				}
+			}
+			// The first sign-up's answer can be repeated without an
+			// account when it held no session.
+			sessionless := hidden || rl.policy.mfaMode == mfaRequired
 			switch {
-			case claimed && !hidden:
+			case isPending && sessionless:
+				pending = &u
+			case (claimed || isPending) && !hidden:
 				f.fail("email", msgEmailTaken)
 			case claimed:
 				taken = &u
@@ -179,6 +202,15 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 	if taken != nil {
 		// The same answer as a new account, and a note to the owner.
 		rl.sendMail(mailAccountExists, taken.Email, mailData{ResetRequestURL: rl.policy.passwordResetRequestURL})
+		return h.signupOutcome(r, nil, mailSent)
+	}
+	if pending != nil {
+		// The same answer as the first sign-up, whose password and link
+		// stay; the note holds no link that would confirm this one.
+		rl.sendMail(mailSignupPending, pending.Email, mailData{
+			Expires:         humanDuration(rl.policy.emailConfirmationTTL),
+			ResetRequestURL: rl.policy.passwordResetRequestURL,
+		})
 		return h.signupOutcome(r, nil, mailSent)
 	}
 	u := User{
@@ -238,8 +270,11 @@ func (rl *realm) createLinkedUser(ctx context.Context, u User, replace int64, pu
 }
 
 // signupOutcome is the result of a sign-up; u is nil for a hidden
-// conflict, which gets the same shape as a new account (a bootstrap id
-// that leads nowhere in MFA required mode).
+// conflict or a kept pending sign-up, which get the same shape as a new
+// account (a bootstrap id that leads nowhere in MFA required mode). Under
+// mandatory verification the setup challenge of a new account is held
+// back until its address is confirmed (confirmAddress): until then it
+// answers exactly like the id of a taken address.
 func (h *Handler) signupOutcome(r *http.Request, u *User, mailSent bool) (signupResult, error) {
 	rl := h.realm
 	ctx := r.Context()
@@ -248,20 +283,22 @@ func (h *Handler) signupOutcome(r *http.Request, u *User, mailSent bool) (signup
 		extra["detail"] = msgVerificationSent
 	}
 	if rl.policy.mfaMode == mfaRequired {
-		if u == nil {
-			id, err := newTokenID(rl.rand)
-			if err != nil {
-				return signupResult{}, err
-			}
-			extra["mfa_setup_required"] = true
-			extra["setup_challenge_id"] = id
-			return signupResult{mfa: extra}, nil
+		var id string
+		var err error
+		switch {
+		case u == nil:
+			id, err = newTokenID(rl.rand)
+		case rl.policy.emailVerification == verifyMandatory:
+			id, err = rl.newChallenge(ctx, rl.store, *u, purposeSignupChallenge)
+		default:
+			id, err = rl.newChallenge(ctx, rl.store, *u, purposeMFASetupChallenge)
 		}
-		body, err := rl.mfaBootstrap(ctx, *u, extra)
 		if err != nil {
 			return signupResult{}, err
 		}
-		return signupResult{mfa: body}, nil
+		extra["mfa_setup_required"] = true
+		extra["setup_challenge_id"] = id
+		return signupResult{mfa: extra}, nil
 	}
 	if rl.policy.emailVerification == verifyMandatory {
 		return signupResult{}, nil
@@ -275,11 +312,11 @@ func (h *Handler) signupOutcome(r *http.Request, u *User, mailSent bool) (signup
 
 // verifyEmail answers GET {prefix}/registration/verification/<key>/, the
 // link of a confirmation or invitation mail (behaviour.md §3.9). A
-// confirmation link works once: the address is confirmed, the user's
-// disabled sessions are enabled (the `email_verified` claim follows at
-// the next refresh), and the browser goes to email_verified_redirect or
-// the built-in page. An invitation link leads to the set-password step
-// and works until the password is set.
+// confirmation link works once: the address is confirmed (the
+// `email_verified` claim follows at the next refresh), and the browser
+// goes to email_verified_redirect or the built-in page. An invitation
+// link leads to the set-password step and works until the password is
+// set.
 func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	rl := h.realm
 	ctx := r.Context()
@@ -313,7 +350,7 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 		if !u.IsActive {
 			return errNotFoundPage
 		}
-		return confirmAddress(ctx, tx, u)
+		return rl.confirmAddress(ctx, tx, u)
 	})
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errNotFoundPage) {
 		return h.linkPage(w, r, http.StatusNotFound, pageLinkInvalid)
@@ -327,20 +364,30 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 // errNotFoundPage makes a transaction answer with the invalid-link page.
 var errNotFoundPage = errors.New("link of an inactive account")
 
-// confirmAddress marks u's address confirmed, enables its sessions held
-// back by mandatory verification, and drops its other confirmation links.
+// confirmAddress marks u's address confirmed by its sign-up's link, turns
+// the sign-up's held-back setup challenge into a live one (its lifetime
+// starts now), and drops its other confirmation links. Mandatory
+// verification opens no session before this, so there is none to enable.
 // u is the row as read with UserForUpdate in the transaction tx.
-func confirmAddress(ctx context.Context, tx Store, u User) error {
+func (rl *realm) confirmAddress(ctx context.Context, tx Store, u User) error {
 	if !u.EmailVerified {
 		if err := tx.SetEmailVerified(ctx, u.ID, true); err != nil {
 			return err
 		}
 	}
-	if err := tx.EnableUserSessions(ctx, u.ID); err != nil {
+	held, err := tx.UserTokens(ctx, u.ID, purposeSignupChallenge, rl.notBeforeFor(rl.policy.emailConfirmationTTL))
+	if err != nil {
 		return err
 	}
-	_, err := tx.DeleteUserTokens(ctx, u.ID, purposeEmailConfirmation)
-	return err
+	if _, err := tx.DeleteUserTokens(ctx, u.ID, purposeSignupChallenge, purposeEmailConfirmation); err != nil {
+		return err
+	}
+	for _, ch := range held {
+		if _, err := tx.CreateToken(ctx, Token{UserID: u.ID, Purpose: purposeMFASetupChallenge, Token: ch.Token, Created: rl.now()}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (h *Handler) verifiedLanding(w http.ResponseWriter) error {
@@ -484,7 +531,7 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 // it. In MFA required mode the answer is the setup bootstrap instead of
 // tokens.
 func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) error {
-	u, err := h.setPasswordWithCapability(w, r, setPasswordCookie, purposePassSetAccess, func(ctx context.Context, tx Store, u User) error {
+	u, err := h.setPasswordWithCapability(w, r, setPasswordCookie, purposePassSetAccess, func(ctx context.Context, tx Store, u *User) error {
 		n, err := tx.DeleteUserTokens(ctx, u.ID, purposeInvitation)
 		if err != nil {
 			return err

@@ -45,7 +45,7 @@ type RefreshToken struct {
 	JTI     string
 	Session string
 	UserID  int64
-	Enabled bool
+	Enabled bool // false only in rows an earlier version held back until an address was confirmed
 	Created time.Time
 	Expires time.Time
 	IP      string // client address when the row was written, may be ""
@@ -65,6 +65,8 @@ type Token struct {
 // Purposes of generic token rows.
 const (
 	purposeMFASetupChallenge = "mfa_setup_challenge"
+	// A sign-up's setup challenge held back until the address is confirmed.
+	purposeSignupChallenge   = "mfa_signup_challenge"
 	purposeMFALoginChallenge = "mfa_login_challenge"
 	purposeMFASetupSecret    = "mfa_setup_secret"
 	purposeMFAAttempt        = "mfa_login_attempt"
@@ -132,8 +134,6 @@ type Store interface {
 	RevokeSession(ctx context.Context, session string) (int, error)
 	// RevokeUserSessions deletes every row of a user.
 	RevokeUserSessions(ctx context.Context, userID int64) (int, error)
-	// EnableUserSessions enables every disabled row of a user.
-	EnableUserSessions(ctx context.Context, userID int64) error
 	// SessionActive reports whether a session still has at least one row.
 	SessionActive(ctx context.Context, session string) (bool, error)
 	// PurgeRefresh deletes rows that expired before t.

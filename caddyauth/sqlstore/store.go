@@ -404,15 +404,6 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID int64) (int, erro
 	return affected(s.q.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE user_id = $1`, userID))
 }
 
-// EnableUserSessions enables every disabled row of a user.
-func (s *Store) EnableUserSessions(ctx context.Context, userID int64) error {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	_, err := s.q.ExecContext(ctx,
-		`UPDATE refresh_tokens SET enabled = TRUE WHERE user_id = $1 AND NOT enabled`, userID)
-	return err
-}
-
 // SessionActive reports whether a session still has at least one row.
 func (s *Store) SessionActive(ctx context.Context, session string) (bool, error) {
 	ctx, cancel := s.ctx(ctx)
