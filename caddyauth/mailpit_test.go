@@ -156,22 +156,28 @@ func waitMails(t *testing.T, addr string, n int) mailMsg {
 			if len(list) > n {
 				t.Fatalf("%d mails to %s, want %d", len(list), addr, n)
 			}
-			res, err := http.Get(mailpit.api + "/api/v1/message/" + list[0].ID)
-			if err != nil {
-				t.Fatalf("mailpit message: %v", err)
-			}
-			defer res.Body.Close()
-			var m mailMsg
-			if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
-				t.Fatalf("mailpit message: %v", err)
-			}
-			return m
+			return fullMail(t, list[0].ID)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d mails to %s after 20s, want %d", len(list), addr, n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// fullMail fetches one message from mailpit in full.
+func fullMail(t *testing.T, id string) mailMsg {
+	t.Helper()
+	res, err := http.Get(mailpit.api + "/api/v1/message/" + id)
+	if err != nil {
+		t.Fatalf("mailpit message: %v", err)
+	}
+	defer res.Body.Close()
+	var m mailMsg
+	if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
+		t.Fatalf("mailpit message: %v", err)
+	}
+	return m
 }
 
 // noMoreMails checks that addr still has n messages a moment later.

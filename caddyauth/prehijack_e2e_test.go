@@ -2,7 +2,6 @@ package caddyauth_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -18,21 +17,6 @@ import (
 
 func signupBody(email, password string) map[string]string {
 	return map[string]string{"email": email, "password1": password, "password2": password, "first_name": "Ann", "last_name": "Lee"}
-}
-
-// fullMail fetches one message from mailpit in full.
-func fullMail(t *testing.T, id string) mailMsg {
-	t.Helper()
-	res, err := http.Get(mailpit.api + "/api/v1/message/" + id)
-	if err != nil {
-		t.Fatalf("mailpit message: %v", err)
-	}
-	defer res.Body.Close()
-	var m mailMsg
-	if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
-		t.Fatalf("mailpit message: %v", err)
-	}
-	return m
 }
 
 // confirmationLink waits for n mails to addr and returns the path of the
