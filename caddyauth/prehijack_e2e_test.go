@@ -2,7 +2,6 @@ package caddyauth_test
 
 import (
 	"context"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
