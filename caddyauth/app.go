@@ -63,14 +63,22 @@ type App struct {
 	// nodes. At most 30s. Default: 0.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
 
-	// Where the refresh token travels: "cookie" (default; an HttpOnly,
-	// SameSite=Lax cookie named `refresh_token`) or "body" (the `refresh`
+	// Where the refresh token travels: "cookie" (default; an HttpOnly
+	// cookie named `refresh_token`, SameSite=Lax unless `cookie_samesite`
+	// says otherwise) or "body" (the `refresh`
 	// field of the JSON body, in both directions).
 	RefreshToken string `json:"refresh_token,omitempty"`
 
 	// Whether the refresh cookie is marked Secure. Default: true. Turn it
 	// off only for plain-HTTP local testing.
 	CookieInsecure bool `json:"cookie_insecure,omitempty"`
+
+	// The SameSite attribute of the session cookies (the refresh cookie and
+	// the access-token cookie): "lax" (default), "strict", or "none" for a
+	// single-page app on another site that calls the endpoints with
+	// credentials. "none" needs Secure cookies, so not with
+	// `cookie_insecure`.
+	CookieSameSite string `json:"cookie_samesite,omitempty"`
 
 	// MFA with TOTP: "disabled" (default), "optional" or "required".
 	MFATOTPMode string `json:"mfa_totp_mode,omitempty"`
@@ -229,6 +237,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		leeway:            time.Duration(a.Leeway),
 		refreshInBody:     a.RefreshToken == "body",
 		cookieSecure:      !a.CookieInsecure,
+		cookieSameSite:    sameSiteModes[a.CookieSameSite],
 		mfaMode:           orDefault(a.MFATOTPMode, mfaDisabled),
 		mfaChallengeTTL:   durationOr(a.MFAChallengeTTL, 5*time.Minute),
 		mfaChallengeMax:   intOr(a.MFAChallengeMaxAttempts, 5),
@@ -302,6 +311,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// sameSiteModes maps `cookie_samesite` to the attribute; absent is Lax.
+var sameSiteModes = map[string]http.SameSite{
+	"":       http.SameSiteLaxMode,
+	"lax":    http.SameSiteLaxMode,
+	"strict": http.SameSiteStrictMode,
+	"none":   http.SameSiteNoneMode,
+}
+
 // Validate checks the settings without doing any I/O.
 func (a *App) Validate() error {
 	checks := []struct {
@@ -312,6 +329,7 @@ func (a *App) Validate() error {
 		{"mfa_totp_mode", a.MFATOTPMode, []string{"", mfaDisabled, mfaOptional, mfaRequired}},
 		{"email_verification", a.EmailVerification, []string{"", verifyNone, verifyOptional, verifyMandatory}},
 		{"registration", a.Registration, []string{"", registrationOpen, registrationInvitations, registrationAdminManaged, registrationClosed}},
+		{"cookie_samesite", a.CookieSameSite, []string{"", "lax", "strict", "none"}},
 	}
 	for _, c := range checks {
 		if !slices.Contains(c.allowed, c.value) {
@@ -346,6 +364,9 @@ func (a *App) Validate() error {
 	}
 	if time.Duration(a.Leeway) > 30*time.Second {
 		return errors.New("leeway must be at most 30s")
+	}
+	if a.CookieSameSite == "none" && a.CookieInsecure {
+		return errors.New("cookie_samesite none needs Secure cookies (browsers drop a SameSite=None cookie without Secure): remove cookie_insecure and serve the site over HTTPS, or use cookie_samesite lax")
 	}
 	if a.AccessCookie != "" {
 		if err := (&http.Cookie{Name: a.AccessCookie, Value: "x"}).Valid(); err != nil || a.AccessCookie == refreshCookie {

@@ -21,8 +21,8 @@ import (
 const defaultAccessCookie = "access_token"
 
 // setAccessCookie stores an access token for the guard to read: HttpOnly,
-// SameSite=Lax, Path=/, Secure unless cookie_insecure, and no longer
-// than the token lives.
+// SameSite as `cookie_samesite` says (Lax by default), Path=/, Secure
+// unless cookie_insecure, and no longer than the token lives.
 func (rl *realm) setAccessCookie(w http.ResponseWriter, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     rl.policy.accessCookie,
@@ -31,7 +31,7 @@ func (rl *realm) setAccessCookie(w http.ResponseWriter, value string, maxAge int
 		MaxAge:   maxAge,
 		HttpOnly: true,
 		Secure:   rl.policy.cookieSecure,
-		SameSite: http.SameSiteLaxMode,
+		SameSite: rl.policy.cookieSameSite,
 	})
 }
 
