@@ -167,7 +167,10 @@ type App struct {
 
 	// The name of the cookie that carries the access token for browsers:
 	// the HTML pages set it, and guards with `cookie` or `redirect` read it.
-	// HttpOnly, SameSite=Lax, Path=/. Default: `access_token`.
+	// HttpOnly, Path=/, SameSite=Lax unless `cookie_samesite` says
+	// otherwise. Default: `access_token`. With Secure cookies (that is,
+	// without `cookie_insecure`) the name carries the `__Host-` prefix:
+	// `__Host-access_token` by default.
 	AccessCookie string `json:"access_cookie,omitempty"`
 
 	// The rate limiter the throttles count through. Default: in memory,
@@ -257,7 +260,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		passwordResetRedirect:   repl.ReplaceAll(a.PasswordResetRedirect, ""),
 		passwordSetRedirect:     repl.ReplaceAll(a.PasswordSetRedirect, ""),
 		passwordResetRequestURL: repl.ReplaceAll(a.PasswordResetRequestURL, ""),
-		accessCookie:            orDefault(a.AccessCookie, defaultAccessCookie),
+		accessCookie:            hostCookie(orDefault(a.AccessCookie, defaultAccessCookie), !a.CookieInsecure),
 	}
 	if pol.inviteRoles == nil {
 		pol.inviteRoles = []int{RoleStaff, RoleSuperuser}
@@ -371,6 +374,9 @@ func (a *App) Validate() error {
 	if a.AccessCookie != "" {
 		if err := (&http.Cookie{Name: a.AccessCookie, Value: "x"}).Valid(); err != nil || a.AccessCookie == refreshCookie {
 			return fmt.Errorf("access_cookie: %q is not a usable cookie name", a.AccessCookie)
+		}
+		if lower := strings.ToLower(a.AccessCookie); strings.HasPrefix(lower, "__host-") || strings.HasPrefix(lower, "__secure-") {
+			return fmt.Errorf("access_cookie: write the name without a prefix (%q): the __Host- prefix is added when cookies are Secure", a.AccessCookie)
 		}
 	}
 	if a.AccessTTL != 0 && a.RefreshTTL != 0 && a.AccessTTL > a.RefreshTTL {

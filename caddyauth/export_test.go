@@ -78,3 +78,13 @@ func ThrottleNames() []string {
 	}
 	return names
 }
+
+// CSRFTokenFor is the form token the running realm derives from a CSRF
+// cookie value, what an attacker who planted that cookie would need.
+func CSRFTokenFor(cookie string) (string, error) {
+	rl, err := activeRealm()
+	if err != nil {
+		return "", err
+	}
+	return rl.csrfMAC(cookie), nil
+}

@@ -55,7 +55,8 @@ type Guard struct {
 	SessionCheck bool `json:"session_check,omitempty"`
 
 	// Also accept the access token from the cookie the HTML pages set
-	// (named by the global `access_cookie`, default `access_token`) when
+	// (`__Host-access_token`, or `__Host-` and the global `access_cookie`;
+	// without the prefix under `cookie_insecure`) when
 	// the request has no Authorization header. Only turn this on for routes
 	// a browser visits: a cookie is sent by the browser on its own, so an
 	// API behind such a guard must not change state on GET.
