@@ -170,8 +170,8 @@ func hostCookie(name string, secure bool) string {
 // issue (planted with a value of someone else's choosing) is replaced,
 // never adopted.
 func (rl *realm) csrfToken(w http.ResponseWriter, r *http.Request) (string, error) {
-	if c, err := r.Cookie(rl.csrfCookieName()); err == nil && rl.issuedCSRFCookie(c.Value) {
-		return rl.csrfMAC(c.Value), nil
+	if v, ok := rl.csrfCookie(r); ok {
+		return rl.csrfMAC(v), nil
 	}
 	b := make([]byte, 32)
 	if _, err := io.ReadFull(rl.rand, b); err != nil {
@@ -189,6 +189,18 @@ func (rl *realm) csrfToken(w http.ResponseWriter, r *http.Request) (string, erro
 	})
 	r.AddCookie(&http.Cookie{Name: rl.csrfCookieName(), Value: v})
 	return rl.csrfMAC(v), nil
+}
+
+// csrfCookie is the first CSRF cookie of the request this realm issued.
+// Every cookie of the name is looked at: without the `__Host-` prefix a
+// parent domain may add one of its own, which must not hide ours.
+func (rl *realm) csrfCookie(r *http.Request) (string, bool) {
+	for _, c := range r.CookiesNamed(rl.csrfCookieName()) {
+		if rl.issuedCSRFCookie(c.Value) {
+			return c.Value, true
+		}
+	}
+	return "", false
 }
 
 // issuedCSRFCookie reports whether v is a CSRF cookie value this realm
@@ -220,10 +232,7 @@ func (rl *realm) csrfValid(r *http.Request) bool {
 			return false
 		}
 	}
-	c, err := r.Cookie(rl.csrfCookieName())
-	if err != nil || !rl.issuedCSRFCookie(c.Value) {
-		return false
-	}
+	v, ok := rl.csrfCookie(r)
 	got := r.PostForm.Get(csrfField)
-	return got != "" && hmac.Equal([]byte(got), []byte(rl.csrfMAC(c.Value)))
+	return ok && got != "" && hmac.Equal([]byte(got), []byte(rl.csrfMAC(v)))
 }

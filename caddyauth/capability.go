@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -216,18 +216,25 @@ func (h *Handler) capability(r *http.Request, cookie, permission string) (Claims
 }
 
 // checkCSRF is the double-submit check: the X-CSRFToken header must equal
-// the csrftoken cookie, and that must be the value issued with the
-// capability of jti.
+// a csrftoken cookie, and that must be the value issued with the
+// capability of jti. Every csrftoken the browser sends is looked at, so a
+// second one planted for a parent domain cannot hide the issued one.
 func (rl *realm) checkCSRF(r *http.Request, jti string) error {
-	ck, err := r.Cookie(csrfCookie)
-	if err != nil || ck.Value == "" {
+	var sent []string
+	for _, ck := range r.CookiesNamed(csrfCookie) {
+		if ck.Value != "" {
+			sent = append(sent, ck.Value)
+		}
+	}
+	if len(sent) == 0 {
 		return errDetail(http.StatusForbidden, "CSRF Failed: CSRF cookie not set.")
 	}
 	hv := r.Header.Get(csrfHeader)
 	if hv == "" {
 		return errDetail(http.StatusForbidden, "CSRF Failed: CSRF token missing.")
 	}
-	if subtle.ConstantTimeCompare([]byte(hv), []byte(ck.Value)) != 1 || !hmac.Equal([]byte(ck.Value), []byte(rl.capabilityCSRF(jti))) {
+	want := rl.capabilityCSRF(jti)
+	if !hmac.Equal([]byte(hv), []byte(want)) || !slices.Contains(sent, want) {
 		return errDetail(http.StatusForbidden, "CSRF Failed: CSRF token incorrect.")
 	}
 	return nil

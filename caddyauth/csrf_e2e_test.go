@@ -120,6 +120,9 @@ func TestPagesCSRFOnlyIssuedCookiesE2E(t *testing.T) {
 		t.Fatalf("another cookie's token: status %d", r.status)
 	}
 	post(issued.Value, token).expect(t, http.StatusSeeOther)
+	// A second cookie of the name (a parent domain can add one when there
+	// is no prefix) does not hide the issued one.
+	post(strings.Repeat("A", 43)+"; jwt_allauth_csrf="+issued.Value, token).expect(t, http.StatusSeeOther)
 	// The page keeps an issued cookie.
 	p = s.get("/auth/page/login?logged_out=1", acceptHTML, "Cookie: jwt_allauth_csrf="+issued.Value).expect(t, 200)
 	if _, set := p.cookie("jwt_allauth_csrf"); set || csrfRE.FindStringSubmatch(string(p.raw))[1] != token {
@@ -130,7 +133,7 @@ func TestPagesCSRFOnlyIssuedCookiesE2E(t *testing.T) {
 // TestCapabilityCSRFBoundE2E: the csrftoken of a password-reset link is
 // the one issued with that link's capability. A planted csrftoken echoed
 // in X-CSRFToken, or the csrftoken of someone else's link, is refused
-// (and spends nothing); the issued one works.
+// (and spends nothing); the issued one works, even beside a planted one.
 func TestCapabilityCSRFBoundE2E(t *testing.T) {
 	s := startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", mailOptions(t), defaultBody))
 	victim, attacker := uniqueEmail(t, "victim"), uniqueEmail(t, "attacker")
@@ -158,7 +161,10 @@ func TestCapabilityCSRFBoundE2E(t *testing.T) {
 			t.Fatalf("%s csrftoken: %d %s", name, r.status, r.raw)
 		}
 	}
-	if r := set(issued.Value).expect(t, 200); r.str("detail") != "Password reset." {
+	// A planted csrftoken sent before the issued one does not hide it.
+	r := s.post("/auth/password/reset/set-new/", newPasswords(newPass),
+		"Cookie: password_reset_access_token="+capc.Value+"; csrftoken="+foreign.Value+"; csrftoken="+issued.Value, "X-CSRFToken: "+issued.Value).expect(t, 200)
+	if r.str("detail") != "Password reset." {
 		t.Fatalf("issued csrftoken: %s", r.raw)
 	}
 	s.login(victim, newPass)
