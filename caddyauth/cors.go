@@ -9,11 +9,12 @@ import (
 
 // Cross-origin requests. A CORS preflight (`OPTIONS` with
 // `Access-Control-Request-Method`) carries no credentials by definition, so
-// neither the endpoints nor the guard ever hand one to an app: they answer
-// it. For the origins a `cors` line names, the answers carry the
-// Access-Control-* headers a single-page app on that origin needs to call
-// with credentials (`fetch(..., {credentials: "include"})`); for any other
-// origin they carry none, and the browser keeps the answer from the page.
+// the guard answers it itself rather than hand it to an app (unless
+// `preflight pass`), and the endpoints answer it too. For the origins a
+// `cors` line names, the answers carry the Access-Control-* headers a
+// single-page app on that origin needs to call with credentials
+// (`fetch(..., {credentials: "include"})`); for any other origin they carry
+// none, and the browser keeps the answer from the page.
 
 // Preflight modes of the guard.
 const (
@@ -53,9 +54,8 @@ func checkOrigins(origins []string) error {
 			return fmt.Errorf("cors: %q would let any page read answers made with the user's credentials; list the exact origins of your apps, e.g. cors https://app.example.com", o)
 		}
 		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" || u.User != nil ||
-			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") ||
-			strings.ContainsAny(u.Host, "*") || u.Hostname() == "" {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Opaque != "" || u.User != nil ||
+			u.Path != "" || u.RawQuery != "" || u.ForceQuery || strings.Contains(o, "#") || strings.Contains(u.Host, "*") {
 			return fmt.Errorf("cors: %q is not an origin: write scheme://host[:port] with nothing after it, e.g. https://app.example.com", o)
 		}
 		if (u.Scheme == "https" && u.Port() == "443") || (u.Scheme == "http" && u.Port() == "80") {
@@ -96,17 +96,12 @@ func originListed(origins []string, origin string) bool {
 	return false
 }
 
-// answerPreflight answers a preflight with 204 and no body: with the
-// methods, headers and lifetime allowed when the origin is listed, and
-// nothing else otherwise (so the browser refuses the real request).
-func answerPreflight(w http.ResponseWriter, r *http.Request, origins, methods []string) {
-	h := w.Header()
-	if corsHeaders(h, r, origins) {
-		h.Set("Access-Control-Allow-Methods", strings.Join(methods, ", "))
-		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
-		h.Set("Access-Control-Max-Age", corsMaxAge)
-	}
-	w.WriteHeader(http.StatusNoContent)
+// allowPreflight adds to a preflight's answer, for an origin corsHeaders
+// granted, the methods, headers and lifetime allowed.
+func allowPreflight(h http.Header, methods []string) {
+	h.Set("Access-Control-Allow-Methods", strings.Join(methods, ", "))
+	h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+	h.Set("Access-Control-Max-Age", corsMaxAge)
 }
 
 // withoutBody strips a request's body, for a preflight handed on with

@@ -158,15 +158,18 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	for name := range g.Headers {
 		removeHeader(r.Header, name)
 	}
+	granted := corsHeaders(w.Header(), r, g.CORS)
 	if isPreflight(r) {
 		if g.Preflight == preflightPass {
 			withoutBody(r)
 			return next.ServeHTTP(w, r)
 		}
-		answerPreflight(w, r, g.CORS, guardMethods)
+		if granted {
+			allowPreflight(w.Header(), guardMethods)
+		}
+		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	corsHeaders(w.Header(), r, g.CORS)
 	raw := bearerToken(r)
 	if raw == "" && (g.Cookie || g.Redirect != "") {
 		raw = g.realm.accessCookieValue(r)

@@ -191,20 +191,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	ep, found := h.route(rest)
-	if found && r.Method == http.MethodOptions {
-		allow := append(ep.methods, http.MethodOptions)
-		w.Header().Set("Allow", strings.Join(allow, ", "))
-		if isPreflight(r) {
-			answerPreflight(w, r, h.CORS, allow)
-			return nil
-		}
-		corsHeaders(w.Header(), r, h.CORS)
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	corsHeaders(w.Header(), r, h.CORS)
+	granted := corsHeaders(w.Header(), r, h.CORS)
 	if !found {
 		return writeError(w, h.logger, h.realm.metrics, errDetail(http.StatusNotFound, "Not found."))
+	}
+	if r.Method == http.MethodOptions {
+		allow := append(ep.methods, http.MethodOptions)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		if granted && isPreflight(r) {
+			allowPreflight(w.Header(), allow)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 	if !slices.Contains(ep.methods, r.Method) {
 		w.Header().Set("Allow", strings.Join(append(ep.methods, http.MethodOptions), ", "))
