@@ -331,8 +331,9 @@ func TestCORSStartupRefusals(t *testing.T) {
 }
 
 // spaPage is a single-page app on another origin: it signs in through
-// the endpoints with credentials, then calls the guarded API with the
-// access token, and reports what it saw (or that the browser refused).
+// the endpoints with credentials, calls the guarded API without and with
+// the access token, then renews the token through the refresh cookie, and
+// reports what it saw (or that the browser refused).
 const spaPage = `<!doctype html><html><head><title>app</title><script>
 async function signInAndCall(base, email, password) {
 	try {
@@ -344,7 +345,10 @@ async function signInAndCall(base, email, password) {
 		const body = await login.json();
 		const anon = await fetch(base + "/api/me", {credentials: "include"});
 		const api = await fetch(base + "/api/me", {credentials: "include", headers: {"Authorization": "Bearer " + body.access}});
-		return "login " + login.status + "; anonymous " + anon.status + " " + anon.headers.get("WWW-Authenticate") + "; api " + api.status + " " + await api.text();
+		const refresh = await fetch(base + "/auth/refresh/", {method: "POST", credentials: "include"});
+		const renewed = (await refresh.json()).access;
+		return "login " + login.status + "; anonymous " + anon.status + " " + anon.headers.get("WWW-Authenticate") +
+			"; api " + api.status + " " + await api.text() + "; refresh " + refresh.status + (renewed && renewed !== body.access ? " renewed" : "");
 	} catch (e) {
 		return "refused: " + e.name;
 	}
@@ -352,41 +356,47 @@ async function signInAndCall(base, email, password) {
 </script></head><body>app</body></html>`
 
 // TestBrowserCrossOriginSPAE2E: in Chromium, a page on a listed origin
-// signs in and calls the guarded API with fetch; the same page on an
-// origin not listed is refused by the browser.
+// signs in and calls the guarded API with fetch; on the same site (another
+// port of 127.0.0.1) the default SameSite=Lax refresh cookie also renews
+// the token, on another site (localhost) the browser keeps it, as README
+// says; the same page on an origin not listed is refused by the browser.
 func TestBrowserCrossOriginSPAE2E(t *testing.T) {
 	c := newChrome(t)
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, spaPage)
-	}))
-	t.Cleanup(app.Close)
-	port := strconv.Itoa(app.Listener.Addr().(*net.TCPAddr).Port)
-	listed := "http://localhost:" + port   // another site than 127.0.0.1
-	unlisted := "http://127.0.0.1:" + port // same host, another port: still another origin
+	serve := func() string {
+		app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprint(w, spaPage)
+		}))
+		t.Cleanup(app.Close)
+		return strconv.Itoa(app.Listener.Addr().(*net.TCPAddr).Port)
+	}
+	port, otherPort := serve(), serve()
+	crossSite := "http://localhost:" + port // another site than 127.0.0.1
+	sameSite := "http://127.0.0.1:" + port  // another origin, the same site
+	unlisted := "http://127.0.0.1:" + otherPort
 	body := `	jwt_allauth {
 		prefix /auth
-		cors ` + listed + `
+		cors ` + crossSite + ` ` + sameSite + `
 	}
 	handle /api/* {
 		jwt_allauth_guard {
-			cors ` + listed + `
+			cors ` + crossSite + ` ` + sameSite + `
 		}
 		respond "user={http.auth.user.id}"
 	}`
 	startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", "", body))
 	u := mustCreateUser(t, userEmail, userPass, 0)
 	call := fmt.Sprintf("signInAndCall(%q, %q, %q)", testBase, userEmail, userPass)
+	signedIn := fmt.Sprintf(`login 200; anonymous 401 Bearer realm="api"; api 200 user=%d`, u.ID)
 
-	c.run("opening the app", chromedp.Navigate(listed+"/"))
-	got := value(c, "calling from "+listed, chromedp.Evaluate[string](call, chromedp.EvalAwaitPromise))
-	want := fmt.Sprintf(`login 200; anonymous 401 Bearer realm="api"; api 200 user=%d`, u.ID)
-	if got != want {
-		t.Fatalf("from %s: %q, want %q", listed, got, want)
-	}
-
-	c.run("opening the app elsewhere", chromedp.Navigate(unlisted+"/"))
-	if got := value(c, "calling from "+unlisted, chromedp.Evaluate[string](call, chromedp.EvalAwaitPromise)); got != "refused: TypeError" {
-		t.Fatalf("from %s: %q, want the browser to refuse", unlisted, got)
+	for origin, want := range map[string]string{
+		sameSite:  signedIn + "; refresh 200 renewed",
+		crossSite: signedIn + "; refresh 400",
+		unlisted:  "refused: TypeError",
+	} {
+		c.run("opening the app at "+origin, chromedp.Navigate(origin+"/"))
+		if got := value(c, "calling from "+origin, chromedp.Evaluate[string](call, chromedp.EvalAwaitPromise)); got != want {
+			t.Errorf("from %s: %q, want %q", origin, got, want)
+		}
 	}
 }
