@@ -417,7 +417,7 @@ func (h *Handler) setRefreshCookie(w http.ResponseWriter, value string, maxAge i
 		MaxAge:   maxAge,
 		HttpOnly: true,
 		Secure:   h.realm.policy.cookieSecure,
-		SameSite: http.SameSiteLaxMode,
+		SameSite: h.realm.policy.cookieSameSite,
 	})
 }
 

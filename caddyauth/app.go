@@ -63,14 +63,22 @@ type App struct {
 	// nodes. At most 30s. Default: 0.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
 
-	// Where the refresh token travels: "cookie" (default; an HttpOnly,
-	// SameSite=Lax cookie named `refresh_token`) or "body" (the `refresh`
+	// Where the refresh token travels: "cookie" (default; an HttpOnly
+	// cookie named `refresh_token`, SameSite=Lax unless `cookie_samesite`
+	// says otherwise) or "body" (the `refresh`
 	// field of the JSON body, in both directions).
 	RefreshToken string `json:"refresh_token,omitempty"`
 
 	// Whether the refresh cookie is marked Secure. Default: true. Turn it
 	// off only for plain-HTTP local testing.
 	CookieInsecure bool `json:"cookie_insecure,omitempty"`
+
+	// The SameSite attribute of the session cookies (the refresh cookie and
+	// the access-token cookie): "lax" (default), "strict", or "none" for a
+	// single-page app on another site that calls the endpoints with
+	// credentials. "none" needs Secure cookies, so not with
+	// `cookie_insecure`.
+	CookieSameSite string `json:"cookie_samesite,omitempty"`
 
 	// MFA with TOTP: "disabled" (default), "optional" or "required".
 	MFATOTPMode string `json:"mfa_totp_mode,omitempty"`
@@ -159,7 +167,10 @@ type App struct {
 
 	// The name of the cookie that carries the access token for browsers:
 	// the HTML pages set it, and guards with `cookie` or `redirect` read it.
-	// HttpOnly, SameSite=Lax, Path=/. Default: `access_token`.
+	// HttpOnly, Path=/, SameSite=Lax unless `cookie_samesite` says
+	// otherwise. Default: `access_token`. With Secure cookies (that is,
+	// without `cookie_insecure`) the name carries the `__Host-` prefix:
+	// `__Host-access_token` by default.
 	AccessCookie string `json:"access_cookie,omitempty"`
 
 	// The rate limiter the throttles count through. Default: in memory,
@@ -229,6 +240,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		leeway:            time.Duration(a.Leeway),
 		refreshInBody:     a.RefreshToken == "body",
 		cookieSecure:      !a.CookieInsecure,
+		cookieSameSite:    sameSiteModes[a.CookieSameSite],
 		mfaMode:           orDefault(a.MFATOTPMode, mfaDisabled),
 		mfaChallengeTTL:   durationOr(a.MFAChallengeTTL, 5*time.Minute),
 		mfaChallengeMax:   intOr(a.MFAChallengeMaxAttempts, 5),
@@ -248,7 +260,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		passwordResetRedirect:   repl.ReplaceAll(a.PasswordResetRedirect, ""),
 		passwordSetRedirect:     repl.ReplaceAll(a.PasswordSetRedirect, ""),
 		passwordResetRequestURL: repl.ReplaceAll(a.PasswordResetRequestURL, ""),
-		accessCookie:            orDefault(a.AccessCookie, defaultAccessCookie),
+		accessCookie:            hostCookie(orDefault(a.AccessCookie, defaultAccessCookie), !a.CookieInsecure),
 	}
 	if pol.inviteRoles == nil {
 		pol.inviteRoles = []int{RoleStaff, RoleSuperuser}
@@ -302,6 +314,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// sameSiteModes maps `cookie_samesite` to the attribute; absent is Lax.
+var sameSiteModes = map[string]http.SameSite{
+	"":       http.SameSiteLaxMode,
+	"lax":    http.SameSiteLaxMode,
+	"strict": http.SameSiteStrictMode,
+	"none":   http.SameSiteNoneMode,
+}
+
 // Validate checks the settings without doing any I/O.
 func (a *App) Validate() error {
 	checks := []struct {
@@ -312,6 +332,7 @@ func (a *App) Validate() error {
 		{"mfa_totp_mode", a.MFATOTPMode, []string{"", mfaDisabled, mfaOptional, mfaRequired}},
 		{"email_verification", a.EmailVerification, []string{"", verifyNone, verifyOptional, verifyMandatory}},
 		{"registration", a.Registration, []string{"", registrationOpen, registrationInvitations, registrationAdminManaged, registrationClosed}},
+		{"cookie_samesite", a.CookieSameSite, []string{"", "lax", "strict", "none"}},
 	}
 	for _, c := range checks {
 		if !slices.Contains(c.allowed, c.value) {
@@ -347,9 +368,15 @@ func (a *App) Validate() error {
 	if time.Duration(a.Leeway) > 30*time.Second {
 		return errors.New("leeway must be at most 30s")
 	}
+	if a.CookieSameSite == "none" && a.CookieInsecure {
+		return errors.New("cookie_samesite none needs Secure cookies (browsers drop a SameSite=None cookie without Secure): remove cookie_insecure and serve the site over HTTPS, or use cookie_samesite lax")
+	}
 	if a.AccessCookie != "" {
 		if err := (&http.Cookie{Name: a.AccessCookie, Value: "x"}).Valid(); err != nil || a.AccessCookie == refreshCookie {
 			return fmt.Errorf("access_cookie: %q is not a usable cookie name", a.AccessCookie)
+		}
+		if lower := strings.ToLower(a.AccessCookie); strings.HasPrefix(lower, "__host-") || strings.HasPrefix(lower, "__secure-") {
+			return fmt.Errorf("access_cookie: write the name without a prefix (%q): the __Host- prefix is added when cookies are Secure", a.AccessCookie)
 		}
 	}
 	if a.AccessTTL != 0 && a.RefreshTTL != 0 && a.AccessTTL > a.RefreshTTL {

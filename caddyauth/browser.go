@@ -21,7 +21,8 @@ import (
 const defaultAccessCookie = "access_token"
 
 // setAccessCookie stores an access token for the guard to read: HttpOnly,
-// SameSite=Lax, Path=/, Secure unless cookie_insecure, and no longer
+// SameSite as `cookie_samesite` says (Lax by default), Path=/, Secure and
+// named with the `__Host-` prefix unless cookie_insecure, and no longer
 // than the token lives.
 func (rl *realm) setAccessCookie(w http.ResponseWriter, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
@@ -31,7 +32,7 @@ func (rl *realm) setAccessCookie(w http.ResponseWriter, value string, maxAge int
 		MaxAge:   maxAge,
 		HttpOnly: true,
 		Secure:   rl.policy.cookieSecure,
-		SameSite: http.SameSiteLaxMode,
+		SameSite: rl.policy.cookieSameSite,
 	})
 }
 
@@ -144,29 +145,40 @@ func acceptQuality(accept, typ, sub string) float64 {
 // csrfField is the form field carrying the CSRF token.
 const csrfField = "csrf_token"
 
-// csrfCookieName is the cookie the CSRF token is bound to. With Secure
-// cookies it carries the `__Host-` prefix, so a sibling subdomain cannot
-// plant one.
+// csrfCookieName is the cookie the CSRF token is bound to, with the
+// `__Host-` prefix when cookies are Secure.
 func (rl *realm) csrfCookieName() string {
-	if rl.policy.cookieSecure {
-		return "__Host-jwt_allauth_csrf"
+	return hostCookie("jwt_allauth_csrf", rl.policy.cookieSecure)
+}
+
+// hostCookie is name with the `__Host-` prefix when cookies are Secure: a
+// browser takes such a cookie only from this very host, over HTTPS, with
+// Path=/ and no Domain, so a sibling subdomain or a plain-HTTP answer can
+// neither plant nor overwrite it.
+func hostCookie(name string, secure bool) string {
+	if secure {
+		return "__Host-" + name
 	}
-	return "jwt_allauth_csrf"
+	return name
 }
 
 // csrfToken returns the token the forms of this response must carry,
-// setting the browser's CSRF cookie first when it has none. The token is
-// an HMAC of the cookie under a key derived from the realm's keys, so it
-// is the same on every node sharing the store.
+// setting the browser's CSRF cookie first unless it holds one this realm
+// issued. The cookie is a random nonce with its MAC, the token a MAC of
+// the cookie, both under a key derived from the realm's keys, so they are
+// the same on every node sharing the store; a cookie the server did not
+// issue (planted with a value of someone else's choosing) is replaced,
+// never adopted.
 func (rl *realm) csrfToken(w http.ResponseWriter, r *http.Request) (string, error) {
-	if c, err := r.Cookie(rl.csrfCookieName()); err == nil && len(c.Value) == 43 {
-		return rl.csrfMAC(c.Value), nil
+	if v, ok := rl.csrfCookie(r); ok {
+		return rl.csrfMAC(v), nil
 	}
 	b := make([]byte, 32)
 	if _, err := io.ReadFull(rl.rand, b); err != nil {
 		return "", err
 	}
-	v := base64.RawURLEncoding.EncodeToString(b)
+	nonce := base64.RawURLEncoding.EncodeToString(b)
+	v := nonce + "." + rl.csrfCookieMAC(nonce)
 	http.SetCookie(w, &http.Cookie{
 		Name:     rl.csrfCookieName(),
 		Value:    v,
@@ -179,14 +191,40 @@ func (rl *realm) csrfToken(w http.ResponseWriter, r *http.Request) (string, erro
 	return rl.csrfMAC(v), nil
 }
 
+// csrfCookie is the first CSRF cookie of the request this realm issued.
+// Every cookie of the name is looked at: without the `__Host-` prefix a
+// parent domain may add one of its own, which must not hide ours.
+func (rl *realm) csrfCookie(r *http.Request) (string, bool) {
+	for _, c := range r.CookiesNamed(rl.csrfCookieName()) {
+		if rl.issuedCSRFCookie(c.Value) {
+			return c.Value, true
+		}
+	}
+	return "", false
+}
+
+// issuedCSRFCookie reports whether v is a CSRF cookie value this realm
+// issued: a 43-character nonce, a dot, and the nonce's MAC.
+func (rl *realm) issuedCSRFCookie(v string) bool {
+	nonce, mac, ok := strings.Cut(v, ".")
+	return ok && len(nonce) == 43 && hmac.Equal([]byte(mac), []byte(rl.csrfCookieMAC(nonce)))
+}
+
+func (rl *realm) csrfCookieMAC(nonce string) string {
+	m := hmac.New(sha256.New, rl.csrfKey)
+	m.Write([]byte("csrf cookie\x00" + nonce))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
 func (rl *realm) csrfMAC(cookie string) string {
 	m := hmac.New(sha256.New, rl.csrfKey)
 	m.Write([]byte("csrf\x00" + cookie))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// csrfValid checks a parsed form post: the token must match the cookie,
-// and an Origin header, when the browser sends one, must be this host.
+// csrfValid checks a parsed form post: the cookie must be one this realm
+// issued, the token must match it, and an Origin header, when the browser
+// sends one, must be this host.
 func (rl *realm) csrfValid(r *http.Request) bool {
 	if origin := r.Header.Get("Origin"); origin != "" {
 		u, err := url.Parse(origin)
@@ -194,10 +232,7 @@ func (rl *realm) csrfValid(r *http.Request) bool {
 			return false
 		}
 	}
-	c, err := r.Cookie(rl.csrfCookieName())
-	if err != nil || len(c.Value) != 43 {
-		return false
-	}
+	v, ok := rl.csrfCookie(r)
 	got := r.PostForm.Get(csrfField)
-	return got != "" && hmac.Equal([]byte(got), []byte(rl.csrfMAC(c.Value)))
+	return ok && got != "" && hmac.Equal([]byte(got), []byte(rl.csrfMAC(v)))
 }

@@ -36,6 +36,7 @@ func init() {
 //		leeway <duration>
 //		refresh_token cookie|body
 //		cookie_insecure
+//		cookie_samesite lax|strict|none
 //		session_check
 //		mfa_totp_mode disabled|optional|required
 //		mfa_challenge_ttl <duration>
@@ -102,6 +103,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"password_set_redirect":      &a.PasswordSetRedirect,
 		"password_reset_request_url": &a.PasswordResetRequestURL,
 		"access_cookie":              &a.AccessCookie,
+		"cookie_samesite":            &a.CookieSameSite,
 	}
 	durations := map[string]*caddy.Duration{
 		"access_ttl":        &a.AccessTTL,
@@ -290,6 +292,7 @@ func (a *App) unmarshalMail(d *caddyfile.Dispenser) error {
 //		prefix <path>
 //		templates <dir>
 //		pages on|off
+//		cors <origin...>
 //	}
 //
 // The prefix is a subdirective because a bare first token starting with
@@ -334,6 +337,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("pages: want on or off")
 			}
 			h.DisablePages = v == "off"
+		case "cors":
+			var err error
+			if h.CORS, err = parseOrigins(d, h.CORS); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized jwt_allauth option '%s'", d.Val())
 		}
@@ -349,6 +357,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		session_check
 //		cookie
 //		redirect [<login page>]
+//		preflight answer|pass
+//		cors <origin...>
 //	}
 //
 // `redirect` without a path sends browsers to /auth/page/login, the login
@@ -406,11 +416,33 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+		case "preflight":
+			if !d.AllArgs(&g.Preflight) || (g.Preflight != preflightAnswer && g.Preflight != preflightPass) {
+				return d.Errf("preflight: want answer or pass")
+			}
+		case "cors":
+			var err error
+			if g.CORS, err = parseOrigins(d, g.CORS); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized jwt_allauth_guard option '%s'", d.Val())
 		}
 	}
 	return nil
+}
+
+// parseOrigins reads the arguments of a `cors` line (it may be repeated)
+// and refuses what is not an exact origin.
+func parseOrigins(d *caddyfile.Dispenser, have []string) ([]string, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	if err := checkOrigins(args); err != nil {
+		return nil, d.Err(err.Error())
+	}
+	return append(have, args...), nil
 }
 
 // Interface guards

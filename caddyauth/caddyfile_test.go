@@ -68,6 +68,10 @@ func TestAppValidate(t *testing.T) {
 		{App{AccessTTL: caddy.Duration(-1)}, "access_ttl"},
 		{App{AccessCookie: "a b"}, "access_cookie"},
 		{App{AccessCookie: "refresh_token"}, "access_cookie"},
+		{App{AccessCookie: "__Host-session"}, "without a prefix"},
+		{App{AccessCookie: "__secure-session"}, "without a prefix"},
+		{App{CookieSameSite: "None"}, "cookie_samesite"},
+		{App{CookieSameSite: "none", CookieInsecure: true}, "needs Secure cookies"},
 	}
 	for _, tc := range cases {
 		err := tc.app.Validate()

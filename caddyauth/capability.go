@@ -2,13 +2,14 @@ package caddyauth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -118,11 +119,11 @@ func (h *Handler) mailVerificationLink(mail, to, secret string) {
 
 // issueCapability mints a one-time capability token (reference §2.1) for
 // u and records its jti digest, replacing the user's earlier ones: only the
-// newest capability works.
-func (rl *realm) issueCapability(ctx context.Context, st Store, u User, permission string) (string, error) {
+// newest capability works. It returns the token and its jti.
+func (rl *realm) issueCapability(ctx context.Context, st Store, u User, permission string) (string, string, error) {
 	jti, err := newTokenID(rl.rand)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	now := rl.now()
 	c := Claims{TokenType: tokenTypeAccess, ForUser: u.ID, OneTimePermission: permission}
@@ -131,19 +132,22 @@ func (rl *realm) issueCapability(ctx context.Context, st Store, u User, permissi
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(rl.policy.accessTTL))
 	tok, err := rl.keys.signOneTime(c)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if _, err := st.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: permission, Token: linkDigest(jti), Created: now}); err != nil {
-		return "", err
+		return "", "", err
 	}
-	return tok, nil
+	return tok, jti, nil
 }
 
 // setCapabilityCookies sets the capability cookie (HttpOnly, only sent to
 // the endpoints under the prefix) and the CSRF cookie the page must echo in
-// the X-CSRFToken header (readable by scripts, the whole site). An existing
-// well-formed CSRF cookie is kept.
-func (h *Handler) setCapabilityCookies(w http.ResponseWriter, r *http.Request, name, token string) error {
+// the X-CSRFToken header (readable by scripts, the whole site). The CSRF
+// value is a MAC of the capability's jti under the realm's CSRF key, so the
+// server accepts only the value it issued with this capability: a
+// `csrftoken` planted by a sibling subdomain, or kept from another flow,
+// never matches.
+func (h *Handler) setCapabilityCookies(w http.ResponseWriter, name, token, jti string) {
 	secure := h.realm.policy.cookieSecure
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
@@ -154,22 +158,21 @@ func (h *Handler) setCapabilityCookies(w http.ResponseWriter, r *http.Request, n
 		Secure:   secure,
 		SameSite: http.SameSiteLaxMode,
 	})
-	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 32 && len(c.Value) <= 64 {
-		return nil
-	}
-	csrf, err := newLinkSecret(h.realm.rand)
-	if err != nil {
-		return err
-	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     csrfCookie,
-		Value:    csrf,
+		Value:    h.realm.capabilityCSRF(jti),
 		Path:     "/",
 		MaxAge:   int(h.realm.policy.accessTTL.Seconds()),
 		Secure:   secure,
 		SameSite: http.SameSiteLaxMode,
 	})
-	return nil
+}
+
+// capabilityCSRF is the CSRF value issued with the capability of that jti.
+func (rl *realm) capabilityCSRF(jti string) string {
+	m := hmac.New(sha256.New, rl.csrfKey)
+	m.Write([]byte("capability csrf\x00" + jti))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // handOverCapability issues a capability of permission for u, sets it in
@@ -177,13 +180,11 @@ func (h *Handler) setCapabilityCookies(w http.ResponseWriter, r *http.Request, n
 // target, or to the built-in form at path under the prefix when target is
 // "".
 func (h *Handler) handOverCapability(w http.ResponseWriter, r *http.Request, u User, cookie, permission, target, path string) error {
-	tok, err := h.realm.issueCapability(r.Context(), h.realm.store, u, permission)
+	tok, jti, err := h.realm.issueCapability(r.Context(), h.realm.store, u, permission)
 	if err != nil {
 		return err
 	}
-	if err := h.setCapabilityCookies(w, r, cookie, tok); err != nil {
-		return err
-	}
+	h.setCapabilityCookies(w, cookie, tok, jti)
 	if target == "" {
 		target = h.Prefix + path
 	}
@@ -213,21 +214,29 @@ func (h *Handler) capability(r *http.Request, cookie, permission string) (Claims
 	if err != nil || c.ForUser == 0 || c.ID == "" {
 		return Claims{}, missing
 	}
-	return c, checkCSRF(r)
+	return c, rl.checkCSRF(r, c.ID)
 }
 
 // checkCSRF is the double-submit check: the X-CSRFToken header must equal
-// the csrftoken cookie.
-func checkCSRF(r *http.Request) error {
-	ck, err := r.Cookie(csrfCookie)
-	if err != nil || ck.Value == "" {
+// a csrftoken cookie, and that must be the value issued with the
+// capability of jti. Every csrftoken the browser sends is looked at, so a
+// second one planted for a parent domain cannot hide the issued one.
+func (rl *realm) checkCSRF(r *http.Request, jti string) error {
+	var sent []string
+	for _, ck := range r.CookiesNamed(csrfCookie) {
+		if ck.Value != "" {
+			sent = append(sent, ck.Value)
+		}
+	}
+	if len(sent) == 0 {
 		return errDetail(http.StatusForbidden, "CSRF Failed: CSRF cookie not set.")
 	}
 	hv := r.Header.Get(csrfHeader)
 	if hv == "" {
 		return errDetail(http.StatusForbidden, "CSRF Failed: CSRF token missing.")
 	}
-	if subtle.ConstantTimeCompare([]byte(hv), []byte(ck.Value)) != 1 {
+	want := rl.capabilityCSRF(jti)
+	if !hmac.Equal([]byte(hv), []byte(want)) || !slices.Contains(sent, want) {
 		return errDetail(http.StatusForbidden, "CSRF Failed: CSRF token incorrect.")
 	}
 	return nil

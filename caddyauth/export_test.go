@@ -105,3 +105,13 @@ func HoldHashSlots() (release func(), err error) {
 		}
 	}, nil
 }
+
+// CSRFTokenFor is the form token the running realm derives from a CSRF
+// cookie value, what an attacker who planted that cookie would need.
+func CSRFTokenFor(cookie string) (string, error) {
+	rl, err := activeRealm()
+	if err != nil {
+		return "", err
+	}
+	return rl.csrfMAC(cookie), nil
+}

@@ -33,7 +33,11 @@ func init() {
 //
 // On success it sets the placeholders `{http.auth.user.id}`,
 // `{http.auth.user.role}`, `{http.auth.user.email_verified}` and
-// `{http.auth.user.session}`. CORS preflight requests pass through.
+// `{http.auth.user.session}`.
+//
+// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) carries
+// no token, so the guard answers it itself (204, no body) and passes
+// nothing on, unless `preflight` is `pass`.
 type Guard struct {
 	// Roles allowed through; empty allows every role. The list is exact:
 	// name 900 and 1000 too if superusers and staff should pass.
@@ -51,7 +55,8 @@ type Guard struct {
 	SessionCheck bool `json:"session_check,omitempty"`
 
 	// Also accept the access token from the cookie the HTML pages set
-	// (named by the global `access_cookie`, default `access_token`) when
+	// (`__Host-access_token`, or `__Host-` and the global `access_cookie`;
+	// without the prefix under `cookie_insecure`) when
 	// the request has no Authorization header. Only turn this on for routes
 	// a browser visits: a cookie is sent by the browser on its own, so an
 	// API behind such a guard must not change state on GET.
@@ -65,6 +70,24 @@ type Guard struct {
 	// rotates the tokens and comes back. Other requests still get the 401.
 	// Must be a path on this site, e.g. `/auth/page/login`.
 	Redirect string `json:"redirect,omitempty"`
+
+	// What to do with a CORS preflight: "answer" (default) answers it with
+	// 204 and no body, with the CORS headers of `cors` for a listed origin;
+	// "pass" hands it on to the next handler, body removed, for an app that
+	// answers CORS itself (then leave `cors` out).
+	Preflight string `json:"preflight,omitempty"`
+
+	// The origins (`scheme://host[:port]`) of single-page apps that call
+	// the routes behind this guard from another origin with credentials.
+	// For exactly these, preflights are answered with
+	// `Access-Control-Allow-Origin` (the origin itself, never `*`),
+	// `-Allow-Credentials: true`, the methods GET, HEAD, POST, PUT, PATCH
+	// and DELETE, the headers Authorization, Content-Type, X-CSRFToken and
+	// X-Requested-With, and `-Max-Age: 3600`; every answer (a 401 too)
+	// carries the origin, credentials and `-Expose-Headers: Retry-After,
+	// WWW-Authenticate`, and `Vary: Origin`. The upstream should then not
+	// send Access-Control-* headers of its own.
+	CORS []string `json:"cors,omitempty"`
 
 	realm  *realm
 	logger *zap.Logger
@@ -86,8 +109,17 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	return err
 }
 
-// Validate checks the header mapping and the login page.
+// Validate checks the header mapping, the login page and the CORS settings.
 func (g *Guard) Validate() error {
+	if !slices.Contains([]string{"", preflightAnswer, preflightPass}, g.Preflight) {
+		return fmt.Errorf("preflight: unknown value %q (want answer or pass)", g.Preflight)
+	}
+	if g.Preflight == preflightPass && len(g.CORS) > 0 {
+		return errors.New("preflight pass hands CORS preflights to the upstream app, which then answers CORS itself; drop cors from this guard, or drop preflight pass to let the guard answer for the cors origins")
+	}
+	if err := checkOrigins(g.CORS); err != nil {
+		return err
+	}
 	if g.Redirect != "" && (!isSafePath(g.Redirect) || strings.ContainsAny(g.Redirect, "?#") || path.Base(g.Redirect) == "/") {
 		return fmt.Errorf("redirect must be a path on this site such as /auth/page/login, got %q", g.Redirect)
 	}
@@ -126,8 +158,17 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	for name := range g.Headers {
 		removeHeader(r.Header, name)
 	}
-	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-		return next.ServeHTTP(w, r)
+	granted := corsHeaders(w.Header(), r, g.CORS)
+	if isPreflight(r) {
+		if g.Preflight == preflightPass {
+			withoutBody(r)
+			return next.ServeHTTP(w, r)
+		}
+		if granted {
+			allowPreflight(w.Header(), guardMethods)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 	raw := bearerToken(r)
 	if raw == "" && (g.Cookie || g.Redirect != "") {

@@ -34,6 +34,18 @@ type Handler struct {
 	// Do not serve the HTML pages under `{prefix}/page/`.
 	DisablePages bool `json:"disable_pages,omitempty"`
 
+	// The origins (`scheme://host[:port]`) of single-page apps that call
+	// the endpoints from another origin with credentials (the refresh
+	// cookie). For exactly these, preflights are answered with
+	// `Access-Control-Allow-Origin` (the origin itself, never `*`),
+	// `-Allow-Credentials: true`, the endpoint's methods, the headers
+	// Authorization, Content-Type, X-CSRFToken and X-Requested-With, and
+	// `-Max-Age: 3600`; every answer carries the origin, credentials,
+	// `-Expose-Headers: Retry-After, WWW-Authenticate` and `Vary: Origin`.
+	// A refresh cookie reaches the endpoints from another site only with
+	// the global `cookie_samesite none`.
+	CORS []string `json:"cors,omitempty"`
+
 	realm    *realm
 	pages    *pageSet
 	routes   map[string]endpoint
@@ -90,12 +102,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the prefix.
+// Validate checks the prefix and the CORS origins.
 func (h *Handler) Validate() error {
 	if !strings.HasPrefix(h.Prefix, "/") || strings.ContainsAny(h.Prefix, "*?{}") {
 		return fmt.Errorf("prefix must be a plain path starting with '/', got %q", h.Prefix)
 	}
-	return nil
+	return checkOrigins(h.CORS)
 }
 
 // buildRoutes lists the endpoints this realm's policy enables. Paths are
@@ -179,11 +191,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	ep, found := h.route(rest)
+	granted := corsHeaders(w.Header(), r, h.CORS)
 	if !found {
 		return writeError(w, h.logger, h.realm.metrics, errDetail(http.StatusNotFound, "Not found."))
 	}
 	if r.Method == http.MethodOptions {
-		w.Header().Set("Allow", strings.Join(append(ep.methods, http.MethodOptions), ", "))
+		allow := append(ep.methods, http.MethodOptions)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		if granted && isPreflight(r) {
+			allowPreflight(w.Header(), allow)
+		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}

@@ -3,6 +3,7 @@ package caddyauth
 import (
 	"context"
 	"io"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,7 @@ type policy struct {
 	leeway            time.Duration
 	refreshInBody     bool
 	cookieSecure      bool
+	cookieSameSite    http.SameSite
 	mfaMode           string
 	mfaChallengeTTL   time.Duration
 	mfaChallengeMax   int
