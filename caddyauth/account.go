@@ -282,7 +282,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 // logoutAll answers POST {prefix}/logout-all/: every session of the caller
 // ends.
 func (h *Handler) logoutAll(w http.ResponseWriter, r *http.Request) error {
-	caller, err := h.authenticated(r)
+	caller, err := h.liveCaller(r)
 	if err != nil {
 		return err
 	}
@@ -295,7 +295,11 @@ func (h *Handler) logoutAll(w http.ResponseWriter, r *http.Request) error {
 
 // user answers GET and PATCH {prefix}/user/ (behaviour.md §3.5).
 func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
-	caller, err := h.authenticated(r)
+	auth := h.authenticated
+	if r.Method == http.MethodPatch {
+		auth = h.liveCaller
+	}
+	caller, err := auth(r)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ const (
 	auditMFALockout      = "mfa_lockout"
 	auditSessionRevoked  = "session_revoked"
 	auditPasswordChanged = "password_changed"
+	auditPasswordFailed  = "password_check_failed"
 	auditThrottled       = "throttled" // at debug level: a flood must not flood the log
 )
 
@@ -58,6 +59,13 @@ func (rl *realm) auditAt(ctx context.Context, level zapcore.Level, event string,
 // how says which ("change", "reset").
 func (rl *realm) auditPasswordChanged(ctx context.Context, userID int64, how string) {
 	rl.audit(ctx, auditPasswordChanged, userID, zap.String("how", how))
+}
+
+// auditPasswordCheckFailed records a wrong password given to an endpoint
+// other than login (which writes login_failed) by userID; check names
+// the endpoint's check.
+func (rl *realm) auditPasswordCheckFailed(ctx context.Context, userID int64, check string) {
+	rl.audit(ctx, auditPasswordFailed, userID, zap.String("check", check))
 }
 
 // auditSessionRevoked records that sessions of userID ended for reason

@@ -37,6 +37,7 @@ func init() {
 //		refresh_token cookie|body
 //		cookie_insecure
 //		session_check
+//		reauth_window <duration>
 //		mfa_totp_mode disabled|optional|required
 //		mfa_challenge_ttl <duration>
 //		mfa_challenge_max_attempts <n>
@@ -110,6 +111,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"leeway":            &a.Leeway,
 		"mfa_challenge_ttl": &a.MFAChallengeTTL,
 		"mfa_lockout":       &a.MFALockout,
+		"reauth_window":     &a.ReauthWindow,
 
 		"email_confirmation_ttl": &a.EmailConfirmationTTL,
 		"password_reset_ttl":     &a.PasswordResetTTL,

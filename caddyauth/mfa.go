@@ -279,7 +279,7 @@ func (h *Handler) mfaSubject(r *http.Request, f *form) (User, *Token, error) {
 	ctx := r.Context()
 	var uid int64
 	if bearerToken(r) != "" {
-		c, err := rl.checkAccess(r, false)
+		c, err := rl.liveAccess(ctx, bearerToken(r))
 		if err != nil {
 			return User{}, nil, err
 		}
@@ -323,11 +323,14 @@ func (h *Handler) mfaSetup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, _, err := h.mfaSubject(r, f)
+	u, ch, err := h.mfaSubject(r, f)
 	if err != nil {
 		return err
 	}
 	if err := h.mfaEnabled(); err != nil {
+		return err
+	}
+	if err := h.enrolmentAllowed(r, f, u, ch); err != nil {
 		return err
 	}
 	setup, err := h.realm.beginTOTPSetup(r.Context(), u, h.realm.totpIssuerFor(r))
@@ -433,6 +436,9 @@ func (h *Handler) mfaActivate(w http.ResponseWriter, r *http.Request) error {
 	}
 	code := codeField(f)
 	if err := f.err(); err != nil {
+		return err
+	}
+	if err := h.enrolmentAllowed(r, f, u, ch); err != nil {
 		return err
 	}
 	rl := h.realm
@@ -701,7 +707,7 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 // mfaDeactivate answers POST {prefix}/mfa/deactivate/: with the password,
 // the user's TOTP and recovery codes are removed (optional mode only).
 func (h *Handler) mfaDeactivate(w http.ResponseWriter, r *http.Request) error {
-	c, err := h.authenticated(r)
+	c, err := h.liveCaller(r)
 	if err != nil {
 		return err
 	}
@@ -780,7 +786,7 @@ func (h *Handler) mfaAuthenticators(w http.ResponseWriter, r *http.Request) erro
 // mfaRegenerateRecovery answers POST {prefix}/mfa/recovery-codes/regenerate/:
 // with a current TOTP code, a new set of recovery codes replaces the old.
 func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) error {
-	c, err := h.authenticated(r)
+	c, err := h.liveCaller(r)
 	if err != nil {
 		return err
 	}

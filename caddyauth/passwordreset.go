@@ -146,7 +146,7 @@ func (h *Handler) passwordResetSetNew(w http.ResponseWriter, r *http.Request) er
 // pending link of the user is revoked, and a new session is opened for
 // the caller.
 func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
-	caller, err := h.authenticated(r)
+	caller, err := h.liveCaller(r)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,7 @@ type policy struct {
 	registration      string
 	publicURL         string
 	sessionCheck      bool
+	reauthWindow      time.Duration
 
 	inviteRoles             []int
 	emailConfirmationTTL    time.Duration
