@@ -603,7 +603,7 @@ func (h *Handler) refreshPage(w http.ResponseWriter, r *http.Request) error {
 	if raw == "" {
 		return seeOther(w, withNext(h.Prefix+"/page/login", next))
 	}
-	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r))
+	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r), refreshHopGrace)
 	if _, _, ok := apiMessage(err); ok {
 		h.clearSession(w)
 		return seeOther(w, h.Prefix+"/page/login?ended=1&next="+url.QueryEscape(next))
