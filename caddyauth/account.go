@@ -402,11 +402,7 @@ func (h *Handler) logoutAll(w http.ResponseWriter, r *http.Request) error {
 
 // user answers GET and PATCH {prefix}/user/ (behaviour.md §3.5).
 func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
-	auth := h.authenticated
-	if r.Method == http.MethodPatch {
-		auth = h.liveCaller
-	}
-	caller, err := auth(r)
+	caller, err := h.authenticated(r)
 	if err != nil {
 		return err
 	}
@@ -421,6 +417,9 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodPatch {
 		f, err := readForm(w, r)
 		if err != nil {
+			return err
+		}
+		if err := h.realm.liveSession(ctx, caller); err != nil {
 			return err
 		}
 		if f.has("first_name") {

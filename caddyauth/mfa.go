@@ -707,7 +707,7 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 // mfaDeactivate answers POST {prefix}/mfa/deactivate/: with the password,
 // the user's TOTP and recovery codes are removed (optional mode only).
 func (h *Handler) mfaDeactivate(w http.ResponseWriter, r *http.Request) error {
-	c, err := h.liveCaller(r)
+	c, err := h.authenticated(r)
 	if err != nil {
 		return err
 	}
@@ -727,6 +727,9 @@ func (h *Handler) mfaDeactivate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
+	if err := rl.liveSession(ctx, c); err != nil {
+		return err
+	}
 	u, err := rl.store.UserByID(ctx, c.userID())
 	if errors.Is(err, ErrNotFound) {
 		return errTokenNotValid(msgTokenInvalid)
@@ -786,7 +789,7 @@ func (h *Handler) mfaAuthenticators(w http.ResponseWriter, r *http.Request) erro
 // mfaRegenerateRecovery answers POST {prefix}/mfa/recovery-codes/regenerate/:
 // with a current TOTP code, a new set of recovery codes replaces the old.
 func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) error {
-	c, err := h.liveCaller(r)
+	c, err := h.authenticated(r)
 	if err != nil {
 		return err
 	}
@@ -803,6 +806,9 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 	}
 	rl := h.realm
 	ctx := r.Context()
+	if err := rl.liveSession(ctx, c); err != nil {
+		return err
+	}
 	uid := c.userID()
 	if err := rl.checkLockout(ctx, uid); err != nil {
 		return err

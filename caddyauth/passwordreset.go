@@ -146,7 +146,7 @@ func (h *Handler) passwordResetSetNew(w http.ResponseWriter, r *http.Request) er
 // pending link of the user is revoked, and a new session is opened for
 // the caller.
 func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
-	caller, err := h.liveCaller(r)
+	caller, err := h.authenticated(r)
 	if err != nil {
 		return err
 	}
@@ -161,6 +161,9 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	}
 	f, err := readForm(w, r)
 	if err != nil {
+		return err
+	}
+	if err := rl.liveSession(ctx, caller); err != nil {
 		return err
 	}
 	old := f.str("old_password", true, false)

@@ -22,30 +22,37 @@ func errSessionEnded() *apiError {
 	return e
 }
 
-// liveCaller is authenticated for the endpoints that change credentials,
-// MFA or the profile: the bearer access token must be valid and its
-// session live.
+// liveCaller is authenticated plus liveSession, for such an endpoint that
+// reads no body.
 func (h *Handler) liveCaller(r *http.Request) (Claims, error) {
 	return h.realm.liveAccess(r.Context(), bearerToken(r))
 }
 
-// liveAccess verifies an access token and asks the store (not the guard's
-// cache, which may answer from a few seconds ago) whether its session
-// still has a refresh-token row: a logout, a replayed refresh token or a
-// credential change ends it.
+// liveAccess verifies an access token and checks that its session is live
+// (liveSession).
 func (rl *realm) liveAccess(ctx context.Context, raw string) (Claims, error) {
 	c, err := rl.checkToken(ctx, raw, false)
 	if err != nil {
 		return Claims{}, err
 	}
+	return c, rl.liveSession(ctx, c)
+}
+
+// liveSession asks the store (not the guard's cache, which may answer
+// from a few seconds ago) whether the session of the verified access
+// token c still has a refresh-token row: a logout, a replayed refresh
+// token or a credential change ends it. An endpoint with a body calls it
+// once the body is read, so a slow body cannot carry a check made before
+// a revocation past it.
+func (rl *realm) liveSession(ctx context.Context, c Claims) error {
 	live, err := rl.store.SessionActive(ctx, c.Session)
 	if err != nil {
-		return Claims{}, err
+		return err
 	}
 	if !live {
-		return Claims{}, errSessionEnded()
+		return errSessionEnded()
 	}
-	return c, nil
+	return nil
 }
 
 // recentlyAuthenticated reports whether the session of c proved a password

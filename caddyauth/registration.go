@@ -408,7 +408,7 @@ func mayGrant(inviter, role int) bool {
 // `role`, and the invitation link is mailed. A pending invitation or an
 // abandoned sign-up for the address is replaced; a used account is a 400.
 func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
-	caller, err := h.liveCaller(r)
+	caller, err := h.authenticated(r)
 	if err != nil {
 		return err
 	}
@@ -426,6 +426,9 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	f, err := readForm(w, r)
 	if err != nil {
+		return err
+	}
+	if err := rl.liveSession(ctx, caller); err != nil {
 		return err
 	}
 	email := emailField(f)
