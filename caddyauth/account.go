@@ -196,16 +196,20 @@ func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string, grace time.D
 		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	}
 	if lt := rl.policy.sessionLifetime; lt > 0 && c.SessionIAT > 0 && rl.now().Unix() >= c.SessionIAT+int64(lt.Seconds()) {
-		if _, err := rl.store.RevokeSession(ctx, c.Session); err != nil {
+		if n, err := rl.store.RevokeSession(ctx, c.Session); err != nil {
 			return tokenPair{}, err
+		} else if n > 0 {
+			rl.auditSessionRevoked(ctx, c.userID(), "session_lifetime")
 		}
 		return tokenPair{}, errCode(http.StatusUnauthorized, "Session reached its maximum lifetime. Please log in again", "session_expired")
 	}
 	uid := c.userID()
 	u, err := rl.store.UserByID(ctx, uid)
 	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
-		if _, err := rl.store.RevokeUserSessions(ctx, uid); err != nil {
+		if n, err := rl.store.RevokeUserSessions(ctx, uid); err != nil {
 			return tokenPair{}, err
+		} else if n > 0 {
+			rl.auditSessionRevoked(ctx, uid, "user_inactive")
 		}
 		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	}
@@ -382,6 +386,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if n == 0 {
 		return invalid
 	}
+	rl.auditSessionRevoked(r.Context(), caller.userID(), "logout")
 	h.clearRefreshCookie(w)
 	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Successfully logged out."})
 }
@@ -396,6 +401,7 @@ func (h *Handler) logoutAll(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.realm.store.RevokeUserSessions(r.Context(), caller.userID()); err != nil {
 		return err
 	}
+	h.realm.auditSessionRevoked(r.Context(), caller.userID(), "logout_all")
 	h.clearRefreshCookie(w)
 	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Successfully logged out from all devices."})
 }

@@ -575,15 +575,19 @@ func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	rl := h.realm
 	ctx := r.Context()
-	session := ""
+	var session Claims
 	if c, err := rl.keys.parse(cookieValue(r, refreshCookie), tokenTypeRefresh, rl.now()); err == nil {
-		session = c.Session
+		session = c
 	} else if c, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil {
-		session = c.Session
+		session = c
 	}
-	if session != "" {
-		if _, err := rl.store.RevokeSession(ctx, session); err != nil {
+	if session.Session != "" {
+		n, err := rl.store.RevokeSession(ctx, session.Session)
+		if err != nil {
 			return err
+		}
+		if n > 0 {
+			rl.auditSessionRevoked(ctx, session.userID(), "logout")
 		}
 	}
 	h.clearSession(w)

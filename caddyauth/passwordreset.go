@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // resetFloor is the least time POST {prefix}/password/reset/ takes, so the
@@ -137,7 +135,8 @@ func (h *Handler) passwordResetSetNew(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	h.realm.logger.Info("password reset", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
+	h.realm.auditPasswordChanged(r.Context(), u.ID, "reset")
+	h.realm.auditSessionRevoked(r.Context(), u.ID, "password_reset")
 	return h.afterCredentialChange(w, r, u, "Password reset.", "")
 }
 
@@ -197,7 +196,8 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rl.logger.Info("password changed", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
+	rl.auditPasswordChanged(ctx, u.ID, "change")
+	rl.auditSessionRevoked(ctx, u.ID, "password_change")
 	return h.writeTokens(w, http.StatusOK, pair, map[string]any{"detail": "New password has been saved."})
 }
 

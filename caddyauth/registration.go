@@ -497,6 +497,7 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	h.realm.auditPasswordChanged(r.Context(), u.ID, "set")
 	return h.afterCredentialChange(w, r, u, msgPasswordSetDetail, msgPasswordSetMFA)
 }
 
