@@ -55,8 +55,8 @@ func (rl *realm) auditAt(ctx context.Context, level zapcore.Level, event string,
 	ce.Write(append(base, fields...)...)
 }
 
-// auditPasswordChanged records a password change or reset of userID;
-// how says which ("change", "reset").
+// auditPasswordChanged records a new password of userID; how says which
+// way it came ("change", "reset", "set" for an invitation's first one).
 func (rl *realm) auditPasswordChanged(ctx context.Context, userID int64, how string) {
 	rl.audit(ctx, auditPasswordChanged, userID, zap.String("how", how))
 }
@@ -69,7 +69,8 @@ func (rl *realm) auditPasswordCheckFailed(ctx context.Context, userID int64, che
 }
 
 // auditSessionRevoked records that sessions of userID ended for reason
-// ("refresh_reuse", "logout_all", "password_change", ...).
+// ("logout", "logout_all", "password_change", "refresh_not_whitelisted",
+// ...; README lists them).
 func (rl *realm) auditSessionRevoked(ctx context.Context, userID int64, reason string) {
 	rl.audit(ctx, auditSessionRevoked, userID, zap.String("reason", reason))
 }
