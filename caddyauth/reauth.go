@@ -93,7 +93,7 @@ func (rl *realm) reauthenticate(ctx context.Context, c Claims, u User, password 
 // enrolmentAllowed is reauthenticate for a JSON enrolment call: ch is the
 // setup challenge the call came with (then nothing more is asked), else
 // the bearer token (already verified live by the caller) and the form's
-// `password` field decide.
+// `password` field decide; a password counts towards the login throttles.
 func (h *Handler) enrolmentAllowed(r *http.Request, f *form, u User, ch *Token) error {
 	if ch != nil {
 		return nil
@@ -106,6 +106,12 @@ func (h *Handler) enrolmentAllowed(r *http.Request, f *form, u User, ch *Token) 
 	c, err := h.realm.checkToken(r.Context(), bearerToken(r), false)
 	if err != nil {
 		return err
+	}
+	// A password to check draws on the login throttles, before any hash.
+	if password != "" {
+		if err := h.realm.throttleRequest(r, "login", u.Email); err != nil {
+			return err
+		}
 	}
 	return h.realm.reauthenticate(r.Context(), c, u, password)
 }
