@@ -282,12 +282,12 @@ func (rl *realm) rotateRecorded(ctx context.Context, u User, c Claims, sessionIA
 		return err
 	})
 	switch {
-	case revoked:
-		return tokenPair{}, ErrNotFound
 	case errors.Is(err, errSuccessor):
 		return rl.successorPair(ctx, u, c.Session, sessionIAT, succ)
 	case err != nil:
 		return tokenPair{}, err
+	case revoked:
+		return tokenPair{}, ErrNotFound
 	}
 	return pair, nil
 }

@@ -7,9 +7,9 @@ import (
 )
 
 // What an endpoint that changes credentials, MFA or the profile asks of
-// its caller beyond a valid access token (DESIGN.md decision 15): the
-// token's session must still be live, whatever `session_check` says, and
-// an enrolment must also come from a recent authentication.
+// its caller beyond a valid access token: the token's session must still
+// be live, whatever `session_check` says, and an enrolment must also come
+// from a recent authentication.
 
 // msgReauthRequired is the 403 of an enrolment from a session that proved
 // nothing recently.
@@ -64,11 +64,10 @@ func (rl *realm) recentlyAuthenticated(c Claims) bool {
 	return c.SessionIAT > 0 && rl.now().Sub(time.Unix(c.SessionIAT, 0)) <= rl.policy.reauthWindow
 }
 
-// reauthenticate lets an enrolment of u through: without a setup
-// challenge (which is its own fresh proof), the caller's session must
-// have proved itself recently (recentlyAuthenticated), or password, the
-// body's `password` field, must be u's current password, checked as a
-// login checks it. c is the caller's verified access token.
+// reauthenticate lets an enrolment of u by the bearer of the verified
+// access token c through: c's session proved itself recently
+// (recentlyAuthenticated), or password, the body's `password` field, is
+// u's current password, checked as a login checks it.
 func (rl *realm) reauthenticate(ctx context.Context, c Claims, u User, password string) error {
 	if password == "" {
 		if rl.recentlyAuthenticated(c) {
