@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -210,7 +213,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r))
+	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r), 0)
 	if err != nil {
 		return err
 	}
@@ -219,8 +222,10 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 
 // rotateRefresh spends a refresh token and returns the session's next
 // pair. A token presented twice revokes its whole session; so does a
-// session past session_lifetime or a user who is gone or disabled.
-func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string) (tokenPair, error) {
+// session past session_lifetime or a user who is gone or disabled. With
+// a grace (the browser's refresh hop, see refreshHopGrace), a token
+// rotated at most grace ago is not a reuse: it gets its successor.
+func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string, grace time.Duration) (tokenPair, error) {
 	c, err := rl.keys.parse(raw, tokenTypeRefresh, rl.now())
 	if err != nil {
 		return tokenPair{}, errTokenNotValid(tokenErrorMessage(err))
@@ -229,16 +234,20 @@ func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string) (tokenPair, 
 		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	}
 	if lt := rl.policy.sessionLifetime; lt > 0 && c.SessionIAT > 0 && rl.now().Unix() >= c.SessionIAT+int64(lt.Seconds()) {
-		if _, err := rl.store.RevokeSession(ctx, c.Session); err != nil {
+		if n, err := rl.store.RevokeSession(ctx, c.Session); err != nil {
 			return tokenPair{}, err
+		} else if n > 0 {
+			rl.auditSessionRevoked(ctx, c.userID(), "session_lifetime")
 		}
 		return tokenPair{}, errCode(http.StatusUnauthorized, "Session reached its maximum lifetime. Please log in again", "session_expired")
 	}
 	uid := c.userID()
 	u, err := rl.store.UserByID(ctx, uid)
 	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
-		if _, err := rl.store.RevokeUserSessions(ctx, uid); err != nil {
+		if n, err := rl.store.RevokeUserSessions(ctx, uid); err != nil {
 			return tokenPair{}, err
+		} else if n > 0 {
+			rl.auditSessionRevoked(ctx, uid, "user_inactive")
 		}
 		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
 	}
@@ -249,7 +258,7 @@ func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string) (tokenPair, 
 	if sessionIAT == 0 && c.IssuedAt != nil {
 		sessionIAT = c.IssuedAt.Unix() // a token minted before session_iat existed
 	}
-	pair, err := rl.issuePair(ctx, rl.store, u, c.Session, sessionIAT, true, ip, c.ID)
+	pair, err := rl.rotateRecorded(ctx, u, c, sessionIAT, ip, grace)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		// Not on the whitelist: reused, logged out or revoked.
@@ -264,6 +273,108 @@ func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string) (tokenPair, 
 		return tokenPair{}, err
 	}
 	return pair, nil
+}
+
+// refreshHopGrace is how long the browser's refresh hop still takes a
+// refresh token just rotated: a page's parallel navigations (tabs, frames,
+// prefetches) each go through the hop with the same cookie, and all but
+// the first would otherwise revoke the session as a reuse. Past it, a
+// spent token revokes its session as on POST {prefix}/refresh/, which has
+// no grace.
+const refreshHopGrace = 5 * time.Second
+
+// rotateRecorded rotates the refresh token c into a new pair and records
+// the rotation (old and new jti) for refreshHopGrace, in one transaction:
+// a concurrent call with the same token waits on the row and then sees
+// the record. When c's row is gone, RotateRefresh has deleted the
+// session's rows in this transaction (a reuse); with a grace, a record of
+// c's rotation at most grace ago undoes that and the caller gets the
+// token its rotation issued (the last of the chain, when that one was
+// rotated as well) with a fresh access token. Otherwise the revocation
+// stands and ErrNotFound is returned.
+func (rl *realm) rotateRecorded(ctx context.Context, u User, c Claims, sessionIAT int64, ip string, grace time.Duration) (tokenPair, error) {
+	errSuccessor := errors.New("rotated within the grace")
+	var pair tokenPair
+	var succ Token
+	revoked := false
+	err := rl.store.InTx(ctx, func(tx Store) error {
+		var err error
+		pair, err = rl.issuePair(ctx, tx, u, c.Session, sessionIAT, true, ip, c.ID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if grace > 0 {
+				var found bool
+				if succ, found, err = rl.successor(ctx, tx, u.ID, c.ID, grace); err != nil {
+					return err
+				}
+				if found {
+					return errSuccessor // rolls the revocation back
+				}
+			}
+			revoked = true
+			return nil
+		case err != nil:
+			return err
+		}
+		_, err = tx.CreateToken(ctx, Token{UserID: u.ID, Purpose: purposeRefreshRotated, Token: c.ID + rotationSep + pair.refreshJTI, Created: rl.now()})
+		return err
+	})
+	switch {
+	case errors.Is(err, errSuccessor):
+		return rl.successorPair(ctx, u, c.Session, sessionIAT, succ)
+	case err != nil:
+		return tokenPair{}, err
+	case revoked:
+		return tokenPair{}, ErrNotFound
+	}
+	return pair, nil
+}
+
+// rotationSep joins the old and the new jti in a rotation record.
+const rotationSep = ">"
+
+// successor follows the rotation records of userID made at most grace
+// ago from jti to the last token of the chain, and returns the record
+// that issued it.
+func (rl *realm) successor(ctx context.Context, st Store, userID int64, jti string, grace time.Duration) (Token, bool, error) {
+	rows, err := st.UserTokens(ctx, userID, purposeRefreshRotated, rl.now().Add(-grace))
+	if err != nil {
+		return Token{}, false, err
+	}
+	var last Token
+	found := false
+	for range rows { // a chain has at most one link per record
+		i := slices.IndexFunc(rows, func(row Token) bool { return strings.HasPrefix(row.Token, jti+rotationSep) })
+		if i < 0 {
+			break
+		}
+		last, found = rows[i], true
+		_, jti, _ = strings.Cut(rows[i].Token, rotationSep)
+	}
+	return last, found, nil
+}
+
+// successorPair answers a hop that came within the grace with the
+// refresh token the record rec issued (its jti, signed again as of the
+// record's time) and a new access token, if the session is still live.
+func (rl *realm) successorPair(ctx context.Context, u User, session string, sessionIAT int64, rec Token) (tokenPair, error) {
+	live, err := rl.store.SessionActive(ctx, session)
+	if err != nil {
+		return tokenPair{}, err
+	}
+	if !live {
+		return tokenPair{}, ErrNotFound
+	}
+	_, jti, _ := strings.Cut(rec.Token, rotationSep)
+	refresh, _, err := rl.signRefresh(u, session, sessionIAT, jti, rec.Created)
+	if err != nil {
+		return tokenPair{}, err
+	}
+	access, err := rl.signAccess(u, session, sessionIAT, rl.now())
+	if err != nil {
+		return tokenPair{}, err
+	}
+	return tokenPair{access: access, refresh: refresh, refreshJTI: jti}, nil
 }
 
 // presentedRefresh reads the refresh token from the channel the policy
@@ -313,6 +424,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if n == 0 {
 		return invalid
 	}
+	rl.auditSessionRevoked(r.Context(), caller.userID(), "logout")
 	h.clearRefreshCookie(w)
 	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Successfully logged out."})
 }
@@ -320,13 +432,14 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 // logoutAll answers POST {prefix}/logout-all/: every session of the caller
 // ends.
 func (h *Handler) logoutAll(w http.ResponseWriter, r *http.Request) error {
-	caller, err := h.authenticated(r)
+	caller, err := h.liveCaller(r)
 	if err != nil {
 		return err
 	}
 	if _, err := h.realm.store.RevokeUserSessions(r.Context(), caller.userID()); err != nil {
 		return err
 	}
+	h.realm.auditSessionRevoked(r.Context(), caller.userID(), "logout_all")
 	h.clearRefreshCookie(w)
 	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Successfully logged out from all devices."})
 }
@@ -345,6 +458,9 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 		// change.
 		var f *form
 		if f, err = readForm(w, r); err != nil {
+			return err
+		}
+		if err := h.realm.liveSession(ctx, caller); err != nil {
 			return err
 		}
 		err = h.realm.store.InTx(ctx, func(tx Store) error {

@@ -165,6 +165,13 @@ type App struct {
 	// few seconds; when the database is down such requests get 503.
 	SessionCheck bool `json:"session_check,omitempty"`
 
+	// How recently a session must have checked a password or a second
+	// factor for an enrolment (TOTP setup and activation) to go ahead
+	// without the current password in the body's `password` field. A
+	// session's proof is the login (or MFA verification, password change
+	// or reset) that opened it; refreshes keep it. Default: 10m.
+	ReauthWindow caddy.Duration `json:"reauth_window,omitempty"`
+
 	// The name of the cookie that carries the access token for browsers:
 	// the HTML pages set it, and guards with `cookie` or `redirect` read it.
 	// HttpOnly, Path=/, SameSite=Lax unless `cookie_samesite` says
@@ -252,6 +259,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		registration:      orDefault(a.Registration, registrationOpen),
 		publicURL:         strings.TrimRight(repl.ReplaceAll(a.PublicURL, ""), "/"),
 		sessionCheck:      a.SessionCheck,
+		reauthWindow:      durationOr(a.ReauthWindow, 10*time.Minute),
 
 		inviteRoles:             a.InviteRoles,
 		emailConfirmationTTL:    durationOr(a.EmailConfirmationTTL, 3*24*time.Hour),
@@ -352,7 +360,7 @@ func (a *App) Validate() error {
 			return fmt.Errorf("invite_roles: %d is not a role (0 to 32767)", role)
 		}
 	}
-	for name, d := range map[string]caddy.Duration{"access_ttl": a.AccessTTL, "refresh_ttl": a.RefreshTTL, "session_lifetime": a.SessionLifetime, "mfa_challenge_ttl": a.MFAChallengeTTL, "leeway": a.Leeway, "email_confirmation_ttl": a.EmailConfirmationTTL, "password_reset_ttl": a.PasswordResetTTL} {
+	for name, d := range map[string]caddy.Duration{"access_ttl": a.AccessTTL, "refresh_ttl": a.RefreshTTL, "session_lifetime": a.SessionLifetime, "mfa_challenge_ttl": a.MFAChallengeTTL, "leeway": a.Leeway, "email_confirmation_ttl": a.EmailConfirmationTTL, "password_reset_ttl": a.PasswordResetTTL, "reauth_window": a.ReauthWindow} {
 		if d < 0 {
 			return fmt.Errorf("%s must not be negative", name)
 		}

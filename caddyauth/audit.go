@@ -26,6 +26,7 @@ const (
 	auditSessionRevoked  = "session_revoked"
 	auditPasswordChanged = "password_changed"
 	auditSetupRemoved    = "unconfirmed_setup_removed"
+	auditPasswordFailed  = "password_check_failed"
 	auditThrottled       = "throttled" // at debug level: a flood must not flood the log
 )
 
@@ -55,14 +56,22 @@ func (rl *realm) auditAt(ctx context.Context, level zapcore.Level, event string,
 	ce.Write(append(base, fields...)...)
 }
 
-// auditPasswordChanged records a password change or reset of userID;
-// how says which ("change", "reset").
+// auditPasswordChanged records a new password of userID; how says which
+// way it came ("change", "reset", "set" for an invitation's first one).
 func (rl *realm) auditPasswordChanged(ctx context.Context, userID int64, how string) {
 	rl.audit(ctx, auditPasswordChanged, userID, zap.String("how", how))
 }
 
+// auditPasswordCheckFailed records a wrong password given to an endpoint
+// other than login (which writes login_failed) by userID; check names
+// the endpoint's check.
+func (rl *realm) auditPasswordCheckFailed(ctx context.Context, userID int64, check string) {
+	rl.audit(ctx, auditPasswordFailed, userID, zap.String("check", check))
+}
+
 // auditSessionRevoked records that sessions of userID ended for reason
-// ("refresh_reuse", "logout_all", "password_change", ...).
+// ("logout", "logout_all", "password_change", "refresh_not_whitelisted",
+// ...; README lists them).
 func (rl *realm) auditSessionRevoked(ctx context.Context, userID int64, reason string) {
 	rl.audit(ctx, auditSessionRevoked, userID, zap.String("reason", reason))
 }

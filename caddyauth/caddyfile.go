@@ -38,6 +38,7 @@ func init() {
 //		cookie_insecure
 //		cookie_samesite lax|strict|none
 //		session_check
+//		reauth_window <duration>
 //		mfa_totp_mode disabled|optional|required
 //		mfa_challenge_ttl <duration>
 //		mfa_challenge_max_attempts <n>
@@ -112,6 +113,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"leeway":            &a.Leeway,
 		"mfa_challenge_ttl": &a.MFAChallengeTTL,
 		"mfa_lockout":       &a.MFALockout,
+		"reauth_window":     &a.ReauthWindow,
 
 		"email_confirmation_ttl": &a.EmailConfirmationTTL,
 		"password_reset_ttl":     &a.PasswordResetTTL,

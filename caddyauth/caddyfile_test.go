@@ -66,6 +66,7 @@ func TestAppValidate(t *testing.T) {
 		{App{MFAMaxAttempts: &neg}, "mfa_max_attempts"},
 		{App{TOTPSkew: &skew}, "totp_skew"},
 		{App{AccessTTL: caddy.Duration(-1)}, "access_ttl"},
+		{App{ReauthWindow: caddy.Duration(-1)}, "reauth_window"},
 		{App{AccessCookie: "a b"}, "access_cookie"},
 		{App{AccessCookie: "refresh_token"}, "access_cookie"},
 		{App{AccessCookie: "__Host-session"}, "without a prefix"},

@@ -180,6 +180,7 @@ func runDisable(ctx context.Context, rl *realm, o userOptions) error {
 	if err != nil {
 		return err
 	}
+	rl.auditSessionRevoked(ctx, u.ID, "user_disabled")
 	fmt.Fprintf(o.out, "user %d <%s> disabled, sessions ended\n", u.ID, u.Email)
 	return nil
 }

@@ -279,9 +279,7 @@ func (rl *realm) checkToken(ctx context.Context, raw string, sessionCheck bool) 
 			return Claims{}, err
 		}
 		if !ok {
-			e := errCode(http.StatusUnauthorized, "Session is no longer active.", "token_not_valid")
-			e.challenge = `Bearer realm="api", error="invalid_token"`
-			return Claims{}, e
+			return Claims{}, errSessionEnded()
 		}
 	}
 	return c, nil

@@ -280,7 +280,7 @@ func (h *Handler) mfaSubject(r *http.Request, f *form) (User, *Token, error) {
 	ctx := r.Context()
 	var uid int64
 	if bearerToken(r) != "" {
-		c, err := rl.checkAccess(r, false)
+		c, err := rl.liveAccess(ctx, bearerToken(r))
 		if err != nil {
 			return User{}, nil, err
 		}
@@ -324,11 +324,14 @@ func (h *Handler) mfaSetup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, _, err := h.mfaSubject(r, f)
+	u, ch, err := h.mfaSubject(r, f)
 	if err != nil {
 		return err
 	}
 	if err := h.mfaEnabled(); err != nil {
+		return err
+	}
+	if err := h.enrolmentAllowed(r, f, u, ch); err != nil {
 		return err
 	}
 	setup, err := h.realm.beginTOTPSetup(r.Context(), u, h.realm.totpIssuerFor(r))
@@ -434,6 +437,9 @@ func (h *Handler) mfaActivate(w http.ResponseWriter, r *http.Request) error {
 	}
 	code := codeField(f)
 	if err := f.err(); err != nil {
+		return err
+	}
+	if err := h.enrolmentAllowed(r, f, u, ch); err != nil {
 		return err
 	}
 	rl := h.realm
@@ -716,6 +722,9 @@ func (h *Handler) mfaDeactivate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
+	if err := rl.liveSession(ctx, c); err != nil {
+		return err
+	}
 	u, err := rl.store.UserByID(ctx, c.userID())
 	if errors.Is(err, ErrNotFound) {
 		return errTokenNotValid(msgTokenInvalid)
@@ -792,6 +801,9 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 	}
 	rl := h.realm
 	ctx := r.Context()
+	if err := rl.liveSession(ctx, c); err != nil {
+		return err
+	}
 	uid := c.userID()
 	if err := rl.checkLockout(ctx, uid); err != nil {
 		return err

@@ -851,7 +851,9 @@ func TestMFAIssuerE2E(t *testing.T) {
 func TestMFAExpiryE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
 		const ttl = 5 * time.Minute
-		s := startCaddy(t, caddyfile(store, mfaOptions("optional"), defaultBody))
+		// The pending secret's case below spends ten minutes of one
+		// session; reauth_window has tests of its own.
+		s := startCaddy(t, caddyfile(store, mfaOptions("optional", "reauth_window 30m"), defaultBody))
 		const email = "expiry@world.com"
 		_, en := s.enrolledUser(email)
 

@@ -350,14 +350,17 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	next := nextOf(r)
 	if r.Method != http.MethodPost {
-		if _, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil {
+		q := r.URL.Query()
+		// `reauth`: a page that needs a recent sign-in sent the browser
+		// here, so a signed-in browser gets the form, not `next`.
+		reauth := q.Get("reauth") != ""
+		if _, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil && !reauth {
 			return seeOther(w, next)
 		}
-		q := r.URL.Query()
 		// A refresh cookie (scoped to the prefix, the guard may not see
 		// it) can still renew the session; the hop comes back here with
 		// `ended` when it cannot, so this never loops.
-		if cookieValue(r, refreshCookie) != "" && q.Get("ended") == "" && q.Get("logged_out") == "" {
+		if cookieValue(r, refreshCookie) != "" && q.Get("ended") == "" && q.Get("logged_out") == "" && !reauth {
 			return seeOther(w, withNext(h.Prefix+"/page/refresh", next))
 		}
 		d := pageData{Title: "Sign in", Next: next}
@@ -366,6 +369,8 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 			d.Info = "You have been signed out."
 		case q.Get("ended") != "":
 			d.Info = "Your session has ended. Please sign in again."
+		case reauth:
+			d.Info = "Please sign in again to continue."
 		}
 		return h.render(w, r, http.StatusOK, "login", d)
 	}
@@ -458,9 +463,13 @@ func (h *Handler) setupSubject(r *http.Request) (User, *Token, error) {
 		}
 	}
 	if uid == 0 {
-		c, err := rl.checkToken(ctx, rl.accessCookieValue(r), false)
+		c, err := rl.liveAccess(ctx, rl.accessCookieValue(r))
 		if err != nil {
 			return User{}, nil, err
+		}
+		// The page has no password field: an old session signs in again.
+		if !rl.recentlyAuthenticated(c) {
+			return User{}, nil, errCode(http.StatusForbidden, msgReauthRequired, "reauthentication_required")
 		}
 		uid = c.userID()
 	}
@@ -482,8 +491,12 @@ func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
 		return h.messagePage(w, r, http.StatusForbidden, "Not available", msgMFADisabled)
 	}
 	u, ch, err := h.setupSubject(r)
-	if _, _, ok := apiMessage(err); ok {
-		return seeOther(w, withNext(h.Prefix+"/page/login", withNext(h.Prefix+"/page/mfa-setup", next)))
+	if status, _, ok := apiMessage(err); ok {
+		back := withNext(h.Prefix+"/page/mfa-setup", next)
+		if status == http.StatusForbidden {
+			return seeOther(w, h.Prefix+"/page/login?reauth=1&next="+url.QueryEscape(back))
+		}
+		return seeOther(w, withNext(h.Prefix+"/page/login", back))
 	}
 	if err != nil {
 		return err
@@ -554,15 +567,19 @@ func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	rl := h.realm
 	ctx := r.Context()
-	session := ""
+	var session Claims
 	if c, err := rl.keys.parse(cookieValue(r, refreshCookie), tokenTypeRefresh, rl.now()); err == nil {
-		session = c.Session
+		session = c
 	} else if c, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil {
-		session = c.Session
+		session = c
 	}
-	if session != "" {
-		if _, err := rl.store.RevokeSession(ctx, session); err != nil {
+	if session.Session != "" {
+		n, err := rl.store.RevokeSession(ctx, session.Session)
+		if err != nil {
 			return err
+		}
+		if n > 0 {
+			rl.auditSessionRevoked(ctx, session.userID(), "logout")
 		}
 	}
 	h.clearSession(w)
@@ -582,7 +599,7 @@ func (h *Handler) refreshPage(w http.ResponseWriter, r *http.Request) error {
 	if raw == "" {
 		return seeOther(w, withNext(h.Prefix+"/page/login", next))
 	}
-	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r))
+	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r), refreshHopGrace)
 	if _, _, ok := apiMessage(err); ok {
 		h.clearSession(w)
 		return seeOther(w, h.Prefix+"/page/login?ended=1&next="+url.QueryEscape(next))

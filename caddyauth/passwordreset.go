@@ -145,7 +145,8 @@ func (h *Handler) passwordResetSetNew(w http.ResponseWriter, r *http.Request) er
 		rl.audit(r.Context(), auditSetupRemoved, u.ID,
 			zap.Int("authenticators", proof.authenticators), zap.Int("sessions", proof.sessions))
 	}
-	rl.logger.Info("password reset", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
+	rl.auditPasswordChanged(r.Context(), u.ID, "reset")
+	rl.auditSessionRevoked(r.Context(), u.ID, "password_reset")
 	return h.afterCredentialChange(w, r, u, "Password reset.", "")
 }
 
@@ -205,6 +206,9 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	if bodyErr != nil {
 		return bodyErr
 	}
+	if err := rl.liveSession(ctx, caller); err != nil {
+		return err
+	}
 	old := f.str("old_password", true, false)
 	f.maxLen("old_password", old, maxPasswordLength)
 	password := newPasswordFields(f, u.Email)
@@ -243,7 +247,8 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rl.logger.Info("password changed", zap.Int64("user_id", u.ID), zap.String("client_ip", clientIP(r)))
+	rl.auditPasswordChanged(ctx, u.ID, "change")
+	rl.auditSessionRevoked(ctx, u.ID, "password_change")
 	return h.writeTokens(w, http.StatusOK, pair, map[string]any{"detail": "New password has been saved."})
 }
 

@@ -50,6 +50,7 @@ type policy struct {
 	registration      string
 	publicURL         string
 	sessionCheck      bool
+	reauthWindow      time.Duration
 
 	inviteRoles             []int
 	emailConfirmationTTL    time.Duration
@@ -98,9 +99,11 @@ func (c *clock) now() time.Time {
 	return time.Now().Add(time.Duration(c.offset.Load()))
 }
 
-// tokenPair is what a session-opening call hands to the client.
+// tokenPair is what a session-opening call hands to the client, and the
+// jti of its refresh token.
 type tokenPair struct {
 	access, refresh string
+	refreshJTI      string
 }
 
 // openSession mints a new session for u: a refresh token with a fresh
@@ -123,29 +126,7 @@ func (rl *realm) issuePair(ctx context.Context, st Store, u User, session string
 	if err != nil {
 		return tokenPair{}, err
 	}
-	refreshExp := now.Add(rl.policy.refreshTTL)
-	accessExp := now.Add(rl.policy.accessTTL)
-	if lt := rl.policy.sessionLifetime; lt > 0 {
-		limit := time.Unix(sessionIAT, 0).Add(lt)
-		if refreshExp.After(limit) {
-			refreshExp = limit
-		}
-		if accessExp.After(limit) {
-			accessExp = limit
-		}
-	}
-	c := Claims{
-		TokenType:     tokenTypeRefresh,
-		UserID:        strconv.FormatInt(u.ID, 10),
-		Session:       session,
-		SessionIAT:    sessionIAT,
-		Role:          u.Role,
-		EmailVerified: u.EmailVerified,
-	}
-	c.ID = jti
-	c.IssuedAt = jwt.NewNumericDate(now)
-	c.ExpiresAt = jwt.NewNumericDate(refreshExp)
-	refresh, err := rl.keys.sign(c)
+	refresh, refreshExp, err := rl.signRefresh(u, session, sessionIAT, jti, now)
 	if err != nil {
 		return tokenPair{}, err
 	}
@@ -158,16 +139,59 @@ func (rl *realm) issuePair(ctx context.Context, st Store, u User, session string
 	if err != nil {
 		return tokenPair{}, err
 	}
-	if c.ID, err = newTokenID(rl.rand); err != nil {
-		return tokenPair{}, err
-	}
-	c.TokenType = tokenTypeAccess
-	c.ExpiresAt = jwt.NewNumericDate(accessExp)
-	access, err := rl.keys.sign(c)
+	access, err := rl.signAccess(u, session, sessionIAT, now)
 	if err != nil {
 		return tokenPair{}, err
 	}
-	return tokenPair{access: access, refresh: refresh}, nil
+	return tokenPair{access: access, refresh: refresh, refreshJTI: jti}, nil
+}
+
+// sessionClaims are the claims every token of u's session carries.
+func sessionClaims(u User, session string, sessionIAT int64) Claims {
+	return Claims{
+		UserID:        strconv.FormatInt(u.ID, 10),
+		Session:       session,
+		SessionIAT:    sessionIAT,
+		Role:          u.Role,
+		EmailVerified: u.EmailVerified,
+	}
+}
+
+// capExpiry shortens exp to the end of the session when session_lifetime
+// is set.
+func (rl *realm) capExpiry(exp time.Time, sessionIAT int64) time.Time {
+	if lt := rl.policy.sessionLifetime; lt > 0 {
+		if limit := time.Unix(sessionIAT, 0).Add(lt); exp.After(limit) {
+			return limit
+		}
+	}
+	return exp
+}
+
+// signRefresh signs the refresh token jti of a session, issued at issued,
+// and returns it with its expiry.
+func (rl *realm) signRefresh(u User, session string, sessionIAT int64, jti string, issued time.Time) (string, time.Time, error) {
+	exp := rl.capExpiry(issued.Add(rl.policy.refreshTTL), sessionIAT)
+	c := sessionClaims(u, session, sessionIAT)
+	c.TokenType = tokenTypeRefresh
+	c.ID = jti
+	c.IssuedAt = jwt.NewNumericDate(issued)
+	c.ExpiresAt = jwt.NewNumericDate(exp)
+	tok, err := rl.keys.sign(c)
+	return tok, exp, err
+}
+
+// signAccess signs a new access token of a session, issued at now.
+func (rl *realm) signAccess(u User, session string, sessionIAT int64, now time.Time) (string, error) {
+	c := sessionClaims(u, session, sessionIAT)
+	c.TokenType = tokenTypeAccess
+	var err error
+	if c.ID, err = newTokenID(rl.rand); err != nil {
+		return "", err
+	}
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(rl.capExpiry(now.Add(rl.policy.accessTTL), sessionIAT))
+	return rl.keys.sign(c)
 }
 
 // purgeLoop deletes expired rows every few minutes until ctx ends.
@@ -192,6 +216,7 @@ func (rl *realm) purgeRetention() map[string]time.Duration {
 		purposeMFALoginChallenge: rl.policy.mfaChallengeTTL,
 		purposeMFASetupSecret:    rl.policy.mfaChallengeTTL,
 		purposeMFAAttempt:        rl.attemptRetention(),
+		purposeRefreshRotated:    refreshHopGrace,
 		purposePassReset:         rl.policy.passwordResetTTL,
 		purposePassResetAccess:   rl.policy.accessTTL,
 		purposePassSetAccess:     rl.policy.accessTTL,

@@ -478,6 +478,9 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	if bodyErr != nil {
 		return bodyErr
 	}
+	if err := rl.liveSession(ctx, caller); err != nil {
+		return err
+	}
 	email := emailField(f)
 	role, ok := f.integer("role", true)
 	switch {
@@ -544,6 +547,7 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	h.realm.auditPasswordChanged(r.Context(), u.ID, "set")
 	return h.afterCredentialChange(w, r, u, msgPasswordSetDetail, msgPasswordSetMFA)
 }
 

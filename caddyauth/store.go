@@ -70,6 +70,9 @@ const (
 	purposeMFALoginChallenge = "mfa_login_challenge"
 	purposeMFASetupSecret    = "mfa_setup_secret"
 	purposeMFAAttempt        = "mfa_login_attempt"
+	// A refresh token's rotation: "<old jti>><new jti>", kept for the
+	// browser hop's grace (refreshHopGrace).
+	purposeRefreshRotated = "refresh_rotated"
 )
 
 // Authenticator is an MFA factor of a user (Type "totp" or "recovery_codes").
