@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -329,4 +330,66 @@ func TestKeysMigrateFromDatabaseE2E(t *testing.T) {
 		}
 		s.mfaLogin(email, enr.secret)
 	})
+}
+
+// TestKeysMigrateConcurrentStartsE2E: two nodes of this version start at
+// once on a database an earlier version left, sharing one empty storage.
+// One of them migrates; both end up with the database's signing key, and
+// the re-encrypted TOTP secret verifies on either.
+func TestKeysMigrateConcurrentStartsE2E(t *testing.T) {
+	needCluster(t)
+	dsn := freshSchemaDSN(t)
+	prefix := "e2e_keys_" + randomHex(t, 6) + ":"
+	before := t.TempDir()
+	old := newNode(t, "old", dsn, before, prefix)
+	old.start()
+	const email = "migrate@world.com"
+	old.createUser(email, mfaPass)
+	app, access := enrolOn(t, old, email)
+	old.stop(syscall.SIGTERM)
+
+	legacyKey, _ := storedKeys(t, before)
+	der, err := x509.MarshalPKCS8PrivateKey(legacyKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var userID int64
+	if err := db.QueryRow(`SELECT id FROM users WHERE email = $1`, email).Scan(&userID); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		query string
+		args  []any
+	}{
+		{`DELETE FROM settings`, nil},
+		{`INSERT INTO settings (name, value) VALUES ('signing_key_ed25519', $1)`, []any{der}},
+		{`UPDATE authenticators SET data = $1 WHERE user_id = $2 AND type = 'totp'`, []any{legacySeal(t, legacyKey.Seed(), userID, app.secret), userID}},
+	} {
+		if _, err := db.Exec(q.query, q.args...); err != nil {
+			t.Fatalf("%s: %v", q.query, err)
+		}
+	}
+
+	storage := t.TempDir()
+	a, b := newNode(t, "A", dsn, storage, prefix), newNode(t, "B", dsn, storage, prefix)
+	a.launch()
+	b.launch()
+	a.ready()
+	b.ready()
+	if signing, _ := storedKeys(t, storage); !signing.Equal(legacyKey) {
+		t.Fatal("the signing key in the shared storage is not the one the database held")
+	}
+	var legacyRows int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM settings WHERE name = 'signing_key_ed25519'`).Scan(&legacyRows); err != nil || legacyRows != 0 {
+		t.Fatalf("%d legacy key rows left (%v)", legacyRows, err)
+	}
+	for _, n := range []*node{a, b} {
+		n.get("/", bearer(access)).expect(t, 200)
+		n.verify(n.challenge(email), app.code(t)).expect(t, 200)
+	}
 }

@@ -98,7 +98,7 @@ type node struct {
 func clusterConfig(port, redisPrefix string) string {
 	return fmt.Sprintf(`{
 	admin off
-	storage file_system {env.JWT_ALLAUTH_TEST_NODE_STORAGE}
+	storage file_system {$JWT_ALLAUTH_TEST_NODE_STORAGE}
 	http_port %[1]s
 	auto_https off
 	persist_config off
