@@ -34,7 +34,15 @@ type Handler struct {
 	// Do not serve the HTML pages under `{prefix}/page/`.
 	DisablePages bool `json:"disable_pages,omitempty"`
 
-	realm    *realm
+	// The address of the site these endpoints serve, e.g.
+	// `https://auth.example.com`: mailed links start with it when the
+	// global `public_url` is absent. The Caddyfile fills it in from the
+	// site block when the block names exactly one host; in JSON, set it
+	// or `public_url`, or the handler refuses to start.
+	SiteURL string `json:"site_url,omitempty"`
+
+	realm     *realm
+	publicURL string // public_url, else SiteURL; the base of mailed links
 	pages    *pageSet
 	routes   map[string]endpoint
 	prefixed []prefixRoute
@@ -76,8 +84,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting jwt_allauth app: %v", err)
 	}
 	h.realm = appIface.(*App).realm
-	if h.realm.policy.publicURL == "" {
-		return fmt.Errorf("jwt_allauth: the global option public_url is required by the endpoints: password reset, e-mail confirmation and invitation mails link to it (e.g. public_url https://example.com)")
+	h.publicURL = h.realm.policy.publicURL
+	if h.publicURL == "" && h.SiteURL != "" {
+		h.publicURL = strings.TrimRight(h.SiteURL, "/")
+		if err := checkPublicURL(h.publicURL); err != nil {
+			return fmt.Errorf("site_url: %v", err)
+		}
+	}
+	if h.publicURL == "" {
+		return fmt.Errorf("jwt_allauth: password reset, e-mail confirmation and invitation mails link to the site, " +
+			"but this site block does not name exactly one host to take its address from: " +
+			"write `public_url https://auth.example.com` (the site's public address) in the global jwt_allauth block")
 	}
 	names := pageNames
 	if h.DisablePages {
