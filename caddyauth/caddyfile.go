@@ -297,7 +297,8 @@ func (a *App) unmarshalMail(d *caddyfile.Dispenser) error {
 //
 // The prefix is a subdirective because a bare first token starting with
 // `/` is a matcher in Caddy; such a path matcher is refused, since it would
-// hide every endpoint but one path.
+// hide every endpoint but one path. The handler's site_url is the site
+// block's address when the block names exactly one host (see siteURL).
 func parseHandler(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name
 	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
