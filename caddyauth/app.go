@@ -259,7 +259,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if pol.publicURL != "" {
 		if err := checkPublicURL(pol.publicURL); err != nil {
-			return err
+			return fmt.Errorf("public_url: %v", err)
 		}
 	}
 	if a.TOTPIssuer == nil {
@@ -418,7 +418,7 @@ func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
 func checkPublicURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("public_url must be an absolute http(s) URL such as https://example.com, got %q", s)
+		return fmt.Errorf("want an absolute http(s) URL such as https://example.com, got %q", s)
 	}
 	return nil
 }

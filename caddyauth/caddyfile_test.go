@@ -207,3 +207,13 @@ func TestSiteURL(t *testing.T) {
 		}
 	}
 }
+
+func TestHandlerValidateSiteURL(t *testing.T) {
+	for site, ok := range map[string]bool{"": true, "https://auth.example.com": true, "http://localhost:8080/": true,
+		"ftp://example.com": false, "example.com": false, "https://example.com/?q=1": false} {
+		err := (&Handler{Prefix: "/auth", SiteURL: site}).Validate()
+		if (err == nil) != ok {
+			t.Errorf("site_url %q: error %v", site, err)
+		}
+	}
+}

@@ -41,12 +41,13 @@ type Handler struct {
 	// or `public_url`, or the handler refuses to start.
 	SiteURL string `json:"site_url,omitempty"`
 
-	realm     *realm
-	publicURL string // public_url, else SiteURL; the base of mailed links
+	realm    *realm
 	pages    *pageSet
 	routes   map[string]endpoint
 	prefixed []prefixRoute
 	logger   *zap.Logger
+
+	publicURL string // public_url, else SiteURL: the base of mailed links
 }
 
 // prefixRoute is an endpoint serving every path that starts with prefix
@@ -85,11 +86,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.realm = appIface.(*App).realm
 	h.publicURL = h.realm.policy.publicURL
-	if h.publicURL == "" && h.SiteURL != "" {
+	if h.publicURL == "" {
 		h.publicURL = strings.TrimRight(h.SiteURL, "/")
-		if err := checkPublicURL(h.publicURL); err != nil {
-			return fmt.Errorf("site_url: %v", err)
-		}
 	}
 	if h.publicURL == "" {
 		return fmt.Errorf("jwt_allauth: password reset, e-mail confirmation and invitation mails link to the site, " +
@@ -107,10 +105,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the prefix.
+// Validate checks the prefix and the site URL.
 func (h *Handler) Validate() error {
 	if !strings.HasPrefix(h.Prefix, "/") || strings.ContainsAny(h.Prefix, "*?{}") {
 		return fmt.Errorf("prefix must be a plain path starting with '/', got %q", h.Prefix)
+	}
+	if h.SiteURL != "" {
+		if err := checkPublicURL(strings.TrimRight(h.SiteURL, "/")); err != nil {
+			return fmt.Errorf("site_url: %v", err)
+		}
 	}
 	return nil
 }
