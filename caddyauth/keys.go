@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -57,6 +55,14 @@ const legacySigningKeySetting = "signing_key_ed25519"
 // is locked while keys are loaded or made, so concurrent first starts of
 // the nodes sharing it agree on one set.
 func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signingKey, secretsKey string) error {
+	cfg := keySetConfig{Issuer: rl.policy.issuer, Audience: rl.policy.audience, Leeway: rl.policy.leeway}
+	if signingKey != "" {
+		ks, err := newHMACKeySet([]byte(signingKey), cfg)
+		if err != nil {
+			return fmt.Errorf("signing_key: %v", err)
+		}
+		rl.keys = ks
+	}
 	if err := storage.Lock(ctx, storageKeysLock); err != nil {
 		return fmt.Errorf("locking the jwt_allauth keys in Caddy's storage: %w", err)
 	}
@@ -85,7 +91,7 @@ func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signin
 		return err
 	}
 	if generatedSecrets {
-		check, err := hkdf.Key(sha256.New, material, nil, "caddy-jwt-allauth key check", 16)
+		check, err := deriveKey(material, "caddy-jwt-allauth key check")
 		if err != nil {
 			return err
 		}
@@ -97,13 +103,7 @@ func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signin
 		return fmt.Errorf("moving the signing key from the database to Caddy's storage: %w", err)
 	}
 
-	cfg := keySetConfig{Issuer: rl.policy.issuer, Audience: rl.policy.audience, Leeway: rl.policy.leeway}
 	if signingKey != "" {
-		ks, err := newHMACKeySet([]byte(signingKey), cfg)
-		if err != nil {
-			return fmt.Errorf("signing_key: %v", err)
-		}
-		rl.keys = ks
 		return nil
 	}
 	if err := sk.ensureSigning(ctx); err != nil {
@@ -123,7 +123,7 @@ func (rl *realm) deriveKeys(material []byte) error {
 	if len(material) < 32 {
 		return errors.New("secrets_key must be at least 32 bytes")
 	}
-	key, err := hkdf.Key(sha256.New, material, nil, "caddy-jwt-allauth totp secrets", 32)
+	key, err := deriveKey(material, "caddy-jwt-allauth totp secrets")
 	if err != nil {
 		return err
 	}
@@ -133,11 +133,11 @@ func (rl *realm) deriveKeys(material []byte) error {
 	// Hashes that leave the process (throttle keys in Redis, e-mail
 	// hashes in logs) are keyed, so they cannot be confirmed by guessing
 	// an address, and every node sharing the keys computes the same ones.
-	if rl.hashKey, err = hkdf.Key(sha256.New, material, nil, "caddy-jwt-allauth log and limiter hashes", 32); err != nil {
+	if rl.hashKey, err = deriveKey(material, "caddy-jwt-allauth log and limiter hashes"); err != nil {
 		return err
 	}
 	// The HTML forms' CSRF tokens are MACs under a key of their own.
-	rl.csrfKey, err = hkdf.Key(sha256.New, material, nil, "caddy-jwt-allauth csrf", 32)
+	rl.csrfKey, err = deriveKey(material, "caddy-jwt-allauth csrf")
 	return err
 }
 
@@ -212,7 +212,7 @@ func (rl *realm) migrateLegacyKey(ctx context.Context, sk *storedKeys, resealTOT
 // Secrets already sealed under the realm's box are left alone, so running
 // it twice changes nothing.
 func (rl *realm) resealTOTP(ctx context.Context, seed []byte) (resealed, unreadable int, err error) {
-	oldKey, err := hkdf.Key(sha256.New, seed, nil, "caddy-jwt-allauth totp secrets", 32)
+	oldKey, err := deriveKey(seed, "caddy-jwt-allauth totp secrets")
 	if err != nil {
 		return 0, 0, err
 	}
