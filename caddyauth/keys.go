@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"regexp"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -19,17 +20,20 @@ import (
 // Generated keys live in Caddy's storage (the `storage` global option: the
 // file system under Caddy's data directory by default, and whatever
 // clustered nodes share for their certificates), never in the user
-// database, so that a dump of the database reveals no key.
+// database, so that a dump of the database reveals no key. They are kept
+// under jwt_allauth/<realm id>/, the realm id being a random public name
+// the database holds, so that deployments with different databases never
+// share keys (nor accept each other's tokens) even when they share a
+// storage.
 const (
-	// storageKeysLock serialises the load-or-create of the keys between
-	// the nodes sharing the storage.
-	storageKeysLock = "jwt_allauth_keys"
 	// storageSigningKey is the Ed25519 signing key, PKCS #8 in PEM.
-	storageSigningKey = "jwt_allauth/signing_key_ed25519.pem"
+	storageSigningKey = "signing_key_ed25519.pem"
 	// storageSecretsKey is the key material the TOTP secrets, the CSRF
 	// tokens and the keyed hashes are derived from: 32 random bytes in
 	// base64, made independently of the signing key.
-	storageSecretsKey = "jwt_allauth/secrets_key"
+	storageSecretsKey = "secrets_key"
+	// realmIDSetting names the settings row with the realm id.
+	realmIDSetting = "realm_id"
 )
 
 // Settings rows that name, without revealing them, the generated keys a
@@ -63,15 +67,22 @@ func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signin
 		}
 		rl.keys = ks
 	}
-	if err := storage.Lock(ctx, storageKeysLock); err != nil {
+	realmID, err := rl.realmID(ctx)
+	if err != nil {
+		return err
+	}
+	// The lock serialises the load-or-create of the keys between the
+	// nodes sharing the storage.
+	lock := "jwt_allauth_keys_" + realmID
+	if err := storage.Lock(ctx, lock); err != nil {
 		return fmt.Errorf("locking the jwt_allauth keys in Caddy's storage: %w", err)
 	}
 	defer func() {
-		if err := storage.Unlock(context.WithoutCancel(ctx), storageKeysLock); err != nil {
+		if err := storage.Unlock(context.WithoutCancel(ctx), lock); err != nil {
 			rl.logger.Error("unlocking the jwt_allauth keys in Caddy's storage", zap.Error(err))
 		}
 	}()
-	sk := storedKeys{storage: storage, rand: rl.rand}
+	sk := storedKeys{storage: storage, dir: "jwt_allauth/" + realmID + "/", rand: rl.rand}
 	if err := sk.load(ctx); err != nil {
 		return err
 	}
@@ -116,6 +127,27 @@ func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signin
 	rl.keys = ks
 	return rl.checkKeyRecord(ctx, signingKeyIDSetting, []byte(ks.keyID()))
 }
+
+// realmID returns the database's realm id, making it on first start
+// (concurrent first starts agree: the first stored id wins).
+func (rl *realm) realmID(ctx context.Context) (string, error) {
+	fresh, err := newTokenID(rl.rand)
+	if err != nil {
+		return "", err
+	}
+	id, err := rl.store.LoadOrStoreSetting(ctx, realmIDSetting, []byte(fresh))
+	if err != nil {
+		return "", fmt.Errorf("loading the realm id from the store: %w", err)
+	}
+	if !realmIDPattern.Match(id) {
+		return "", fmt.Errorf("the settings row %q is not 32 hexadecimal digits", realmIDSetting)
+	}
+	return string(id), nil
+}
+
+// realmIDPattern is the form of realm ids (newTokenID's), safe in a
+// storage key.
+var realmIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 // deriveKeys makes the TOTP box, the hash key and the CSRF key from
 // material.
@@ -251,6 +283,7 @@ func (rl *realm) resealTOTP(ctx context.Context, seed []byte) (resealed, unreada
 // storedKeys are the generated keys in Caddy's storage; nil when absent.
 type storedKeys struct {
 	storage certmagic.Storage
+	dir     string // the realm's prefix of storage keys, ending in "/"
 	rand    io.Reader
 	signing ed25519.PrivateKey
 	secrets []byte
@@ -258,7 +291,7 @@ type storedKeys struct {
 
 // load reads whichever keys the storage has.
 func (sk *storedKeys) load(ctx context.Context) error {
-	raw, err := sk.storage.Load(ctx, storageSigningKey)
+	raw, err := sk.storage.Load(ctx, sk.dir+storageSigningKey)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -266,13 +299,13 @@ func (sk *storedKeys) load(ctx context.Context) error {
 	default:
 		block, _ := pem.Decode(raw)
 		if block == nil || block.Type != "PRIVATE KEY" {
-			return fmt.Errorf("%s in Caddy's storage is not a PEM private key", storageSigningKey)
+			return fmt.Errorf("%s in Caddy's storage is not a PEM private key", sk.dir+storageSigningKey)
 		}
 		if sk.signing, err = parseEd25519Key(block.Bytes); err != nil {
-			return fmt.Errorf("%s in Caddy's storage: %v", storageSigningKey, err)
+			return fmt.Errorf("%s in Caddy's storage: %v", sk.dir+storageSigningKey, err)
 		}
 	}
-	raw, err = sk.storage.Load(ctx, storageSecretsKey)
+	raw, err = sk.storage.Load(ctx, sk.dir+storageSecretsKey)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -280,7 +313,7 @@ func (sk *storedKeys) load(ctx context.Context) error {
 	default:
 		key, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(raw)))
 		if err != nil || len(key) != 32 {
-			return fmt.Errorf("%s in Caddy's storage is not 32 bytes in base64", storageSecretsKey)
+			return fmt.Errorf("%s in Caddy's storage is not 32 bytes in base64", sk.dir+storageSecretsKey)
 		}
 		sk.secrets = key
 	}
@@ -305,7 +338,7 @@ func (sk *storedKeys) storeSigning(ctx context.Context, priv ed25519.PrivateKey)
 	if err != nil {
 		return err
 	}
-	if err := sk.storage.Store(ctx, storageSigningKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+	if err := sk.storage.Store(ctx, sk.dir+storageSigningKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
 		return fmt.Errorf("storing the signing key in Caddy's storage: %w", err)
 	}
 	sk.signing = priv
@@ -321,7 +354,7 @@ func (sk *storedKeys) ensureSecrets(ctx context.Context) error {
 	if _, err := io.ReadFull(sk.rand, key); err != nil {
 		return fmt.Errorf("reading the secrets key: %w", err)
 	}
-	if err := sk.storage.Store(ctx, storageSecretsKey, []byte(base64.StdEncoding.EncodeToString(key)+"\n")); err != nil {
+	if err := sk.storage.Store(ctx, sk.dir+storageSecretsKey, []byte(base64.StdEncoding.EncodeToString(key)+"\n")); err != nil {
 		return fmt.Errorf("storing the secrets key in Caddy's storage: %w", err)
 	}
 	sk.secrets = key

@@ -34,11 +34,23 @@ func withStorage(cf, dir string) string {
 	return strings.Replace(cf, "\tadmin ", "\tstorage file_system "+dir+"\n\tadmin ", 1)
 }
 
-// storedKeys reads the generated keys from a storage directory: the
-// Ed25519 key and the secrets key (raw bytes).
-func storedKeys(t *testing.T, dir string) (ed25519.PrivateKey, []byte) {
+// realmID is the database's realm id, which names its keys in Caddy's
+// storage.
+func realmID(t *testing.T, db *sql.DB) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, "jwt_allauth", "signing_key_ed25519.pem"))
+	var id string
+	if err := db.QueryRow(`SELECT value FROM settings WHERE name = 'realm_id'`).Scan(&id); err != nil {
+		t.Fatalf("reading the realm id: %v", err)
+	}
+	return id
+}
+
+// storedKeys reads the generated keys of the database's realm from a
+// storage directory: the Ed25519 key and the secrets key (raw bytes).
+func storedKeys(t *testing.T, db *sql.DB, dir string) (ed25519.PrivateKey, []byte) {
+	t.Helper()
+	keys := filepath.Join(dir, "jwt_allauth", realmID(t, db))
+	raw, err := os.ReadFile(filepath.Join(keys, "signing_key_ed25519.pem"))
 	if err != nil {
 		t.Fatalf("the signing key is not in Caddy's storage: %v", err)
 	}
@@ -50,7 +62,7 @@ func storedKeys(t *testing.T, dir string) (ed25519.PrivateKey, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err = os.ReadFile(filepath.Join(dir, "jwt_allauth", "secrets_key"))
+	raw, err = os.ReadFile(filepath.Join(keys, "secrets_key"))
 	if err != nil {
 		t.Fatalf("the secrets key is not in Caddy's storage: %v", err)
 	}
@@ -194,10 +206,10 @@ func TestKeysInCaddyStorageE2E(t *testing.T) {
 		u, enr := s.enrolledUser(email)
 		access := s.mfaLogin(email, enr.secret)
 
-		signing, secrets := storedKeys(t, dir)
+		signing, secrets := storedKeys(t, storeDB(t), dir)
 		assertNoKeyMaterial(t, signing, secrets)
-		if names := settingNames(t); strings.Join(names, ",") != "generated_secrets_key_check,generated_signing_key_id" {
-			t.Fatalf("settings rows %v, want only the two key records", names)
+		if names := settingNames(t); strings.Join(names, ",") != "generated_secrets_key_check,generated_signing_key_id,realm_id" {
+			t.Fatalf("settings rows %v, want only the realm id and the two key records", names)
 		}
 		// The storage key is the one the realm signs with.
 		jwks := s.get("/auth/.well-known/jwks.json").expect(t, 200)
@@ -211,7 +223,7 @@ func TestKeysInCaddyStorageE2E(t *testing.T) {
 			t.Fatalf("a token from before the restart: %s", r.raw)
 		}
 		s.mfaLogin(email, enr.secret)
-		again, againSecrets := storedKeys(t, dir)
+		again, againSecrets := storedKeys(t, storeDB(t), dir)
 		if !again.Equal(signing) || !bytes.Equal(againSecrets, secrets) {
 			t.Fatal("the restart made new keys")
 		}
@@ -234,6 +246,27 @@ func TestKeysInCaddyStorageE2E(t *testing.T) {
 			t.Fatalf("refusal %q does not say what to do", err)
 		}
 	})
+}
+
+// TestKeysPerDatabaseE2E: two deployments with databases of their own
+// that share one Caddy storage get keys of their own, so neither accepts
+// the other's tokens.
+func TestKeysPerDatabaseE2E(t *testing.T) {
+	dir := t.TempDir()
+	first := withStorage(caddyfile("store sqlite "+filepath.Join(t.TempDir(), "a.db"), "", defaultBody), dir)
+	s := startCaddy(t, first)
+	mustCreateUser(t, userEmail, userPass, 0)
+	access, _ := s.login(userEmail, userPass)
+	firstKey, _ := storedKeys(t, storeDB(t), dir)
+
+	s.restart(withStorage(caddyfile("store sqlite "+filepath.Join(t.TempDir(), "b.db"), "", defaultBody), dir))
+	mustCreateUser(t, userEmail, userPass, 0)
+	if secondKey, _ := storedKeys(t, storeDB(t), dir); secondKey.Equal(firstKey) {
+		t.Fatal("two databases share one signing key")
+	}
+	s.get("/", bearer(access)).expect(t, 401)
+	other, _ := s.login(userEmail, userPass)
+	s.get("/", bearer(other)).expect(t, 200)
 }
 
 // legacySeal seals a TOTP secret the way versions that kept the signing
@@ -277,7 +310,7 @@ func TestKeysMigrateFromDatabaseE2E(t *testing.T) {
 		access := s.mfaLogin(email, enr.secret)
 		mustCreateUser(t, plain, mfaPass, 0)
 		plainAccess, plainRefresh := s.login(plain, mfaPass)
-		legacyKey, _ := storedKeys(t, before)
+		legacyKey, _ := storedKeys(t, storeDB(t), before)
 		// What it left in the database.
 		der, err := x509.MarshalPKCS8PrivateKey(legacyKey)
 		if err != nil {
@@ -302,7 +335,7 @@ func TestKeysMigrateFromDatabaseE2E(t *testing.T) {
 		dir := t.TempDir()
 		cf := withStorage(caddyfile(store, mfaOptions("optional"), defaultBody), dir)
 		s.restart(cf)
-		signing, secrets := storedKeys(t, dir)
+		signing, secrets := storedKeys(t, storeDB(t), dir)
 		if !signing.Equal(legacyKey) {
 			t.Fatal("the signing key in Caddy's storage is not the one the database held")
 		}
@@ -348,16 +381,16 @@ func TestKeysMigrateConcurrentStartsE2E(t *testing.T) {
 	app, access := enrolOn(t, old, email)
 	old.stop(syscall.SIGTERM)
 
-	legacyKey, _ := storedKeys(t, before)
-	der, err := x509.MarshalPKCS8PrivateKey(legacyKey)
-	if err != nil {
-		t.Fatal(err)
-	}
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	legacyKey, _ := storedKeys(t, db, before)
+	der, err := x509.MarshalPKCS8PrivateKey(legacyKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var userID int64
 	if err := db.QueryRow(`SELECT id FROM users WHERE email = $1`, email).Scan(&userID); err != nil {
 		t.Fatal(err)
@@ -381,7 +414,7 @@ func TestKeysMigrateConcurrentStartsE2E(t *testing.T) {
 	b.launch()
 	a.ready()
 	b.ready()
-	if signing, _ := storedKeys(t, storage); !signing.Equal(legacyKey) {
+	if signing, _ := storedKeys(t, db, storage); !signing.Equal(legacyKey) {
 		t.Fatal("the signing key in the shared storage is not the one the database held")
 	}
 	var legacyRows int

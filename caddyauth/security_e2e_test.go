@@ -956,7 +956,11 @@ func TestSecurityGuardE2E(t *testing.T) {
 			return realmSigner{jwt.SigningMethodHS256, []byte(testSecret), tokenKid(t, s)}
 		}},
 		{"EdDSA", "", func(t *testing.T, s *site) realmSigner {
-			raw, err := caddy.ActiveContext().Storage().Load(context.Background(), "jwt_allauth/signing_key_ed25519.pem")
+			realm, err := activeStore(t).Setting(context.Background(), "realm_id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := caddy.ActiveContext().Storage().Load(context.Background(), "jwt_allauth/"+string(realm)+"/signing_key_ed25519.pem")
 			if err != nil {
 				t.Fatal(err)
 			}
