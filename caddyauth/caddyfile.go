@@ -313,7 +313,9 @@ func parseHandler(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if err := hd.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
 	}
-	hd.SiteURL = siteURL(siteKeys(h), h.Option("http_port"), h.Option("https_port"))
+	if !h.IsNamedRoute() {
+		hd.SiteURL = siteURL(siteKeys(h), h.Option("http_port"), h.Option("https_port"))
+	}
 	return h.NewRoute(matcherSet, hd), nil
 }
 
@@ -347,14 +349,15 @@ func siteKeys(h httpcaddyfile.Helper) []string {
 // siteURL is the public address of a site block that names exactly one
 // host (`auth.example.com` is https://auth.example.com,
 // `http://localhost:8080` itself), or "" for any other block: no host
-// (`:8080`), a wildcard or placeholder, or several addresses. A port that is
-// the scheme's (http_port and https_port, 80 and 443 by default) is left out.
+// (`:8080`), a wildcard, a placeholder or anything else that is not a host
+// name or an IP address, or several addresses. A port that is the scheme's
+// (http_port and https_port, 80 and 443 by default) is left out.
 func siteURL(keys []string, httpPort, httpsPort any) string {
 	if len(keys) != 1 {
 		return ""
 	}
 	addr, err := httpcaddyfile.ParseAddress(keys[0])
-	if err != nil || addr.Host == "" || strings.ContainsAny(addr.Host, "*{}") {
+	if err != nil || addr.Host == "" || strings.Trim(addr.Host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:") != "" {
 		return ""
 	}
 	standard := map[string]string{"http": "80", "https": "443"}

@@ -200,6 +200,8 @@ func TestSiteURL(t *testing.T) {
 		{[]string{"http://"}, nil, nil, ""},
 		{[]string{"*.example.com"}, nil, nil, ""},
 		{[]string{"{$SITE}"}, nil, nil, ""},
+		{[]string{"{env.SITE}"}, nil, nil, ""},
+		{[]string{"&(named)"}, nil, nil, ""},
 		{nil, nil, nil, ""},
 	} {
 		if got := siteURL(tc.keys, tc.httpPort, tc.httpsPort); got != tc.want {
