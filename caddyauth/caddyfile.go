@@ -350,8 +350,9 @@ func siteKeys(h httpcaddyfile.Helper) []string {
 // host (`auth.example.com` is https://auth.example.com,
 // `http://localhost:8080` itself), or "" for any other block: no host
 // (`:8080`), a wildcard, a placeholder or anything else that is not a host
-// name or an IP address, or several addresses. A port that is the scheme's
-// (http_port and https_port, 80 and 443 by default) is left out.
+// name or an IP address, or several addresses. An address without a port
+// gets the one Caddy listens on for its scheme (http_port, https_port);
+// 80 for http and 443 for https are left out.
 func siteURL(keys []string, httpPort, httpsPort any) string {
 	if len(keys) != 1 {
 		return ""
