@@ -80,7 +80,13 @@ func TestCaddyfileBrowserExampleAdapts(t *testing.T) {
 func TestExamplesProvision(t *testing.T) {
 	for _, name := range []string{"Caddyfile.example", "Caddyfile.browser.example"} {
 		t.Run(name, func(t *testing.T) {
-			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			data := t.TempDir()
+			t.Setenv("XDG_DATA_HOME", data)
+			// Caddy's default storage, where the generated keys go, took
+			// its path from the data directory when the process started.
+			prev := caddy.DefaultStorage.Path
+			caddy.DefaultStorage.Path = filepath.Join(data, "caddy")
+			t.Cleanup(func() { caddy.DefaultStorage.Path = prev })
 			src, err := os.ReadFile(name)
 			if err != nil {
 				t.Fatal(err)

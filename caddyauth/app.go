@@ -24,7 +24,7 @@ func init() {
 // same name. It owns what every site and every guard share: the user store,
 // the signing keys, the password hasher, the rate limiter and the policy.
 // Without a global option it runs on its defaults (SQLite under Caddy's data
-// directory, an Ed25519 key generated once and kept in the store).
+// directory, keys generated once and kept in Caddy's storage).
 type App struct {
 	// The user store. Default: `{"backend": "sqlite"}`, a file under Caddy's
 	// data directory.
@@ -33,12 +33,16 @@ type App struct {
 	// An HS256 shared secret of at least 32 bytes. Give it as a placeholder
 	// such as `{env.JWT_SECRET}` or `{file./run/secrets/jwt}`: Caddy saves
 	// its running config to disk, and a literal secret would land there.
-	// When absent, an Ed25519 key pair is generated once, kept in the store,
-	// and shared by every node using the same store.
+	// When absent, an Ed25519 key pair is generated once and kept in Caddy's
+	// storage (the `storage` global option; the data directory by default),
+	// never in the user database: every node sharing the database needs the
+	// same storage, as clustered nodes have for their certificates.
 	SigningKey string `json:"signing_key,omitempty"`
 
-	// Key material for encrypting TOTP secrets at rest. Placeholders are
-	// expanded. When absent, a key is derived from the signing key material.
+	// Key material of at least 32 bytes for encrypting TOTP secrets at rest
+	// (and keying CSRF tokens and hashes). Placeholders are expanded. When
+	// absent: derived from `signing_key` when that is set, else a random key
+	// generated once and kept in Caddy's storage beside the signing key.
 	SecretsKey string `json:"secrets_key,omitempty"`
 
 	// The `iss` claim of issued tokens and the issuer the verifier expects.
@@ -275,7 +279,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if pol.publicURL != "" {
 		if err := checkPublicURL(pol.publicURL); err != nil {
-			return err
+			return fmt.Errorf("public_url: %v", err)
 		}
 	}
 	if a.TOTPIssuer == nil {
@@ -314,7 +318,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := rl.loadKeys(keyCtx, signingKey, secretsKey); err != nil {
+	if err := rl.loadKeys(keyCtx, ctx.Storage(), signingKey, secretsKey); err != nil {
 		return err
 	}
 	a.logger.Info("jwt_allauth ready", zap.String("signing", rl.keys.algorithm()), zap.String("kid", rl.keys.keyID()))
@@ -449,7 +453,7 @@ func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
 func checkPublicURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("public_url must be an absolute http(s) URL such as https://example.com, got %q", s)
+		return fmt.Errorf("want an absolute http(s) URL such as https://example.com, got %q", s)
 	}
 	return nil
 }

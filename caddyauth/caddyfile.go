@@ -1,6 +1,9 @@
 package caddyauth
 
 import (
+	"net"
+	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -299,7 +302,8 @@ func (a *App) unmarshalMail(d *caddyfile.Dispenser) error {
 //
 // The prefix is a subdirective because a bare first token starting with
 // `/` is a matcher in Caddy; such a path matcher is refused, since it would
-// hide every endpoint but one path.
+// hide every endpoint but one path. The handler's site_url is the site
+// block's address when the block names exactly one host (see siteURL).
 func parseHandler(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name
 	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
@@ -314,7 +318,87 @@ func parseHandler(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if err := hd.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
 	}
+	if !h.IsNamedRoute() {
+		hd.SiteURL = siteURL(siteKeys(h), h.Option("http_port"), h.Option("https_port"))
+	}
 	return h.NewRoute(matcherSet, hd), nil
+}
+
+// siteKeys returns the addresses the directive's site block starts with.
+// Caddy's Caddyfile helper keeps its block in an unexported field and
+// offers no accessor, so they are read by reflection; nil if that field is
+// not there (a Caddy that changed it), which leaves public_url required.
+// The adapt goldens under testdata/caddyfile_adapt fail if that happens.
+func siteKeys(h httpcaddyfile.Helper) []string {
+	keys := reflect.ValueOf(h).FieldByName("parentBlock")
+	if !keys.IsValid() || keys.Kind() != reflect.Struct {
+		return nil
+	}
+	if keys = keys.FieldByName("Keys"); !keys.IsValid() || keys.Kind() != reflect.Slice {
+		return nil
+	}
+	out := make([]string, 0, keys.Len())
+	for i := range keys.Len() {
+		text := keys.Index(i)
+		if text.Kind() == reflect.Struct {
+			text = text.FieldByName("Text")
+		}
+		if !text.IsValid() || text.Kind() != reflect.String {
+			return nil
+		}
+		out = append(out, text.String())
+	}
+	return out
+}
+
+// siteURL is the public address of a site block that names exactly one
+// host (`auth.example.com` is https://auth.example.com,
+// `http://localhost:8080` itself), or "" for any other block: no host
+// (`:8080`), a wildcard, a placeholder or anything else that is not a host
+// name or an IP address, or several addresses. An address without a port
+// gets the one Caddy listens on for its scheme (http_port, https_port);
+// 80 for http and 443 for https are left out.
+func siteURL(keys []string, httpPort, httpsPort any) string {
+	if len(keys) != 1 {
+		return ""
+	}
+	addr, err := httpcaddyfile.ParseAddress(keys[0])
+	if err != nil || addr.Host == "" || strings.Trim(addr.Host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:") != "" {
+		return ""
+	}
+	standard := map[string]string{"http": "80", "https": "443"}
+	listen := map[string]string{"http": "80", "https": "443"}
+	if p, ok := httpPort.(int); ok {
+		listen["http"] = strconv.Itoa(p)
+	}
+	if p, ok := httpsPort.(int); ok {
+		listen["https"] = strconv.Itoa(p)
+	}
+	scheme, port := addr.Scheme, addr.Port
+	if scheme == "" {
+		scheme = "https"
+		if port == listen["http"] {
+			scheme = "http"
+		}
+	}
+	if _, known := standard[scheme]; !known {
+		return ""
+	}
+	if port == "" {
+		port = listen[scheme]
+	}
+	if port == standard[scheme] {
+		return (&url.URL{Scheme: scheme, Host: hostOnly(addr.Host)}).String()
+	}
+	return (&url.URL{Scheme: scheme, Host: net.JoinHostPort(addr.Host, port)}).String()
+}
+
+// hostOnly brackets an IPv6 address for a URL.
+func hostOnly(host string) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]"
+	}
+	return host
 }
 
 // UnmarshalCaddyfile reads the handler directive.

@@ -175,3 +175,52 @@ func TestFormStringAcceptsNumbers(t *testing.T) {
 		t.Fatalf("errors: %v", f.errs)
 	}
 }
+
+// TestSiteURL: a site block's address becomes the base of mailed links
+// only when it names exactly one host.
+func TestSiteURL(t *testing.T) {
+	for _, tc := range []struct {
+		keys      []string
+		httpPort  any
+		httpsPort any
+		want      string
+	}{
+		{[]string{"auth.example.com"}, nil, nil, "https://auth.example.com"},
+		{[]string{"https://auth.example.com"}, nil, nil, "https://auth.example.com"},
+		{[]string{"auth.example.com:8443"}, nil, nil, "https://auth.example.com:8443"},
+		{[]string{"auth.example.com:443"}, nil, nil, "https://auth.example.com"},
+		{[]string{"auth.example.com/app"}, nil, nil, "https://auth.example.com"},
+		{[]string{"http://localhost:8080"}, nil, nil, "http://localhost:8080"},
+		{[]string{"http://localhost"}, nil, nil, "http://localhost"},
+		{[]string{"http://localhost"}, 8080, nil, "http://localhost:8080"},
+		{[]string{"localhost:8080"}, 8080, nil, "http://localhost:8080"},
+		{[]string{"example.com:80"}, nil, nil, "http://example.com"},
+		{[]string{"example.com"}, nil, 8443, "https://example.com:8443"},
+		{[]string{"http://127.0.0.1:9000"}, nil, nil, "http://127.0.0.1:9000"},
+		{[]string{"http://[::1]:9000"}, nil, nil, "http://[::1]:9000"},
+		{[]string{"https://[::1]"}, nil, nil, "https://[::1]"},
+		{[]string{"a.example.com", "b.example.com"}, nil, nil, ""},
+		{[]string{"http://example.com", "https://example.com"}, nil, nil, ""},
+		{[]string{":8080"}, nil, nil, ""},
+		{[]string{"http://"}, nil, nil, ""},
+		{[]string{"*.example.com"}, nil, nil, ""},
+		{[]string{"{$SITE}"}, nil, nil, ""},
+		{[]string{"{env.SITE}"}, nil, nil, ""},
+		{[]string{"&(named)"}, nil, nil, ""},
+		{nil, nil, nil, ""},
+	} {
+		if got := siteURL(tc.keys, tc.httpPort, tc.httpsPort); got != tc.want {
+			t.Errorf("siteURL(%q, %v, %v) = %q, want %q", tc.keys, tc.httpPort, tc.httpsPort, got, tc.want)
+		}
+	}
+}
+
+func TestHandlerValidateSiteURL(t *testing.T) {
+	for site, ok := range map[string]bool{"": true, "https://auth.example.com": true, "http://localhost:8080/": true,
+		"ftp://example.com": false, "example.com": false, "https://example.com/?q=1": false} {
+		err := (&Handler{Prefix: "/auth", SiteURL: site}).Validate()
+		if (err == nil) != ok {
+			t.Errorf("site_url %q: error %v", site, err)
+		}
+	}
+}

@@ -70,10 +70,19 @@ func (rl *realm) sendMail(name, to string, data mailData) {
 
 // siteName is `site_name`, else the host of `public_url`.
 func (rl *realm) siteName() string {
-	if rl.policy.siteName != "" {
-		return rl.policy.siteName
+	return siteNameOf(rl.policy.siteName, rl.policy.publicURL)
+}
+
+// siteName is `site_name`, else the host of the handler's public URL.
+func (h *Handler) siteName() string {
+	return siteNameOf(h.realm.policy.siteName, h.publicURL)
+}
+
+func siteNameOf(siteName, publicURL string) string {
+	if siteName != "" {
+		return siteName
 	}
-	if _, host, ok := cutScheme(rl.policy.publicURL); ok {
+	if _, host, ok := cutScheme(publicURL); ok {
 		return host
 	}
 	return "our site"
@@ -89,9 +98,9 @@ func cutScheme(u string) (scheme, rest string, ok bool) {
 }
 
 // link is the absolute URL of a path under this handler's prefix, built
-// from `public_url` only.
+// from `public_url` (else the site's address) only, never from the request.
 func (h *Handler) link(path string) string {
-	return h.realm.policy.publicURL + h.Prefix + path
+	return h.publicURL + h.Prefix + path
 }
 
 // replaceLink makes a new link secret of purpose for the user and stores
@@ -112,8 +121,9 @@ func (rl *realm) replaceLink(ctx context.Context, userID int64, purpose string) 
 // (mail names which) with the link secret.
 func (h *Handler) mailVerificationLink(mail, to, secret string) {
 	h.realm.sendMail(mail, to, mailData{
-		Link:    h.link("/registration/verification/" + secret + "/"),
-		Expires: humanDuration(h.realm.policy.emailConfirmationTTL),
+		SiteName: h.siteName(),
+		Link:     h.link("/registration/verification/" + secret + "/"),
+		Expires:  humanDuration(h.realm.policy.emailConfirmationTTL),
 	})
 }
 

@@ -46,11 +46,20 @@ type Handler struct {
 	// the global `cookie_samesite none`.
 	CORS []string `json:"cors,omitempty"`
 
+	// The address of the site these endpoints serve, e.g.
+	// `https://auth.example.com`: mailed links start with it when the
+	// global `public_url` is absent. The Caddyfile fills it in from the
+	// site block when the block names exactly one host; in JSON, set it
+	// or `public_url`, or the handler refuses to start.
+	SiteURL string `json:"site_url,omitempty"`
+
 	realm    *realm
 	pages    *pageSet
 	routes   map[string]endpoint
 	prefixed []prefixRoute
 	logger   *zap.Logger
+
+	publicURL string // public_url, else SiteURL: the base of mailed links
 }
 
 // prefixRoute is an endpoint serving every path that starts with prefix
@@ -88,8 +97,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting jwt_allauth app: %v", err)
 	}
 	h.realm = appIface.(*App).realm
-	if h.realm.policy.publicURL == "" {
-		return fmt.Errorf("jwt_allauth: the global option public_url is required by the endpoints: password reset, e-mail confirmation and invitation mails link to it (e.g. public_url https://example.com)")
+	h.publicURL = h.realm.policy.publicURL
+	if h.publicURL == "" {
+		h.publicURL = strings.TrimRight(h.SiteURL, "/")
+	}
+	if h.publicURL == "" {
+		return fmt.Errorf("jwt_allauth: password reset, e-mail confirmation and invitation mails link to the site, " +
+			"but this site block does not name exactly one host to take its address from: " +
+			"write `public_url https://auth.example.com` (the site's public address) in the global jwt_allauth block")
 	}
 	names := pageNames
 	if h.DisablePages {
@@ -102,10 +117,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the prefix and the CORS origins.
+// Validate checks the prefix, the CORS origins and the site URL.
 func (h *Handler) Validate() error {
 	if !strings.HasPrefix(h.Prefix, "/") || strings.ContainsAny(h.Prefix, "*?{}") {
 		return fmt.Errorf("prefix must be a plain path starting with '/', got %q", h.Prefix)
+	}
+	if h.SiteURL != "" {
+		if err := checkPublicURL(strings.TrimRight(h.SiteURL, "/")); err != nil {
+			return fmt.Errorf("site_url: %v", err)
+		}
 	}
 	return checkOrigins(h.CORS)
 }

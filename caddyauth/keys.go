@@ -1,74 +1,362 @@
 package caddyauth
 
 import (
+	"bytes"
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"regexp"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 )
 
-// signingKeySetting names the stored Ed25519 key in the settings table.
-const signingKeySetting = "signing_key_ed25519"
+// Generated keys live in Caddy's storage (the `storage` global option: the
+// file system under Caddy's data directory by default, and whatever
+// clustered nodes share for their certificates), never in the user
+// database, so that a dump of the database reveals no key. They are kept
+// under jwt_allauth/<realm id>/, the realm id being a random public name
+// the database holds, so that deployments with different databases never
+// share keys (nor accept each other's tokens) even when they share a
+// storage.
+const (
+	// storageSigningKey is the Ed25519 signing key, PKCS #8 in PEM.
+	storageSigningKey = "signing_key_ed25519.pem"
+	// storageSecretsKey is the key material the TOTP secrets, the CSRF
+	// tokens and the keyed hashes are derived from: 32 random bytes in
+	// base64, made independently of the signing key.
+	storageSecretsKey = "secrets_key"
+	// realmIDSetting names the settings row with the realm id.
+	realmIDSetting = "realm_id"
+)
 
-// loadKeys builds the realm's key set, the box that seals TOTP secrets
-// and the CSRF key.
-// With a signing key the realm signs HS256 with it; without one, it loads the
-// Ed25519 key kept in the store, generating and storing it on first start
-// (concurrent first starts agree: the first stored key wins). The secrets
-// key, when absent, is derived from the signing key material.
-func (rl *realm) loadKeys(ctx context.Context, signingKey, secretsKey string) error {
+// Settings rows that name, without revealing them, the generated keys a
+// database is used with, so that a node whose storage holds other keys
+// refuses to start instead of sealing secrets the other nodes cannot open.
+const (
+	signingKeyIDSetting    = "generated_signing_key_id"
+	secretsKeyCheckSetting = "generated_secrets_key_check"
+)
+
+// legacySigningKeySetting is the settings row where earlier versions kept
+// the generated Ed25519 key (PKCS #8 DER), with the TOTP secrets sealed
+// under a key derived from its seed. migrateLegacyKey moves it out.
+const legacySigningKeySetting = "signing_key_ed25519"
+
+// loadKeys builds the realm's key set, the box that seals TOTP secrets,
+// the CSRF key and the hash key.
+//
+// With a signing key the realm signs HS256 with it; without one, it signs
+// with the Ed25519 key in Caddy's storage, generated on first start. The
+// other keys are derived from secrets_key, else from signing_key, else from
+// a key generated on first start and kept in Caddy's storage. The storage
+// is locked while keys are loaded or made, so concurrent first starts of
+// the nodes sharing it agree on one set.
+func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signingKey, secretsKey string) error {
 	cfg := keySetConfig{Issuer: rl.policy.issuer, Audience: rl.policy.audience, Leeway: rl.policy.leeway}
-	var material []byte
 	if signingKey != "" {
 		ks, err := newHMACKeySet([]byte(signingKey), cfg)
 		if err != nil {
 			return fmt.Errorf("signing_key: %v", err)
 		}
 		rl.keys = ks
-		material = []byte(signingKey)
-	} else {
-		fresh, err := generateEd25519Key(rl.rand)
-		if err != nil {
-			return err
-		}
-		der, err := marshalEd25519Key(fresh)
-		if err != nil {
-			return err
-		}
-		stored, err := rl.store.LoadOrStoreSetting(ctx, signingKeySetting, der)
-		if err != nil {
-			return fmt.Errorf("loading the signing key from the store: %w", err)
-		}
-		priv, err := parseEd25519Key(stored)
-		if err != nil {
-			return err
-		}
-		if rl.keys, err = newEd25519KeySet(priv, cfg); err != nil {
-			return err
-		}
-		material = priv.Seed()
 	}
-	if secretsKey != "" {
-		material = []byte(secretsKey)
-	}
-	if len(material) < 32 {
-		return errors.New("secrets_key must be at least 32 bytes")
-	}
-	key, err := hkdf.Key(sha256.New, material, nil, "caddy-jwt-allauth totp secrets", 32)
+	realmID, err := rl.realmID(ctx)
 	if err != nil {
 		return err
 	}
-	// Hashes that leave the process (throttle keys in Redis, e-mail
-	// hashes in logs) are keyed, so they cannot be confirmed by guessing
-	// an address, and every node sharing the keys computes the same ones.
-	if rl.hashKey, err = hkdf.Key(sha256.New, material, nil, "caddy-jwt-allauth log and limiter hashes", 32); err != nil {
+	// The lock serialises the load-or-create of the keys between the
+	// nodes sharing the storage.
+	lock := "jwt_allauth_keys_" + realmID
+	if err := storage.Lock(ctx, lock); err != nil {
+		return fmt.Errorf("locking the jwt_allauth keys in Caddy's storage: %w", err)
+	}
+	defer func() {
+		if err := storage.Unlock(context.WithoutCancel(ctx), lock); err != nil {
+			rl.logger.Error("unlocking the jwt_allauth keys in Caddy's storage", zap.Error(err))
+		}
+	}()
+	sk := storedKeys{storage: storage, dir: "jwt_allauth/" + realmID + "/", rand: rl.rand}
+	if err := sk.load(ctx); err != nil {
+		return err
+	}
+
+	generatedSecrets := signingKey == "" && secretsKey == ""
+	material := []byte(secretsKey)
+	switch {
+	case generatedSecrets:
+		if err := sk.ensureSecrets(ctx); err != nil {
+			return err
+		}
+		material = sk.secrets
+	case secretsKey == "":
+		material = []byte(signingKey)
+	}
+	if err := rl.deriveKeys(material); err != nil {
+		return err
+	}
+	if generatedSecrets {
+		check, err := deriveKey(material, "caddy-jwt-allauth key check")
+		if err != nil {
+			return err
+		}
+		if err := rl.checkKeyRecord(ctx, secretsKeyCheckSetting, check); err != nil {
+			return err
+		}
+	}
+	if err := rl.migrateLegacyKey(ctx, &sk, generatedSecrets); err != nil {
+		return fmt.Errorf("moving the signing key from the database to Caddy's storage: %w", err)
+	}
+
+	if signingKey != "" {
+		return nil
+	}
+	if err := sk.ensureSigning(ctx); err != nil {
+		return err
+	}
+	ks, err := newEd25519KeySet(sk.signing, cfg)
+	if err != nil {
+		return err
+	}
+	rl.keys = ks
+	return rl.checkKeyRecord(ctx, signingKeyIDSetting, []byte(ks.keyID()))
+}
+
+// realmID returns the database's realm id, making it on first start
+// (concurrent first starts agree: the first stored id wins).
+func (rl *realm) realmID(ctx context.Context) (string, error) {
+	fresh, err := newTokenID(rl.rand)
+	if err != nil {
+		return "", err
+	}
+	id, err := rl.store.LoadOrStoreSetting(ctx, realmIDSetting, []byte(fresh))
+	if err != nil {
+		return "", fmt.Errorf("loading the realm id from the store: %w", err)
+	}
+	if !realmIDPattern.Match(id) {
+		return "", fmt.Errorf("the settings row %q is not 32 hexadecimal digits", realmIDSetting)
+	}
+	return string(id), nil
+}
+
+// realmIDPattern is the form of realm ids (newTokenID's), safe in a
+// storage key.
+var realmIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// deriveKeys makes the TOTP box, the hash key and the CSRF key from
+// material.
+func (rl *realm) deriveKeys(material []byte) error {
+	if len(material) < 32 {
+		return errors.New("secrets_key must be at least 32 bytes")
+	}
+	key, err := deriveKey(material, "caddy-jwt-allauth totp secrets")
+	if err != nil {
 		return err
 	}
 	if rl.secrets, err = newSecretBox(key); err != nil {
 		return err
 	}
+	// Hashes that leave the process (throttle keys in Redis, e-mail
+	// hashes in logs) are keyed, so they cannot be confirmed by guessing
+	// an address, and every node sharing the keys computes the same ones.
+	if rl.hashKey, err = deriveKey(material, "caddy-jwt-allauth log and limiter hashes"); err != nil {
+		return err
+	}
 	// The HTML forms' CSRF tokens are MACs under a key of their own.
-	rl.csrfKey, err = hkdf.Key(sha256.New, material, nil, "caddy-jwt-allauth csrf", 32)
+	rl.csrfKey, err = deriveKey(material, "caddy-jwt-allauth csrf")
 	return err
+}
+
+// checkKeyRecord records value under name in the database on first start,
+// and refuses to start when the database holds another value: the keys in
+// this node's storage are then not the ones the database was used with.
+func (rl *realm) checkKeyRecord(ctx context.Context, name string, value []byte) error {
+	stored, err := rl.store.LoadOrStoreSetting(ctx, name, value)
+	if err != nil {
+		return fmt.Errorf("recording the generated keys in the store: %w", err)
+	}
+	if !bytes.Equal(stored, value) {
+		return fmt.Errorf("the jwt_allauth keys in this node's Caddy storage are not the ones this database was used with: "+
+			"every node (and `caddy jwt-allauth`) sharing the database needs the same `storage` global option, as for certificates, "+
+			"or the same data directory. Only if the old keys are lost for good, delete the row %q from the database's settings table "+
+			"to start over: tokens issued until then stop verifying and TOTP authenticators must be set up again", name)
+	}
+	return nil
+}
+
+// migrateLegacyKey moves the signing key an earlier version kept in the
+// database to Caddy's storage (unless the storage already has one) and,
+// when the TOTP secrets were sealed under a key derived from it, seals
+// them again under the realm's box, one authenticator per statement; the
+// settings row goes last. Interrupted, the next start finishes the job:
+// secrets already sealed again no longer open under the old key and are
+// skipped. Nodes sharing the storage migrate one at a time (the caller
+// holds the storage lock); a node with other storage was refused by the
+// key check before it got here.
+func (rl *realm) migrateLegacyKey(ctx context.Context, sk *storedKeys, resealTOTP bool) error {
+	der, err := rl.store.Setting(ctx, legacySigningKeySetting)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	legacy, err := parseEd25519Key(der)
+	if err != nil {
+		return err
+	}
+	switch {
+	case sk.signing == nil:
+		if err := sk.storeSigning(ctx, legacy); err != nil {
+			return err
+		}
+		rl.logger.Info("moved the jwt_allauth signing key from the database to Caddy's storage")
+	case !sk.signing.Equal(legacy):
+		rl.logger.Warn("the database held a signing key other than the one in Caddy's storage; " +
+			"tokens it signed no longer verify")
+	}
+	if resealTOTP {
+		resealed, unreadable, err := rl.resealTOTP(ctx, legacy.Seed())
+		if err != nil {
+			return err
+		}
+		if unreadable > 0 {
+			rl.logger.Warn("TOTP secrets that open under neither the old nor the new key were left as they are",
+				zap.Int("count", unreadable))
+		}
+		rl.logger.Info("re-encrypted the TOTP secrets under the key in Caddy's storage", zap.Int("count", resealed))
+		// Pending setups live minutes; their users start again.
+		if _, err := rl.store.PurgeTokens(ctx, purposeMFASetupSecret, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+			return err
+		}
+	}
+	return rl.store.DeleteSetting(ctx, legacySigningKeySetting)
+}
+
+// resealTOTP seals every TOTP secret that opens under the box earlier
+// versions derived from the Ed25519 seed again under the realm's box.
+// Secrets already sealed under the realm's box are left alone, so running
+// it twice changes nothing.
+func (rl *realm) resealTOTP(ctx context.Context, seed []byte) (resealed, unreadable int, err error) {
+	oldKey, err := deriveKey(seed, "caddy-jwt-allauth totp secrets")
+	if err != nil {
+		return 0, 0, err
+	}
+	old, err := newSecretBox(oldKey)
+	if err != nil {
+		return 0, 0, err
+	}
+	auths, err := rl.store.TOTPAuthenticators(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, a := range auths {
+		ad := totpAD(a.UserID)
+		secret, err := old.open(a.Data, ad)
+		if err != nil {
+			if _, err := rl.secrets.open(a.Data, ad); err != nil {
+				unreadable++
+			}
+			continue
+		}
+		sealed, err := rl.secrets.seal(secret, ad, rl.rand)
+		if err != nil {
+			return 0, 0, err
+		}
+		ok, err := rl.store.SwapAuthenticatorData(ctx, a.ID, a.Data, sealed)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			resealed++
+		}
+	}
+	return resealed, unreadable, nil
+}
+
+// storedKeys are the generated keys in Caddy's storage; nil when absent.
+type storedKeys struct {
+	storage certmagic.Storage
+	dir     string // the realm's prefix of storage keys, ending in "/"
+	rand    io.Reader
+	signing ed25519.PrivateKey
+	secrets []byte
+}
+
+// load reads whichever keys the storage has.
+func (sk *storedKeys) load(ctx context.Context) error {
+	raw, err := sk.storage.Load(ctx, sk.dir+storageSigningKey)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("loading the signing key from Caddy's storage: %w", err)
+	default:
+		block, _ := pem.Decode(raw)
+		if block == nil || block.Type != "PRIVATE KEY" {
+			return fmt.Errorf("%s in Caddy's storage is not a PEM private key", sk.dir+storageSigningKey)
+		}
+		if sk.signing, err = parseEd25519Key(block.Bytes); err != nil {
+			return fmt.Errorf("%s in Caddy's storage: %v", sk.dir+storageSigningKey, err)
+		}
+	}
+	raw, err = sk.storage.Load(ctx, sk.dir+storageSecretsKey)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("loading the secrets key from Caddy's storage: %w", err)
+	default:
+		key, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(raw)))
+		if err != nil || len(key) != 32 {
+			return fmt.Errorf("%s in Caddy's storage is not 32 bytes in base64", sk.dir+storageSecretsKey)
+		}
+		sk.secrets = key
+	}
+	return nil
+}
+
+// ensureSigning generates and stores the signing key if there is none.
+func (sk *storedKeys) ensureSigning(ctx context.Context) error {
+	if sk.signing != nil {
+		return nil
+	}
+	priv, err := generateEd25519Key(sk.rand)
+	if err != nil {
+		return err
+	}
+	return sk.storeSigning(ctx, priv)
+}
+
+// storeSigning writes priv to the storage.
+func (sk *storedKeys) storeSigning(ctx context.Context, priv ed25519.PrivateKey) error {
+	der, err := marshalEd25519Key(priv)
+	if err != nil {
+		return err
+	}
+	if err := sk.storage.Store(ctx, sk.dir+storageSigningKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+		return fmt.Errorf("storing the signing key in Caddy's storage: %w", err)
+	}
+	sk.signing = priv
+	return nil
+}
+
+// ensureSecrets generates and stores the secrets key if there is none.
+func (sk *storedKeys) ensureSecrets(ctx context.Context) error {
+	if sk.secrets != nil {
+		return nil
+	}
+	key := make([]byte, 32)
+	if _, err := io.ReadFull(sk.rand, key); err != nil {
+		return fmt.Errorf("reading the secrets key: %w", err)
+	}
+	if err := sk.storage.Store(ctx, sk.dir+storageSecretsKey, []byte(base64.StdEncoding.EncodeToString(key)+"\n")); err != nil {
+		return fmt.Errorf("storing the secrets key in Caddy's storage: %w", err)
+	}
+	sk.secrets = key
+	return nil
 }

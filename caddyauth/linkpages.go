@@ -26,7 +26,7 @@ const (
 // CSRF header), allowed by a per-response nonce and only there.
 func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, kind pageKind) error {
 	rl := h.realm
-	d := pageData{SiteName: rl.siteName()}
+	d := pageData{SiteName: h.siteName()}
 	switch kind {
 	case pageResetForm:
 		d.Title, d.Message = "Choose a new password", "Enter your new password twice. Saving it signs you out everywhere."

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // The mail tests read what the server sent from a real SMTP sink,
@@ -27,13 +29,23 @@ var mailpit struct {
 	err       error
 }
 
-// TestMain starts what the end-to-end tests share (mailpit) and removes
-// what they built (the Caddy binary of the multi-node tests).
+// TestMain starts what the end-to-end tests share (mailpit, Caddy's
+// storage) and removes what they built (the Caddy binary of the multi-node
+// tests).
 func TestMain(m *testing.M) {
+	// Caddy's default storage, where the generated keys live, is a
+	// directory of this run, not the data directory of the user running it.
+	storage, err := os.MkdirTemp("", "caddy-jwt-allauth-storage-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	caddy.DefaultStorage.Path = storage
 	stop := setupMailpit()
 	code := m.Run()
 	stop()
 	removeCaddyBuild()
+	os.RemoveAll(storage)
 	os.Exit(code)
 }
 

@@ -93,10 +93,12 @@ type node struct {
 }
 
 // clusterConfig is the Caddyfile every node runs, on its own port: the
-// store and Redis come from the environment.
+// store, Caddy's storage (where the keys live, shared as a cluster shares
+// it for certificates) and Redis come from the environment.
 func clusterConfig(port, redisPrefix string) string {
 	return fmt.Sprintf(`{
 	admin off
+	storage file_system {$JWT_ALLAUTH_TEST_NODE_STORAGE}
 	http_port %[1]s
 	auto_https off
 	persist_config off
@@ -129,7 +131,7 @@ http://127.0.0.1:%[1]s {
 }
 
 // newNode writes a node's Caddyfile; start runs it.
-func newNode(t *testing.T, name, dsn, redisPrefix string) *node {
+func newNode(t *testing.T, name, dsn, storage, redisPrefix string) *node {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort()
@@ -137,7 +139,7 @@ func newNode(t *testing.T, name, dsn, redisPrefix string) *node {
 		name: name, bin: caddyBinary(t),
 		cfg:     filepath.Join(dir, "Caddyfile"),
 		logPath: filepath.Join(dir, "caddy.log"),
-		env: append(os.Environ(), "JWT_ALLAUTH_TEST_NODE_DSN="+dsn,
+		env: append(os.Environ(), "JWT_ALLAUTH_TEST_NODE_DSN="+dsn, "JWT_ALLAUTH_TEST_NODE_STORAGE="+storage,
 			"HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config")),
 	}
 	if err := os.WriteFile(n.cfg, []byte(clusterConfig(port, redisPrefix)), 0o600); err != nil {
@@ -343,7 +345,8 @@ func TestMultiNodeE2E(t *testing.T) {
 	needCluster(t)
 	dsn := freshSchemaDSN(t)
 	prefix := "e2e_nodes_" + randomHex(t, 6) + ":"
-	a, b := newNode(t, "A", dsn, prefix), newNode(t, "B", dsn, prefix)
+	storage := t.TempDir()
+	a, b := newNode(t, "A", dsn, storage, prefix), newNode(t, "B", dsn, storage, prefix)
 	a.launch()
 	b.launch()
 	a.ready()
@@ -427,12 +430,13 @@ func TestMultiNodeE2E(t *testing.T) {
 // TestRestartMidFlowE2E is X6 with real processes: a challenge created on a
 // node survives that node being killed (SIGKILL) or stopped (SIGTERM) and
 // started again, is still single-use, and tokens issued before the restart
-// still pass the guard (the Ed25519 key lives in the database).
+// still pass the guard (the Ed25519 key lives in Caddy's storage).
 func TestRestartMidFlowE2E(t *testing.T) {
 	needCluster(t)
 	dsn := freshSchemaDSN(t)
 	prefix := "e2e_restart_" + randomHex(t, 6) + ":"
-	a, b := newNode(t, "A", dsn, prefix), newNode(t, "B", dsn, prefix)
+	storage := t.TempDir()
+	a, b := newNode(t, "A", dsn, storage, prefix), newNode(t, "B", dsn, storage, prefix)
 	a.start()
 	b.start()
 	const email = "restart@world.com"

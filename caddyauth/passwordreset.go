@@ -79,8 +79,9 @@ func (h *Handler) mailResetLink(ctx context.Context, email string) error {
 	}
 	uid := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(u.ID, 10)))
 	rl.sendMail(mailPasswordReset, u.Email, mailData{
-		Link:    h.link("/password/reset/confirm/" + uid + "/" + secret + "/"),
-		Expires: humanDuration(rl.policy.passwordResetTTL),
+		SiteName: h.siteName(),
+		Link:     h.link("/password/reset/confirm/" + uid + "/" + secret + "/"),
+		Expires:  humanDuration(rl.policy.passwordResetTTL),
 	})
 	return nil
 }

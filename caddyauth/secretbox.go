@@ -72,9 +72,9 @@ func (b *secretBox) open(sealed, additionalData []byte) ([]byte, error) {
 }
 
 // deriveKey derives a 32-byte key for one purpose, named by info, from
-// high-entropy key material (a stored random master key or the HS256
-// signing secret) with HKDF-SHA256. Different info strings give
-// independent keys.
+// high-entropy key material (`secrets_key`, the HS256 signing secret or
+// the random key in Caddy's storage) with HKDF-SHA256. Different info
+// strings give independent keys.
 func deriveKey(material []byte, info string) ([]byte, error) {
 	if len(material) < 32 {
 		return nil, fmt.Errorf("key material is %d bytes, need at least 32", len(material))

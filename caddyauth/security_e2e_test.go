@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/redistest"
@@ -34,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
@@ -953,11 +955,19 @@ func TestSecurityGuardE2E(t *testing.T) {
 			return realmSigner{jwt.SigningMethodHS256, []byte(testSecret), tokenKid(t, s)}
 		}},
 		{"EdDSA", "", func(t *testing.T, s *site) realmSigner {
-			der, err := activeStore(t).LoadOrStoreSetting(context.Background(), "signing_key_ed25519", nil)
+			realm, err := activeStore(t).Setting(context.Background(), "realm_id")
 			if err != nil {
 				t.Fatal(err)
 			}
-			k, err := x509.ParsePKCS8PrivateKey(der)
+			raw, err := caddy.ActiveContext().Storage().Load(context.Background(), "jwt_allauth/"+string(realm)+"/signing_key_ed25519.pem")
+			if err != nil {
+				t.Fatal(err)
+			}
+			block, _ := pem.Decode(raw)
+			if block == nil {
+				t.Fatalf("the stored signing key is not PEM: %q", raw)
+			}
+			k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 			if err != nil {
 				t.Fatal(err)
 			}

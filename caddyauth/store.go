@@ -190,12 +190,24 @@ type Store interface {
 	ConsumeRecoveryCode(ctx context.Context, userID int64, hash string, now time.Time) (bool, error)
 	// CountRecoveryCodes counts the user's unused codes.
 	CountRecoveryCodes(ctx context.Context, userID int64) (int, error)
+	// TOTPAuthenticators returns every user's TOTP authenticator, by
+	// ascending id (for re-encrypting their secrets under a new key).
+	TOTPAuthenticators(ctx context.Context) ([]Authenticator, error)
+	// SwapAuthenticatorData sets the data of authenticator id to data only
+	// if it still holds old, and reports whether it did.
+	SwapAuthenticatorData(ctx context.Context, id int64, old, data []byte) (bool, error)
 
-	// Settings: small named values shared by every node (signing keys).
+	// Settings: small named values shared by every node. Never key
+	// material: keys live in Caddy's storage (see keys.go).
 
 	// LoadOrStoreSetting stores value under name unless a value is already
 	// there, and returns the stored value (so concurrent first starts agree).
 	LoadOrStoreSetting(ctx context.Context, name string, value []byte) ([]byte, error)
+	// Setting returns the value stored under name; ErrNotFound when there
+	// is none.
+	Setting(ctx context.Context, name string) ([]byte, error)
+	// DeleteSetting deletes the setting name, if there is one.
+	DeleteSetting(ctx context.Context, name string) error
 
 	// InTx runs fn in one transaction: fn must use the Store it is given,
 	// and every write it made is undone when fn returns an error.

@@ -361,8 +361,8 @@ func generateEd25519Key(r io.Reader) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-// marshalEd25519Key encodes priv as PKCS #8 DER, the form stored in the
-// settings table (and readable by openssl).
+// marshalEd25519Key encodes priv as PKCS #8 DER, the form kept (in PEM) in
+// Caddy's storage and readable by openssl.
 func marshalEd25519Key(priv ed25519.PrivateKey) ([]byte, error) {
 	return x509.MarshalPKCS8PrivateKey(priv)
 }

@@ -730,6 +730,38 @@ func (s *Store) CountRecoveryCodes(ctx context.Context, userID int64) (int, erro
 	return n, err
 }
 
+// TOTPAuthenticators returns every user's TOTP authenticator, by
+// ascending id.
+func (s *Store) TOTPAuthenticators(ctx context.Context) ([]caddyauth.Authenticator, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.q.QueryContext(ctx, `SELECT id, user_id, data FROM authenticators
+		WHERE type = 'totp' ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []caddyauth.Authenticator
+	for rows.Next() {
+		a := caddyauth.Authenticator{Type: "totp"}
+		if err := rows.Scan(&a.ID, &a.UserID, &a.Data); err != nil {
+			return nil, err
+		}
+		list = append(list, a)
+	}
+	return list, rows.Err()
+}
+
+// SwapAuthenticatorData sets the data of authenticator id to data only if
+// it still holds old, in one statement.
+func (s *Store) SwapAuthenticatorData(ctx context.Context, id int64, old, data []byte) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE authenticators SET data = $2
+		WHERE id = $1 AND data = $3`, id, data, old))
+	return n == 1, err
+}
+
 // Settings.
 
 // LoadOrStoreSetting stores value under name unless a value is already
@@ -749,6 +781,23 @@ func (s *Store) LoadOrStoreSetting(ctx context.Context, name string, value []byt
 		return nil, fmt.Errorf("reading setting %q: %w", name, notFound(err))
 	}
 	return stored, nil
+}
+
+// Setting returns the value stored under name.
+func (s *Store) Setting(ctx context.Context, name string) ([]byte, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var value []byte
+	err := s.q.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = $1`, name).Scan(&value)
+	return value, notFound(err)
+}
+
+// DeleteSetting deletes the setting name, if there is one.
+func (s *Store) DeleteSetting(ctx context.Context, name string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.q.ExecContext(ctx, `DELETE FROM settings WHERE name = $1`, name)
+	return err
 }
 
 // Interface guards.

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) caddyauth.Store) {
 		{"RecoveryCodes", testRecoveryCodes},
 		{"DeleteAuthenticators", testDeleteAuthenticators},
 		{"Settings", testSettings},
+		{"ResealTOTP", testResealTOTP},
 		{"InTx", testInTx},
 		{"CanceledContext", testCanceledContext},
 		{"RaceConsumeToken", testRaceConsumeToken},
@@ -957,6 +958,58 @@ func testSettings(t *testing.T, s caddyauth.Store) {
 	must(t, "LoadOrStoreSetting", err)
 	if !bytes.Equal(got, bin) {
 		t.Fatalf("LoadOrStoreSetting(other) = %x, want %x", got, bin)
+	}
+	got, err = s.Setting(c, "other")
+	must(t, "Setting", err)
+	if !bytes.Equal(got, bin) {
+		t.Fatalf("Setting(other) = %x, want %x", got, bin)
+	}
+	must(t, "DeleteSetting", s.DeleteSetting(c, "other"))
+	if _, err := s.Setting(c, "other"); !errors.Is(err, caddyauth.ErrNotFound) {
+		t.Fatalf("Setting after DeleteSetting: %v, want ErrNotFound", err)
+	}
+	must(t, "DeleteSetting of a missing name", s.DeleteSetting(c, "other"))
+	if got, err := s.Setting(c, "signing_key"); err != nil || string(got) != "first" {
+		t.Fatalf("DeleteSetting(other) touched signing_key: %q, %v", got, err)
+	}
+}
+
+// testResealTOTP: every user's TOTP authenticator is listed, and its data
+// changes only while it still holds the value the caller read.
+func testResealTOTP(t *testing.T, s caddyauth.Store) {
+	c := ctx(t)
+	u, v := mustUser(t, s, "reseal-u@example.com"), mustUser(t, s, "reseal-v@example.com")
+	idU, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "totp", Data: []byte("old-u"), LastStep: 7, CreatedAt: now()})
+	must(t, "CreateAuthenticator", err)
+	_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: now()})
+	must(t, "CreateAuthenticator recovery_codes", err)
+	idV, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: v, Type: "totp", Data: []byte("old-v"), CreatedAt: now()})
+	must(t, "CreateAuthenticator", err)
+	list, err := s.TOTPAuthenticators(c)
+	must(t, "TOTPAuthenticators", err)
+	if len(list) != 2 || list[0].ID != idU || list[0].UserID != u || string(list[0].Data) != "old-u" ||
+		list[1].ID != idV || list[1].UserID != v || string(list[1].Data) != "old-v" {
+		t.Fatalf("TOTPAuthenticators = %+v", list)
+	}
+	ok, err := s.SwapAuthenticatorData(c, idU, []byte("old-u"), []byte("new-u"))
+	must(t, "SwapAuthenticatorData", err)
+	if !ok {
+		t.Fatal("SwapAuthenticatorData with the current data did not swap")
+	}
+	ok, err = s.SwapAuthenticatorData(c, idU, []byte("old-u"), []byte("other"))
+	must(t, "SwapAuthenticatorData", err)
+	if ok {
+		t.Fatal("SwapAuthenticatorData with stale data swapped")
+	}
+	auths, err := s.Authenticators(c, u)
+	must(t, "Authenticators", err)
+	if string(auths[0].Data) != "new-u" || auths[0].LastStep != 7 {
+		t.Fatalf("after the swap: %+v, want data new-u and last step 7 kept", auths[0])
+	}
+	auths, err = s.Authenticators(c, v)
+	must(t, "Authenticators", err)
+	if string(auths[0].Data) != "old-v" {
+		t.Fatalf("the swap touched another user: %+v", auths[0])
 	}
 }
 
