@@ -194,14 +194,16 @@ func TestDummyHashIsCurrent(t *testing.T) {
 
 func TestHasherConcurrencyBound(t *testing.T) {
 	h := testHasher(30 * time.Millisecond)
-	if cap(h.slots) < 2 {
-		t.Fatalf("only %d slots", cap(h.slots))
-	}
-	// Occupy every slot, as that many slow hashes would.
-	for range cap(h.slots) {
-		h.slots <- struct{}{}
+	if h.slots < 2 {
+		t.Fatalf("only %d slots", h.slots)
 	}
 	ctx := context.Background()
+	// Occupy every slot, as that many slow hashes would.
+	for range h.slots {
+		if err := h.acquire(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	start := time.Now()
 	if _, err := h.hash(ctx, "password"); !errors.Is(err, errHasherBusy) {
 		t.Fatalf("hash: got %v, want errHasherBusy", err)
@@ -220,18 +222,93 @@ func TestHasherConcurrencyBound(t *testing.T) {
 	if _, err := h.hash(cctx, "pw"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: got %v", err)
 	}
+	if len(h.queue) != 0 {
+		t.Fatalf("%d callers that gave up are still queued", len(h.queue))
+	}
 
 	// A waiter gets the slot released within its wait.
 	h.maxWait = 5 * time.Second
 	go func() {
 		time.Sleep(20 * time.Millisecond)
-		h.release()
+		h.release(nil)
 	}()
-	if _, err := h.hash(ctx, "password"); err != nil {
+	if _, err := h.hash(ctx, "password", "c:192.0.2.1"); err != nil {
 		t.Fatalf("after release: %v", err)
 	}
-	if got := len(h.slots); got != cap(h.slots)-1 {
-		t.Fatalf("slot leaked: %d of %d in use", got, cap(h.slots))
+	if h.busy != h.slots-1 || len(h.held) != 0 {
+		t.Fatalf("slot leaked: %d of %d in use, held %v", h.busy, h.slots, h.held)
+	}
+}
+
+// waitQueued waits until n callers wait for a slot of h.
+func waitQueued(t *testing.T, h *passwordHasher, n int) {
+	t.Helper()
+	for range 500 {
+		h.mu.Lock()
+		q := len(h.queue)
+		h.mu.Unlock()
+		if q == n {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("%d callers never queued", n)
+}
+
+// The fair-share rule: with every slot taken by one client, a waiter of
+// that client queued first still waits while a newcomer of another client
+// (or another account) gets the next slot; when only the flood waits, it
+// is served, so idle slots are never withheld.
+func TestHasherFairShare(t *testing.T) {
+	h := testHasher(5 * time.Second)
+	ctx := context.Background()
+	flood := []string{"c:198.51.100.7", "a:victim@example.com"}
+	for range h.slots {
+		if err := h.acquire(ctx, flood); err != nil {
+			t.Fatalf("a client takes free slots beyond its share: %v", err)
+		}
+	}
+	if h.held[flood[0]] != h.slots || h.share >= h.slots {
+		t.Fatalf("held %v of %d slots, share %d", h.held, h.slots, h.share)
+	}
+	type got struct {
+		who string
+		err error
+	}
+	order := make(chan got, 4)
+	wait := func(who string, owners ...string) {
+		go func() { order <- got{who, h.acquire(ctx, owners)} }()
+	}
+	wait("flood", flood...)
+	waitQueued(t, h, 1)
+	wait("other client", "c:203.0.113.9", "a:someone@example.com")
+	waitQueued(t, h, 2)
+	// Same client, another account: the client is over its share too.
+	wait("flood client, other account", flood[0], "a:third@example.com")
+	waitQueued(t, h, 3)
+	// Another client, the flooded account: the account is over its share.
+	wait("other client, flooded account", "c:203.0.113.10", flood[1])
+	waitQueued(t, h, 4)
+
+	h.release(flood)
+	first := <-order
+	if first.err != nil || first.who != "other client" {
+		t.Fatalf("the freed slot went to %q (%v), want the other client", first.who, first.err)
+	}
+	select {
+	case g := <-order:
+		t.Fatalf("%q got a slot none freed", g.who)
+	case <-time.After(20 * time.Millisecond):
+	}
+	// Nobody else is under the share now: the oldest waiter is next.
+	for _, want := range []string{"flood", "flood client, other account", "other client, flooded account"} {
+		h.release(flood)
+		if g := <-order; g.err != nil || g.who != want {
+			t.Fatalf("next slot went to %q (%v), want %q", g.who, g.err, want)
+		}
+	}
+	if len(h.queue) != 0 || h.busy != h.slots {
+		t.Fatalf("queue %d, busy %d of %d", len(h.queue), h.busy, h.slots)
 	}
 }
 
