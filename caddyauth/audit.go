@@ -28,6 +28,10 @@ const (
 	auditThrottled       = "throttled" // at debug level: a flood must not flood the log
 )
 
+// auditPasswordCheckFailed is a wrong password given by a signed-in user
+// (see realm.checkPassword), with the endpoint and the email_hash.
+const auditPasswordCheckFailed = "password_check_failed"
+
 // audit writes one audit line for event. userID 0 means the user is not
 // known (an unknown address, a bad challenge). The client address is
 // Caddy's client_ip of the request ctx belongs to.
