@@ -61,18 +61,17 @@ const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$Dmy5gW0cwxX2Rc5+v9OPRQ$rRVSaQ3
 // hashes running at once; further callers wait up to maxWait for a slot.
 //
 // Each hash names its owners: the client and the account it is for (see
-// realm.hashOwners). While callers wait, a freed slot goes to the oldest
-// waiter all of whose owners hold fewer than share slots, and only when
-// there is none to the oldest waiter; a caller finding a slot free takes
-// it. So one client or one account flooding the hasher keeps every slot
-// nobody else wants, but whoever else arrives gets the next slot that
-// frees up, and it is the flood's own requests that wait out maxWait and
-// are refused (503).
+// realm.hashOwners). No owner holds more than share slots at once: a
+// caller whose client or account is at its share waits, even with slots
+// free, while callers of other owners get them. A freed slot goes to the
+// waiter whose owners hold the fewest slots, the oldest first. So a flood
+// from one client or against one account waits out its own queue and is
+// refused (503), and everyone else finds a slot.
 type passwordHasher struct {
 	rand    io.Reader
 	maxWait time.Duration
 	slots   int // hashes allowed at once
-	share   int // slots an owner may hold and still be served first
+	share   int // slots one owner may hold at once
 
 	mu    sync.Mutex
 	busy  int            // slots in use
@@ -90,14 +89,14 @@ type hashWaiter struct {
 	granted chan struct{}
 }
 
-// fairShare is how many slots one owner may hold and still be served
-// before owners holding more: a quarter of them, at least one. A person
-// needs one hash at a time (one slot does some 25 argon2id hashes a
-// second, and the per-client throttles allow 20 a minute), so the share
-// costs an honest client nothing, while it takes four distinct sources
-// flooding at once to leave a newcomer without a slot to be served from.
+// fairShare is how many slots one owner may hold: half of them (GOMAXPROCS),
+// at least one. GOMAXPROCS hashes at once already keep every core busy
+// (argon2id is pure computation), the slots beyond only queue, so an
+// owner held to half loses no throughput (a single client still gets the
+// whole machine when alone), while the other half is always open to
+// everyone else.
 func fairShare(slots int) int {
-	return max(1, slots/4)
+	return max(1, slots/2)
 }
 
 // newPasswordHasher returns a hasher that draws salts from rand. A maxWait
@@ -121,9 +120,9 @@ func newPasswordHasher(rand io.Reader, maxWait time.Duration) *passwordHasher {
 // so it uses a real timer rather than the realm's clock.
 func (h *passwordHasher) acquire(ctx context.Context, owners []string) error {
 	h.mu.Lock()
-	if h.busy < h.slots {
-		// A slot is only ever free while nobody waits: release hands it
-		// over at once.
+	// Nobody who could take a free slot is left waiting (see grant), so a
+	// caller that can take one goes ahead.
+	if h.busy < h.slots && h.load(owners) < h.share {
 		h.take(owners)
 		h.mu.Unlock()
 		h.observe(0)
@@ -157,6 +156,17 @@ func (h *passwordHasher) acquire(ctx context.Context, owners []string) error {
 	return err
 }
 
+// load is the most slots any of owners holds; h.mu is held.
+func (h *passwordHasher) load(owners []string) int {
+	n := 0
+	for _, o := range owners {
+		if o != "" {
+			n = max(n, h.held[o])
+		}
+	}
+	return n
+}
+
 // take books a slot for owners; h.mu is held.
 func (h *passwordHasher) take(owners []string) {
 	h.busy++
@@ -167,8 +177,7 @@ func (h *passwordHasher) take(owners []string) {
 	}
 }
 
-// release frees the slot of owners and hands it to the next waiter: the
-// oldest whose owners are all below their share, else the oldest.
+// release frees the slot of owners and hands out what can be handed out.
 func (h *passwordHasher) release(owners []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -181,30 +190,27 @@ func (h *passwordHasher) release(owners []string) {
 			delete(h.held, o)
 		}
 	}
-	if len(h.queue) == 0 {
-		return
-	}
-	next := 0
-	for i, w := range h.queue {
-		if h.underShare(w.owners) {
-			next = i
-			break
-		}
-	}
-	w := h.queue[next]
-	h.queue = slices.Delete(h.queue, next, next+1)
-	h.take(w.owners)
-	close(w.granted)
+	h.grant()
 }
 
-// underShare reports whether every owner holds fewer than h.share slots.
-func (h *passwordHasher) underShare(owners []string) bool {
-	for _, o := range owners {
-		if o != "" && h.held[o] >= h.share {
-			return false
+// grant gives free slots to waiters below their share, those whose owners
+// hold the fewest first, then the oldest; h.mu is held.
+func (h *passwordHasher) grant() {
+	for h.busy < h.slots {
+		next, least := -1, h.share
+		for i, w := range h.queue {
+			if n := h.load(w.owners); n < least {
+				next, least = i, n
+			}
 		}
+		if next < 0 {
+			return
+		}
+		w := h.queue[next]
+		h.queue = slices.Delete(h.queue, next, next+1)
+		h.take(w.owners)
+		close(w.granted)
 	}
-	return true
 }
 
 func (h *passwordHasher) observe(seconds float64) {

@@ -255,61 +255,83 @@ func waitQueued(t *testing.T, h *passwordHasher, n int) {
 	t.Fatalf("%d callers never queued", n)
 }
 
-// The fair-share rule: with every slot taken by one client, a waiter of
-// that client queued first still waits while a newcomer of another client
-// (or another account) gets the next slot; when only the flood waits, it
-// is served, so idle slots are never withheld.
+// The fair-share rule, on 4 slots (share 2): an owner at its share waits
+// though slots are free while other owners get them; a freed slot goes to
+// the waiter whose owners hold the fewest, then to the oldest; a waiter
+// whose client or account is at its share stays queued with a slot free.
 func TestHasherFairShare(t *testing.T) {
 	h := testHasher(5 * time.Second)
+	h.slots, h.share = 4, fairShare(4)
+	if h.share != 2 || fairShare(2) != 1 || fairShare(1) != 1 {
+		t.Fatalf("fair share of 4, 2, 1 slots: %d, %d, %d", h.share, fairShare(2), fairShare(1))
+	}
 	ctx := context.Background()
-	flood := []string{"c:198.51.100.7", "a:victim@example.com"}
-	for range h.slots {
-		if err := h.acquire(ctx, flood); err != nil {
-			t.Fatalf("a client takes free slots beyond its share: %v", err)
+	now := func(owners ...string) {
+		t.Helper()
+		h.mu.Lock()
+		free := h.busy < h.slots && h.load(owners) < h.share
+		h.mu.Unlock()
+		if !free {
+			t.Fatalf("%v would wait", owners)
+		}
+		if err := h.acquire(ctx, owners); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if h.held[flood[0]] != h.slots || h.share >= h.slots {
-		t.Fatalf("held %v of %d slots, share %d", h.held, h.slots, h.share)
+	order := make(chan string, 8)
+	queue := func(who string, owners ...string) {
+		t.Helper()
+		h.mu.Lock()
+		n := len(h.queue)
+		h.mu.Unlock()
+		go func() {
+			if err := h.acquire(ctx, owners); err != nil {
+				order <- who + ": " + err.Error()
+				return
+			}
+			order <- who
+		}()
+		waitQueued(t, h, n+1)
 	}
-	type got struct {
-		who string
-		err error
+	next := func(want string) {
+		t.Helper()
+		if got := <-order; got != want {
+			t.Fatalf("the slot went to %q, want %q", got, want)
+		}
 	}
-	order := make(chan got, 4)
-	wait := func(who string, owners ...string) {
-		go func() { order <- got{who, h.acquire(ctx, owners)} }()
+	nothing := func() {
+		t.Helper()
+		select {
+		case got := <-order:
+			t.Fatalf("%q got a slot", got)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	wait("flood", flood...)
-	waitQueued(t, h, 1)
-	wait("other client", "c:203.0.113.9", "a:someone@example.com")
-	waitQueued(t, h, 2)
-	// Same client, another account: the client is over its share too.
-	wait("flood client, other account", flood[0], "a:third@example.com")
-	waitQueued(t, h, 3)
-	// Another client, the flooded account: the account is over its share.
-	wait("other client, flooded account", "c:203.0.113.10", flood[1])
-	waitQueued(t, h, 4)
+	flood := []string{"client:198.51.100.7", "email:victim@example.com"}
+	now(flood...)
+	now(flood...)
+	queue("flood", flood...) // two slots free, and it waits
+	now("client:203.0.113.9", "email:someone@example.com")
+	queue("flood client, other account", flood[0], "email:third@example.com")
+	queue("other client, flooded account", "client:203.0.113.10", flood[1])
+	now("client:203.0.113.11", "email:filler@example.com")
+	queue("fresh", "client:203.0.113.12", "email:fresh@example.com") // no slot free
+	nothing()
 
 	h.release(flood)
-	first := <-order
-	if first.err != nil || first.who != "other client" {
-		t.Fatalf("the freed slot went to %q (%v), want the other client", first.who, first.err)
+	next("fresh") // holds none: ahead of the three holding one
+	h.release([]string{"client:203.0.113.9", "email:someone@example.com"})
+	next("flood") // all hold one: the oldest
+	h.release([]string{"client:203.0.113.11", "email:filler@example.com"})
+	nothing() // the flood's client and account are at their share again
+	if h.busy != 3 || len(h.queue) != 2 {
+		t.Fatalf("busy %d, queued %d", h.busy, len(h.queue))
 	}
-	select {
-	case g := <-order:
-		t.Fatalf("%q got a slot none freed", g.who)
-	case <-time.After(20 * time.Millisecond):
-	}
-	// Nobody else is under the share now: the oldest waiter is next.
-	for _, want := range []string{"flood", "flood client, other account", "other client, flooded account"} {
-		h.release(flood)
-		if g := <-order; g.err != nil || g.who != want {
-			t.Fatalf("next slot went to %q (%v), want %q", g.who, g.err, want)
-		}
-	}
-	if len(h.queue) != 0 || h.busy != h.slots {
-		t.Fatalf("queue %d, busy %d of %d", len(h.queue), h.busy, h.slots)
-	}
+	now("client:203.0.113.13")
+	h.release(flood)
+	next("flood client, other account")
+	h.release(flood)
+	next("other client, flooded account")
 }
 
 func TestValidatePassword(t *testing.T) {
