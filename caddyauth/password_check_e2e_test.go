@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/redistest"
 )
 
 // withTrustedLoopback makes the test client a trusted proxy, so that its
@@ -192,5 +194,24 @@ func TestIPv6ClientsShareTheirNetworkE2E(t *testing.T) {
 			try(5, "198.51.100.1").expect(t, 401)
 			try(6, "198.51.100.2").expect(t, 401)
 		})
+	}
+}
+
+// With Redis, a matched password is taken back from the shared count as
+// in memory: successes never lock, failures do.
+func TestRedisLoginCountsFailuresE2E(t *testing.T) {
+	redistest.URL(t)
+	opts := fmt.Sprintf("rate_limit redis {env.%s} {\n\t\t\tkey_prefix e2e_%s:\n\t\t}\n\t\tthrottle login_email 3 5m\n\t\tthrottle login_ip 100 1m", redistest.URLEnv, randomHex(t, 6))
+	s := startCaddy(t, caddyfile(backends()[0].store(t), opts, defaultBody))
+	mustCreateUser(t, userEmail, userPass, 0)
+	for range 6 {
+		s.login(userEmail, userPass)
+	}
+	for range 3 {
+		s.post("/auth/login/", map[string]string{"email": userEmail, "password": "wrong-password"}).expect(t, 401)
+	}
+	expectThrottled(t, s.post("/auth/login/", map[string]string{"email": userEmail, "password": userPass}))
+	if n := metric(t, "caddy_jwt_allauth_limiter_fallbacks_total"); n != 0 {
+		t.Fatalf("%v fallbacks with Redis up", n)
 	}
 }
