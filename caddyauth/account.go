@@ -66,11 +66,18 @@ type loginResult struct {
 // is counted and audited here.
 func (rl *realm) passwordLogin(r *http.Request, email, password string) (loginResult, error) {
 	ctx := r.Context()
-	if err := rl.throttleRequest(r, "login", email); err != nil {
+	if err := rl.throttle(ctx, throttleLoginIP, rl.clientKey(clientIP(r))); err != nil {
 		rl.loginFailed(ctx, email, 0, "throttled", err)
 		return loginResult{}, err
 	}
-	u, err := rl.authenticate(ctx, normalizeEmail(email), password)
+	failure, err := rl.countFailure(ctx, email)
+	if err != nil {
+		rl.loginFailed(ctx, email, 0, "throttled", err)
+		return loginResult{}, err
+	}
+	u, err := rl.authenticate(ctx, normalizeEmail(email), password, rl.hashOwners(r, email))
+	var wrong *apiError
+	rl.settle(ctx, failure, errors.As(err, &wrong))
 	if err != nil {
 		rl.loginFailed(ctx, email, 0, "credentials", err)
 		return loginResult{}, err
@@ -150,14 +157,16 @@ func (rl *realm) loginFailed(ctx context.Context, email string, userID int64, re
 	rl.auditAt(ctx, level, auditLoginFailed, userID, zap.String("reason", reason), rl.emailHash(email))
 }
 
-// authenticate checks an e-mail and password. Unknown addresses and
-// accounts without a usable password cost one hash as well, so the answer
-// time does not tell them apart. A legacy or outdated hash is upgraded.
-func (rl *realm) authenticate(ctx context.Context, email, password string) (User, error) {
+// authenticate checks an e-mail and password, hashing for owners (see
+// passwordHasher). Unknown addresses and accounts without a usable
+// password cost one hash as well, so the answer time does not tell them
+// apart. A legacy or outdated hash is upgraded. A wrong password or
+// unknown address is the only *apiError.
+func (rl *realm) authenticate(ctx context.Context, email, password string, owners []string) (User, error) {
 	bad := errCode(http.StatusUnauthorized, "Incorrect credentials", "incorrect_credentials")
 	u, err := rl.store.UserByEmail(ctx, email)
 	if errors.Is(err, ErrNotFound) || (err == nil && u.PasswordHash == "") {
-		if err := rl.hasher.dummyVerify(ctx, password); err != nil {
+		if err := rl.hasher.dummyVerify(ctx, password, owners...); err != nil {
 			return User{}, err
 		}
 		return User{}, bad
@@ -165,7 +174,7 @@ func (rl *realm) authenticate(ctx context.Context, email, password string) (User
 	if err != nil {
 		return User{}, err
 	}
-	ok, rehash, err := rl.hasher.verify(ctx, password, u.PasswordHash)
+	ok, rehash, err := rl.hasher.verify(ctx, password, u.PasswordHash, owners...)
 	if err != nil {
 		return User{}, err
 	}
@@ -173,7 +182,7 @@ func (rl *realm) authenticate(ctx context.Context, email, password string) (User
 		return User{}, bad
 	}
 	if rehash {
-		if h, err := rl.hasher.hash(ctx, password); err == nil {
+		if h, err := rl.hasher.hash(ctx, password, owners...); err == nil {
 			switch err := rl.upgradeHash(ctx, u.ID, u.PasswordHash, h); {
 			case err == nil:
 				u.PasswordHash = h

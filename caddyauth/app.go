@@ -194,6 +194,12 @@ type App struct {
 	// See Throttle for the names, their keys and defaults.
 	Throttles map[string]Throttle `json:"throttles,omitempty"`
 
+	// How many leading bits of an IPv6 address make one client for the
+	// per-client throttles and the hasher's fair share: one customer gets
+	// a whole /64 (or more) and may use any address in it. 1 to 128;
+	// IPv4 clients are always counted by address. Default: 64.
+	ThrottleIPv6Prefix *int `json:"throttle_ipv6_prefix,omitempty"`
+
 	realm  *realm
 	logger *zap.Logger
 	stop   context.CancelFunc
@@ -301,6 +307,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		throttles: buildThrottles(a.Throttles),
 		metrics:   m,
 		auditLog:  a.logger.Named("audit"),
+
+		ipv6Prefix: intOr(a.ThrottleIPv6Prefix, defaultIPv6Prefix),
 	}
 	rl.hasher.observeWait = m.hashWait
 	if err := rl.provisionMail(a.Mail, repl); err != nil {
@@ -393,6 +401,9 @@ func (a *App) Validate() error {
 	}
 	if a.AccessTTL != 0 && a.RefreshTTL != 0 && a.AccessTTL > a.RefreshTTL {
 		return errors.New("access_ttl must not be longer than refresh_ttl")
+	}
+	if p := a.ThrottleIPv6Prefix; p != nil && (*p < 1 || *p > 128) {
+		return errors.New("throttle_ipv6_prefix must be between 1 and 128")
 	}
 	return validateThrottles(a.Throttles)
 }

@@ -26,9 +26,12 @@ const (
 	auditSessionRevoked  = "session_revoked"
 	auditPasswordChanged = "password_changed"
 	auditSetupRemoved    = "unconfirmed_setup_removed"
-	auditPasswordFailed  = "password_check_failed"
 	auditThrottled       = "throttled" // at debug level: a flood must not flood the log
 )
+
+// auditPasswordCheckFailed is a wrong password given by a signed-in user
+// (see realm.checkPassword), with the endpoint and the email_hash.
+const auditPasswordCheckFailed = "password_check_failed"
 
 // audit writes one audit line for event. userID 0 means the user is not
 // known (an unknown address, a bad challenge). The client address is
@@ -60,13 +63,6 @@ func (rl *realm) auditAt(ctx context.Context, level zapcore.Level, event string,
 // way it came ("change", "reset", "set" for an invitation's first one).
 func (rl *realm) auditPasswordChanged(ctx context.Context, userID int64, how string) {
 	rl.audit(ctx, auditPasswordChanged, userID, zap.String("how", how))
-}
-
-// auditPasswordCheckFailed records a wrong password given to an endpoint
-// other than login (which writes login_failed) by userID; check names
-// the endpoint's check.
-func (rl *realm) auditPasswordCheckFailed(ctx context.Context, userID int64, check string) {
-	rl.audit(ctx, auditPasswordFailed, userID, zap.String("check", check))
 }
 
 // auditSessionRevoked records that sessions of userID ended for reason

@@ -19,7 +19,7 @@ func auditDetails(lines []map[string]any) map[string]int {
 	for _, l := range lines {
 		ev, _ := l["event"].(string)
 		n[ev]++
-		for _, k := range []string{"reason", "method", "how", "check"} {
+		for _, k := range []string{"reason", "method", "how", "endpoint"} {
 			if v, ok := l[k].(string); ok {
 				n[ev+"/"+v]++
 			}

@@ -73,6 +73,7 @@ func init() {
 //		access_cookie <name>
 //		rate_limit memory|redis <url> [{ timeout <duration>; key_prefix <prefix> }]
 //		throttle <name> <limit> <window> | throttle <name> off
+//		throttle_ipv6_prefix <bits>
 //	}
 //
 // `throttle` may be repeated, once per name (see Throttle for the names).
@@ -125,6 +126,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"mfa_challenge_max_attempts": &a.MFAChallengeMaxAttempts,
 		"mfa_max_attempts":           &a.MFAMaxAttempts,
 		"totp_skew":                  &a.TOTPSkew,
+		"throttle_ipv6_prefix":       &a.ThrottleIPv6Prefix,
 	}
 	flags := map[string]*bool{
 		"cookie_insecure": &a.CookieInsecure,

@@ -356,7 +356,7 @@ func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Reque
 			rl.logger.Warn("restoring an unspent capability", zap.Int64("user_id", row.UserID), zap.Error(err))
 		}
 	}
-	hash, err := rl.hasher.hash(ctx, password)
+	hash, err := rl.hasher.hash(ctx, password, rl.hashOwners(r, u.Email)...)
 	if err != nil {
 		restore()
 		return User{}, err

@@ -95,13 +95,15 @@ func HoldHashSlots() (release func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := cap(rl.hasher.slots)
+	n := rl.hasher.slots
 	for i := 0; i < n; i++ {
-		rl.hasher.slots <- struct{}{}
+		if err := rl.hasher.acquire(context.Background(), nil); err != nil {
+			return nil, err
+		}
 	}
 	return func() {
 		for i := 0; i < n; i++ {
-			rl.hasher.release()
+			rl.hasher.release(nil)
 		}
 	}, nil
 }

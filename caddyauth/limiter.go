@@ -2,6 +2,8 @@ package caddyauth
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -12,8 +14,17 @@ import (
 // oldest counted event leaves the window. An error means no decision could
 // be made; a backend that can fall back to counting in memory does so
 // instead of returning one.
+//
+// Reserve is Allow that also returns the id of the event it recorded, and
+// Cancel takes such an event back (an event already gone, or an unknown
+// id, is not an error). Together they count outcomes without letting a
+// burst through: an attempt is recorded before it is tried, so parallel
+// attempts see each other, and the ones that succeed are then cancelled
+// (the login_email throttle counts wrong passwords this way).
 type RateLimiter interface {
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
+	Reserve(ctx context.Context, key string, limit int, window time.Duration) (id string, ok bool, retryAfter time.Duration, err error)
+	Cancel(ctx context.Context, key, id string) error
 }
 
 // memoryLimiter is the default RateLimiter: a sliding log per key in this
@@ -25,11 +36,17 @@ type memoryLimiter struct {
 	mu    sync.Mutex
 	keys  map[string]*limiterEntry
 	calls int
+	seq   uint64 // the id of the last event recorded
 }
 
 type limiterEntry struct {
-	events []time.Time
+	events []limiterEvent // oldest first
 	window time.Duration
+}
+
+type limiterEvent struct {
+	at time.Time
+	id uint64
 }
 
 func newMemoryLimiter(now func() time.Time) *memoryLimiter {
@@ -46,7 +63,13 @@ func NewMemoryLimiter(now func() time.Time) RateLimiter {
 const sweepEvery = 1024
 
 // Allow records one event for key and reports whether it is within limit.
-func (m *memoryLimiter) Allow(_ context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+func (m *memoryLimiter) Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	_, ok, wait, err := m.Reserve(ctx, key, limit, window)
+	return ok, wait, err
+}
+
+// Reserve is Allow returning the id of the event recorded.
+func (m *memoryLimiter) Reserve(_ context.Context, key string, limit int, window time.Duration) (string, bool, time.Duration, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -62,21 +85,39 @@ func (m *memoryLimiter) Allow(_ context.Context, key string, limit int, window t
 	e.window = window
 	cutoff := now.Add(-window)
 	i := 0
-	for i < len(e.events) && !e.events[i].After(cutoff) {
+	for i < len(e.events) && !e.events[i].at.After(cutoff) {
 		i++
 	}
 	e.events = e.events[i:]
 	if len(e.events) >= limit {
-		return false, e.events[len(e.events)-limit].Add(window).Sub(now), nil
+		if limit <= 0 {
+			return "", false, window, nil
+		}
+		return "", false, e.events[len(e.events)-limit].at.Add(window).Sub(now), nil
 	}
-	e.events = append(e.events, now)
-	return true, 0, nil
+	m.seq++
+	e.events = append(e.events, limiterEvent{at: now, id: m.seq})
+	return strconv.FormatUint(m.seq, 10), true, 0, nil
+}
+
+// Cancel removes the event id of key, if it is still counted.
+func (m *memoryLimiter) Cancel(_ context.Context, key, id string) error {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return nil // not an id this limiter gave out
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.keys[key]; e != nil {
+		e.events = slices.DeleteFunc(e.events, func(ev limiterEvent) bool { return ev.id == n })
+	}
+	return nil
 }
 
 // sweep drops keys whose newest event has left their window.
 func (m *memoryLimiter) sweep(now time.Time) {
 	for k, e := range m.keys {
-		if len(e.events) == 0 || !e.events[len(e.events)-1].After(now.Add(-e.window)) {
+		if len(e.events) == 0 || !e.events[len(e.events)-1].at.After(now.Add(-e.window)) {
 			delete(m.keys, k)
 		}
 	}

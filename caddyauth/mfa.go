@@ -548,7 +548,7 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 // throttle, then finds and checks the challenge of a verify call: the
 // order of checks is the reference's (body, challenge, lockout).
 func (rl *realm) loginChallenge(ctx context.Context, id, ip string) (Token, error) {
-	if err := rl.throttle(ctx, throttleMFAVerifyIP, ip); err != nil {
+	if err := rl.throttle(ctx, throttleMFAVerifyIP, rl.clientKey(ip)); err != nil {
 		return Token{}, err
 	}
 	ch, err := rl.findChallenge(ctx, purposeMFALoginChallenge, id)
@@ -732,11 +732,9 @@ func (h *Handler) mfaDeactivate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ok := false
-	if u.PasswordHash != "" {
-		if ok, _, err = rl.hasher.verify(ctx, password, u.PasswordHash); err != nil {
-			return err
-		}
+	ok, err := rl.checkPassword(r, u, password, "mfa_deactivate")
+	if err != nil {
+		return err
 	}
 	if !ok {
 		return errDetail(http.StatusBadRequest, "Invalid password.")

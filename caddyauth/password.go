@@ -13,8 +13,10 @@ import (
 	"hash"
 	"io"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -57,13 +59,44 @@ const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$Dmy5gW0cwxX2Rc5+v9OPRQ$rRVSaQ3
 
 // passwordHasher hashes and verifies passwords, with at most 2 x GOMAXPROCS
 // hashes running at once; further callers wait up to maxWait for a slot.
+//
+// Each hash names its owners: the client and the account it is for (see
+// realm.hashOwners). No owner holds more than share slots at once: a
+// caller whose client or account is at its share waits, even with slots
+// free, while callers of other owners get them. A freed slot goes to the
+// waiter whose owners hold the fewest slots, the oldest first. So a flood
+// from one client or against one account waits out its own queue and is
+// refused (503), and everyone else finds a slot.
 type passwordHasher struct {
 	rand    io.Reader
-	slots   chan struct{}
 	maxWait time.Duration
+	slots   int // hashes allowed at once
+	share   int // slots one owner may hold at once
+
+	mu    sync.Mutex
+	busy  int            // slots in use
+	held  map[string]int // slots in use per owner
+	queue []*hashWaiter  // callers waiting, oldest first
 
 	// observeWait, when set, receives every wait for a slot in seconds.
 	observeWait func(seconds float64)
+}
+
+// hashWaiter is a caller waiting for a slot; granted is closed when one is
+// handed to it.
+type hashWaiter struct {
+	owners  []string
+	granted chan struct{}
+}
+
+// fairShare is how many slots one owner may hold: half of them (GOMAXPROCS),
+// at least one. GOMAXPROCS hashes at once already keep every core busy
+// (argon2id is pure computation), the slots beyond only queue, so an
+// owner held to half loses no throughput (a single client still gets the
+// whole machine when alone), while the other half is always open to
+// everyone else.
+func fairShare(slots int) int {
+	return max(1, slots/2)
 }
 
 // newPasswordHasher returns a hasher that draws salts from rand. A maxWait
@@ -72,38 +105,113 @@ func newPasswordHasher(rand io.Reader, maxWait time.Duration) *passwordHasher {
 	if maxWait <= 0 {
 		maxWait = defaultHashWait
 	}
+	slots := 2 * runtime.GOMAXPROCS(0)
 	return &passwordHasher{
 		rand:    rand,
-		slots:   make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
 		maxWait: maxWait,
+		slots:   slots,
+		share:   fairShare(slots),
+		held:    map[string]int{},
 	}
 }
 
-// acquire takes a hashing slot, waiting at most h.maxWait. The wait is a
-// duration, not a point in time, so it uses a real timer rather than the
-// realm's clock.
-func (h *passwordHasher) acquire(ctx context.Context) error {
-	select {
-	case h.slots <- struct{}{}:
+// acquire takes a hashing slot for owners (empty names are ignored),
+// waiting at most h.maxWait. The wait is a duration, not a point in time,
+// so it uses a real timer rather than the realm's clock.
+func (h *passwordHasher) acquire(ctx context.Context, owners []string) error {
+	h.mu.Lock()
+	// Nobody who could take a free slot is left waiting (see grant), so a
+	// caller that can take one goes ahead.
+	if h.busy < h.slots && h.load(owners) < h.share {
+		h.take(owners)
+		h.mu.Unlock()
 		h.observe(0)
 		return nil
-	default:
 	}
+	w := &hashWaiter{owners: owners, granted: make(chan struct{})}
+	h.queue = append(h.queue, w)
+	h.mu.Unlock()
+
 	start := time.Now()
 	defer func() { h.observe(time.Since(start).Seconds()) }()
 	timer := time.NewTimer(h.maxWait)
 	defer timer.Stop()
+	var err error
 	select {
-	case h.slots <- struct{}{}:
+	case <-w.granted:
 		return nil
 	case <-timer.C:
-		return errHasherBusy
+		err = errHasherBusy
 	case <-ctx.Done():
-		return ctx.Err()
+		err = ctx.Err()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-w.granted:
+		return nil // handed a slot while giving up: use it
+	default:
+	}
+	h.queue = slices.DeleteFunc(h.queue, func(q *hashWaiter) bool { return q == w })
+	return err
+}
+
+// load is the most slots any of owners holds; h.mu is held.
+func (h *passwordHasher) load(owners []string) int {
+	n := 0
+	for _, o := range owners {
+		if o != "" {
+			n = max(n, h.held[o])
+		}
+	}
+	return n
+}
+
+// take books a slot for owners; h.mu is held.
+func (h *passwordHasher) take(owners []string) {
+	h.busy++
+	for _, o := range owners {
+		if o != "" {
+			h.held[o]++
+		}
 	}
 }
 
-func (h *passwordHasher) release() { <-h.slots }
+// release frees the slot of owners and hands out what can be handed out.
+func (h *passwordHasher) release(owners []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.busy--
+	for _, o := range owners {
+		if o == "" {
+			continue
+		}
+		if h.held[o]--; h.held[o] <= 0 {
+			delete(h.held, o)
+		}
+	}
+	h.grant()
+}
+
+// grant gives free slots to waiters below their share, those whose owners
+// hold the fewest first, then the oldest; h.mu is held.
+func (h *passwordHasher) grant() {
+	for h.busy < h.slots {
+		next, least := -1, h.share
+		for i, w := range h.queue {
+			if n := h.load(w.owners); n < least {
+				next, least = i, n
+			}
+		}
+		if next < 0 {
+			return
+		}
+		w := h.queue[next]
+		h.queue = slices.Delete(h.queue, next, next+1)
+		h.take(w.owners)
+		close(w.granted)
+	}
+}
 
 func (h *passwordHasher) observe(seconds float64) {
 	if h.observeWait != nil {
@@ -111,16 +219,17 @@ func (h *passwordHasher) observe(seconds float64) {
 	}
 }
 
-// hash returns the argon2id PHC string of password.
-func (h *passwordHasher) hash(ctx context.Context, password string) (string, error) {
+// hash returns the argon2id PHC string of password. owners are whom the
+// hash is for (see acquire); none for a command-line tool.
+func (h *passwordHasher) hash(ctx context.Context, password string, owners ...string) (string, error) {
 	salt := make([]byte, argon2SaltLen)
 	if _, err := io.ReadFull(h.rand, salt); err != nil {
 		return "", fmt.Errorf("reading salt: %w", err)
 	}
-	if err := h.acquire(ctx); err != nil {
+	if err := h.acquire(ctx, owners); err != nil {
 		return "", err
 	}
-	defer h.release()
+	defer h.release(owners)
 	key := argon2.IDKey([]byte(password), salt, argon2Time, argon2Memory, argon2Threads, argon2KeyLen)
 	return formatArgon2id(argon2Params{memory: argon2Memory, time: argon2Time, threads: argon2Threads}, salt, key), nil
 }
@@ -131,12 +240,13 @@ func (h *passwordHasher) hash(ctx context.Context, password string) (string, err
 // and Django's pbkdf2_sha256, pbkdf2_sha1, argon2, bcrypt and
 // bcrypt_sha256 formats. An empty, unusable ("!..." as Django writes it)
 // or unrecognised hash never matches, but still costs one argon2id
-// verification. The only errors are errHasherBusy and the context's.
-func (h *passwordHasher) verify(ctx context.Context, password, encoded string) (ok, needsRehash bool, err error) {
-	if err := h.acquire(ctx); err != nil {
+// verification. owners are whom the check is for (see acquire). The only
+// errors are errHasherBusy and the context's.
+func (h *passwordHasher) verify(ctx context.Context, password, encoded string, owners ...string) (ok, needsRehash bool, err error) {
+	if err := h.acquire(ctx, owners); err != nil {
 		return false, false, err
 	}
-	defer h.release()
+	defer h.release(owners)
 	ok, current, known := verifyEncoded(password, encoded)
 	if !known {
 		verifyEncoded(password, dummyHash)
@@ -148,8 +258,8 @@ func (h *passwordHasher) verify(ctx context.Context, password, encoded string) (
 // dummyVerify costs what verifying a current argon2id hash costs and always
 // fails. Call it for an unknown e-mail address so that the answer takes as
 // long as for a known one.
-func (h *passwordHasher) dummyVerify(ctx context.Context, password string) error {
-	_, _, err := h.verify(ctx, password, dummyHash)
+func (h *passwordHasher) dummyVerify(ctx context.Context, password string, owners ...string) error {
+	_, _, err := h.verify(ctx, password, dummyHash, owners...)
 	return err
 }
 

@@ -214,7 +214,7 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	f.maxLen("old_password", old, maxPasswordLength)
 	password := newPasswordFields(f, u.Email)
 	if f.errs["old_password"] == nil {
-		ok, _, err := rl.hasher.verify(ctx, old, u.PasswordHash)
+		ok, err := rl.checkPassword(r, u, old, "password_change")
 		if err != nil {
 			return err
 		}
@@ -225,7 +225,7 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	hash, err := rl.hasher.hash(ctx, password)
+	hash, err := rl.hasher.hash(ctx, password, rl.hashOwners(r, u.Email)...)
 	if err != nil {
 		return err
 	}

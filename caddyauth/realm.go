@@ -86,6 +86,8 @@ type realm struct {
 	auditLog  *zap.Logger // named "audit"
 	mail      *mailQueue
 	mails     map[string]mailTemplate
+
+	ipv6Prefix int // bits of an IPv6 address that make one client (`throttle_ipv6_prefix`); 0 means 64
 }
 
 // clock is the realm's one time source: the system clock plus an offset

@@ -67,23 +67,20 @@ func (rl *realm) recentlyAuthenticated(c Claims) bool {
 // reauthenticate lets an enrolment of u by the bearer of the verified
 // access token c through: c's session proved itself recently
 // (recentlyAuthenticated), or password, the body's `password` field, is
-// u's current password, checked as a login checks it.
-func (rl *realm) reauthenticate(ctx context.Context, c Claims, u User, password string) error {
+// u's current password, checked as every password of a signed-in user is
+// (realm.checkPassword: throttled, counted towards login failures, audited).
+func (rl *realm) reauthenticate(r *http.Request, c Claims, u User, password string) error {
 	if password == "" {
 		if rl.recentlyAuthenticated(c) {
 			return nil
 		}
 		return errCode(http.StatusForbidden, msgReauthRequired, "reauthentication_required")
 	}
-	ok := false
-	if u.PasswordHash != "" {
-		var err error
-		if ok, _, err = rl.hasher.verify(ctx, password, u.PasswordHash); err != nil {
-			return err
-		}
+	ok, err := rl.checkPassword(r, u, password, "reauthenticate")
+	if err != nil {
+		return err
 	}
 	if !ok {
-		rl.auditPasswordCheckFailed(ctx, u.ID, "reauthenticate")
 		return errDetail(http.StatusBadRequest, "Invalid password.")
 	}
 	return nil
@@ -92,7 +89,7 @@ func (rl *realm) reauthenticate(ctx context.Context, c Claims, u User, password 
 // enrolmentAllowed is reauthenticate for a JSON enrolment call: ch is the
 // setup challenge the call came with (then nothing more is asked), else
 // the bearer token (already verified live by the caller) and the form's
-// `password` field decide; a password counts towards the login throttles.
+// `password` field decide.
 func (h *Handler) enrolmentAllowed(r *http.Request, f *form, u User, ch *Token) error {
 	if ch != nil {
 		return nil
@@ -106,11 +103,5 @@ func (h *Handler) enrolmentAllowed(r *http.Request, f *form, u User, ch *Token) 
 	if err != nil {
 		return err
 	}
-	// A password to check draws on the login throttles, before any hash.
-	if password != "" {
-		if err := h.realm.throttleRequest(r, "login", u.Email); err != nil {
-			return err
-		}
-	}
-	return h.realm.reauthenticate(r.Context(), c, u, password)
+	return h.realm.reauthenticate(r, c, u, password)
 }

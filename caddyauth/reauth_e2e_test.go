@@ -142,15 +142,19 @@ func TestEnrolmentBootstrapNeedsNoPasswordE2E(t *testing.T) {
 	})
 }
 
-// A password sent to enrol is checked like a login's, and draws on the
-// same throttles before any hash.
+// A password sent to enrol is checked like every password of a signed-in
+// user: its failures count towards the address's login failures, checked
+// before any hash, so once they are spent even the right password is
+// refused.
 func TestEnrolmentPasswordThrottledE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
 		s := startCaddy(t, caddyfile(store, mfaOptions("optional", "throttle login_email 2 15m"), defaultBody))
 		mustCreateUser(t, userEmail, mfaPass, 0)
 		access, _ := s.login(userEmail, mfaPass)
 		advance(t, 10*time.Minute+time.Second)
-		s.post("/auth/mfa/setup/", map[string]string{"password": "not-the-password"}, bearer(access)).detail(t, http.StatusBadRequest, "Invalid password.")
+		for range 2 {
+			s.post("/auth/mfa/setup/", map[string]string{"password": "not-the-password"}, bearer(access)).detail(t, http.StatusBadRequest, "Invalid password.")
+		}
 		r := s.post("/auth/mfa/setup/", map[string]string{"password": mfaPass}, bearer(access)).expect(t, http.StatusTooManyRequests)
 		if r.header.Get("Retry-After") == "" {
 			t.Fatalf("throttled enrolment without Retry-After: %v", r.header)

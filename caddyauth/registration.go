@@ -194,7 +194,7 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 	if p1 != p2 {
 		return signupResult{}, errFields(map[string][]string{"non_field_errors": {msgSignupMismatch}})
 	}
-	hash, err := rl.hasher.hash(ctx, p1)
+	hash, err := rl.hasher.hash(ctx, p1, rl.hashOwners(r, email)...)
 	if err != nil {
 		return signupResult{}, err
 	}

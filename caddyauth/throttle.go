@@ -1,11 +1,14 @@
 package caddyauth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,31 +18,38 @@ import (
 )
 
 // Throttle is one request throttle: at most Limit requests per sliding
-// Window for one key (a client address or a normalised e-mail address),
+// Window for one key (a client, a user or a normalised e-mail address),
 // counted through the realm's rate limiter (`rate_limit`), so with Redis
 // every node shares the counts. A request over the limit is answered 429
 // `{"detail": "Request was throttled. Expected available in N seconds."}`
 // with `Retry-After: N`, before any password is hashed or any account is
 // looked up; throttles keyed by e-mail count unknown and existing
-// addresses alike, so the answer does not tell them apart.
+// addresses alike, so the answer does not tell them apart. A client is its
+// IPv4 address, or the network of its IPv6 address (the first
+// `throttle_ipv6_prefix` bits, default 64: one customer's allocation).
 //
 // The throttles, their keys and defaults (set any with the `throttle`
 // option of the jwt_allauth global option):
 //
-//	login_ip                  20 per 1m   POST /login/ and the login page, per client address
-//	login_email               10 per 15m  POST /login/ and the login page, per e-mail address
-//	mfa_verify_ip             20 per 1m   POST /mfa/verify/, /mfa/verify-recovery/ and the MFA page, per client address
-//	registration_ip           20 per 1m   sign-up, per client address
+//	login_ip                  20 per 1m   POST /login/ and the login page, per client
+//	login_email               10 per 15m  wrong passwords per e-mail address: logins, and every other password check of that account
+//	mfa_verify_ip             20 per 1m   POST /mfa/verify/, /mfa/verify-recovery/ and the MFA page, per client
+//	password_check_ip         20 per 1m   a signed-in user's password checked (POST /password/change/, /mfa/deactivate/), per client
+//	password_check_user       10 per 15m  the same, per user
+//	registration_ip           20 per 1m   sign-up, per client
 //	registration_email         5 per 5m   sign-up, per e-mail address
-//	password_reset_ip         20 per 1m   password reset request, per client address
+//	password_reset_ip         20 per 1m   password reset request, per client
 //	password_reset_email       5 per 1m   password reset request, per e-mail address
-//	verification_resend_ip    20 per 1m   verification mail resend, per client address
+//	verification_resend_ip    20 per 1m   verification mail resend, per client
 //	verification_resend_email  3 per 3m   verification mail resend, per e-mail address
 //
-// Every attempt counts, successful or not, so that a burst of parallel
-// guesses is cut off before it reaches the password hasher. Durable
-// per-account limits (the MFA lockout) live in the store and do not depend
-// on these.
+// Every request counts, successful or not, except for login_email, which
+// counts failures: a wrong password, or any password for an address with
+// no account. It is still decided before the password is hashed: the
+// attempt is counted first and taken back once the password matched, so
+// an owner signing in often is never locked out, while parallel guesses
+// see each other. Durable per-account limits (the MFA lockout) live in
+// the store and do not depend on these.
 type Throttle struct {
 	// Requests allowed per window. 0 turns the throttle off.
 	Limit int `json:"limit"`
@@ -53,6 +63,8 @@ const (
 	throttleLoginIP                 = "login_ip"
 	throttleLoginEmail              = "login_email"
 	throttleMFAVerifyIP             = "mfa_verify_ip"
+	throttlePasswordCheckIP         = "password_check_ip"
+	throttlePasswordCheckUser       = "password_check_user"
 	throttleRegistrationIP          = "registration_ip"
 	throttleRegistrationEmail       = "registration_email"
 	throttlePasswordResetIP         = "password_reset_ip"
@@ -66,6 +78,8 @@ var defaultThrottles = map[string]Throttle{
 	throttleLoginIP:                 {20, caddy.Duration(time.Minute)},
 	throttleLoginEmail:              {10, caddy.Duration(15 * time.Minute)},
 	throttleMFAVerifyIP:             {20, caddy.Duration(time.Minute)},
+	throttlePasswordCheckIP:         {20, caddy.Duration(time.Minute)},
+	throttlePasswordCheckUser:       {10, caddy.Duration(15 * time.Minute)},
 	throttleRegistrationIP:          {20, caddy.Duration(time.Minute)},
 	throttleRegistrationEmail:       {5, caddy.Duration(5 * time.Minute)},
 	throttlePasswordResetIP:         {20, caddy.Duration(time.Minute)},
@@ -140,22 +154,137 @@ func (rl *realm) throttle(ctx context.Context, name, key string) error {
 	if allowed {
 		return nil
 	}
+	return rl.throttled(ctx, name, wait)
+}
+
+// throttled counts and audits a refusal by the named throttle and returns
+// its 429.
+func (rl *realm) throttled(ctx context.Context, name string, wait time.Duration) error {
 	rl.metrics.throttle(name)
 	rl.auditAt(ctx, zapcore.DebugLevel, auditThrottled, 0, zap.String("throttle", name))
 	return errThrottled(msgThrottled, int((wait+time.Second-1)/time.Second))
 }
 
 // throttleRequest applies a flow's two throttles: `<flow>_ip` to the
-// client address, then `<flow>_email` to the normalised address (skipped
-// when email is empty or the flow has no such throttle). Flows: login,
-// registration, password_reset, verification_resend.
+// client, then `<flow>_email` to the normalised address (skipped when
+// email is empty). Flows: registration, password_reset,
+// verification_resend (a login counts failures instead: passwordLogin).
 func (rl *realm) throttleRequest(r *http.Request, flow, email string) error {
 	ctx := r.Context()
-	if err := rl.throttle(ctx, flow+"_ip", clientIP(r)); err != nil {
+	if err := rl.throttle(ctx, flow+"_ip", rl.clientKey(clientIP(r))); err != nil {
 		return err
 	}
 	if _, ok := rl.throttles[flow+"_email"]; !ok || email == "" {
 		return nil
 	}
 	return rl.throttle(ctx, flow+"_email", normalizeEmail(email))
+}
+
+// defaultIPv6Prefix is the default of the `throttle_ipv6_prefix` option.
+const defaultIPv6Prefix = 64
+
+// clientKey is the client a throttle and the hasher's fair share count:
+// an IPv4 address (also when written IPv4-in-IPv6) as it is, an IPv6
+// address cut to its first `throttle_ipv6_prefix` bits, since one
+// customer is handed a whole /64 (or more) and can pick any address in
+// it. ip is a client_ip (see clientIP); anything else is used as given.
+func (rl *realm) clientKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(ip)
+		if err != nil {
+			return ip
+		}
+		addr = ap.Addr()
+	}
+	addr = addr.Unmap().WithZone("")
+	if !addr.Is6() {
+		return addr.String()
+	}
+	p, err := addr.Prefix(cmp.Or(rl.ipv6Prefix, defaultIPv6Prefix))
+	if err != nil {
+		return addr.String()
+	}
+	return p.String()
+}
+
+// hashOwners are the owners a hash for a request about email is booked
+// under (see passwordHasher): the client and the address.
+func (rl *realm) hashOwners(r *http.Request, email string) []string {
+	owners := []string{"client:" + rl.clientKey(clientIP(r))}
+	if email != "" {
+		owners = append(owners, "email:"+normalizeEmail(email))
+	}
+	return owners
+}
+
+// passwordFailure is one attempt counted towards login_email before the
+// password is checked; settle keeps it (the check failed) or takes it
+// back.
+type passwordFailure struct {
+	key, id string
+}
+
+// countFailure counts an attempt against email's login_email budget, or
+// answers the 429 when the address has no attempts left. It is called
+// before any hash, whether or not the address has an account.
+func (rl *realm) countFailure(ctx context.Context, email string) (passwordFailure, error) {
+	t, ok := rl.throttles[throttleLoginEmail]
+	if !ok {
+		return passwordFailure{}, fmt.Errorf("%w %q", errUnknownThrottle, throttleLoginEmail)
+	}
+	email = normalizeEmail(email)
+	if t.Limit <= 0 || email == "" {
+		return passwordFailure{}, nil
+	}
+	key := rl.throttleKey(throttleLoginEmail, email)
+	id, allowed, wait, err := rl.limiter.Reserve(ctx, key, t.Limit, time.Duration(t.Window))
+	if err != nil {
+		return passwordFailure{}, fmt.Errorf("rate limiter: %w", err)
+	}
+	if !allowed {
+		return passwordFailure{}, rl.throttled(ctx, throttleLoginEmail, wait)
+	}
+	return passwordFailure{key: key, id: id}, nil
+}
+
+// settle keeps the counted attempt when failed, else takes it back (the
+// password matched, or it could not be checked at all).
+func (rl *realm) settle(ctx context.Context, f passwordFailure, failed bool) {
+	if failed || f.id == "" {
+		return
+	}
+	if err := rl.limiter.Cancel(context.WithoutCancel(ctx), f.key, f.id); err != nil {
+		rl.logger.Warn("a matched password stays counted as a failure", zap.Error(err))
+	}
+}
+
+// checkPassword checks the current password of the signed-in user u for
+// endpoint (named in the audit line), as every endpoint that asks for it
+// does: the password_check throttles per client and per user, then the
+// address's login_email failure budget (a locked address is locked here
+// too), the hash, booked under the client and the address. A wrong
+// password counts towards login_email and is audited. The error is a 429
+// or a failing dependency; a wrong password is false.
+func (rl *realm) checkPassword(r *http.Request, u User, password, endpoint string) (bool, error) {
+	ctx := r.Context()
+	if err := rl.throttle(ctx, throttlePasswordCheckIP, rl.clientKey(clientIP(r))); err != nil {
+		return false, err
+	}
+	if err := rl.throttle(ctx, throttlePasswordCheckUser, strconv.FormatInt(u.ID, 10)); err != nil {
+		return false, err
+	}
+	failure, err := rl.countFailure(ctx, u.Email)
+	if err != nil {
+		return false, err
+	}
+	ok, _, err := rl.hasher.verify(ctx, password, u.PasswordHash, rl.hashOwners(r, u.Email)...)
+	rl.settle(ctx, failure, err == nil && !ok)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		rl.audit(ctx, auditPasswordCheckFailed, u.ID, zap.String("endpoint", endpoint), rl.emailHash(u.Email))
+	}
+	return ok, nil
 }

@@ -158,10 +158,10 @@ func TestThrottleOffEmptyKeyAndUnknownName(t *testing.T) {
 // Every flow the endpoints call throttleRequest with has its throttles.
 func TestThrottleRequestFlows(t *testing.T) {
 	rl, _, _ := throttleRealm(t, map[string]Throttle{
-		throttleLoginIP:    {Limit: 3, Window: caddy.Duration(time.Minute)},
-		throttleLoginEmail: {Limit: 2, Window: caddy.Duration(time.Minute)},
+		throttleRegistrationIP:    {Limit: 3, Window: caddy.Duration(time.Minute)},
+		throttleRegistrationEmail: {Limit: 2, Window: caddy.Duration(time.Minute)},
 	})
-	for _, flow := range []string{"login", "registration", "password_reset", "verification_resend"} {
+	for _, flow := range []string{"registration", "password_reset", "verification_resend"} {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		if err := rl.throttleRequest(r, flow, "someone@example.com"); err != nil {
 			t.Fatalf("flow %s: %v", flow, err)
@@ -170,7 +170,7 @@ func TestThrottleRequestFlows(t *testing.T) {
 	req := func(ip, email string) error {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.RemoteAddr = ip
-		return rl.throttleRequest(r, "login", email)
+		return rl.throttleRequest(r, "registration", email)
 	}
 	// Per e-mail (normalised) across addresses, then per address.
 	if req("192.0.2.2:1", " Alice@Example.com") != nil || req("192.0.2.3:1", "alice@example.com") != nil {
@@ -186,6 +186,99 @@ func TestThrottleRequestFlows(t *testing.T) {
 	}
 	if req("192.0.2.9:1", "userz@example.com") == nil {
 		t.Fatal("fourth attempt from one address allowed")
+	}
+	// IPv6 clients in one /64 are one client.
+	for i := range 3 {
+		if err := req("[2001:db8:1:2::"+string(rune('a'+i))+"]:1", "v6"+string(rune('a'+i))+"@example.com"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if req("[2001:db8:1:2:ffff::1]:1", "v6z@example.com") == nil {
+		t.Fatal("a fourth address of the same /64 was not counted with the others")
+	}
+	if err := req("[2001:db8:1:3::1]:1", "v6y@example.com"); err != nil {
+		t.Fatalf("the next /64 was counted with it: %v", err)
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	rl := &realm{}
+	for in, want := range map[string]string{
+		"192.0.2.1":                      "192.0.2.1",
+		"192.0.2.1:4242":                 "192.0.2.1",
+		"::ffff:192.0.2.1":               "192.0.2.1",
+		"2001:db8:aa:bb:1:2:3:4":         "2001:db8:aa:bb::/64",
+		"[2001:db8:aa:bb:ffff::9]:443":   "2001:db8:aa:bb::/64",
+		"fe80::1%eth0":                   "fe80::/64",
+		"2001:db8:aa:bc:1:2:3:4":         "2001:db8:aa:bc::/64",
+		"not an address":                 "not an address",
+		"2001:db8:aa:bb:1:2:3:4:5":       "2001:db8:aa:bb:1:2:3:4:5",
+		"2001:0db8:00aa:00bb:0:0:0:0001": "2001:db8:aa:bb::/64",
+	} {
+		if got := rl.clientKey(in); got != want {
+			t.Errorf("clientKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+	rl.ipv6Prefix = 48
+	if got := rl.clientKey("2001:db8:aa:bb:1:2:3:4"); got != "2001:db8:aa::/48" {
+		t.Errorf("with prefix 48: %q", got)
+	}
+	rl.ipv6Prefix = 128
+	if got := rl.clientKey("2001:db8:aa:bb:1:2:3:4"); got != "2001:db8:aa:bb:1:2:3:4/128" {
+		t.Errorf("with prefix 128: %q", got)
+	}
+	if got := rl.clientKey("192.0.2.1"); got != "192.0.2.1" {
+		t.Errorf("IPv4 with an IPv6 prefix set: %q", got)
+	}
+}
+
+// login_email counts failures: an attempt is counted before the check and
+// taken back when the password matched, so successes never lock an
+// address, attempts in flight count (a parallel burst stops at the
+// limit), and a locked address refuses before any hash.
+func TestCountFailureSettle(t *testing.T) {
+	rl, clk, _ := throttleRealm(t, map[string]Throttle{throttleLoginEmail: {Limit: 3, Window: caddy.Duration(time.Minute)}})
+	ctx := context.Background()
+	for i := range 20 {
+		f, err := rl.countFailure(ctx, "Owner@Example.com")
+		if err != nil {
+			t.Fatalf("success %d refused: %v", i+1, err)
+		}
+		rl.settle(ctx, f, false)
+	}
+	var inFlight []passwordFailure
+	for range 3 {
+		f, err := rl.countFailure(ctx, "owner@example.com ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inFlight = append(inFlight, f)
+	}
+	if _, err := rl.countFailure(ctx, "owner@example.com"); err == nil {
+		t.Fatal("a fourth attempt in flight was let through")
+	}
+	// Two match, one fails: one failure stays counted.
+	rl.settle(ctx, inFlight[0], false)
+	rl.settle(ctx, inFlight[1], false)
+	rl.settle(ctx, inFlight[2], true)
+	for range 2 {
+		f, err := rl.countFailure(ctx, "owner@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rl.settle(ctx, f, true)
+	}
+	_, err := rl.countFailure(ctx, "owner@example.com")
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.status != http.StatusTooManyRequests {
+		t.Fatalf("after three failures: %v", err)
+	}
+	if _, err := rl.countFailure(ctx, "someone-else@example.com"); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	clk.offset.Add(int64(time.Minute + time.Second))
+	if _, err := rl.countFailure(ctx, "owner@example.com"); err != nil {
+		t.Fatalf("after the window: %v", err)
 	}
 }
 
@@ -272,5 +365,24 @@ func TestAuditLine(t *testing.T) {
 	}
 	if g := all[1].ContextMap(); g["user_id"] != "7" || g["how"] != "change" {
 		t.Fatalf("fields %v", g)
+	}
+}
+
+func TestThrottleIPv6PrefixOption(t *testing.T) {
+	var a App
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("jwt_allauth {\n\tthrottle_ipv6_prefix 48\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if a.ThrottleIPv6Prefix == nil || *a.ThrottleIPv6Prefix != 48 {
+		t.Fatalf("throttle_ipv6_prefix %v", a.ThrottleIPv6Prefix)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []int{0, 129, -1} {
+		a.ThrottleIPv6Prefix = &bad
+		if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "throttle_ipv6_prefix") {
+			t.Errorf("%d: %v", bad, err)
+		}
 	}
 }

@@ -6,6 +6,7 @@
 //	go run ./bench/load -mode refresh    -base http://127.0.0.1:18481/auth -email ... -password ...
 //	go run ./bench/load -mode mfa-wrong  -base ... -email ... -password ...   (the user gets TOTP first)
 //	go run ./bench/load -mode hashrate                                        (argon2id, no server)
+//	go run ./bench/load -mode password-flood -base ... -email ... -password ... -victim-email ... -victim-password ...
 //
 // Modes:
 //
@@ -18,6 +19,15 @@
 //	           with the MFA attempt limits off.
 //	hashrate   argon2id hashes/s with the module's parameters (19 MiB, t=2,
 //	           p=1) on -c goroutines: the machine's ceiling for logins/s.
+//	password-flood
+//	           another user's logins during a flood: -victims clients (from
+//	           127.0.0.3) log the victim in one after another, first alone
+//	           for -d, then for -d while -c clients from 127.0.0.2 send
+//	           POST /password/change/ with a wrong old password and the
+//	           flooding user's one access token; prints the victim's p50
+//	           and p99 alone and under the flood, and both sides' statuses.
+//	           The source addresses are loopback ones (Linux routes all of
+//	           127.0.0.0/8 to lo), so the server sees two clients.
 package main
 
 import (
@@ -27,6 +37,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -46,11 +57,19 @@ func main() {
 	password := flag.String("password", "", "user password")
 	conns := flag.Int("c", 32, "concurrent clients")
 	dur := flag.Duration("d", 10*time.Second, "duration")
+	victimEmail := flag.String("victim-email", "victim@example.com", "password-flood: the user whose logins are measured")
+	victimPassword := flag.String("victim-password", "", "password-flood: the victim's password")
+	victims := flag.Int("victims", 2, "password-flood: concurrent victim clients")
 	flag.Parse()
 
 	switch *mode {
 	case "hashrate":
 		hashRate(*conns, *dur)
+		return
+	case "password-flood":
+		base := strings.TrimRight(*base, "/")
+		passwordFlood(fromAddr(base, "127.0.0.2", *conns), fromAddr(base, "127.0.0.3", *victims),
+			*email, *password, *victimEmail, *victimPassword, *conns, *victims, *dur)
 		return
 	case "refresh", "mfa-wrong":
 	default:
@@ -239,6 +258,101 @@ func (c *client) enrolTOTP(email, password string) {
 	if status, _ = c.post("/mfa/activate/", map[string]string{"code": code}, access, ""); status != http.StatusOK {
 		fail("mfa activate answered %d", status)
 	}
+}
+
+// fromAddr is a client of base whose connections leave from the loopback
+// address src.
+func fromAddr(base, src string, conns int) *client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	return &client{base: base, http: &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: conns * 2},
+	}}
+}
+
+// passwordFlood measures the victim's logins alone, then during a flood
+// of wrong password changes from another client.
+func passwordFlood(flooder, victim *client, email, password, victimEmail, victimPassword string, conns, victims int, d time.Duration) {
+	status, res := flooder.login(email, password)
+	token, _ := decode(res)["access"].(string)
+	if status != http.StatusOK || token == "" {
+		fail("the flooding user's login answered %d", status)
+	}
+	if status, _ := victim.login(victimEmail, victimPassword); status != http.StatusOK {
+		fail("the victim's login answered %d", status)
+	}
+	measure := func(label string, flood bool) {
+		var (
+			mu        sync.Mutex
+			latencies []time.Duration
+			vStatus   = map[int]int{}
+			fStatus   = map[int]int{}
+			wg        sync.WaitGroup
+			stop      atomic.Bool
+		)
+		floodStart := time.Now()
+		if flood {
+			body := map[string]string{"old_password": "not-the-password", "new_password1": "Fl00d-Passw0rd-x", "new_password2": "Fl00d-Passw0rd-x"}
+			for range conns {
+				wg.Go(func() {
+					st := map[int]int{}
+					for !stop.Load() {
+						s, _ := flooder.post("/password/change/", body, token, "")
+						st[s]++
+					}
+					mu.Lock()
+					for k, v := range st {
+						fStatus[k] += v
+					}
+					mu.Unlock()
+				})
+			}
+			time.Sleep(500 * time.Millisecond) // let the flood fill the queue
+		}
+		var vg sync.WaitGroup
+		start := time.Now()
+		for range victims {
+			vg.Go(func() {
+				var lat []time.Duration
+				st := map[int]int{}
+				for time.Since(start) < d {
+					t0 := time.Now()
+					s, _ := victim.post("/login/", map[string]string{"email": victimEmail, "password": victimPassword}, "", "")
+					lat = append(lat, time.Since(t0))
+					st[s]++
+				}
+				mu.Lock()
+				latencies = append(latencies, lat...)
+				for k, v := range st {
+					vStatus[k] += v
+				}
+				mu.Unlock()
+			})
+		}
+		vg.Wait()
+		stop.Store(true)
+		wg.Wait()
+		floodTime := time.Since(floodStart)
+		slices.Sort(latencies)
+		pct := func(p float64) time.Duration {
+			if len(latencies) == 0 {
+				return 0
+			}
+			return latencies[int(p*float64(len(latencies)-1))]
+		}
+		fmt.Printf("%s: victim logins %d (%d clients), p50 %v, p99 %v, statuses %v", label, len(latencies), victims,
+			pct(0.50).Round(100*time.Microsecond), pct(0.99).Round(100*time.Microsecond), vStatus)
+		if flood {
+			n := 0
+			for _, v := range fStatus {
+				n += v
+			}
+			fmt.Printf("; flood %d clients, %.0f req/s, statuses %v", conns, float64(n)/floodTime.Seconds(), fStatus)
+		}
+		fmt.Println()
+	}
+	measure("alone", false)
+	measure("under flood", true)
 }
 
 // hashRate runs argon2id with the module's parameters on n goroutines.

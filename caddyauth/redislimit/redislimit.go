@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -229,6 +230,17 @@ func (l *Limiter) Cleanup() error {
 // Allow records one event for key in Redis and reports whether it is
 // within limit; when Redis fails, the decision comes from memory.
 func (l *Limiter) Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	_, ok, wait, err := l.Reserve(ctx, key, limit, window)
+	return ok, wait, err
+}
+
+// memoryID marks the ids of events the in-memory fallback recorded, so
+// that Cancel takes them back there.
+const memoryID = "mem:"
+
+// Reserve is Allow returning the id of the event recorded: its member of
+// the sorted set, or memoryID and the fallback's id.
+func (l *Limiter) Reserve(ctx context.Context, key string, limit int, window time.Duration) (string, bool, time.Duration, error) {
 	c := l.conn
 	if time.Now().UnixNano() < c.retryAt.Load() {
 		return l.fallback(ctx, key, limit, window, nil)
@@ -243,24 +255,59 @@ func (l *Limiter) Allow(ctx context.Context, key string, limit int, window time.
 	if err != nil {
 		if ctx.Err() != nil {
 			// The request itself is gone; there is nobody to answer.
-			return false, 0, ctx.Err()
+			return "", false, 0, ctx.Err()
 		}
-		c.retryAt.Store(time.Now().Add(retryInterval).UnixNano())
-		c.degraded.Store(true)
+		l.failed()
 		return l.fallback(ctx, key, limit, window, err)
 	}
-	if c.degraded.CompareAndSwap(true, false) {
+	l.answered()
+	if res[0] == 1 {
+		return member, true, 0, nil
+	}
+	return "", false, time.Duration(res[1]) * time.Microsecond, nil
+}
+
+// Cancel removes the event id of key, from Redis or from the in-memory
+// fallback, whichever recorded it. An event in Redis that cannot be
+// reached stays counted until it leaves its window (it errs on the side of
+// counting): while Redis is skipped after a failure that is not an error,
+// the outage was already logged; a call that fails now is.
+func (l *Limiter) Cancel(ctx context.Context, key, id string) error {
+	if rest, ok := strings.CutPrefix(id, memoryID); ok {
+		return l.conn.memory.Cancel(ctx, key, rest)
+	}
+	if id == "" || time.Now().UnixNano() < l.conn.retryAt.Load() {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	if err := l.conn.client.ZRem(cctx, l.prefix+key, id).Err(); err != nil {
+		if ctx.Err() == nil {
+			l.failed()
+		}
+		return fmt.Errorf("redis rate limiter: cancelling an event: %w", err)
+	}
+	l.answered()
+	return nil
+}
+
+// failed notes a Redis call that failed: checks go to memory for
+// retryInterval.
+func (l *Limiter) failed() {
+	l.conn.retryAt.Store(time.Now().Add(retryInterval).UnixNano())
+	l.conn.degraded.Store(true)
+}
+
+// answered notes a Redis call that succeeded, and logs the recovery.
+func (l *Limiter) answered() {
+	if l.conn.degraded.CompareAndSwap(true, false) {
 		l.logger.Info("Redis answers again; rate limits are shared across nodes again")
 	}
-	if res[0] == 1 {
-		return true, 0, nil
-	}
-	return false, time.Duration(res[1]) * time.Microsecond, nil
 }
 
 // fallback decides in memory, counts it and warns (at most once per
 // warnInterval). cause is nil while Redis is being skipped after a failure.
-func (l *Limiter) fallback(ctx context.Context, key string, limit int, window time.Duration, cause error) (bool, time.Duration, error) {
+func (l *Limiter) fallback(ctx context.Context, key string, limit int, window time.Duration, cause error) (string, bool, time.Duration, error) {
 	l.fallbacks.Inc()
 	if cause != nil {
 		now := time.Now().UnixNano()
@@ -270,7 +317,11 @@ func (l *Limiter) fallback(ctx context.Context, key string, limit int, window ti
 				zap.Error(cause), zap.Duration("timeout", l.timeout))
 		}
 	}
-	return l.conn.memory.Allow(ctx, key, limit, window)
+	id, ok, wait, err := l.conn.memory.Reserve(ctx, key, limit, window)
+	if ok {
+		id = memoryID + id
+	}
+	return id, ok, wait, err
 }
 
 // UnmarshalCaddyfile reads `redis <url> { timeout <d>; key_prefix <p> }`;

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/limitertest"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/redistest"
 )
 
@@ -260,5 +261,22 @@ func TestProvisionNeverShowsTheURL(t *testing.T) {
 	err := l.Provision(ctx)
 	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+func TestReserveAndCancel(t *testing.T) {
+	l := newLimiter(t, &Limiter{URL: redistest.URL(t), KeyPrefix: uniquePrefix(t)})
+	limitertest.ReserveAndCancel(t, l)
+	if n := testutil.ToFloat64(l.fallbacks); n != 0 {
+		t.Fatalf("%v fallbacks with Redis up", n)
+	}
+}
+
+// While Redis is down, reservations are counted and cancelled in memory.
+func TestReserveAndCancelInFallback(t *testing.T) {
+	l := newLimiter(t, &Limiter{URL: "redis://127.0.0.1:1/0", KeyPrefix: uniquePrefix(t)})
+	limitertest.ReserveAndCancel(t, l)
+	if n := testutil.ToFloat64(l.fallbacks); n == 0 {
+		t.Fatal("no fallback counted")
 	}
 }
