@@ -5,30 +5,25 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 const refreshCookie = "refresh_token"
 
-// userID is the numeric form of the user_id claim (0 when malformed).
-func (c Claims) userID() int64 {
-	id, _ := strconv.ParseInt(c.UserID, 10, 64)
-	return id
-}
-
 // tokenErrorMessage is the API's wording for a token that failed to parse.
 func tokenErrorMessage(err error) string {
-	for _, known := range []error{errTokenExpired, errTokenWrongType} {
+	for _, known := range []error{tokens.ErrExpired, tokens.ErrWrongType} {
 		if errors.Is(err, known) {
 			return known.Error()
 		}
 	}
-	return errTokenInvalid.Error()
+	return tokens.ErrInvalid.Error()
 }
 
 // login answers POST {prefix}/login/ (behaviour.md §3.1).
@@ -37,8 +32,8 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	email := f.str("email", true, true)
-	password := f.str("password", true, false)
+	email := f.Str("email", true, true)
+	password := f.Str("password", true, false)
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -235,7 +230,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 // a grace (the browser's refresh hop, see refreshHopGrace), a token
 // rotated at most grace ago is not a reuse: it gets its successor.
 func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string, grace time.Duration) (tokenPair, error) {
-	c, err := rl.keys.parse(raw, tokenTypeRefresh, rl.now())
+	c, err := rl.keys.Parse(raw, tokens.TypeRefresh, rl.now())
 	if err != nil {
 		return tokenPair{}, errTokenNotValid(tokenErrorMessage(err))
 	}
@@ -246,11 +241,11 @@ func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string, grace time.D
 		if n, err := rl.store.RevokeSession(ctx, c.Session); err != nil {
 			return tokenPair{}, err
 		} else if n > 0 {
-			rl.auditSessionRevoked(ctx, c.userID(), "session_lifetime")
+			rl.auditSessionRevoked(ctx, c.NumericUserID(), "session_lifetime")
 		}
 		return tokenPair{}, errCode(http.StatusUnauthorized, "Session reached its maximum lifetime. Please log in again", "session_expired")
 	}
-	uid := c.userID()
+	uid := c.NumericUserID()
 	u, err := rl.store.UserByID(ctx, uid)
 	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
 		if n, err := rl.store.RevokeUserSessions(ctx, uid); err != nil {
@@ -301,7 +296,7 @@ const refreshHopGrace = 5 * time.Second
 // token its rotation issued (the last of the chain, when that one was
 // rotated as well) with a fresh access token. Otherwise the revocation
 // stands and ErrNotFound is returned.
-func (rl *realm) rotateRecorded(ctx context.Context, u User, c Claims, sessionIAT int64, ip string, grace time.Duration) (tokenPair, error) {
+func (rl *realm) rotateRecorded(ctx context.Context, u User, c tokens.Claims, sessionIAT int64, ip string, grace time.Duration) (tokenPair, error) {
 	errSuccessor := errors.New("rotated within the grace")
 	var pair tokenPair
 	var succ Token
@@ -400,7 +395,7 @@ func (h *Handler) presentedRefresh(w http.ResponseWriter, r *http.Request, missi
 	if err != nil {
 		return "", err
 	}
-	tok := f.str("refresh", true, true)
+	tok := f.Str("refresh", true, true)
 	if err := f.err(); err != nil {
 		return "", err
 	}
@@ -422,18 +417,18 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	}
 	rl := h.realm
 	invalid := errDetail(http.StatusBadRequest, "Invalid token.")
-	c, err := rl.keys.parse(raw, tokenTypeRefresh, rl.now())
+	c, err := rl.keys.Parse(raw, tokens.TypeRefresh, rl.now())
 	if err != nil || c.Session == "" || c.UserID != caller.UserID {
 		return invalid
 	}
-	n, err := rl.store.DeleteRefresh(r.Context(), caller.userID(), c.ID, c.Session)
+	n, err := rl.store.DeleteRefresh(r.Context(), caller.NumericUserID(), c.ID, c.Session)
 	if err != nil {
 		return err
 	}
 	if n == 0 {
 		return invalid
 	}
-	rl.auditSessionRevoked(r.Context(), caller.userID(), "logout")
+	rl.auditSessionRevoked(r.Context(), caller.NumericUserID(), "logout")
 	h.clearRefreshCookie(w)
 	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Successfully logged out."})
 }
@@ -445,10 +440,10 @@ func (h *Handler) logoutAll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := h.realm.store.RevokeUserSessions(r.Context(), caller.userID()); err != nil {
+	if _, err := h.realm.store.RevokeUserSessions(r.Context(), caller.NumericUserID()); err != nil {
 		return err
 	}
-	h.realm.auditSessionRevoked(r.Context(), caller.userID(), "logout_all")
+	h.realm.auditSessionRevoked(r.Context(), caller.NumericUserID(), "logout_all")
 	h.clearRefreshCookie(w)
 	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Successfully logged out from all devices."})
 }
@@ -474,16 +469,16 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 		}
 		err = h.realm.store.InTx(ctx, func(tx Store) error {
 			var err error
-			if u, err = tx.UserForUpdate(ctx, caller.userID()); err != nil {
+			if u, err = tx.UserForUpdate(ctx, caller.NumericUserID()); err != nil {
 				return err
 			}
-			if f.has("first_name") {
-				u.FirstName = f.str("first_name", false, true)
-				f.maxLen("first_name", u.FirstName, 150)
+			if f.Has("first_name") {
+				u.FirstName = f.Str("first_name", false, true)
+				f.MaxLen("first_name", u.FirstName, 150)
 			}
-			if f.has("last_name") {
-				u.LastName = f.str("last_name", false, true)
-				f.maxLen("last_name", u.LastName, 150)
+			if f.Has("last_name") {
+				u.LastName = f.Str("last_name", false, true)
+				f.MaxLen("last_name", u.LastName, 150)
 			}
 			if err := f.err(); err != nil {
 				return err
@@ -491,7 +486,7 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 			return tx.SetNames(ctx, u.ID, u.FirstName, u.LastName)
 		})
 	} else {
-		u, err = h.realm.store.UserByID(ctx, caller.userID())
+		u, err = h.realm.store.UserByID(ctx, caller.NumericUserID())
 	}
 	if errors.Is(err, ErrNotFound) {
 		return errTokenNotValid(msgTokenInvalid)
@@ -509,7 +504,7 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 // jwks answers GET {prefix}/.well-known/jwks.json with the public keys, so
 // upstream apps can verify tokens themselves.
 func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) error {
-	body, err := h.realm.keys.jwks()
+	body, err := h.realm.keys.JWKS()
 	if err != nil {
 		return err
 	}
@@ -554,6 +549,6 @@ func (h *Handler) clearRefreshCookie(w http.ResponseWriter) {
 
 // authenticated checks the request's bearer access token for the
 // endpoints that need one.
-func (h *Handler) authenticated(r *http.Request) (Claims, error) {
+func (h *Handler) authenticated(r *http.Request) (tokens.Claims, error) {
 	return h.realm.checkAccess(r, false)
 }

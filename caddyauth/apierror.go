@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/jsonform"
 	"go.uber.org/zap"
 )
 
@@ -48,8 +50,8 @@ func errField(field, msg string) *apiError {
 const (
 	msgNoCredentials    = "Authentication credentials were not provided."
 	msgTokenInvalid     = "Token is invalid or expired"
-	msgFieldRequired    = "This field is required."
-	msgFieldBlank       = "This field may not be blank."
+	msgFieldRequired    = jsonform.MsgRequired
+	msgFieldBlank       = jsonform.MsgBlank
 	msgPermissionDenied = "You do not have permission to perform this action."
 	msgNoActiveAccount  = "No active account found with the given credentials"
 )

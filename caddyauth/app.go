@@ -329,7 +329,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := rl.loadKeys(keyCtx, ctx.Storage(), signingKey, secretsKey); err != nil {
 		return err
 	}
-	a.logger.Info("jwt_allauth ready", zap.String("signing", rl.keys.algorithm()), zap.String("kid", rl.keys.keyID()))
+	a.logger.Info("jwt_allauth ready", zap.String("signing", rl.keys.Algorithm()), zap.String("kid", rl.keys.KeyID()))
 	a.realm = rl
 	return nil
 }

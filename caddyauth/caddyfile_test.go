@@ -1,7 +1,6 @@
 package caddyauth
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -161,18 +160,6 @@ func TestHandlerAndGuardCaddyfile(t *testing.T) {
 	}
 	if err := (&Guard{Headers: map[string]string{"X Uid": "user_id"}}).Validate(); err == nil {
 		t.Error("bad header name validated")
-	}
-}
-
-func TestFormStringAcceptsNumbers(t *testing.T) {
-	f := &form{fields: map[string]json.RawMessage{"code": json.RawMessage(`123456`), "bad": json.RawMessage(`true`), "nil": json.RawMessage(`null`)}, errs: map[string][]string{}}
-	if got := f.str("code", true, true); got != "123456" {
-		t.Fatalf("number: %q", got)
-	}
-	f.str("bad", true, true)
-	f.str("nil", false, true)
-	if f.errs["bad"][0] != "Not a valid string." || f.errs["nil"][0] != "This field may not be null." || len(f.errs) != 2 {
-		t.Fatalf("errors: %v", f.errs)
 	}
 }
 

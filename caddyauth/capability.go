@@ -14,6 +14,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // Purposes of the single-use rows behind mailed links and capability
@@ -131,16 +133,16 @@ func (h *Handler) mailVerificationLink(mail, to, secret string) {
 // u and records its jti digest, replacing the user's earlier ones: only the
 // newest capability works. It returns the token and its jti.
 func (rl *realm) issueCapability(ctx context.Context, st Store, u User, permission string) (string, string, error) {
-	jti, err := newTokenID(rl.rand)
+	jti, err := tokens.NewID(rl.rand)
 	if err != nil {
 		return "", "", err
 	}
 	now := rl.now()
-	c := Claims{TokenType: tokenTypeAccess, ForUser: u.ID, OneTimePermission: permission}
+	c := tokens.Claims{TokenType: tokens.TypeAccess, ForUser: u.ID, OneTimePermission: permission}
 	c.ID = jti
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(rl.policy.accessTTL))
-	tok, err := rl.keys.signOneTime(c)
+	tok, err := rl.keys.SignOneTime(c)
 	if err != nil {
 		return "", "", err
 	}
@@ -212,17 +214,17 @@ func (h *Handler) clearCapabilityCookie(w http.ResponseWriter, name string) {
 // capability reads and verifies the capability cookie of a set-password
 // call: 401 without a valid one (the row is checked later), then the
 // double-submit CSRF check: 403, and the capability is not spent.
-func (h *Handler) capability(r *http.Request, cookie, permission string) (Claims, error) {
+func (h *Handler) capability(r *http.Request, cookie, permission string) (tokens.Claims, error) {
 	rl := h.realm
 	missing := errDetail(http.StatusUnauthorized, msgNoCredentials)
 	missing.challenge = "Cookie"
 	ck, err := r.Cookie(cookie)
 	if err != nil || ck.Value == "" {
-		return Claims{}, missing
+		return tokens.Claims{}, missing
 	}
-	c, err := rl.keys.parseOneTime(ck.Value, permission, rl.now())
+	c, err := rl.keys.ParseOneTime(ck.Value, permission, rl.now())
 	if err != nil || c.ForUser == 0 || c.ID == "" {
-		return Claims{}, missing
+		return tokens.Claims{}, missing
 	}
 	return c, rl.checkCSRF(r, c.ID)
 }
@@ -278,19 +280,19 @@ const (
 // email; messages go on new_password2, as Django's SetPasswordForm puts
 // them.
 func newPasswordFields(f *form, email string) string {
-	p1 := f.str("new_password1", true, false)
-	p2 := f.str("new_password2", true, false)
-	f.maxLen("new_password1", p1, maxPasswordLength)
-	f.maxLen("new_password2", p2, maxPasswordLength)
-	if f.errs["new_password1"] != nil || f.errs["new_password2"] != nil {
+	p1 := f.Str("new_password1", true, false)
+	p2 := f.Str("new_password2", true, false)
+	f.MaxLen("new_password1", p1, maxPasswordLength)
+	f.MaxLen("new_password2", p2, maxPasswordLength)
+	if f.Failed("new_password1") || f.Failed("new_password2") {
 		return ""
 	}
 	if p1 != p2 {
-		f.fail("new_password2", msgPasswordMismatch)
+		f.Fail("new_password2", msgPasswordMismatch)
 		return ""
 	}
 	for _, msg := range validatePassword(p2, email) {
-		f.fail("new_password2", msg)
+		f.Fail("new_password2", msg)
 	}
 	return p1
 }

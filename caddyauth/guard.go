@@ -15,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	caddyhttpauth "github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 func init() {
@@ -260,26 +262,26 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyht
 
 // checkAccess verifies the request's bearer access token (and, with
 // sessionCheck or the realm's session_check, that its session is live).
-func (rl *realm) checkAccess(r *http.Request, sessionCheck bool) (Claims, error) {
+func (rl *realm) checkAccess(r *http.Request, sessionCheck bool) (tokens.Claims, error) {
 	return rl.checkToken(r.Context(), bearerToken(r), sessionCheck)
 }
 
 // checkToken verifies an access token however it came.
-func (rl *realm) checkToken(ctx context.Context, raw string, sessionCheck bool) (Claims, error) {
+func (rl *realm) checkToken(ctx context.Context, raw string, sessionCheck bool) (tokens.Claims, error) {
 	if raw == "" {
-		return Claims{}, errNotAuthenticated()
+		return tokens.Claims{}, errNotAuthenticated()
 	}
 	c, err := rl.parseAccess(raw)
 	if err != nil {
-		return Claims{}, errAccessToken(err)
+		return tokens.Claims{}, errAccessToken(err)
 	}
 	if (sessionCheck || rl.policy.sessionCheck) && c.Session != "" {
 		ok, err := rl.sessions.active(ctx, c.Session)
 		if err != nil {
-			return Claims{}, err
+			return tokens.Claims{}, err
 		}
 		if !ok {
-			return Claims{}, errSessionEnded()
+			return tokens.Claims{}, errSessionEnded()
 		}
 	}
 	return c, nil
@@ -296,7 +298,7 @@ func errAccessToken(err error) *apiError {
 			"code":   "token_not_valid",
 			"messages": []map[string]string{{
 				"token_class": "AccessToken",
-				"token_type":  tokenTypeAccess,
+				"token_type":  tokens.TypeAccess,
 				"message":     tokenErrorMessage(err),
 			}},
 		},
@@ -315,7 +317,7 @@ func realmOf(ctx caddy.Context) (*realm, error) {
 
 // userOf is the identity Caddy's authentication handler turns into the
 // same placeholders the guard sets.
-func userOf(c Claims) caddyhttpauth.User {
+func userOf(c tokens.Claims) caddyhttpauth.User {
 	u := caddyhttpauth.User{ID: c.UserID, Metadata: map[string]string{}}
 	for _, claim := range guardClaims[1:] {
 		u.Metadata[claim] = claimValue(c, claim)
@@ -323,7 +325,7 @@ func userOf(c Claims) caddyhttpauth.User {
 	return u
 }
 
-func claimValue(c Claims, claim string) string {
+func claimValue(c tokens.Claims, claim string) string {
 	switch claim {
 	case "user_id":
 		return c.UserID

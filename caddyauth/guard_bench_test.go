@@ -12,25 +12,27 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // BenchmarkGuard measures the guard's own cost per request with a valid
 // token, against the same next handler called directly.
 func BenchmarkGuard(b *testing.B) {
-	priv, err := generateEd25519Key(rand.Reader)
+	priv, err := tokens.GenerateEd25519Key(rand.Reader)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ks, err := newEd25519KeySet(priv, keySetConfig{Issuer: "i", Audience: "a"})
+	ks, err := tokens.NewEd25519(priv, tokens.Config{Issuer: "i", Audience: "a"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	clk := new(clock)
 	rl := &realm{keys: ks, verified: newAccessCache(), clock: clk, now: clk.now, logger: zap.NewNop()}
-	c := Claims{TokenType: tokenTypeAccess, UserID: "7", Session: "s", Role: 0}
+	c := tokens.Claims{TokenType: tokens.TypeAccess, UserID: "7", Session: "s", Role: 0}
 	c.ID = "j"
 	c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
-	tok, err := ks.sign(c)
+	tok, err := ks.Sign(c)
 	if err != nil {
 		b.Fatal(err)
 	}

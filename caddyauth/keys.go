@@ -15,6 +15,8 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // Generated keys live in Caddy's storage (the `storage` global option: the
@@ -59,9 +61,9 @@ const legacySigningKeySetting = "signing_key_ed25519"
 // is locked while keys are loaded or made, so concurrent first starts of
 // the nodes sharing it agree on one set.
 func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signingKey, secretsKey string) error {
-	cfg := keySetConfig{Issuer: rl.policy.issuer, Audience: rl.policy.audience, Leeway: rl.policy.leeway}
+	cfg := tokens.Config{Issuer: rl.policy.issuer, Audience: rl.policy.audience, Leeway: rl.policy.leeway}
 	if signingKey != "" {
-		ks, err := newHMACKeySet([]byte(signingKey), cfg)
+		ks, err := tokens.NewHMAC([]byte(signingKey), cfg)
 		if err != nil {
 			return fmt.Errorf("signing_key: %v", err)
 		}
@@ -120,18 +122,18 @@ func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signin
 	if err := sk.ensureSigning(ctx); err != nil {
 		return err
 	}
-	ks, err := newEd25519KeySet(sk.signing, cfg)
+	ks, err := tokens.NewEd25519(sk.signing, cfg)
 	if err != nil {
 		return err
 	}
 	rl.keys = ks
-	return rl.checkKeyRecord(ctx, signingKeyIDSetting, []byte(ks.keyID()))
+	return rl.checkKeyRecord(ctx, signingKeyIDSetting, []byte(ks.KeyID()))
 }
 
 // realmID returns the database's realm id, making it on first start
 // (concurrent first starts agree: the first stored id wins).
 func (rl *realm) realmID(ctx context.Context) (string, error) {
-	fresh, err := newTokenID(rl.rand)
+	fresh, err := tokens.NewID(rl.rand)
 	if err != nil {
 		return "", err
 	}
@@ -145,7 +147,7 @@ func (rl *realm) realmID(ctx context.Context) (string, error) {
 	return string(id), nil
 }
 
-// realmIDPattern is the form of realm ids (newTokenID's), safe in a
+// realmIDPattern is the form of realm ids (tokens.NewID's), safe in a
 // storage key.
 var realmIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
@@ -207,7 +209,7 @@ func (rl *realm) migrateLegacyKey(ctx context.Context, sk *storedKeys, resealTOT
 	if err != nil {
 		return err
 	}
-	legacy, err := parseEd25519Key(der)
+	legacy, err := tokens.ParseEd25519Key(der)
 	if err != nil {
 		return err
 	}
@@ -301,7 +303,7 @@ func (sk *storedKeys) load(ctx context.Context) error {
 		if block == nil || block.Type != "PRIVATE KEY" {
 			return fmt.Errorf("%s in Caddy's storage is not a PEM private key", sk.dir+storageSigningKey)
 		}
-		if sk.signing, err = parseEd25519Key(block.Bytes); err != nil {
+		if sk.signing, err = tokens.ParseEd25519Key(block.Bytes); err != nil {
 			return fmt.Errorf("%s in Caddy's storage: %v", sk.dir+storageSigningKey, err)
 		}
 	}
@@ -325,7 +327,7 @@ func (sk *storedKeys) ensureSigning(ctx context.Context) error {
 	if sk.signing != nil {
 		return nil
 	}
-	priv, err := generateEd25519Key(sk.rand)
+	priv, err := tokens.GenerateEd25519Key(sk.rand)
 	if err != nil {
 		return err
 	}
@@ -334,7 +336,7 @@ func (sk *storedKeys) ensureSigning(ctx context.Context) error {
 
 // storeSigning writes priv to the storage.
 func (sk *storedKeys) storeSigning(ctx context.Context, priv ed25519.PrivateKey) error {
-	der, err := marshalEd25519Key(priv)
+	der, err := tokens.MarshalEd25519Key(priv)
 	if err != nil {
 		return err
 	}

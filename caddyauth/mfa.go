@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // Authenticator types.
@@ -39,7 +41,7 @@ func challengeDigest(id string) string { return linkDigest(id) }
 
 // newChallenge stores a challenge of purpose for u and returns its id.
 func (rl *realm) newChallenge(ctx context.Context, st Store, u User, purpose string) (string, error) {
-	id, err := newTokenID(rl.rand)
+	id, err := tokens.NewID(rl.rand)
 	if err != nil {
 		return "", err
 	}
@@ -284,10 +286,10 @@ func (h *Handler) mfaSubject(r *http.Request, f *form) (User, *Token, error) {
 		if err != nil {
 			return User{}, nil, err
 		}
-		uid = c.userID()
+		uid = c.NumericUserID()
 	}
 	var ch *Token
-	id := f.str("setup_challenge_id", false, true)
+	id := f.Str("setup_challenge_id", false, true)
 	if err := f.err(); err != nil {
 		// Not a string: refused like any wrong type, not ignored.
 		return User{}, nil, err
@@ -410,11 +412,11 @@ func (rl *realm) pendingSecret(ctx context.Context, userID int64) (string, error
 
 // codeField reads the `code` field: exactly 6 characters after trimming.
 func codeField(f *form) string {
-	code := f.str("code", true, true)
+	code := f.Str("code", true, true)
 	if code != "" && len(code) < 6 {
-		f.fail("code", "Ensure this field has at least 6 characters.")
+		f.Fail("code", "Ensure this field has at least 6 characters.")
 	} else if len(code) > 6 {
-		f.fail("code", "Ensure this field has no more than 6 characters.")
+		f.Fail("code", "Ensure this field has no more than 6 characters.")
 	}
 	return code
 }
@@ -572,7 +574,7 @@ func (h *Handler) mfaVerify(w http.ResponseWriter, r *http.Request) error {
 // spent.
 func (h *Handler) mfaVerifyRecovery(w http.ResponseWriter, r *http.Request) error {
 	return h.verifyLoginChallenge(w, r, func(f *form) string {
-		return f.str("recovery_code", true, true)
+		return f.Str("recovery_code", true, true)
 	}, (*realm).verifyRecoveryChallenge)
 }
 
@@ -588,7 +590,7 @@ func (h *Handler) verifyLoginChallenge(w http.ResponseWriter, r *http.Request, r
 	if err != nil {
 		return err
 	}
-	id := f.str("challenge_id", true, true)
+	id := f.Str("challenge_id", true, true)
 	code := readCode(f)
 	if err := f.err(); err != nil {
 		return err
@@ -717,7 +719,7 @@ func (h *Handler) mfaDeactivate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	password := f.str("password", true, false)
+	password := f.Str("password", true, false)
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -725,7 +727,7 @@ func (h *Handler) mfaDeactivate(w http.ResponseWriter, r *http.Request) error {
 	if err := rl.liveSession(ctx, c); err != nil {
 		return err
 	}
-	u, err := rl.store.UserByID(ctx, c.userID())
+	u, err := rl.store.UserByID(ctx, c.NumericUserID())
 	if errors.Is(err, ErrNotFound) {
 		return errTokenNotValid(msgTokenInvalid)
 	}
@@ -759,7 +761,7 @@ func (h *Handler) mfaAuthenticators(w http.ResponseWriter, r *http.Request) erro
 	if err := h.mfaEnabled(); err != nil {
 		return err
 	}
-	auths, err := h.realm.store.Authenticators(r.Context(), c.userID())
+	auths, err := h.realm.store.Authenticators(r.Context(), c.NumericUserID())
 	if err != nil {
 		return err
 	}
@@ -802,7 +804,7 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 	if err := rl.liveSession(ctx, c); err != nil {
 		return err
 	}
-	uid := c.userID()
+	uid := c.NumericUserID()
 	if err := rl.checkLockout(ctx, uid); err != nil {
 		return err
 	}

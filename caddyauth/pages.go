@@ -19,6 +19,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // The HTML pages under {prefix}/page/: login, the second factor, TOTP
@@ -471,7 +473,7 @@ func (h *Handler) setupSubject(r *http.Request) (User, *Token, error) {
 		if !rl.recentlyAuthenticated(c) {
 			return User{}, nil, errCode(http.StatusForbidden, msgReauthRequired, "reauthentication_required")
 		}
-		uid = c.userID()
+		uid = c.NumericUserID()
 	}
 	u, err := rl.store.UserByID(ctx, uid)
 	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
@@ -567,8 +569,8 @@ func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	rl := h.realm
 	ctx := r.Context()
-	var session Claims
-	if c, err := rl.keys.parse(cookieValue(r, refreshCookie), tokenTypeRefresh, rl.now()); err == nil {
+	var session tokens.Claims
+	if c, err := rl.keys.Parse(cookieValue(r, refreshCookie), tokens.TypeRefresh, rl.now()); err == nil {
 		session = c
 	} else if c, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil {
 		session = c
@@ -579,7 +581,7 @@ func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if n > 0 {
-			rl.auditSessionRevoked(ctx, session.userID(), "logout")
+			rl.auditSessionRevoked(ctx, session.NumericUserID(), "logout")
 		}
 	}
 	h.clearSession(w)

@@ -39,9 +39,9 @@ func (h *Handler) passwordReset(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) requestPasswordReset(r *http.Request, f *form) error {
 	floor := time.NewTimer(resetFloor)
 	defer floor.Stop()
-	email := normalizeEmail(f.str("email", true, true))
-	if _, bad := f.errs["email"]; !bad && !validEmail(email) {
-		f.fail("email", msgInvalidEmail)
+	email := normalizeEmail(f.Str("email", true, true))
+	if !f.Failed("email") && !validEmail(email) {
+		f.Fail("email", msgInvalidEmail)
 	}
 	if err := f.err(); err != nil {
 		return err
@@ -197,7 +197,7 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	// The body before the row, so that a slow body cannot carry a stale
 	// copy; its errors still come after the account's.
 	f, bodyErr := readForm(w, r)
-	u, err := rl.store.UserByID(ctx, caller.userID())
+	u, err := rl.store.UserByID(ctx, caller.NumericUserID())
 	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
 		return errTokenNotValid(msgTokenInvalid)
 	}
@@ -210,16 +210,16 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	if err := rl.liveSession(ctx, caller); err != nil {
 		return err
 	}
-	old := f.str("old_password", true, false)
-	f.maxLen("old_password", old, maxPasswordLength)
+	old := f.Str("old_password", true, false)
+	f.MaxLen("old_password", old, maxPasswordLength)
 	password := newPasswordFields(f, u.Email)
-	if f.errs["old_password"] == nil {
+	if !f.Failed("old_password") {
 		ok, err := rl.checkPassword(r, u, old, "password_change")
 		if err != nil {
 			return err
 		}
 		if !ok {
-			f.fail("old_password", msgOldPasswordWrong)
+			f.Fail("old_password", msgOldPasswordWrong)
 		}
 	}
 	if err := f.err(); err != nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // Values of the policy settings.
@@ -68,7 +70,7 @@ type policy struct {
 type realm struct {
 	store    Store
 	limiter  RateLimiter
-	keys     *keySet
+	keys     *tokens.KeySet
 	secrets  *secretBox
 	csrfKey  []byte
 	hasher   *passwordHasher
@@ -111,7 +113,7 @@ type tokenPair struct {
 // openSession mints a new session for u: a refresh token with a fresh
 // session id, its whitelist row, and the access token derived from it.
 func (rl *realm) openSession(ctx context.Context, st Store, u User, enabled bool, ip string) (tokenPair, error) {
-	session, err := newTokenID(rl.rand)
+	session, err := tokens.NewID(rl.rand)
 	if err != nil {
 		return tokenPair{}, err
 	}
@@ -124,7 +126,7 @@ func (rl *realm) openSession(ctx context.Context, st Store, u User, enabled bool
 // row oldJTI into it.
 func (rl *realm) issuePair(ctx context.Context, st Store, u User, session string, sessionIAT int64, enabled bool, ip, oldJTI string) (tokenPair, error) {
 	now := rl.now()
-	jti, err := newTokenID(rl.rand)
+	jti, err := tokens.NewID(rl.rand)
 	if err != nil {
 		return tokenPair{}, err
 	}
@@ -149,8 +151,8 @@ func (rl *realm) issuePair(ctx context.Context, st Store, u User, session string
 }
 
 // sessionClaims are the claims every token of u's session carries.
-func sessionClaims(u User, session string, sessionIAT int64) Claims {
-	return Claims{
+func sessionClaims(u User, session string, sessionIAT int64) tokens.Claims {
+	return tokens.Claims{
 		UserID:        strconv.FormatInt(u.ID, 10),
 		Session:       session,
 		SessionIAT:    sessionIAT,
@@ -175,25 +177,25 @@ func (rl *realm) capExpiry(exp time.Time, sessionIAT int64) time.Time {
 func (rl *realm) signRefresh(u User, session string, sessionIAT int64, jti string, issued time.Time) (string, time.Time, error) {
 	exp := rl.capExpiry(issued.Add(rl.policy.refreshTTL), sessionIAT)
 	c := sessionClaims(u, session, sessionIAT)
-	c.TokenType = tokenTypeRefresh
+	c.TokenType = tokens.TypeRefresh
 	c.ID = jti
 	c.IssuedAt = jwt.NewNumericDate(issued)
 	c.ExpiresAt = jwt.NewNumericDate(exp)
-	tok, err := rl.keys.sign(c)
+	tok, err := rl.keys.Sign(c)
 	return tok, exp, err
 }
 
 // signAccess signs a new access token of a session, issued at now.
 func (rl *realm) signAccess(u User, session string, sessionIAT int64, now time.Time) (string, error) {
 	c := sessionClaims(u, session, sessionIAT)
-	c.TokenType = tokenTypeAccess
+	c.TokenType = tokens.TypeAccess
 	var err error
-	if c.ID, err = newTokenID(rl.rand); err != nil {
+	if c.ID, err = tokens.NewID(rl.rand); err != nil {
 		return "", err
 	}
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(rl.capExpiry(now.Add(rl.policy.accessTTL), sessionIAT))
-	return rl.keys.sign(c)
+	return rl.keys.Sign(c)
 }
 
 // purgeLoop deletes expired rows every few minutes until ctx ends.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // What an endpoint that changes credentials, MFA or the profile asks of
@@ -24,16 +26,16 @@ func errSessionEnded() *apiError {
 
 // liveCaller is authenticated plus liveSession, for such an endpoint that
 // reads no body.
-func (h *Handler) liveCaller(r *http.Request) (Claims, error) {
+func (h *Handler) liveCaller(r *http.Request) (tokens.Claims, error) {
 	return h.realm.liveAccess(r.Context(), bearerToken(r))
 }
 
 // liveAccess verifies an access token and checks that its session is live
 // (liveSession).
-func (rl *realm) liveAccess(ctx context.Context, raw string) (Claims, error) {
+func (rl *realm) liveAccess(ctx context.Context, raw string) (tokens.Claims, error) {
 	c, err := rl.checkToken(ctx, raw, false)
 	if err != nil {
-		return Claims{}, err
+		return tokens.Claims{}, err
 	}
 	return c, rl.liveSession(ctx, c)
 }
@@ -44,7 +46,7 @@ func (rl *realm) liveAccess(ctx context.Context, raw string) (Claims, error) {
 // token or a credential change ends it. An endpoint with a body calls it
 // once the body is read, so a slow body cannot carry a check made before
 // a revocation past it.
-func (rl *realm) liveSession(ctx context.Context, c Claims) error {
+func (rl *realm) liveSession(ctx context.Context, c tokens.Claims) error {
 	live, err := rl.store.SessionActive(ctx, c.Session)
 	if err != nil {
 		return err
@@ -60,7 +62,7 @@ func (rl *realm) liveSession(ctx context.Context, c Claims) error {
 // an MFA verification, a password change or reset) opens a new session
 // and a refresh keeps session_iat, so session_iat is the time of the
 // session's last proof. A token without session_iat proves nothing.
-func (rl *realm) recentlyAuthenticated(c Claims) bool {
+func (rl *realm) recentlyAuthenticated(c tokens.Claims) bool {
 	return c.SessionIAT > 0 && rl.now().Sub(time.Unix(c.SessionIAT, 0)) <= rl.policy.reauthWindow
 }
 
@@ -69,7 +71,7 @@ func (rl *realm) recentlyAuthenticated(c Claims) bool {
 // (recentlyAuthenticated), or password, the body's `password` field, is
 // u's current password, checked as every password of a signed-in user is
 // (realm.checkPassword: throttled, counted towards login failures, audited).
-func (rl *realm) reauthenticate(r *http.Request, c Claims, u User, password string) error {
+func (rl *realm) reauthenticate(r *http.Request, c tokens.Claims, u User, password string) error {
 	if password == "" {
 		if rl.recentlyAuthenticated(c) {
 			return nil
@@ -94,8 +96,8 @@ func (h *Handler) enrolmentAllowed(r *http.Request, f *form, u User, ch *Token) 
 	if ch != nil {
 		return nil
 	}
-	password := f.str("password", false, false)
-	f.maxLen("password", password, maxPasswordLength)
+	password := f.Str("password", false, false)
+	f.MaxLen("password", password, maxPasswordLength)
 	if err := f.err(); err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // Messages of the registration endpoints.
@@ -32,16 +34,16 @@ const (
 // emailField reads a required address: trimmed, lower-cased, at most 100
 // characters, and valid (no display name, no line breaks).
 func emailField(f *form) string {
-	email := normalizeEmail(f.str("email", true, true))
-	if f.errs["email"] != nil {
+	email := normalizeEmail(f.Str("email", true, true))
+	if f.Failed("email") {
 		return ""
 	}
 	if utf8.RuneCountInString(email) > maxEmailLength {
-		f.maxLen("email", email, maxEmailLength)
+		f.MaxLen("email", email, maxEmailLength)
 		return ""
 	}
 	if !validEmail(email) {
-		f.fail("email", msgInvalidEmail)
+		f.Fail("email", msgInvalidEmail)
 		return ""
 	}
 	return email
@@ -51,18 +53,18 @@ func emailField(f *form) string {
 // spaces only, at most 100 characters; stored with runs of spaces
 // collapsed and each word capitalised.
 func nameField(f *form, name string, required bool) string {
-	s := f.str(name, required, true)
-	if s == "" || f.errs[name] != nil {
+	s := f.Str(name, required, true)
+	if s == "" || f.Failed(name) {
 		return ""
 	}
 	if utf8.RuneCountInString(s) > maxNameLength {
-		f.maxLen(name, s, maxNameLength)
+		f.MaxLen(name, s, maxNameLength)
 		return ""
 	}
 	for _, r := range s {
 		latin1Letter := r >= 0xC0 && r <= 0xFF && r != 0xD7 && r != 0xF7
 		if r != ' ' && !(r < 0x80 && unicode.IsLetter(r)) && !latin1Letter {
-			f.fail(name, msgNameFormat)
+			f.Fail(name, msgNameFormat)
 			return ""
 		}
 	}
@@ -143,11 +145,11 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 	if err := rl.throttleRequest(r, "registration", email); err != nil {
 		return signupResult{}, err
 	}
-	p1 := f.str("password1", true, false)
-	p2 := f.str("password2", true, false)
-	if f.errs["password1"] == nil {
+	p1 := f.Str("password1", true, false)
+	p2 := f.Str("password2", true, false)
+	if !f.Failed("password1") {
 		for _, msg := range validatePassword(p1, email) {
-			f.fail("password1", msg)
+			f.Fail("password1", msg)
 		}
 	}
 	first := nameField(f, "first_name", true)
@@ -156,7 +158,7 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 	var taken *User     // hidden conflict: the owner gets a note
 	var pending *User   // a pending sign-up, kept: the address gets a note
 	var abandoned int64 // an abandoned sign-up, replaced by this one
-	if f.errs["email"] == nil {
+	if !f.Failed("email") {
 		u, err := rl.store.UserByEmail(ctx, email)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -180,7 +182,7 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 			case isPending && sessionless:
 				pending = &u
 			case (claimed || isPending) && !hidden:
-				f.fail("email", msgEmailTaken)
+				f.Fail("email", msgEmailTaken)
 			case claimed:
 				taken = &u
 			default:
@@ -287,7 +289,7 @@ func (h *Handler) signupOutcome(r *http.Request, u *User, mailSent bool) (signup
 		var err error
 		switch {
 		case u == nil:
-			id, err = newTokenID(rl.rand)
+			id, err = tokens.NewID(rl.rand)
 		case rl.policy.emailVerification == verifyMandatory:
 			id, err = rl.newChallenge(ctx, rl.store, *u, purposeSignupChallenge)
 		default:
@@ -465,7 +467,7 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	// a role taken away meanwhile; its errors still come after the
 	// permission check.
 	f, bodyErr := readForm(w, r)
-	inviter, err := rl.store.UserByID(ctx, caller.userID())
+	inviter, err := rl.store.UserByID(ctx, caller.NumericUserID())
 	if errors.Is(err, ErrNotFound) || (err == nil && !inviter.IsActive) {
 		return errTokenNotValid(msgTokenInvalid)
 	}
@@ -482,27 +484,27 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	email := emailField(f)
-	role, ok := f.integer("role", true)
+	role, ok := f.Integer("role", true)
 	switch {
 	case !ok:
 	case role < 0:
-		f.fail("role", msgRoleBelowMinimum)
+		f.Fail("role", msgRoleBelowMinimum)
 	case role > maxRole:
-		f.fail("role", msgRoleAboveMaximum)
+		f.Fail("role", msgRoleAboveMaximum)
 	case !mayGrant(inviter.Role, role):
-		f.fail("role", msgRoleAboveInviter)
+		f.Fail("role", msgRoleAboveInviter)
 	}
 	first := nameField(f, "first_name", false)
 	last := nameField(f, "last_name", false)
 	var replace int64
-	if f.errs["email"] == nil {
+	if !f.Failed("email") {
 		u, err := rl.store.UserByEmail(ctx, email)
 		switch {
 		case errors.Is(err, ErrNotFound):
 		case err != nil:
 			return err
 		case u.EmailVerified || !u.LastLogin.IsZero():
-			f.fail("email", msgEmailTaken)
+			f.Fail("email", msgEmailTaken)
 		default:
 			replace = u.ID
 		}

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // accessCache remembers access tokens whose signature and claims were
@@ -18,7 +20,7 @@ type accessCache struct {
 }
 
 type accessEntry struct {
-	claims Claims
+	claims tokens.Claims
 	until  time.Time
 }
 
@@ -29,19 +31,19 @@ func newAccessCache() *accessCache {
 	return new(accessCache)
 }
 
-func (ac *accessCache) get(token string, now time.Time) (Claims, bool) {
+func (ac *accessCache) get(token string, now time.Time) (tokens.Claims, bool) {
 	v, ok := ac.entries.Load(token)
 	if !ok {
-		return Claims{}, false
+		return tokens.Claims{}, false
 	}
 	e := v.(*accessEntry)
 	if !now.Before(e.until) {
-		return Claims{}, false
+		return tokens.Claims{}, false
 	}
 	return e.claims, true
 }
 
-func (ac *accessCache) put(token string, c Claims, until time.Time) {
+func (ac *accessCache) put(token string, c tokens.Claims, until time.Time) {
 	if ac.size.Load() >= maxAccessEntries {
 		ac.entries.Clear()
 		ac.size.Store(0)
@@ -52,14 +54,14 @@ func (ac *accessCache) put(token string, c Claims, until time.Time) {
 }
 
 // parseAccess verifies an access token, through the cache.
-func (rl *realm) parseAccess(raw string) (Claims, error) {
+func (rl *realm) parseAccess(raw string) (tokens.Claims, error) {
 	now := rl.now()
 	if c, ok := rl.verified.get(raw, now); ok {
 		return c, nil
 	}
-	c, err := rl.keys.parse(raw, tokenTypeAccess, now)
+	c, err := rl.keys.Parse(raw, tokens.TypeAccess, now)
 	if err != nil {
-		return Claims{}, err
+		return tokens.Claims{}, err
 	}
 	rl.verified.put(raw, c, c.ExpiresAt.Time.Add(rl.policy.leeway))
 	return c, nil

@@ -1,4 +1,4 @@
-package caddyauth
+package tokens
 
 import (
 	"crypto/ed25519"
@@ -17,7 +17,7 @@ import (
 var (
 	testNow    = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	testSecret = []byte("0123456789abcdef0123456789abcdef-test-secret")
-	testConfig = keySetConfig{Issuer: "https://auth.example.com", Audience: "example.com", Leeway: 10 * time.Second}
+	testConfig = Config{Issuer: "https://auth.example.com", Audience: "example.com", Leeway: 10 * time.Second}
 )
 
 // testRand returns a deterministic random source for tests.
@@ -27,22 +27,22 @@ func testRand(seed byte) *rand.ChaCha8 {
 	return rand.NewChaCha8(s)
 }
 
-func testEdKeySet(t testing.TB) *keySet {
+func testEdKeySet(t testing.TB) *KeySet {
 	t.Helper()
-	priv, err := generateEd25519Key(testRand(1))
+	priv, err := GenerateEd25519Key(testRand(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := newEd25519KeySet(priv, testConfig)
+	ks, err := NewEd25519(priv, testConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ks
 }
 
-func testHSKeySet(t testing.TB) *keySet {
+func testHSKeySet(t testing.TB) *KeySet {
 	t.Helper()
-	ks, err := newHMACKeySet(testSecret, testConfig)
+	ks, err := NewHMAC(testSecret, testConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func testClaims(typ string, now time.Time, ttl time.Duration) Claims {
 		UserID:        "42",
 		Session:       "0123456789abcdef0123456789abcdef",
 		SessionIAT:    now.Unix(),
-		Role:          RoleStaff,
+		Role:          1000,
 		EmailVerified: true,
 		RegisteredClaims: jwt.RegisteredClaims{
 			ID:        "fedcba9876543210fedcba9876543210",
@@ -65,32 +65,32 @@ func testClaims(typ string, now time.Time, ttl time.Duration) Claims {
 	}
 }
 
-func mustSign(t *testing.T, ks *keySet, c Claims) string {
+func mustSign(t *testing.T, ks *KeySet, c Claims) string {
 	t.Helper()
-	tok, err := ks.sign(c)
+	tok, err := ks.Sign(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tok
 }
 
-func eachKeySet(t *testing.T, f func(t *testing.T, ks *keySet)) {
+func eachKeySet(t *testing.T, f func(t *testing.T, ks *KeySet)) {
 	t.Run("HS256", func(t *testing.T) { f(t, testHSKeySet(t)) })
 	t.Run("EdDSA", func(t *testing.T) { f(t, testEdKeySet(t)) })
 }
 
 func TestTokenRoundTrip(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
-		for _, typ := range []string{tokenTypeAccess, tokenTypeRefresh} {
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
+		for _, typ := range []string{TypeAccess, TypeRefresh} {
 			in := testClaims(typ, testNow, 30*time.Minute)
 			tok := mustSign(t, ks, in)
-			got, err := ks.parse(tok, typ, testNow.Add(time.Minute))
+			got, err := ks.Parse(tok, typ, testNow.Add(time.Minute))
 			if err != nil {
 				t.Fatalf("%s: %v", typ, err)
 			}
 			if got.TokenType != typ || got.UserID != "42" || got.Subject != "42" ||
 				got.Session != in.Session || got.SessionIAT != testNow.Unix() ||
-				got.Role != RoleStaff || !got.EmailVerified || got.ID != in.ID ||
+				got.Role != 1000 || !got.EmailVerified || got.ID != in.ID ||
 				got.Issuer != testConfig.Issuer || len(got.Audience) != 1 || got.Audience[0] != testConfig.Audience ||
 				!got.ExpiresAt.Equal(testNow.Add(30*time.Minute)) || !got.IssuedAt.Equal(testNow) {
 				t.Fatalf("%s: claims changed in the round trip: %+v", typ, got)
@@ -101,7 +101,7 @@ func TestTokenRoundTrip(t *testing.T) {
 
 func TestTokenJSONNames(t *testing.T) {
 	ks := testHSKeySet(t)
-	tok := mustSign(t, ks, testClaims(tokenTypeRefresh, testNow, time.Hour))
+	tok := mustSign(t, ks, testClaims(TypeRefresh, testNow, time.Hour))
 	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
 	if err != nil {
 		t.Fatal(err)
@@ -126,61 +126,61 @@ func TestTokenJSONNames(t *testing.T) {
 }
 
 func TestTokenExpired(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
-		tok := mustSign(t, ks, testClaims(tokenTypeAccess, testNow, 30*time.Minute))
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
+		tok := mustSign(t, ks, testClaims(TypeAccess, testNow, 30*time.Minute))
 		// Within the leeway it is still accepted.
-		if _, err := ks.parse(tok, tokenTypeAccess, testNow.Add(30*time.Minute+5*time.Second)); err != nil {
+		if _, err := ks.Parse(tok, TypeAccess, testNow.Add(30*time.Minute+5*time.Second)); err != nil {
 			t.Fatalf("within leeway: %v", err)
 		}
-		_, err := ks.parse(tok, tokenTypeAccess, testNow.Add(30*time.Minute+11*time.Second))
-		if !errors.Is(err, errTokenExpired) {
+		_, err := ks.Parse(tok, TypeAccess, testNow.Add(30*time.Minute+11*time.Second))
+		if !errors.Is(err, ErrExpired) {
 			t.Fatalf("got %v, want expired", err)
 		}
-		if errors.Is(err, errTokenInvalid) || errors.Is(err, errTokenWrongType) {
+		if errors.Is(err, ErrInvalid) || errors.Is(err, ErrWrongType) {
 			t.Fatalf("expired must be told apart from invalid: %v", err)
 		}
 	})
 }
 
 func TestTokenNotYetValid(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
 		// Issued in the future (another node's clock runs ahead).
-		tok := mustSign(t, ks, testClaims(tokenTypeAccess, testNow.Add(8*time.Second), time.Minute))
-		if _, err := ks.parse(tok, tokenTypeAccess, testNow); err != nil {
+		tok := mustSign(t, ks, testClaims(TypeAccess, testNow.Add(8*time.Second), time.Minute))
+		if _, err := ks.Parse(tok, TypeAccess, testNow); err != nil {
 			t.Fatalf("iat within leeway: %v", err)
 		}
-		tok = mustSign(t, ks, testClaims(tokenTypeAccess, testNow.Add(20*time.Second), time.Minute))
-		if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+		tok = mustSign(t, ks, testClaims(TypeAccess, testNow.Add(20*time.Second), time.Minute))
+		if _, err := ks.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("iat beyond leeway: got %v, want invalid", err)
 		}
 		// nbf in the future.
-		c := testClaims(tokenTypeAccess, testNow, time.Minute)
+		c := testClaims(TypeAccess, testNow, time.Minute)
 		c.NotBefore = jwt.NewNumericDate(testNow.Add(time.Minute))
 		tok = mustSign(t, ks, c)
-		if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+		if _, err := ks.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("nbf: got %v, want invalid", err)
 		}
-		if _, err := ks.parse(tok, tokenTypeAccess, testNow.Add(55*time.Second)); err != nil {
+		if _, err := ks.Parse(tok, TypeAccess, testNow.Add(55*time.Second)); err != nil {
 			t.Fatalf("nbf within leeway: %v", err)
 		}
 	})
 }
 
 func TestTokenWrongType(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
-		refresh := mustSign(t, ks, testClaims(tokenTypeRefresh, testNow, time.Hour))
-		if _, err := ks.parse(refresh, tokenTypeAccess, testNow); !errors.Is(err, errTokenWrongType) {
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
+		refresh := mustSign(t, ks, testClaims(TypeRefresh, testNow, time.Hour))
+		if _, err := ks.Parse(refresh, TypeAccess, testNow); !errors.Is(err, ErrWrongType) {
 			t.Fatalf("refresh as access: got %v", err)
 		}
-		access := mustSign(t, ks, testClaims(tokenTypeAccess, testNow, time.Hour))
-		if _, err := ks.parse(access, tokenTypeRefresh, testNow); !errors.Is(err, errTokenWrongType) {
+		access := mustSign(t, ks, testClaims(TypeAccess, testNow, time.Hour))
+		if _, err := ks.Parse(access, TypeRefresh, testNow); !errors.Is(err, ErrWrongType) {
 			t.Fatalf("access as refresh: got %v", err)
 		}
 	})
 }
 
 func TestOneTimeToken(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
 		c := Claims{
 			ForUser:           42,
 			OneTimePermission: "PASS_RESET_ACCESS",
@@ -190,38 +190,38 @@ func TestOneTimeToken(t *testing.T) {
 				ExpiresAt: jwt.NewNumericDate(testNow.Add(30 * time.Minute)),
 			},
 		}
-		tok, err := ks.signOneTime(c)
+		tok, err := ks.SignOneTime(c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := ks.parseOneTime(tok, "PASS_RESET_ACCESS", testNow)
-		if err != nil || got.ForUser != 42 || got.TokenType != tokenTypeAccess {
+		got, err := ks.ParseOneTime(tok, "PASS_RESET_ACCESS", testNow)
+		if err != nil || got.ForUser != 42 || got.TokenType != TypeAccess {
 			t.Fatalf("got %+v, %v", got, err)
 		}
-		if _, err := ks.parseOneTime(tok, "PASS_SET_ACCESS", testNow); !errors.Is(err, errTokenWrongType) {
+		if _, err := ks.ParseOneTime(tok, "PASS_SET_ACCESS", testNow); !errors.Is(err, ErrWrongType) {
 			t.Fatalf("other permission: got %v", err)
 		}
-		if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenWrongType) {
+		if _, err := ks.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrWrongType) {
 			t.Fatalf("capability token as access token: got %v", err)
 		}
-		access := mustSign(t, ks, testClaims(tokenTypeAccess, testNow, time.Hour))
-		if _, err := ks.parseOneTime(access, "PASS_RESET_ACCESS", testNow); !errors.Is(err, errTokenWrongType) {
+		access := mustSign(t, ks, testClaims(TypeAccess, testNow, time.Hour))
+		if _, err := ks.ParseOneTime(access, "PASS_RESET_ACCESS", testNow); !errors.Is(err, ErrWrongType) {
 			t.Fatalf("access token as capability token: got %v", err)
 		}
-		if _, err := ks.signOneTime(testClaims(tokenTypeAccess, testNow, time.Hour)); err == nil {
+		if _, err := ks.SignOneTime(testClaims(TypeAccess, testNow, time.Hour)); err == nil {
 			t.Fatal("signOneTime accepted a session token's claims")
 		}
 	})
 }
 
 func TestTokenAlgNone(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodNone, testClaims(tokenTypeAccess, testNow, time.Hour)).
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodNone, testClaims(TypeAccess, testNow, time.Hour)).
 			SignedString(jwt.UnsafeAllowNoneSignatureType)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+		if _, err := ks.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("alg none: got %v", err)
 		}
 	})
@@ -230,18 +230,18 @@ func TestTokenAlgNone(t *testing.T) {
 func TestTokenAlgorithmConfusion(t *testing.T) {
 	ed := testEdKeySet(t)
 	hs := testHSKeySet(t)
-	c := testClaims(tokenTypeAccess, testNow, time.Hour)
+	c := testClaims(TypeAccess, testNow, time.Hour)
 	c.Issuer, c.Audience = testConfig.Issuer, jwt.ClaimStrings{testConfig.Audience}
 
 	// HS256 signed with the public key bytes as the secret, with the right kid.
 	pub := ed.verifyKey.(ed25519.PublicKey)
 	forged := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
-	forged.Header["kid"] = ed.keyID()
+	forged.Header["kid"] = ed.KeyID()
 	tok, err := forged.SignedString([]byte(pub))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ed.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+	if _, err := ed.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("HS256 token under EdDSA key set: got %v", err)
 	}
 	// The same with the JWKS "x" text as the secret.
@@ -249,57 +249,57 @@ func TestTokenAlgorithmConfusion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ed.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+	if _, err := ed.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("HS256 token (x as secret) under EdDSA key set: got %v", err)
 	}
 
 	// An EdDSA token under an HS key set.
-	tok = mustSign(t, ed, testClaims(tokenTypeAccess, testNow, time.Hour))
-	if _, err := hs.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+	tok = mustSign(t, ed, testClaims(TypeAccess, testNow, time.Hour))
+	if _, err := hs.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("EdDSA token under HS256 key set: got %v", err)
 	}
 }
 
 func TestTokenBadSignature(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
-		tok := mustSign(t, ks, testClaims(tokenTypeAccess, testNow, time.Hour))
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
+		tok := mustSign(t, ks, testClaims(TypeAccess, testNow, time.Hour))
 		parts := strings.Split(tok, ".")
 		sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
 		sig[0] ^= 1
 		bad := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sig)
-		if _, err := ks.parse(bad, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+		if _, err := ks.Parse(bad, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("flipped signature bit: got %v", err)
 		}
 		// A changed payload under the old signature.
-		c := testClaims(tokenTypeAccess, testNow, time.Hour)
-		c.Role = RoleSuperuser
+		c := testClaims(TypeAccess, testNow, time.Hour)
+		c.Role = 900
 		other := strings.Split(mustSign(t, ks, c), ".")
 		spliced := parts[0] + "." + other[1] + "." + parts[2]
-		if _, err := ks.parse(spliced, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+		if _, err := ks.Parse(spliced, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("spliced payload: got %v", err)
 		}
 		// A token from another key of the same kind.
-		var other2 *keySet
-		if ks.algorithm() == "HS256" {
-			other2, _ = newHMACKeySet([]byte(strings.Repeat("x", 32)), testConfig)
+		var other2 *KeySet
+		if ks.Algorithm() == "HS256" {
+			other2, _ = NewHMAC([]byte(strings.Repeat("x", 32)), testConfig)
 		} else {
-			priv, _ := generateEd25519Key(testRand(2))
-			other2, _ = newEd25519KeySet(priv, testConfig)
+			priv, _ := GenerateEd25519Key(testRand(2))
+			other2, _ = NewEd25519(priv, testConfig)
 		}
-		tok = mustSign(t, other2, testClaims(tokenTypeAccess, testNow, time.Hour))
-		if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+		tok = mustSign(t, other2, testClaims(TypeAccess, testNow, time.Hour))
+		if _, err := ks.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("other key: got %v", err)
 		}
 		// The same other-key token without a kid header still fails.
-		_, err := ks.parse(stripKid(t, other2, testClaims(tokenTypeAccess, testNow, time.Hour)), tokenTypeAccess, testNow)
-		if !errors.Is(err, errTokenInvalid) {
+		_, err := ks.Parse(stripKid(t, other2, testClaims(TypeAccess, testNow, time.Hour)), TypeAccess, testNow)
+		if !errors.Is(err, ErrInvalid) {
 			t.Fatalf("other key without kid: got %v", err)
 		}
 	})
 }
 
 // stripKid signs c with ks's key but without a kid header.
-func stripKid(t *testing.T, ks *keySet, c Claims) string {
+func stripKid(t *testing.T, ks *KeySet, c Claims) string {
 	t.Helper()
 	c.Issuer, c.Audience, c.Subject = ks.cfg.Issuer, jwt.ClaimStrings{ks.cfg.Audience}, c.UserID
 	tok, err := jwt.NewWithClaims(ks.method, c).SignedString(ks.signKey)
@@ -310,16 +310,16 @@ func stripKid(t *testing.T, ks *keySet, c Claims) string {
 }
 
 func TestTokenWithoutKidAccepted(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
-		if _, err := ks.parse(stripKid(t, ks, testClaims(tokenTypeAccess, testNow, time.Hour)), tokenTypeAccess, testNow); err != nil {
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
+		if _, err := ks.Parse(stripKid(t, ks, testClaims(TypeAccess, testNow, time.Hour)), TypeAccess, testNow); err != nil {
 			t.Fatalf("own token without kid: %v", err)
 		}
 	})
 }
 
 func TestTokenIssuerAudience(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
-		cases := map[string]keySetConfig{
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
+		cases := map[string]Config{
 			"wrong aud": {Issuer: testConfig.Issuer, Audience: "other.example.com"},
 			"wrong iss": {Issuer: "https://evil.example.com", Audience: testConfig.Audience},
 		}
@@ -327,8 +327,8 @@ func TestTokenIssuerAudience(t *testing.T) {
 			// Same key, other claim checks: sign under the other config.
 			other := *ks
 			other.cfg = cfg
-			tok := mustSign(t, &other, testClaims(tokenTypeAccess, testNow, time.Hour))
-			if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+			tok := mustSign(t, &other, testClaims(TypeAccess, testNow, time.Hour))
+			if _, err := ks.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 				t.Errorf("%s: got %v", name, err)
 			}
 		}
@@ -336,13 +336,13 @@ func TestTokenIssuerAudience(t *testing.T) {
 }
 
 func TestTokenMissingExp(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
-		c := testClaims(tokenTypeAccess, testNow, time.Hour)
-		if _, err := ks.sign(Claims{TokenType: tokenTypeAccess}); err == nil {
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
+		c := testClaims(TypeAccess, testNow, time.Hour)
+		if _, err := ks.Sign(Claims{TokenType: TypeAccess}); err == nil {
 			t.Fatal("sign accepted claims without exp")
 		}
 		c.ExpiresAt = nil
-		if _, err := ks.parse(stripKid(t, ks, c), tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+		if _, err := ks.Parse(stripKid(t, ks, c), TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("missing exp: got %v", err)
 		}
 	})
@@ -350,13 +350,13 @@ func TestTokenMissingExp(t *testing.T) {
 
 func TestTokenOversized(t *testing.T) {
 	ks := testHSKeySet(t)
-	c := testClaims(tokenTypeAccess, testNow, time.Hour)
+	c := testClaims(TypeAccess, testNow, time.Hour)
 	c.Session = strings.Repeat("a", maxTokenLength)
 	tok := mustSign(t, ks, c)
-	if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) || !strings.Contains(err.Error(), "longer") {
+	if _, err := ks.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "longer") {
 		t.Fatalf("oversized token: got %v", err)
 	}
-	if _, err := ks.parse(strings.Repeat("a", 1<<20), tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+	if _, err := ks.Parse(strings.Repeat("a", 1<<20), TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("1 MiB garbage: got %v", err)
 	}
 }
@@ -364,51 +364,51 @@ func TestTokenOversized(t *testing.T) {
 func TestTokenGarbage(t *testing.T) {
 	ks := testEdKeySet(t)
 	for _, tok := range []string{"", ".", "..", "a.b.c", "eyJhbGciOiJFZERTQSJ9..", "Bearer x"} {
-		if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+		if _, err := ks.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%q: got %v", tok, err)
 		}
 	}
 }
 
 func TestTokenKidHeader(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
-		tok := mustSign(t, ks, testClaims(tokenTypeAccess, testNow, time.Hour))
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
+		tok := mustSign(t, ks, testClaims(TypeAccess, testNow, time.Hour))
 		header, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
 		var h map[string]string
 		if err := json.Unmarshal(header, &h); err != nil {
 			t.Fatal(err)
 		}
-		if h["kid"] == "" || h["kid"] != ks.keyID() || h["alg"] != ks.algorithm() || h["typ"] != "JWT" {
+		if h["kid"] == "" || h["kid"] != ks.KeyID() || h["alg"] != ks.Algorithm() || h["typ"] != "JWT" {
 			t.Fatalf("header %s", header)
 		}
 		if strings.Contains(string(header), base64.RawURLEncoding.EncodeToString(testSecret[:12])) {
 			t.Fatal("kid reveals the secret")
 		}
 		// A foreign kid is refused even with a valid signature.
-		c := testClaims(tokenTypeAccess, testNow, time.Hour)
+		c := testClaims(TypeAccess, testNow, time.Hour)
 		c.Issuer, c.Audience, c.Subject = ks.cfg.Issuer, jwt.ClaimStrings{ks.cfg.Audience}, c.UserID
 		forged := jwt.NewWithClaims(ks.method, c)
 		forged.Header["kid"] = "../../etc/passwd"
 		s, _ := forged.SignedString(ks.signKey)
-		if _, err := ks.parse(s, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+		if _, err := ks.Parse(s, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("foreign kid: got %v", err)
 		}
 	})
 	// The kid is stable for the same key and differs between keys.
-	a, _ := newHMACKeySet(testSecret, testConfig)
-	b, _ := newHMACKeySet(testSecret, testConfig)
-	c, _ := newHMACKeySet(append([]byte("y"), testSecret...), testConfig)
-	if a.keyID() != b.keyID() || a.keyID() == c.keyID() {
+	a, _ := NewHMAC(testSecret, testConfig)
+	b, _ := NewHMAC(testSecret, testConfig)
+	c, _ := NewHMAC(append([]byte("y"), testSecret...), testConfig)
+	if a.KeyID() != b.KeyID() || a.KeyID() == c.KeyID() {
 		t.Fatal("HS kid not stable or not distinct")
 	}
-	if testEdKeySet(t).keyID() != testEdKeySet(t).keyID() {
+	if testEdKeySet(t).KeyID() != testEdKeySet(t).KeyID() {
 		t.Fatal("Ed25519 kid not stable")
 	}
 }
 
 func TestJWKS(t *testing.T) {
 	ed := testEdKeySet(t)
-	raw, err := ed.jwks()
+	raw, err := ed.JWKS()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +422,7 @@ func TestJWKS(t *testing.T) {
 		t.Fatalf("jwks %s", raw)
 	}
 	k := set.Keys[0]
-	want := map[string]string{"kty": "OKP", "crv": "Ed25519", "kid": ed.keyID(), "alg": "EdDSA", "use": "sig"}
+	want := map[string]string{"kty": "OKP", "crv": "Ed25519", "kid": ed.KeyID(), "alg": "EdDSA", "use": "sig"}
 	for name, v := range want {
 		if k[name] != v {
 			t.Errorf("%s = %q, want %q", name, k[name], v)
@@ -436,14 +436,14 @@ func TestJWKS(t *testing.T) {
 		t.Fatalf("x does not decode to the public key: %v", err)
 	}
 	// A token verifies with the published key alone.
-	tok := mustSign(t, ed, testClaims(tokenTypeAccess, testNow, time.Hour))
+	tok := mustSign(t, ed, testClaims(TypeAccess, testNow, time.Hour))
 	_, err = jwt.Parse(tok, func(*jwt.Token) (any, error) { return ed25519.PublicKey(x), nil },
 		jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithTimeFunc(func() time.Time { return testNow }))
 	if err != nil {
 		t.Fatalf("verify with JWKS key: %v", err)
 	}
 
-	raw, err = testHSKeySet(t).jwks()
+	raw, err = testHSKeySet(t).JWKS()
 	if err != nil || string(raw) != `{"keys":[]}` {
 		t.Fatalf("HS256 jwks = %s, %v", raw, err)
 	}
@@ -451,59 +451,59 @@ func TestJWKS(t *testing.T) {
 
 func TestKeySetConfigErrors(t *testing.T) {
 	secret := []byte("short-but-secret-value")
-	_, err := newHMACKeySet(secret, testConfig)
+	_, err := NewHMAC(secret, testConfig)
 	if err == nil {
 		t.Fatal("short secret accepted")
 	}
 	if strings.Contains(err.Error(), string(secret)) || strings.Contains(err.Error(), "short-but") {
 		t.Fatalf("error echoes the secret: %v", err)
 	}
-	for name, cfg := range map[string]keySetConfig{
+	for name, cfg := range map[string]Config{
 		"leeway":   {Issuer: "i", Audience: "a", Leeway: 31 * time.Second},
 		"negative": {Issuer: "i", Audience: "a", Leeway: -time.Second},
 		"issuer":   {Audience: "a"},
 		"audience": {Issuer: "i"},
 	} {
-		if _, err := newHMACKeySet(testSecret, cfg); err == nil {
+		if _, err := NewHMAC(testSecret, cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := newEd25519KeySet(ed25519.PrivateKey{1, 2, 3}, testConfig); err == nil {
+	if _, err := NewEd25519(ed25519.PrivateKey{1, 2, 3}, testConfig); err == nil {
 		t.Error("truncated Ed25519 key accepted")
 	}
 }
 
 func TestEd25519KeySerialisation(t *testing.T) {
-	priv, err := generateEd25519Key(testRand(7))
+	priv, err := GenerateEd25519Key(testRand(7))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := generateEd25519Key(testRand(7))
+	again, _ := GenerateEd25519Key(testRand(7))
 	if !priv.Equal(again) {
 		t.Fatal("generation is not a function of the reader")
 	}
-	der, err := marshalEd25519Key(priv)
+	der, err := MarshalEd25519Key(priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := parseEd25519Key(der)
+	back, err := ParseEd25519Key(der)
 	if err != nil || !back.Equal(priv) {
 		t.Fatalf("round trip: %v", err)
 	}
-	if _, err := parseEd25519Key([]byte("not a key")); err == nil {
+	if _, err := ParseEd25519Key([]byte("not a key")); err == nil {
 		t.Fatal("garbage accepted")
 	}
-	if _, err := generateEd25519Key(strings.NewReader("short")); err == nil {
+	if _, err := GenerateEd25519Key(strings.NewReader("short")); err == nil {
 		t.Fatal("short reader accepted")
 	}
 }
 
 func TestNewTokenID(t *testing.T) {
-	id, err := newTokenID(testRand(3))
+	id, err := NewID(testRand(3))
 	if err != nil || len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
 		t.Fatalf("id %q, %v", id, err)
 	}
-	other, _ := newTokenID(testRand(4))
+	other, _ := NewID(testRand(4))
 	if id == other {
 		t.Fatal("ids repeat")
 	}
@@ -512,9 +512,9 @@ func TestNewTokenID(t *testing.T) {
 func FuzzParseToken(f *testing.F) {
 	hs := testHSKeySet(f)
 	ed := testEdKeySet(f)
-	for _, ks := range []*keySet{hs, ed} {
-		for _, typ := range []string{tokenTypeAccess, tokenTypeRefresh} {
-			tok, err := ks.sign(testClaims(typ, testNow, time.Hour))
+	for _, ks := range []*KeySet{hs, ed} {
+		for _, typ := range []string{TypeAccess, TypeRefresh} {
+			tok, err := ks.Sign(testClaims(typ, testNow, time.Hour))
 			if err != nil {
 				f.Fatal(err)
 			}
@@ -525,16 +525,16 @@ func FuzzParseToken(f *testing.F) {
 	f.Add("eyJhbGciOiJub25lIn0.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIn0.")
 	f.Add("a.b.c")
 	f.Fuzz(func(t *testing.T, tok string) {
-		for _, ks := range []*keySet{hs, ed} {
-			c, err := ks.parse(tok, tokenTypeAccess, testNow)
+		for _, ks := range []*KeySet{hs, ed} {
+			c, err := ks.Parse(tok, TypeAccess, testNow)
 			if err == nil {
 				// Only a genuinely signed access token may pass.
-				if c.TokenType != tokenTypeAccess || c.UserID == "" || c.ExpiresAt == nil {
+				if c.TokenType != TypeAccess || c.UserID == "" || c.ExpiresAt == nil {
 					t.Fatalf("accepted %q as %+v", tok, c)
 				}
 				continue
 			}
-			if !errors.Is(err, errTokenInvalid) && !errors.Is(err, errTokenExpired) && !errors.Is(err, errTokenWrongType) {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrExpired) && !errors.Is(err, ErrWrongType) {
 				t.Fatalf("untyped error %v", err)
 			}
 		}
@@ -546,10 +546,10 @@ func FuzzParseToken(f *testing.F) {
 // as strings, a typ header other than JWT, a user id that is not a
 // positive decimal integer.
 func TestTokenStrictForm(t *testing.T) {
-	eachKeySet(t, func(t *testing.T, ks *keySet) {
+	eachKeySet(t, func(t *testing.T, ks *KeySet) {
 		sign := func(mutate func(m jwt.MapClaims), header map[string]any) string {
 			t.Helper()
-			c := testClaims(tokenTypeAccess, testNow, time.Hour)
+			c := testClaims(TypeAccess, testNow, time.Hour)
 			m := jwt.MapClaims{
 				"token_type": c.TokenType, "user_id": c.UserID, "sub": c.UserID, "session": c.Session,
 				"session_iat": c.SessionIAT, "role": c.Role, "email_verified": true, "jti": c.ID,
@@ -560,7 +560,7 @@ func TestTokenStrictForm(t *testing.T) {
 				mutate(m)
 			}
 			tok := jwt.NewWithClaims(ks.method, m)
-			tok.Header["kid"] = ks.keyID()
+			tok.Header["kid"] = ks.KeyID()
 			for k, v := range header {
 				tok.Header[k] = v
 			}
@@ -570,10 +570,10 @@ func TestTokenStrictForm(t *testing.T) {
 			}
 			return s
 		}
-		if _, err := ks.parse(sign(nil, nil), tokenTypeAccess, testNow); err != nil {
+		if _, err := ks.Parse(sign(nil, nil), TypeAccess, testNow); err != nil {
 			t.Fatalf("the well-formed token: %v", err)
 		}
-		if _, err := ks.parse(sign(nil, map[string]any{"typ": "jwt"}), tokenTypeAccess, testNow); err != nil {
+		if _, err := ks.Parse(sign(nil, map[string]any{"typ": "jwt"}), TypeAccess, testNow); err != nil {
 			t.Fatalf("typ jwt (case-insensitive): %v", err)
 		}
 		future := strconv.FormatInt(testNow.Add(time.Hour).Unix(), 10)
@@ -589,7 +589,7 @@ func TestTokenStrictForm(t *testing.T) {
 			"user_id padded":    sign(func(m jwt.MapClaims) { m["user_id"], m["sub"] = "042", "042" }, nil),
 			"user_id plus sign": sign(func(m jwt.MapClaims) { m["user_id"], m["sub"] = "+42", "+42" }, nil),
 		} {
-			if _, err := ks.parse(tok, tokenTypeAccess, testNow); !errors.Is(err, errTokenInvalid) {
+			if _, err := ks.Parse(tok, TypeAccess, testNow); !errors.Is(err, ErrInvalid) {
 				t.Errorf("%s: got %v, want invalid", name, err)
 			}
 		}

@@ -1,4 +1,8 @@
-package caddyauth
+// Package tokens signs and verifies the JWTs caddy-jwt-allauth issues:
+// one key and one algorithm per key set (HS256 or EdDSA), the reference's
+// claims, strict parsing, and the JWKS of the public key. It is pure: no
+// HTTP, no Caddy, no store.
+package tokens
 
 import (
 	"crypto/ed25519"
@@ -20,11 +24,11 @@ import (
 
 // Token types carried in the token_type claim.
 const (
-	tokenTypeAccess  = "access"
-	tokenTypeRefresh = "refresh"
+	TypeAccess  = "access"
+	TypeRefresh = "refresh"
 )
 
-// maxTokenLength is the longest token string parse looks at. Our own tokens
+// maxTokenLength is the longest token string Parse looks at. Our own tokens
 // are a few hundred bytes; anything much longer is rejected before any
 // base64 or JSON decoding happens.
 const maxTokenLength = 8 << 10
@@ -37,12 +41,12 @@ const maxLeeway = 30 * time.Second
 // least the size of the hash output).
 const minHMACSecret = 32
 
-// Errors returned by keySet.parse. Their texts are the API's answers, so a
+// Errors returned by KeySet.Parse. Their texts are the API's answers, so a
 // caller can map them with errors.Is and write err.Error() as the detail.
 var (
-	errTokenExpired   = errors.New("Token is expired")
-	errTokenInvalid   = errors.New("Token is invalid")
-	errTokenWrongType = errors.New("Token has wrong type")
+	ErrExpired   = errors.New("Token is expired")
+	ErrInvalid   = errors.New("Token is invalid")
+	ErrWrongType = errors.New("Token has wrong type")
 )
 
 // Claims are the claims of every token this module issues. The names follow
@@ -52,8 +56,8 @@ var (
 //
 // ForUser and OneTimePermission are only set on the one-time capability
 // tokens of the password-reset and set-password flows; such a token has no
-// user_id and no session, and parse never accepts it as an access or
-// refresh token (see parseOneTime).
+// user_id and no session, and Parse never accepts it as an access or
+// refresh token (see ParseOneTime).
 type Claims struct {
 	TokenType         string `json:"token_type"`
 	UserID            string `json:"user_id,omitempty"`
@@ -66,8 +70,15 @@ type Claims struct {
 	jwt.RegisteredClaims
 }
 
-// keySetConfig holds the claim checks shared by both kinds of key set.
-type keySetConfig struct {
+// NumericUserID is the numeric form of the user_id claim (0 when
+// malformed).
+func (c Claims) NumericUserID() int64 {
+	id, _ := strconv.ParseInt(c.UserID, 10, 64)
+	return id
+}
+
+// Config holds the claim checks shared by both kinds of key set.
+type Config struct {
 	// Issuer is written to and required in the iss claim.
 	Issuer string
 	// Audience is written to and required in the aud claim.
@@ -76,20 +87,20 @@ type keySetConfig struct {
 	Leeway time.Duration
 }
 
-// keySet signs and verifies tokens with exactly one key and one algorithm:
+// KeySet signs and verifies tokens with exactly one key and one algorithm:
 // HS256 with a shared secret, or EdDSA with an Ed25519 key pair.
-type keySet struct {
+type KeySet struct {
 	method    jwt.SigningMethod
 	signKey   any // []byte or ed25519.PrivateKey
 	verifyKey any // []byte or ed25519.PublicKey
 	kid       string
-	cfg       keySetConfig
+	cfg       Config
 	opts      []jwt.ParserOption
 }
 
-// newHMACKeySet returns an HS256 key set. The secret must be at least 32
+// NewHMAC returns an HS256 key set. The secret must be at least 32
 // bytes; the error never contains the secret.
-func newHMACKeySet(secret []byte, cfg keySetConfig) (*keySet, error) {
+func NewHMAC(secret []byte, cfg Config) (*KeySet, error) {
 	if len(secret) < minHMACSecret {
 		return nil, fmt.Errorf("HS256 signing key is %d bytes, need at least %d", len(secret), minHMACSecret)
 	}
@@ -105,8 +116,8 @@ func newHMACKeySet(secret []byte, cfg keySetConfig) (*keySet, error) {
 	return newKeySet(jwt.SigningMethodHS256, key, key, kid, cfg), nil
 }
 
-// newEd25519KeySet returns an EdDSA key set for priv.
-func newEd25519KeySet(priv ed25519.PrivateKey, cfg keySetConfig) (*keySet, error) {
+// NewEd25519 returns an EdDSA key set for priv.
+func NewEd25519(priv ed25519.PrivateKey, cfg Config) (*KeySet, error) {
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, errors.New("Ed25519 private key has the wrong size")
 	}
@@ -117,8 +128,8 @@ func newEd25519KeySet(priv ed25519.PrivateKey, cfg keySetConfig) (*keySet, error
 	return newKeySet(jwt.SigningMethodEdDSA, priv, pub, ed25519KeyID(pub), cfg), nil
 }
 
-func newKeySet(method jwt.SigningMethod, signKey, verifyKey any, kid string, cfg keySetConfig) *keySet {
-	return &keySet{
+func newKeySet(method jwt.SigningMethod, signKey, verifyKey any, kid string, cfg Config) *KeySet {
+	return &KeySet{
 		method:    method,
 		signKey:   signKey,
 		verifyKey: verifyKey,
@@ -139,7 +150,7 @@ func newKeySet(method jwt.SigningMethod, signKey, verifyKey any, kid string, cfg
 	}
 }
 
-func (c keySetConfig) check() error {
+func (c Config) check() error {
 	if c.Issuer == "" {
 		return errors.New("token issuer must not be empty")
 	}
@@ -152,17 +163,17 @@ func (c keySetConfig) check() error {
 	return nil
 }
 
-// algorithm returns the JWS alg of the key set ("HS256" or "EdDSA").
-func (ks *keySet) algorithm() string { return ks.method.Alg() }
+// Algorithm returns the JWS alg of the key set ("HS256" or "EdDSA").
+func (ks *KeySet) Algorithm() string { return ks.method.Alg() }
 
-// keyID returns the kid written into every token header.
-func (ks *keySet) keyID() string { return ks.kid }
+// KeyID returns the kid written into every token header.
+func (ks *KeySet) KeyID() string { return ks.kid }
 
-// sign returns the signed token for c. The issuer and audience are always
+// Sign returns the signed token for c. The issuer and audience are always
 // the key set's, the subject is the user id, and c must carry an
 // expiry and a token type.
-func (ks *keySet) sign(c Claims) (string, error) {
-	if c.TokenType != tokenTypeAccess && c.TokenType != tokenTypeRefresh {
+func (ks *KeySet) Sign(c Claims) (string, error) {
+	if c.TokenType != TypeAccess && c.TokenType != TypeRefresh {
 		return "", fmt.Errorf("cannot sign a token of type %q", c.TokenType)
 	}
 	if c.ExpiresAt == nil {
@@ -176,20 +187,20 @@ func (ks *keySet) sign(c Claims) (string, error) {
 	return t.SignedString(ks.signKey)
 }
 
-// parse verifies token at time now and returns its claims. It accepts only
+// Parse verifies token at time now and returns its claims. It accepts only
 // the key set's algorithm and key, requires exp, iss and aud, and requires
 // token_type == wantType. A one-time capability token is never accepted
-// here. Errors wrap errTokenExpired, errTokenInvalid or errTokenWrongType.
-func (ks *keySet) parse(token, wantType string, now time.Time) (Claims, error) {
+// here. Errors wrap ErrExpired, ErrInvalid or ErrWrongType.
+func (ks *KeySet) Parse(token, wantType string, now time.Time) (Claims, error) {
 	c, err := ks.verify(token, now)
 	if err != nil {
 		return Claims{}, err
 	}
 	if c.TokenType != wantType || c.OneTimePermission != "" || c.ForUser != 0 {
-		return Claims{}, errTokenWrongType
+		return Claims{}, ErrWrongType
 	}
 	if !canonicalUserID(c.UserID) || c.Subject != c.UserID || c.Session == "" {
-		return Claims{}, errTokenInvalid
+		return Claims{}, ErrInvalid
 	}
 	return c, nil
 }
@@ -203,39 +214,39 @@ func canonicalUserID(s string) bool {
 	return err == nil && id > 0 && strconv.FormatInt(id, 10) == s
 }
 
-// parseOneTime verifies a one-time capability token (password reset or set
+// ParseOneTime verifies a one-time capability token (password reset or set
 // password) whose one_time_permission must equal permission. Such tokens
 // are access-typed, as in the reference, but carry for_user instead of
 // user_id and session.
-func (ks *keySet) parseOneTime(token, permission string, now time.Time) (Claims, error) {
+func (ks *KeySet) ParseOneTime(token, permission string, now time.Time) (Claims, error) {
 	c, err := ks.verify(token, now)
 	if err != nil {
 		return Claims{}, err
 	}
-	if c.TokenType != tokenTypeAccess || permission == "" || c.OneTimePermission != permission {
-		return Claims{}, errTokenWrongType
+	if c.TokenType != TypeAccess || permission == "" || c.OneTimePermission != permission {
+		return Claims{}, ErrWrongType
 	}
 	if c.ForUser == 0 || c.UserID != "" || c.Session != "" {
-		return Claims{}, errTokenInvalid
+		return Claims{}, ErrInvalid
 	}
 	return c, nil
 }
 
-// signOneTime signs a one-time capability token; c must set ForUser,
+// SignOneTime signs a one-time capability token; c must set ForUser,
 // OneTimePermission and an expiry, and no user id or session.
-func (ks *keySet) signOneTime(c Claims) (string, error) {
+func (ks *KeySet) SignOneTime(c Claims) (string, error) {
 	if c.ForUser == 0 || c.OneTimePermission == "" || c.UserID != "" || c.Session != "" {
 		return "", errors.New("a one-time token needs for_user and one_time_permission, and no user_id or session")
 	}
-	c.TokenType = tokenTypeAccess
-	return ks.sign(c)
+	c.TokenType = TypeAccess
+	return ks.Sign(c)
 }
 
 // verify checks length, algorithm, key, signature, exp, nbf, iat, iss and
 // aud, but not the token type.
-func (ks *keySet) verify(token string, now time.Time) (Claims, error) {
+func (ks *KeySet) verify(token string, now time.Time) (Claims, error) {
 	if len(token) > maxTokenLength {
-		return Claims{}, fmt.Errorf("%w: token longer than %d bytes", errTokenInvalid, maxTokenLength)
+		return Claims{}, fmt.Errorf("%w: token longer than %d bytes", ErrInvalid, maxTokenLength)
 	}
 	var c Claims
 	// The time source differs per call and jwt.Parser shares its validator
@@ -249,9 +260,9 @@ func (ks *keySet) verify(token string, now time.Time) (Claims, error) {
 	case err == nil:
 		return c, nil
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return Claims{}, fmt.Errorf("%w: %v", errTokenExpired, err)
+		return Claims{}, fmt.Errorf("%w: %v", ErrExpired, err)
 	default:
-		return Claims{}, fmt.Errorf("%w: %v", errTokenInvalid, err)
+		return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 }
 
@@ -292,7 +303,7 @@ func strictForm(t *jwt.Token) error {
 // keyFunc returns the verification key after checking that the token's
 // method is ours and that a kid, when present, is ours. The kid is only
 // compared, never used to look anything up.
-func (ks *keySet) keyFunc(t *jwt.Token) (any, error) {
+func (ks *KeySet) keyFunc(t *jwt.Token) (any, error) {
 	switch ks.verifyKey.(type) {
 	case []byte:
 		if _, ok := t.Method.(*jwt.SigningMethodHMAC); !ok {
@@ -324,9 +335,9 @@ type jwk struct {
 	Use string `json:"use"`
 }
 
-// jwks returns the JSON Web Key Set of the public keys: the Ed25519 key, or
+// JWKS returns the JSON Web Key Set of the public keys: the Ed25519 key, or
 // an empty list for HS256 (a shared secret is never published).
-func (ks *keySet) jwks() ([]byte, error) {
+func (ks *KeySet) JWKS() ([]byte, error) {
 	set := struct {
 		Keys []jwk `json:"keys"`
 	}{Keys: []jwk{}}
@@ -352,8 +363,8 @@ func ed25519KeyID(pub ed25519.PublicKey) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])[:16]
 }
 
-// generateEd25519Key returns a new private key made from 32 bytes of r.
-func generateEd25519Key(r io.Reader) (ed25519.PrivateKey, error) {
+// GenerateEd25519Key returns a new private key made from 32 bytes of r.
+func GenerateEd25519Key(r io.Reader) (ed25519.PrivateKey, error) {
 	seed := make([]byte, ed25519.SeedSize)
 	if _, err := io.ReadFull(r, seed); err != nil {
 		return nil, fmt.Errorf("reading key seed: %w", err)
@@ -361,14 +372,14 @@ func generateEd25519Key(r io.Reader) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-// marshalEd25519Key encodes priv as PKCS #8 DER, the form kept (in PEM) in
+// MarshalEd25519Key encodes priv as PKCS #8 DER, the form kept (in PEM) in
 // Caddy's storage and readable by openssl.
-func marshalEd25519Key(priv ed25519.PrivateKey) ([]byte, error) {
+func MarshalEd25519Key(priv ed25519.PrivateKey) ([]byte, error) {
 	return x509.MarshalPKCS8PrivateKey(priv)
 }
 
-// parseEd25519Key decodes a key written by marshalEd25519Key.
-func parseEd25519Key(der []byte) (ed25519.PrivateKey, error) {
+// ParseEd25519Key decodes a key written by MarshalEd25519Key.
+func ParseEd25519Key(der []byte) (ed25519.PrivateKey, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, errors.New("stored signing key is not a PKCS #8 private key")
@@ -380,9 +391,9 @@ func parseEd25519Key(der []byte) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
-// newTokenID returns 16 bytes of r as 32 lower-case hex characters, the
+// NewID returns 16 bytes of r as 32 lower-case hex characters, the
 // form of jti and session values.
-func newTokenID(r io.Reader) (string, error) {
+func NewID(r io.Reader) (string, error) {
 	var b [16]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return "", fmt.Errorf("reading random id: %w", err)

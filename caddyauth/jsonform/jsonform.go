@@ -1,0 +1,190 @@
+// Package jsonform decodes a JSON request body the way Django REST
+// framework's serializers read one: a single object, read field by field,
+// with DRF's messages collected per field. It knows nothing of HTTP beyond
+// the Content-Type value; the web layer maps its errors to status codes.
+package jsonform
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// DRF's messages for a missing and a blank field.
+const (
+	MsgRequired = "This field is required."
+	MsgBlank    = "This field may not be blank."
+)
+
+// Errors of Decode. Their texts are the API's answers.
+var (
+	// ErrMediaType: a non-empty body that is not application/json (415).
+	ErrMediaType = errors.New("unsupported media type")
+	// ErrMalformed: not exactly one JSON object (400).
+	ErrMalformed = errors.New("JSON parse error - the body must be one JSON object.")
+	// ErrTrailing: data after the object (400).
+	ErrTrailing = errors.New("JSON parse error - unexpected data after the JSON object.")
+)
+
+// MediaTypeError is ErrMediaType with the offending value, printable and
+// bounded, in DRF's wording.
+type MediaTypeError struct{ ContentType string }
+
+func (e *MediaTypeError) Error() string {
+	return `Unsupported media type "` + e.ContentType + `" in request.`
+}
+
+func (e *MediaTypeError) Unwrap() error { return ErrMediaType }
+
+// Form is a decoded body, read field by field. Unknown fields are ignored
+// and never applied.
+type Form struct {
+	fields map[string]json.RawMessage
+	errs   map[string][]string
+}
+
+func newForm() *Form {
+	return &Form{fields: map[string]json.RawMessage{}, errs: map[string][]string{}}
+}
+
+// Decode reads body: an empty (or blank) body is an empty object; a
+// non-empty one must have the media type application/json and be exactly
+// one JSON object with nothing after it.
+func Decode(body []byte, contentType string) (*Form, error) {
+	f := newForm()
+	if len(bytes.TrimSpace(body)) == 0 {
+		return f, nil
+	}
+	if mt, _, _ := mime.ParseMediaType(contentType); mt != "application/json" {
+		ct := contentType
+		if len(ct) > 100 || !utf8.ValidString(ct) {
+			ct = "(unprintable)"
+		}
+		return nil, &MediaTypeError{ContentType: strings.ToValidUTF8(ct, "")}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&f.fields); err != nil || f.fields == nil {
+		return nil, ErrMalformed
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, ErrTrailing
+	}
+	return f, nil
+}
+
+// FromStrings builds a form whose named fields are the given strings, so
+// a posted HTML form goes through the same validation as a JSON body.
+// get reports a value and whether it was posted at all.
+func FromStrings(get func(name string) (string, bool), names ...string) *Form {
+	f := newForm()
+	for _, name := range names {
+		if v, ok := get(name); ok {
+			raw, _ := json.Marshal(v)
+			f.fields[name] = raw
+		}
+	}
+	return f
+}
+
+// Str reads a string field. Surrounding white space is trimmed when trim is
+// set (DRF's CharField does it by default). A required field that is
+// missing, null or blank records the DRF message.
+func (f *Form) Str(name string, required, trim bool) string {
+	raw, ok := f.fields[name]
+	if !ok {
+		if required {
+			f.Fail(name, MsgRequired)
+		}
+		return ""
+	}
+	if string(raw) == "null" {
+		f.Fail(name, "This field may not be null.")
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		// Like DRF's CharField, a number stands for its own digits.
+		var n json.Number
+		if json.Unmarshal(raw, &n) != nil {
+			f.Fail(name, "Not a valid string.")
+			return ""
+		}
+		s = n.String()
+	}
+	if trim {
+		s = strings.TrimSpace(s)
+	}
+	if s == "" && required {
+		f.Fail(name, MsgBlank)
+	}
+	if strings.ContainsRune(s, 0) {
+		f.Fail(name, "Null characters are not allowed.")
+		return ""
+	}
+	return s
+}
+
+// MaxLen records the DRF message when s has more than n characters.
+func (f *Form) MaxLen(name, s string, n int) {
+	if utf8.RuneCountInString(s) > n {
+		f.Fail(name, "Ensure this field has no more than "+strconv.Itoa(n)+" characters.")
+	}
+}
+
+// Has reports whether the body carries the field at all.
+func (f *Form) Has(name string) bool {
+	_, ok := f.fields[name]
+	return ok
+}
+
+// Names lists the fields the body carries, in no particular order.
+func (f *Form) Names() []string {
+	names := make([]string, 0, len(f.fields))
+	for name := range f.fields {
+		names = append(names, name)
+	}
+	return names
+}
+
+// Integer reads an integer field (a JSON number, or a string of one).
+func (f *Form) Integer(name string, required bool) (int, bool) {
+	raw, ok := f.fields[name]
+	if !ok || string(raw) == "null" {
+		if required {
+			f.Fail(name, MsgRequired)
+		}
+		return 0, false
+	}
+	var n int
+	if err := json.Unmarshal(raw, &n); err != nil {
+		var s string
+		if json.Unmarshal(raw, &s) != nil || json.Unmarshal([]byte(s), &n) != nil {
+			f.Fail(name, "A valid integer is required.")
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// Fail records msg on the field name.
+func (f *Form) Fail(name, msg string) {
+	f.errs[name] = append(f.errs[name], msg)
+}
+
+// Failed reports whether a message is recorded on the field name.
+func (f *Form) Failed(name string) bool {
+	return len(f.errs[name]) > 0
+}
+
+// Errors returns the messages recorded so far, by field (nil when none).
+func (f *Form) Errors() map[string][]string {
+	if len(f.errs) == 0 {
+		return nil
+	}
+	return f.errs
+}
