@@ -283,6 +283,12 @@ func TestResetFirstProofE2E(t *testing.T) {
 		}
 		s.post("/auth/refresh/", nil, refreshCookie(strangerRefresh)).expect(t, 401)
 		s.get(strangerLink).expect(t, 404)
+		// The stranger's access token is still unexpired (session_check
+		// is off), but its session is gone: it can neither enrol a new
+		// factor nor change the profile.
+		s.post("/auth/mfa/setup/", nil, bearer(strangerAccess)).expect(t, 401)
+		s.post("/auth/mfa/activate/", map[string]string{"code": "123456"}, bearer(strangerAccess)).expect(t, 401)
+		s.req("PATCH", "/auth/user/", map[string]string{"first_name": "Hacked"}, bearer(strangerAccess)).expect(t, 401)
 		s.post("/auth/login/", map[string]string{"email": victim, "password": mfaPass}).expect(t, 401)
 		if r := s.post("/auth/login/", map[string]string{"email": victim, "password": newPass}).expect(t, 200); r.str("access") == "" {
 			t.Fatalf("owner's login: %s", r.raw)
