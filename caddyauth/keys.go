@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -104,7 +105,7 @@ func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signin
 		return err
 	}
 	if generatedSecrets {
-		check, err := deriveKey(material, "caddy-jwt-allauth key check")
+		check, err := secretbox.DeriveKey(material, "caddy-jwt-allauth key check")
 		if err != nil {
 			return err
 		}
@@ -157,21 +158,21 @@ func (rl *realm) deriveKeys(material []byte) error {
 	if len(material) < 32 {
 		return errors.New("secrets_key must be at least 32 bytes")
 	}
-	key, err := deriveKey(material, "caddy-jwt-allauth totp secrets")
+	key, err := secretbox.DeriveKey(material, "caddy-jwt-allauth totp secrets")
 	if err != nil {
 		return err
 	}
-	if rl.secrets, err = newSecretBox(key); err != nil {
+	if rl.secrets, err = secretbox.New(key); err != nil {
 		return err
 	}
 	// Hashes that leave the process (throttle keys in Redis, e-mail
 	// hashes in logs) are keyed, so they cannot be confirmed by guessing
 	// an address, and every node sharing the keys computes the same ones.
-	if rl.hashKey, err = deriveKey(material, "caddy-jwt-allauth log and limiter hashes"); err != nil {
+	if rl.hashKey, err = secretbox.DeriveKey(material, "caddy-jwt-allauth log and limiter hashes"); err != nil {
 		return err
 	}
 	// The HTML forms' CSRF tokens are MACs under a key of their own.
-	rl.csrfKey, err = deriveKey(material, "caddy-jwt-allauth csrf")
+	rl.csrfKey, err = secretbox.DeriveKey(material, "caddy-jwt-allauth csrf")
 	return err
 }
 
@@ -246,11 +247,11 @@ func (rl *realm) migrateLegacyKey(ctx context.Context, sk *storedKeys, resealTOT
 // Secrets already sealed under the realm's box are left alone, so running
 // it twice changes nothing.
 func (rl *realm) resealTOTP(ctx context.Context, seed []byte) (resealed, unreadable int, err error) {
-	oldKey, err := deriveKey(seed, "caddy-jwt-allauth totp secrets")
+	oldKey, err := secretbox.DeriveKey(seed, "caddy-jwt-allauth totp secrets")
 	if err != nil {
 		return 0, 0, err
 	}
-	old, err := newSecretBox(oldKey)
+	old, err := secretbox.New(oldKey)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -260,14 +261,14 @@ func (rl *realm) resealTOTP(ctx context.Context, seed []byte) (resealed, unreada
 	}
 	for _, a := range auths {
 		ad := totpAD(a.UserID)
-		secret, err := old.open(a.Data, ad)
+		secret, err := old.Open(a.Data, ad)
 		if err != nil {
-			if _, err := rl.secrets.open(a.Data, ad); err != nil {
+			if _, err := rl.secrets.Open(a.Data, ad); err != nil {
 				unreadable++
 			}
 			continue
 		}
-		sealed, err := rl.secrets.seal(secret, ad, rl.rand)
+		sealed, err := rl.secrets.Seal(secret, ad, rl.rand)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -162,7 +162,7 @@ func (rl *realm) matchUserTOTP(ctx context.Context, userID int64, code string) (
 	if err != nil {
 		return 0, false, err
 	}
-	secret, err := rl.secrets.open(auth.Data, totpAD(auth.UserID))
+	secret, err := rl.secrets.Open(auth.Data, totpAD(auth.UserID))
 	if err != nil {
 		return 0, false, err
 	}
@@ -361,7 +361,7 @@ func (rl *realm) beginTOTPSetup(ctx context.Context, u User, issuer string) (tot
 	if err != nil {
 		return totpSetup{}, err
 	}
-	sealed, err := rl.secrets.seal([]byte(secret), pendingAD(u.ID), rl.rand)
+	sealed, err := rl.secrets.Seal([]byte(secret), pendingAD(u.ID), rl.rand)
 	if err != nil {
 		return totpSetup{}, err
 	}
@@ -406,7 +406,7 @@ func (rl *realm) pendingSecret(ctx context.Context, userID int64) (string, error
 	if err != nil {
 		return "", err
 	}
-	secret, err := rl.secrets.open(sealed, pendingAD(userID))
+	secret, err := rl.secrets.Open(sealed, pendingAD(userID))
 	return string(secret), err
 }
 
@@ -487,7 +487,7 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 	if err != nil {
 		return activation{}, err
 	}
-	sealed, err := rl.secrets.seal([]byte(secret), totpAD(u.ID), rl.rand)
+	sealed, err := rl.secrets.Seal([]byte(secret), totpAD(u.ID), rl.rand)
 	if err != nil {
 		return activation{}, err
 	}

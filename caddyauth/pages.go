@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -541,7 +542,7 @@ func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		setup = totpSetup{secret: secret, uri: uri, qr: qr}
-	case errors.Is(err, ErrNotFound) || errors.Is(err, errSecretBoxOpen):
+	case errors.Is(err, ErrNotFound) || errors.Is(err, secretbox.ErrOpen):
 		if setup, err = rl.beginTOTPSetup(ctx, u, rl.totpIssuerFor(r)); err != nil {
 			if _, msg, ok := apiMessage(err); ok {
 				return h.messagePage(w, r, http.StatusBadRequest, "Cannot set up", msg)

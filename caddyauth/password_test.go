@@ -14,10 +14,12 @@ import (
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/testrand"
 )
 
 func testHasher(maxWait time.Duration) *passwordHasher {
-	return newPasswordHasher(testRand(9), maxWait)
+	return newPasswordHasher(testrand.New(9), maxWait)
 }
 
 func mustVerify(t *testing.T, h *passwordHasher, password, encoded string) (ok, rehash bool) {

@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -71,7 +72,7 @@ type realm struct {
 	store    Store
 	limiter  RateLimiter
 	keys     *tokens.KeySet
-	secrets  *secretBox
+	secrets  *secretbox.Box
 	csrfKey  []byte
 	hasher   *passwordHasher
 	sessions *sessionCache

@@ -6,10 +6,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/testrand"
 )
 
 func TestGenerateRecoveryCodes(t *testing.T) {
-	codes, err := generateRecoveryCodes(testRand(1))
+	codes, err := generateRecoveryCodes(testrand.New(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +31,7 @@ func TestGenerateRecoveryCodes(t *testing.T) {
 	}
 	// Each code is exactly 10 bytes of the reader.
 	raw := make([]byte, 100)
-	testRand(1).Read(raw)
+	testrand.New(1).Read(raw)
 	for i, c := range codes {
 		n, _ := new(big.Int).SetString(crockfordToBase32Hex(strings.ReplaceAll(c, "-", "")), 32)
 		if got := n.FillBytes(make([]byte, 10)); !bytes.Equal(got, raw[i*10:(i+1)*10]) {
@@ -85,7 +87,7 @@ func TestNormaliseRecoveryCode(t *testing.T) {
 			t.Errorf("%q accepted as %q", bad, got)
 		}
 	}
-	codes, _ := generateRecoveryCodes(testRand(2))
+	codes, _ := generateRecoveryCodes(testrand.New(2))
 	for _, c := range codes {
 		n, ok := normaliseRecoveryCode(strings.ToLower(c))
 		if !ok || n != strings.ReplaceAll(c, "-", "") {

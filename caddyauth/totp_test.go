@@ -15,6 +15,8 @@ import (
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
 	"github.com/pquerna/otp"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/testrand"
 )
 
 // rfcSecret is the RFC 6238 Appendix B SHA1 seed "12345678901234567890".
@@ -69,7 +71,7 @@ func TestRFC4226Vectors(t *testing.T) {
 }
 
 func TestMatchTOTPSkew(t *testing.T) {
-	secret, err := generateTOTPSecret(testRand(5))
+	secret, err := generateTOTPSecret(testrand.New(5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func TestTOTPStepBefore1970(t *testing.T) {
 }
 
 func TestGenerateTOTPSecret(t *testing.T) {
-	secret, err := generateTOTPSecret(testRand(6))
+	secret, err := generateTOTPSecret(testrand.New(6))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +147,7 @@ func TestGenerateTOTPSecret(t *testing.T) {
 	}
 	raw, err := totpEncoding.DecodeString(secret)
 	want := make([]byte, 20)
-	testRand(6).Read(want)
+	testrand.New(6).Read(want)
 	if err != nil || !bytes.Equal(raw, want) {
 		t.Fatalf("secret is not the reader's 20 bytes: %x %v", raw, err)
 	}

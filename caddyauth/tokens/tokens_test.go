@@ -5,13 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/testrand"
 )
 
 var (
@@ -20,16 +21,9 @@ var (
 	testConfig = Config{Issuer: "https://auth.example.com", Audience: "example.com", Leeway: 10 * time.Second}
 )
 
-// testRand returns a deterministic random source for tests.
-func testRand(seed byte) *rand.ChaCha8 {
-	var s [32]byte
-	s[0] = seed
-	return rand.NewChaCha8(s)
-}
-
 func testEdKeySet(t testing.TB) *KeySet {
 	t.Helper()
-	priv, err := GenerateEd25519Key(testRand(1))
+	priv, err := GenerateEd25519Key(testrand.New(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +277,7 @@ func TestTokenBadSignature(t *testing.T) {
 		if ks.Algorithm() == "HS256" {
 			other2, _ = NewHMAC([]byte(strings.Repeat("x", 32)), testConfig)
 		} else {
-			priv, _ := GenerateEd25519Key(testRand(2))
+			priv, _ := GenerateEd25519Key(testrand.New(2))
 			other2, _ = NewEd25519(priv, testConfig)
 		}
 		tok = mustSign(t, other2, testClaims(TypeAccess, testNow, time.Hour))
@@ -474,11 +468,11 @@ func TestKeySetConfigErrors(t *testing.T) {
 }
 
 func TestEd25519KeySerialisation(t *testing.T) {
-	priv, err := GenerateEd25519Key(testRand(7))
+	priv, err := GenerateEd25519Key(testrand.New(7))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := GenerateEd25519Key(testRand(7))
+	again, _ := GenerateEd25519Key(testrand.New(7))
 	if !priv.Equal(again) {
 		t.Fatal("generation is not a function of the reader")
 	}
@@ -499,11 +493,11 @@ func TestEd25519KeySerialisation(t *testing.T) {
 }
 
 func TestNewTokenID(t *testing.T) {
-	id, err := NewID(testRand(3))
+	id, err := NewID(testrand.New(3))
 	if err != nil || len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
 		t.Fatalf("id %q, %v", id, err)
 	}
-	other, _ := NewID(testRand(4))
+	other, _ := NewID(testrand.New(4))
 	if id == other {
 		t.Fatal("ids repeat")
 	}

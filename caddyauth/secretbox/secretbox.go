@@ -1,4 +1,7 @@
-package caddyauth
+// Package secretbox seals small secrets at rest (TOTP secrets) with
+// AES-256-GCM, and derives purpose-bound keys from key material with HKDF.
+// It is pure: it reads randomness only from the reader it is given.
+package secretbox
 
 import (
 	"crypto/aes"
@@ -14,25 +17,25 @@ import (
 // later format (or key) can be told apart from this one.
 const secretBoxVersion = 1
 
-// secretBoxKeySize is the AES-256 key size.
-const secretBoxKeySize = 32
+// KeySize is the AES-256 key size.
+const KeySize = 32
 
-// errSecretBoxOpen is returned for any sealed value that does not
+// ErrOpen is returned for any sealed value that does not
 // authenticate: wrong key, wrong additional data, truncated or altered.
-var errSecretBoxOpen = errors.New("sealed value does not authenticate")
+var ErrOpen = errors.New("sealed value does not authenticate")
 
-// secretBox encrypts small secrets at rest (TOTP secrets) with AES-256-GCM.
+// Box encrypts small secrets at rest (TOTP secrets) with AES-256-GCM.
 // A sealed value is version byte || 12-byte random nonce || ciphertext and
 // tag. With random nonces one key may seal up to about 2^32 values, far
 // more than this module ever will.
-type secretBox struct {
+type Box struct {
 	aead cipher.AEAD
 }
 
-// newSecretBox returns a box for a 32-byte key.
-func newSecretBox(key []byte) (*secretBox, error) {
-	if len(key) != secretBoxKeySize {
-		return nil, fmt.Errorf("secret box key is %d bytes, need %d", len(key), secretBoxKeySize)
+// New returns a box for a 32-byte key.
+func New(key []byte) (*Box, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("secret box key is %d bytes, need %d", len(key), KeySize)
 	}
 	block, err := aes.NewCipher(key)
 	if err != nil {
@@ -42,13 +45,13 @@ func newSecretBox(key []byte) (*secretBox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &secretBox{aead: aead}, nil
+	return &Box{aead: aead}, nil
 }
 
-// seal encrypts plaintext with a nonce read from rand. additionalData is
+// Seal encrypts plaintext with a nonce read from rand. additionalData is
 // authenticated but not stored (for example the owner's user id and the
 // purpose), so a value copied to another row does not open there.
-func (b *secretBox) seal(plaintext, additionalData []byte, rand io.Reader) ([]byte, error) {
+func (b *Box) Seal(plaintext, additionalData []byte, rand io.Reader) ([]byte, error) {
 	ns := b.aead.NonceSize()
 	out := make([]byte, 1+ns, 1+ns+len(plaintext)+b.aead.Overhead())
 	out[0] = secretBoxVersion
@@ -58,26 +61,26 @@ func (b *secretBox) seal(plaintext, additionalData []byte, rand io.Reader) ([]by
 	return b.aead.Seal(out, out[1:], plaintext, additionalData), nil
 }
 
-// open decrypts a value made by seal with the same additionalData.
-func (b *secretBox) open(sealed, additionalData []byte) ([]byte, error) {
+// Open decrypts a value made by Seal with the same additionalData.
+func (b *Box) Open(sealed, additionalData []byte) ([]byte, error) {
 	ns := b.aead.NonceSize()
 	if len(sealed) < 1+ns+b.aead.Overhead() || sealed[0] != secretBoxVersion {
-		return nil, errSecretBoxOpen
+		return nil, ErrOpen
 	}
 	plain, err := b.aead.Open(nil, sealed[1:1+ns], sealed[1+ns:], additionalData)
 	if err != nil {
-		return nil, errSecretBoxOpen
+		return nil, ErrOpen
 	}
 	return plain, nil
 }
 
-// deriveKey derives a 32-byte key for one purpose, named by info, from
+// DeriveKey derives a 32-byte key for one purpose, named by info, from
 // high-entropy key material (`secrets_key`, the HS256 signing secret or
 // the random key in Caddy's storage) with HKDF-SHA256. Different info
 // strings give independent keys.
-func deriveKey(material []byte, info string) ([]byte, error) {
+func DeriveKey(material []byte, info string) ([]byte, error) {
 	if len(material) < 32 {
 		return nil, fmt.Errorf("key material is %d bytes, need at least 32", len(material))
 	}
-	return hkdf.Key(sha256.New, material, nil, info, secretBoxKeySize)
+	return hkdf.Key(sha256.New, material, nil, info, KeySize)
 }
