@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/otpcode"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -62,20 +62,6 @@ func (rl *realm) findChallenge(ctx context.Context, purpose, id string) (Token, 
 // to another row does not open.
 func totpAD(userID int64) []byte    { return []byte("totp:" + strconv.FormatInt(userID, 10)) }
 func pendingAD(userID int64) []byte { return []byte("totp-pending:" + strconv.FormatInt(userID, 10)) }
-
-// newRecoveryCodes makes a fresh set of recovery codes and their stored
-// hashes.
-func newRecoveryCodes(r io.Reader) (codes, hashes []string, err error) {
-	codes, err = generateRecoveryCodes(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, c := range codes {
-		n, _ := normaliseRecoveryCode(c)
-		hashes = append(hashes, hashRecoveryCode(n))
-	}
-	return codes, hashes, nil
-}
 
 // mfaBootstrap is the answer that sends a user without TOTP to set it up in
 // required mode: login, password reset and invitation set-password return
@@ -166,7 +152,7 @@ func (rl *realm) matchUserTOTP(ctx context.Context, userID int64, code string) (
 	if err != nil {
 		return 0, false, err
 	}
-	step, ok = matchTOTP(string(secret), code, rl.now(), rl.policy.totpSkew)
+	step, ok = otpcode.MatchTOTP(string(secret), code, rl.now(), rl.policy.totpSkew)
 	return step, ok, nil
 }
 
@@ -357,7 +343,7 @@ func (rl *realm) beginTOTPSetup(ctx context.Context, u User, issuer string) (tot
 		}
 		return totpSetup{}, errDetail(http.StatusBadRequest, msgTOTPActivated)
 	}
-	secret, err := generateTOTPSecret(rl.rand)
+	secret, err := otpcode.NewTOTPSecret(rl.rand)
 	if err != nil {
 		return totpSetup{}, err
 	}
@@ -368,8 +354,8 @@ func (rl *realm) beginTOTPSetup(ctx context.Context, u User, issuer string) (tot
 	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: purposeMFASetupSecret, Token: base64.StdEncoding.EncodeToString(sealed), Created: rl.now()}); err != nil {
 		return totpSetup{}, err
 	}
-	uri := totpProvisioningURI(issuer, u.Email, secret)
-	qr, err := qrSVG(uri)
+	uri := otpcode.ProvisioningURI(issuer, u.Email, secret)
+	qr, err := otpcode.QRSVG(uri)
 	if err != nil {
 		return totpSetup{}, err
 	}
@@ -479,11 +465,11 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 	if err != nil {
 		return activation{}, err
 	}
-	step, ok := matchTOTP(secret, code, rl.now(), rl.policy.totpSkew)
+	step, ok := otpcode.MatchTOTP(secret, code, rl.now(), rl.policy.totpSkew)
 	if !ok {
 		return activation{}, errDetail(http.StatusBadRequest, msgInvalidCode)
 	}
-	codes, hashes, err := newRecoveryCodes(rl.rand)
+	codes, hashes, err := otpcode.NewRecoveryCodes(rl.rand)
 	if err != nil {
 		return activation{}, err
 	}
@@ -639,11 +625,11 @@ func (rl *realm) verifyRecoveryChallenge(ctx context.Context, challengeID, code,
 	if n == 0 {
 		return tokenPair{}, errDetail(http.StatusBadRequest, msgNoRecoveryCodes)
 	}
-	normalised, wellFormed := normaliseRecoveryCode(code)
+	normalised, wellFormed := otpcode.NormaliseRecoveryCode(code)
 	if !wellFormed {
 		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidRecovery)
 	}
-	hash := hashRecoveryCode(normalised)
+	hash := otpcode.HashRecoveryCode(normalised)
 	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
 		return tx.ConsumeRecoveryCode(ctx, ch.UserID, hash, rl.now())
 	}, msgInvalidRecovery, ip)
@@ -818,7 +804,7 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 	if !ok {
 		return rl.recordFailure(ctx, uid, nil, failureKey, msgInvalidCode)
 	}
-	codes, hashes, err := newRecoveryCodes(rl.rand)
+	codes, hashes, err := otpcode.NewRecoveryCodes(rl.rand)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/otpcode"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
@@ -536,8 +537,8 @@ func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
 	var setup totpSetup
 	switch {
 	case err == nil:
-		uri := totpProvisioningURI(rl.totpIssuerFor(r), u.Email, secret)
-		qr, err := qrSVG(uri)
+		uri := otpcode.ProvisioningURI(rl.totpIssuerFor(r), u.Email, secret)
+		qr, err := otpcode.QRSVG(uri)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package caddyauth
+package otpcode
 
 import (
 	"bytes"
@@ -77,19 +77,19 @@ func TestNormaliseRecoveryCode(t *testing.T) {
 		"\tabcd--efgh-jkmn-pqrs\t": "ABCDEFGHJKMNPQRS",
 	}
 	for in, want := range cases {
-		got, ok := normaliseRecoveryCode(in)
+		got, ok := NormaliseRecoveryCode(in)
 		if !ok || got != want {
 			t.Errorf("%q: %q %v, want %q", in, got, ok, want)
 		}
 	}
 	for _, bad := range []string{"", "ABCD-EFGH-JKMN-PQR", "ABCD-EFGH-JKMN-PQRST", "ABCD-EFGH-JKMN-PQRU", "ABCD-EFGH-JKMN-PQR!", "ABCD-EFGH-JKMN-PQRé", "12345678", strings.Repeat("A", 10000)} {
-		if got, ok := normaliseRecoveryCode(bad); ok {
+		if got, ok := NormaliseRecoveryCode(bad); ok {
 			t.Errorf("%q accepted as %q", bad, got)
 		}
 	}
 	codes, _ := generateRecoveryCodes(testrand.New(2))
 	for _, c := range codes {
-		n, ok := normaliseRecoveryCode(strings.ToLower(c))
+		n, ok := NormaliseRecoveryCode(strings.ToLower(c))
 		if !ok || n != strings.ReplaceAll(c, "-", "") {
 			t.Errorf("generated %q normalised to %q %v", c, n, ok)
 		}
@@ -99,12 +99,12 @@ func TestNormaliseRecoveryCode(t *testing.T) {
 func TestHashRecoveryCode(t *testing.T) {
 	// SHA-256 of "ABCDEFGHJKMNPQRS", computed with sha256sum.
 	const want = "f598056127fcd4387651a49b3a4235d8ce50d71f4091068df51511cfc10f388f"
-	if got := hashRecoveryCode("ABCDEFGHJKMNPQRS"); got != want {
+	if got := HashRecoveryCode("ABCDEFGHJKMNPQRS"); got != want {
 		t.Fatalf("hash %q, want %q", got, want)
 	}
-	a, _ := normaliseRecoveryCode("abcd-efgh-jkmn-pqrs")
-	b, _ := normaliseRecoveryCode("ABCDEFGHJKMNPQRS")
-	if hashRecoveryCode(a) != hashRecoveryCode(b) || hashRecoveryCode(a) == hashRecoveryCode("ABCDEFGHJKMNPQRT") {
+	a, _ := NormaliseRecoveryCode("abcd-efgh-jkmn-pqrs")
+	b, _ := NormaliseRecoveryCode("ABCDEFGHJKMNPQRS")
+	if HashRecoveryCode(a) != HashRecoveryCode(b) || HashRecoveryCode(a) == HashRecoveryCode("ABCDEFGHJKMNPQRT") {
 		t.Fatal("hash does not follow the normalised code")
 	}
 }

@@ -1,4 +1,4 @@
-package caddyauth
+package otpcode
 
 import (
 	"crypto/sha256"
@@ -66,11 +66,11 @@ func formatRecoveryCode(s string) string {
 	return b.String()
 }
 
-// normaliseRecoveryCode turns what a user typed into the canonical 16
+// NormaliseRecoveryCode turns what a user typed into the canonical 16
 // characters: upper case, without spaces and hyphens, with O read as 0 and
 // I and L as 1 (Crockford's decoding rules). ok is false when the result
 // is not 16 characters of the alphabet.
-func normaliseRecoveryCode(s string) (code string, ok bool) {
+func NormaliseRecoveryCode(s string) (code string, ok bool) {
 	var b strings.Builder
 	for _, r := range strings.ToUpper(s) {
 		switch r {
@@ -95,11 +95,25 @@ func normaliseRecoveryCode(s string) (code string, ok bool) {
 	return b.String(), true
 }
 
-// hashRecoveryCode returns the stored form of a normalised code: the hex
+// HashRecoveryCode returns the stored form of a normalised code: the hex
 // SHA-256 digest. A fast hash is enough here, unlike for passwords: each
 // code has 80 random bits, so a stolen table cannot be reversed by
 // guessing, and a slow hash would only make each check costlier.
-func hashRecoveryCode(normalised string) string {
+func HashRecoveryCode(normalised string) string {
 	sum := sha256.Sum256([]byte(normalised))
 	return hex.EncodeToString(sum[:])
+}
+
+// NewRecoveryCodes makes a fresh set of recovery codes and their stored
+// hashes.
+func NewRecoveryCodes(r io.Reader) (codes, hashes []string, err error) {
+	codes, err = generateRecoveryCodes(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range codes {
+		n, _ := NormaliseRecoveryCode(c)
+		hashes = append(hashes, HashRecoveryCode(n))
+	}
+	return codes, hashes, nil
 }

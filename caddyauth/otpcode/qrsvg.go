@@ -1,4 +1,4 @@
-package caddyauth
+package otpcode
 
 import (
 	"fmt"
@@ -17,10 +17,10 @@ const qrQuietZone = 4
 // height; the viewBox is in modules, so the image scales cleanly.
 const qrModulePixels = 5
 
-// qrSVG returns content as a QR code (error correction level M) drawn as an
+// QRSVG returns content as a QR code (error correction level M) drawn as an
 // SVG document: a white background and one black path made of one
 // rectangle per horizontal run of dark modules.
-func qrSVG(content string) (string, error) {
+func QRSVG(content string) (string, error) {
 	code, err := qr.Encode(content, qr.M, qr.Auto)
 	if err != nil {
 		return "", fmt.Errorf("encoding QR code: %w", err)

@@ -1,4 +1,8 @@
-package caddyauth
+// Package otpcode makes and checks the one-time codes of the second
+// factor: TOTP secrets, codes and provisioning URIs (RFC 6238), recovery
+// codes and their stored hashes, and the QR code an authenticator app
+// scans. It is pure: time and randomness come from its callers.
+package otpcode
 
 import (
 	"crypto/subtle"
@@ -28,8 +32,8 @@ const (
 // totpEncoding is base32 without padding, as authenticator apps expect.
 var totpEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// generateTOTPSecret returns 20 bytes of r as 32 base32 characters.
-func generateTOTPSecret(r io.Reader) (string, error) {
+// NewTOTPSecret returns 20 bytes of r as 32 base32 characters.
+func NewTOTPSecret(r io.Reader) (string, error) {
 	b := make([]byte, totpSecretBytes)
 	if _, err := io.ReadFull(r, b); err != nil {
 		return "", fmt.Errorf("reading TOTP secret: %w", err)
@@ -65,14 +69,14 @@ func hotpCode(secret string, counter int64, digits otp.Digits) (string, error) {
 	})
 }
 
-// matchTOTP reports whether code is the code of secret for a time step
+// MatchTOTP reports whether code is the code of secret for a time step
 // within skew steps of now's, and which step it matched. When the code
 // matches several steps (a one-in-a-million coincidence) the latest is
 // returned. Every candidate is computed and compared in constant time. The
 // caller enforces one-time use: it accepts the step only if it is greater
 // than the last step it accepted for this authenticator, and then stores
 // it. A skew below zero counts as zero; one above 10 as 10.
-func matchTOTP(secret, code string, now time.Time, skew int) (step int64, ok bool) {
+func MatchTOTP(secret, code string, now time.Time, skew int) (step int64, ok bool) {
 	if len(code) != int(totpDigits) {
 		return 0, false
 	}
@@ -90,11 +94,11 @@ func matchTOTP(secret, code string, now time.Time, skew int) (step int64, ok boo
 	return step, ok
 }
 
-// totpProvisioningURI returns the otpauth URI an authenticator app reads
+// ProvisioningURI returns the otpauth URI an authenticator app reads
 // from the QR code: label "issuer:email", then the secret and the issuer
 // as parameters. Digits and period are left out because they are the
 // defaults (6 and 30), as django-allauth does.
-func totpProvisioningURI(issuer, email, secret string) string {
+func ProvisioningURI(issuer, email, secret string) string {
 	var b strings.Builder
 	b.WriteString("otpauth://totp/")
 	b.WriteString(escapeLabel(issuer))

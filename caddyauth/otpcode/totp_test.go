@@ -1,4 +1,4 @@
-package caddyauth
+package otpcode
 
 import (
 	"bytes"
@@ -52,7 +52,7 @@ func TestRFC6238Vectors(t *testing.T) {
 		if got6, err := totpCode(rfcSecret, step); err != nil || got6 != want6 {
 			t.Errorf("%d: 6 digits %s (%v), want %s", v.unix, got6, err, want6)
 		}
-		if s, ok := matchTOTP(rfcSecret, want6, now, 0); !ok || s != v.step {
+		if s, ok := MatchTOTP(rfcSecret, want6, now, 0); !ok || s != v.step {
 			t.Errorf("%d: match step %x ok=%v", v.unix, s, ok)
 		}
 	}
@@ -71,7 +71,7 @@ func TestRFC4226Vectors(t *testing.T) {
 }
 
 func TestMatchTOTPSkew(t *testing.T) {
-	secret, err := generateTOTPSecret(testrand.New(5))
+	secret, err := NewTOTPSecret(testrand.New(5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,42 +85,42 @@ func TestMatchTOTPSkew(t *testing.T) {
 		return c
 	}
 	for _, d := range []int64{-1, 0, 1} {
-		if s, ok := matchTOTP(secret, code(cur+d), now, 1); !ok || s != cur+d {
+		if s, ok := MatchTOTP(secret, code(cur+d), now, 1); !ok || s != cur+d {
 			t.Errorf("offset %d with skew 1: step %d ok=%v", d, s-cur, ok)
 		}
 	}
 	for _, d := range []int64{-2, 2, -3, 3} {
 		if c := code(cur + d); c != code(cur-1) && c != code(cur) && c != code(cur+1) {
-			if _, ok := matchTOTP(secret, c, now, 1); ok {
+			if _, ok := MatchTOTP(secret, c, now, 1); ok {
 				t.Errorf("offset %d accepted with skew 1", d)
 			}
 		}
 	}
-	if s, ok := matchTOTP(secret, code(cur+2), now, 2); !ok || s != cur+2 {
+	if s, ok := MatchTOTP(secret, code(cur+2), now, 2); !ok || s != cur+2 {
 		t.Errorf("offset 2 with skew 2: %d %v", s-cur, ok)
 	}
 	if c := code(cur + 1); c != code(cur) {
-		if _, ok := matchTOTP(secret, c, now, 0); ok {
+		if _, ok := MatchTOTP(secret, c, now, 0); ok {
 			t.Error("offset 1 accepted with skew 0")
 		}
-		if _, ok := matchTOTP(secret, c, now, -5); ok {
+		if _, ok := MatchTOTP(secret, c, now, -5); ok {
 			t.Error("negative skew widened the window")
 		}
 	}
 	// The boundary: the last second of a step and the first of the next.
 	edge := time.Unix((cur+1)*totpPeriod-1, 0)
-	if s, ok := matchTOTP(secret, code(cur), edge, 0); !ok || s != cur {
+	if s, ok := MatchTOTP(secret, code(cur), edge, 0); !ok || s != cur {
 		t.Error("last second of the step")
 	}
-	if s, ok := matchTOTP(secret, code(cur+1), edge.Add(time.Second), 0); !ok || s != cur+1 {
+	if s, ok := MatchTOTP(secret, code(cur+1), edge.Add(time.Second), 0); !ok || s != cur+1 {
 		t.Error("first second of the next step")
 	}
 	for _, bad := range []string{"", "12345", "1234567", code(cur) + " ", " " + code(cur), "abcdef"} {
-		if _, ok := matchTOTP(secret, bad, now, 1); ok {
+		if _, ok := MatchTOTP(secret, bad, now, 1); ok {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if _, ok := matchTOTP("not base32!", "123456", now, 1); ok {
+	if _, ok := MatchTOTP("not base32!", "123456", now, 1); ok {
 		t.Error("invalid secret matched")
 	}
 }
@@ -138,7 +138,7 @@ func TestTOTPStepBefore1970(t *testing.T) {
 }
 
 func TestGenerateTOTPSecret(t *testing.T) {
-	secret, err := generateTOTPSecret(testrand.New(6))
+	secret, err := NewTOTPSecret(testrand.New(6))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,19 +151,19 @@ func TestGenerateTOTPSecret(t *testing.T) {
 	if err != nil || !bytes.Equal(raw, want) {
 		t.Fatalf("secret is not the reader's 20 bytes: %x %v", raw, err)
 	}
-	if _, err := generateTOTPSecret(strings.NewReader("short")); err == nil {
+	if _, err := NewTOTPSecret(strings.NewReader("short")); err == nil {
 		t.Fatal("short reader accepted")
 	}
 }
 
 func TestTOTPProvisioningURI(t *testing.T) {
 	secret := "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-	got := totpProvisioningURI("JWT-Allauth", "jane.doe+mfa@example.com", secret)
+	got := ProvisioningURI("JWT-Allauth", "jane.doe+mfa@example.com", secret)
 	want := "otpauth://totp/JWT-Allauth:jane.doe%2Bmfa%40example.com?secret=" + secret + "&issuer=JWT-Allauth"
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	got = totpProvisioningURI("My Site & Co", "a b@example.com", secret)
+	got = ProvisioningURI("My Site & Co", "a b@example.com", secret)
 	u, err := url.Parse(got)
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +183,7 @@ func TestTOTPProvisioningURI(t *testing.T) {
 var svgRun = regexp.MustCompile(`M(\d+) (\d+)h(\d+)v1h-(\d+)z`)
 
 // rasterise draws the SVG's module grid into a grey image, scale pixels a
-// module, reading only what qrSVG writes: the viewBox and the path runs.
+// module, reading only what QRSVG writes: the viewBox and the path runs.
 func rasterise(t *testing.T, svg string, scale int) image.Image {
 	t.Helper()
 	vb := regexp.MustCompile(`viewBox="0 0 (\d+) (\d+)"`).FindStringSubmatch(svg)
@@ -219,8 +219,8 @@ func rasterise(t *testing.T, svg string, scale int) image.Image {
 }
 
 func TestQRSVGDecodesToURI(t *testing.T) {
-	uri := totpProvisioningURI("JWT-Allauth", "jane.doe+mfa@example.com", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
-	svg, err := qrSVG(uri)
+	uri := ProvisioningURI("JWT-Allauth", "jane.doe+mfa@example.com", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+	svg, err := QRSVG(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
