@@ -15,7 +15,7 @@ need_wrk
 
 echo "machine: $(nproc) CPUs, $(go env GOARCH), load average $(cut -d' ' -f1-3 /proc/loadavg) (other load skews every figure)"
 echo "argon2id hash rate (the module's parameters: 19 MiB, t=2, p=1)..."
-single_ns=$(go test -run '^$' -bench '^BenchmarkArgon2idHash$' -benchtime 3s ./caddyauth/ | awk '/^BenchmarkArgon2idHash/ {print $3}')
+single_ns=$(go test -run '^$' -bench '^BenchmarkArgon2idHash$' -benchtime 3s ./caddyauth/passwords/ | awk '/^BenchmarkArgon2idHash/ {print $3}')
 parallel=$(go run ./bench/load -mode hashrate -c "$(nproc)" -d 5s | awk '{print $2}')
 awk -v ns="$single_ns" -v n="$(nproc)" -v p="$parallel" 'BEGIN {
 	printf "  one goroutine: %.1f ms/hash (%.1f hashes/s); %d goroutines: %.1f hashes/s\n", ns/1e6, 1e9/ns, n, p }'

@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -282,8 +283,8 @@ const (
 func newPasswordFields(f *form, email string) string {
 	p1 := f.Str("new_password1", true, false)
 	p2 := f.Str("new_password2", true, false)
-	f.MaxLen("new_password1", p1, maxPasswordLength)
-	f.MaxLen("new_password2", p2, maxPasswordLength)
+	f.MaxLen("new_password1", p1, passwords.MaxLength)
+	f.MaxLen("new_password2", p2, passwords.MaxLength)
 	if f.Failed("new_password1") || f.Failed("new_password2") {
 		return ""
 	}
@@ -291,7 +292,7 @@ func newPasswordFields(f *form, email string) string {
 		f.Fail("new_password2", msgPasswordMismatch)
 		return ""
 	}
-	for _, msg := range validatePassword(p2, email) {
+	for _, msg := range passwords.Validate(p2, email) {
 		f.Fail("new_password2", msg)
 	}
 	return p1

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 )
 
 // resetFloor is the least time POST {prefix}/password/reset/ takes, so the
@@ -211,7 +213,7 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	old := f.Str("old_password", true, false)
-	f.MaxLen("old_password", old, maxPasswordLength)
+	f.MaxLen("old_password", old, passwords.MaxLength)
 	password := newPasswordFields(f, u.Email)
 	if !f.Failed("old_password") {
 		ok, err := rl.checkPassword(r, u, old, "password_change")

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -97,7 +98,7 @@ func (h *Handler) enrolmentAllowed(r *http.Request, f *form, u User, ch *Token) 
 		return nil
 	}
 	password := f.Str("password", false, false)
-	f.MaxLen("password", password, maxPasswordLength)
+	f.MaxLen("password", password, passwords.MaxLength)
 	if err := f.err(); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -148,7 +149,7 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 	p1 := f.Str("password1", true, false)
 	p2 := f.Str("password2", true, false)
 	if !f.Failed("password1") {
-		for _, msg := range validatePassword(p1, email) {
+		for _, msg := range passwords.Validate(p1, email) {
 			f.Fail("password1", msg)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 )
 
 // createUser adds an active account with a verified address, as an
@@ -15,7 +17,7 @@ func (rl *realm) createUser(ctx context.Context, email, password string, role in
 	if !validEmail(email) {
 		return User{}, fmt.Errorf("%q is not a valid e-mail address", email)
 	}
-	if msgs := validatePassword(password, email); len(msgs) > 0 {
+	if msgs := passwords.Validate(password, email); len(msgs) > 0 {
 		return User{}, errors.New(strings.Join(msgs, " "))
 	}
 	hash, err := rl.hasher.hash(ctx, password)

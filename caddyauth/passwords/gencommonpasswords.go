@@ -3,7 +3,7 @@
 // This program writes commonpasswords.txt: passwords that people pick
 // often, built from patterns (common words and names with the usual
 // suffixes, keyboard walks, repeated characters, years) rather than copied
-// from a published breach list. Run it with "go generate" in caddyauth/.
+// from a published breach list. Run it with "go generate" in caddyauth/passwords/.
 package main
 
 import (

@@ -1,4 +1,4 @@
-package caddyauth
+package passwords
 
 import (
 	"bufio"
@@ -14,8 +14,8 @@ import (
 // Password length limits in characters (Unicode code points), DESIGN.md
 // decision 7. Passwords are never truncated.
 const (
-	minPasswordLength = 8
-	maxPasswordLength = 128
+	MinLength = 8
+	MaxLength = 128
 )
 
 // maxEmailSimilarity is Django's UserAttributeSimilarityValidator default.
@@ -56,7 +56,7 @@ func isCommonPassword(password string) bool {
 	return found
 }
 
-// validatePassword returns the reasons password is not acceptable for an
+// Validate returns the reasons password is not acceptable for an
 // account with the given e-mail address, in Django's order (similarity,
 // length, common, numeric); nil when it is acceptable. A password longer
 // than 128 characters gets only the length message, as the serializer
@@ -78,16 +78,16 @@ func isCommonPassword(password string) bool {
 // everything but letters and digits removed and lower-cased, it contains
 // the address's local part treated the same way and that is at least four
 // characters long.
-func validatePassword(password, email string) []string {
+func Validate(password, email string) []string {
 	n := utf8.RuneCountInString(password)
-	if n > maxPasswordLength {
+	if n > MaxLength {
 		return []string{msgPasswordTooLong}
 	}
 	var msgs []string
 	if tooSimilarToEmail(password, email) {
 		msgs = append(msgs, msgPasswordTooSimilar)
 	}
-	if n < minPasswordLength {
+	if n < MinLength {
 		msgs = append(msgs, msgPasswordTooShort)
 	}
 	if isCommonPassword(password) {
