@@ -1,5 +1,5 @@
-// Package postgres provides the jwt_allauth.stores.postgres module: a
-// account.Store kept in a PostgreSQL database.
+// Package postgres provides the jwt_allauth.stores.postgres module:
+// an account.Store kept in a PostgreSQL database.
 package postgres
 
 import (

@@ -1,5 +1,5 @@
-// Package sqlite provides the jwt_allauth.stores.sqlite module: a
-// account.Store kept in a local SQLite file, for single-node sites.
+// Package sqlite provides the jwt_allauth.stores.sqlite module:
+// an account.Store kept in a local SQLite file, for single-node sites.
 package sqlite
 
 import (
