@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -96,13 +97,13 @@ func (rl *realm) passwordLogin(r *http.Request, email, password string) (loginRe
 	}
 	var pair tokenPair
 	refused := ""
-	err = rl.store.InTx(ctx, func(tx Store) error {
+	err = rl.store.InTx(ctx, func(tx account.Store) error {
 		// The row as it is now, locked until the session is open: an
 		// account disabled, or a password changed, while this login waited
 		// for a hashing slot gets no session.
 		cur, err := tx.UserForUpdate(ctx, u.ID)
 		switch {
-		case errors.Is(err, ErrNotFound) || (err == nil && cur.PasswordHash != u.PasswordHash):
+		case errors.Is(err, account.ErrNotFound) || (err == nil && cur.PasswordHash != u.PasswordHash):
 			refused = "credentials"
 			return errCode(http.StatusUnauthorized, "Incorrect credentials", "incorrect_credentials")
 		case err != nil:
@@ -157,24 +158,24 @@ func (rl *realm) loginFailed(ctx context.Context, email string, userID int64, re
 // password cost one hash as well, so the answer time does not tell them
 // apart. A legacy or outdated hash is upgraded. A wrong password or
 // unknown address is the only *apiError.
-func (rl *realm) authenticate(ctx context.Context, email, password string, owners []string) (User, error) {
+func (rl *realm) authenticate(ctx context.Context, email, password string, owners []string) (account.User, error) {
 	bad := errCode(http.StatusUnauthorized, "Incorrect credentials", "incorrect_credentials")
 	u, err := rl.store.UserByEmail(ctx, email)
-	if errors.Is(err, ErrNotFound) || (err == nil && u.PasswordHash == "") {
+	if errors.Is(err, account.ErrNotFound) || (err == nil && u.PasswordHash == "") {
 		if err := rl.hasher.dummyVerify(ctx, password, owners...); err != nil {
-			return User{}, err
+			return account.User{}, err
 		}
-		return User{}, bad
+		return account.User{}, bad
 	}
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	ok, rehash, err := rl.hasher.verify(ctx, password, u.PasswordHash, owners...)
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	if !ok {
-		return User{}, bad
+		return account.User{}, bad
 	}
 	if rehash {
 		if h, err := rl.hasher.hash(ctx, password, owners...); err == nil {
@@ -196,7 +197,7 @@ var errHashChanged = errors.New("the password changed meanwhile")
 // concurrent reset or change has replaced old already (errHashChanged):
 // an upgrade never undoes a new password.
 func (rl *realm) upgradeHash(ctx context.Context, userID int64, old, upgraded string) error {
-	return rl.store.InTx(ctx, func(tx Store) error {
+	return rl.store.InTx(ctx, func(tx account.Store) error {
 		cur, err := tx.UserForUpdate(ctx, userID)
 		if err != nil {
 			return err
@@ -247,7 +248,7 @@ func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string, grace time.D
 	}
 	uid := c.NumericUserID()
 	u, err := rl.store.UserByID(ctx, uid)
-	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
+	if errors.Is(err, account.ErrNotFound) || (err == nil && !u.IsActive) {
 		if n, err := rl.store.RevokeUserSessions(ctx, uid); err != nil {
 			return tokenPair{}, err
 		} else if n > 0 {
@@ -264,11 +265,11 @@ func (rl *realm) rotateRefresh(ctx context.Context, raw, ip string, grace time.D
 	}
 	pair, err := rl.rotateRecorded(ctx, u, c, sessionIAT, ip, grace)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, account.ErrNotFound):
 		// Not on the whitelist: reused, logged out or revoked.
 		rl.auditSessionRevoked(ctx, uid, "refresh_not_whitelisted")
 		return tokenPair{}, errTokenNotValid(msgTokenInvalid)
-	case errors.Is(err, ErrDisabled):
+	case errors.Is(err, account.ErrDisabled):
 		if !u.EmailVerified {
 			return tokenPair{}, errCode(http.StatusUnauthorized, "User email is not verified", "email_not_verified")
 		}
@@ -296,16 +297,16 @@ const refreshHopGrace = 5 * time.Second
 // token its rotation issued (the last of the chain, when that one was
 // rotated as well) with a fresh access token. Otherwise the revocation
 // stands and ErrNotFound is returned.
-func (rl *realm) rotateRecorded(ctx context.Context, u User, c tokens.Claims, sessionIAT int64, ip string, grace time.Duration) (tokenPair, error) {
+func (rl *realm) rotateRecorded(ctx context.Context, u account.User, c tokens.Claims, sessionIAT int64, ip string, grace time.Duration) (tokenPair, error) {
 	errSuccessor := errors.New("rotated within the grace")
 	var pair tokenPair
-	var succ Token
+	var succ account.Token
 	revoked := false
-	err := rl.store.InTx(ctx, func(tx Store) error {
+	err := rl.store.InTx(ctx, func(tx account.Store) error {
 		var err error
 		pair, err = rl.issuePair(ctx, tx, u, c.Session, sessionIAT, true, ip, c.ID)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, account.ErrNotFound):
 			if grace > 0 {
 				var found bool
 				if succ, found, err = rl.successor(ctx, tx, u.ID, c.ID, grace); err != nil {
@@ -320,7 +321,7 @@ func (rl *realm) rotateRecorded(ctx context.Context, u User, c tokens.Claims, se
 		case err != nil:
 			return err
 		}
-		_, err = tx.CreateToken(ctx, Token{UserID: u.ID, Purpose: purposeRefreshRotated, Token: c.ID + rotationSep + pair.refreshJTI, Created: rl.now()})
+		_, err = tx.CreateToken(ctx, account.Token{UserID: u.ID, Purpose: purposeRefreshRotated, Token: c.ID + rotationSep + pair.refreshJTI, Created: rl.now()})
 		return err
 	})
 	switch {
@@ -329,7 +330,7 @@ func (rl *realm) rotateRecorded(ctx context.Context, u User, c tokens.Claims, se
 	case err != nil:
 		return tokenPair{}, err
 	case revoked:
-		return tokenPair{}, ErrNotFound
+		return tokenPair{}, account.ErrNotFound
 	}
 	return pair, nil
 }
@@ -340,15 +341,15 @@ const rotationSep = ">"
 // successor follows the rotation records of userID made at most grace
 // ago from jti to the last token of the chain, and returns the record
 // that issued it.
-func (rl *realm) successor(ctx context.Context, st Store, userID int64, jti string, grace time.Duration) (Token, bool, error) {
+func (rl *realm) successor(ctx context.Context, st account.Store, userID int64, jti string, grace time.Duration) (account.Token, bool, error) {
 	rows, err := st.UserTokens(ctx, userID, purposeRefreshRotated, rl.now().Add(-grace))
 	if err != nil {
-		return Token{}, false, err
+		return account.Token{}, false, err
 	}
-	var last Token
+	var last account.Token
 	found := false
 	for range rows { // a chain has at most one link per record
-		i := slices.IndexFunc(rows, func(row Token) bool { return strings.HasPrefix(row.Token, jti+rotationSep) })
+		i := slices.IndexFunc(rows, func(row account.Token) bool { return strings.HasPrefix(row.Token, jti+rotationSep) })
 		if i < 0 {
 			break
 		}
@@ -361,13 +362,13 @@ func (rl *realm) successor(ctx context.Context, st Store, userID int64, jti stri
 // successorPair answers a hop that came within the grace with the
 // refresh token the record rec issued (its jti, signed again as of the
 // record's time) and a new access token, if the session is still live.
-func (rl *realm) successorPair(ctx context.Context, u User, session string, sessionIAT int64, rec Token) (tokenPair, error) {
+func (rl *realm) successorPair(ctx context.Context, u account.User, session string, sessionIAT int64, rec account.Token) (tokenPair, error) {
 	live, err := rl.store.SessionActive(ctx, session)
 	if err != nil {
 		return tokenPair{}, err
 	}
 	if !live {
-		return tokenPair{}, ErrNotFound
+		return tokenPair{}, account.ErrNotFound
 	}
 	_, jti, _ := strings.Cut(rec.Token, rotationSep)
 	refresh, _, err := rl.signRefresh(u, session, sessionIAT, jti, rec.Created)
@@ -455,7 +456,7 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	var u User
+	var u account.User
 	if r.Method == http.MethodPatch {
 		// The body first, then the row, locked while the names change: a
 		// slow body cannot carry a stale copy of the row past a concurrent
@@ -467,7 +468,7 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 		if err := h.realm.liveSession(ctx, caller); err != nil {
 			return err
 		}
-		err = h.realm.store.InTx(ctx, func(tx Store) error {
+		err = h.realm.store.InTx(ctx, func(tx account.Store) error {
 			var err error
 			if u, err = tx.UserForUpdate(ctx, caller.NumericUserID()); err != nil {
 				return err
@@ -488,7 +489,7 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		u, err = h.realm.store.UserByID(ctx, caller.NumericUserID())
 	}
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return errTokenNotValid(msgTokenInvalid)
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/jsonform"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"go.uber.org/zap"
@@ -135,7 +136,7 @@ func dependencyFailed(w http.ResponseWriter, logger *zap.Logger, m *metrics, err
 
 // isBug tells errors that no outage explains from dependency failures.
 func isBug(err error) bool {
-	for _, e := range []error{ErrNotFound, ErrConflict, ErrDisabled, secretbox.ErrOpen, errUnknownThrottle} {
+	for _, e := range []error{account.ErrNotFound, account.ErrConflict, account.ErrDisabled, secretbox.ErrOpen, errUnknownThrottle} {
 		if errors.Is(err, e) {
 			return true
 		}

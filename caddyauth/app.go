@@ -14,6 +14,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 func init() {
@@ -230,18 +232,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		return fmt.Errorf("loading store: %v", err)
 	}
-	store, ok := storeMod.(Store)
+	store, ok := storeMod.(account.Store)
 	if !ok {
 		return fmt.Errorf("store module %T does not implement the Store interface", storeMod)
 	}
 	clk := new(clock)
-	var limiter RateLimiter = newMemoryLimiter(clk.now)
+	var limiter account.RateLimiter = account.NewMemoryLimiter(clk.now)
 	if a.LimiterRaw != nil {
 		mod, err := ctx.LoadModule(a, "LimiterRaw")
 		if err != nil {
 			return fmt.Errorf("loading rate limiter: %v", err)
 		}
-		limiter = mod.(RateLimiter)
+		limiter = mod.(account.RateLimiter)
 	}
 	m, err := newMetrics(ctx.GetMetricsRegistry())
 	if err != nil {
@@ -281,7 +283,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		accessCookie:            hostCookie(orDefault(a.AccessCookie, defaultAccessCookie), !a.CookieInsecure),
 	}
 	if pol.inviteRoles == nil {
-		pol.inviteRoles = []int{RoleStaff, RoleSuperuser}
+		pol.inviteRoles = []int{account.RoleStaff, account.RoleSuperuser}
 	}
 	if pol.publicURL != "" {
 		if err := checkPublicURL(pol.publicURL); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
@@ -114,7 +115,7 @@ func (rl *realm) replaceLink(ctx context.Context, userID int64, purpose string) 
 	if err != nil {
 		return "", err
 	}
-	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: userID, Purpose: purpose, Token: linkDigest(secret), Created: rl.now()}); err != nil {
+	if _, err := rl.store.ReplaceToken(ctx, account.Token{UserID: userID, Purpose: purpose, Token: linkDigest(secret), Created: rl.now()}); err != nil {
 		return "", err
 	}
 	return secret, nil
@@ -133,7 +134,7 @@ func (h *Handler) mailVerificationLink(mail, to, secret string) {
 // issueCapability mints a one-time capability token (reference §2.1) for
 // u and records its jti digest, replacing the user's earlier ones: only the
 // newest capability works. It returns the token and its jti.
-func (rl *realm) issueCapability(ctx context.Context, st Store, u User, permission string) (string, string, error) {
+func (rl *realm) issueCapability(ctx context.Context, st account.Store, u account.User, permission string) (string, string, error) {
 	jti, err := tokens.NewID(rl.rand)
 	if err != nil {
 		return "", "", err
@@ -147,7 +148,7 @@ func (rl *realm) issueCapability(ctx context.Context, st Store, u User, permissi
 	if err != nil {
 		return "", "", err
 	}
-	if _, err := st.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: permission, Token: linkDigest(jti), Created: now}); err != nil {
+	if _, err := st.ReplaceToken(ctx, account.Token{UserID: u.ID, Purpose: permission, Token: linkDigest(jti), Created: now}); err != nil {
 		return "", "", err
 	}
 	return tok, jti, nil
@@ -192,7 +193,7 @@ func (rl *realm) capabilityCSRF(jti string) string {
 // the cookie named cookie with the CSRF cookie, and sends the browser to
 // target, or to the built-in form at path under the prefix when target is
 // "".
-func (h *Handler) handOverCapability(w http.ResponseWriter, r *http.Request, u User, cookie, permission, target, path string) error {
+func (h *Handler) handOverCapability(w http.ResponseWriter, r *http.Request, u account.User, cookie, permission, target, path string) error {
 	tok, jti, err := h.realm.issueCapability(r.Context(), h.realm.store, u, permission)
 	if err != nil {
 		return err
@@ -259,7 +260,7 @@ func (rl *realm) checkCSRF(r *http.Request, jti string) error {
 // session of the user and every pending link, capability and MFA
 // challenge (the MFA failure records stay, so a reset does not lift a
 // lockout).
-func revokeCredentials(ctx context.Context, st Store, userID int64) error {
+func revokeCredentials(ctx context.Context, st account.Store, userID int64) error {
 	if _, err := st.RevokeUserSessions(ctx, userID); err != nil {
 		return err
 	}
@@ -309,50 +310,50 @@ func errCapabilitySpent() error { return errTokenNotValid(msgTokenInvalid) }
 // delete and the password saved with a credential-change revocation.
 // withinTx runs first in the transaction of the change (e.g. to claim the
 // invitation), see savePassword. It returns the user after the change.
-func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Request, cookie, permission string, withinTx func(ctx context.Context, tx Store, u *User) error) (User, error) {
+func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Request, cookie, permission string, withinTx func(ctx context.Context, tx account.Store, u *account.User) error) (account.User, error) {
 	rl := h.realm
 	ctx := r.Context()
 	c, err := h.capability(r, cookie, permission)
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	f, err := readForm(w, r)
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	digest := linkDigest(c.ID)
 	notBefore := rl.now().Add(-rl.policy.accessTTL)
 	row, err := rl.store.FindToken(ctx, permission, digest, notBefore)
-	if errors.Is(err, ErrNotFound) || (err == nil && row.UserID != c.ForUser) {
-		return User{}, errCapabilitySpent()
+	if errors.Is(err, account.ErrNotFound) || (err == nil && row.UserID != c.ForUser) {
+		return account.User{}, errCapabilitySpent()
 	}
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	u, err := rl.store.UserByID(ctx, c.ForUser)
-	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
+	if errors.Is(err, account.ErrNotFound) || (err == nil && !u.IsActive) {
 		// As the reference: a capability of a deactivated user is spent.
-		if _, err := rl.store.ConsumeToken(ctx, permission, digest, notBefore); err != nil && !errors.Is(err, ErrNotFound) {
-			return User{}, err
+		if _, err := rl.store.ConsumeToken(ctx, permission, digest, notBefore); err != nil && !errors.Is(err, account.ErrNotFound) {
+			return account.User{}, err
 		}
-		return User{}, errCapabilitySpent()
+		return account.User{}, errCapabilitySpent()
 	}
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	password := newPasswordFields(f, u.Email)
 	if err := f.err(); err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	// Claim first, so concurrent holders of the same capability lose
 	// before they spend a hash; put the row back if the change fails
 	// for a reason that is not the client's.
 	row, err = rl.store.ConsumeToken(ctx, permission, digest, notBefore)
-	if errors.Is(err, ErrNotFound) {
-		return User{}, errCapabilitySpent()
+	if errors.Is(err, account.ErrNotFound) {
+		return account.User{}, errCapabilitySpent()
 	}
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	restore := func() {
 		if _, err := rl.store.CreateToken(context.WithoutCancel(ctx), row); err != nil {
@@ -362,9 +363,9 @@ func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Reque
 	hash, err := rl.hasher.hash(ctx, password, rl.hashOwners(r, u.Email)...)
 	if err != nil {
 		restore()
-		return User{}, err
+		return account.User{}, err
 	}
-	err = rl.store.InTx(ctx, func(tx Store) error {
+	err = rl.store.InTx(ctx, func(tx account.Store) error {
 		cur, err := savePassword(ctx, tx, u.ID, hash, withinTx)
 		if err != nil {
 			return err
@@ -377,7 +378,7 @@ func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Reque
 		if !errors.As(err, &ae) {
 			restore()
 		}
-		return User{}, err
+		return account.User{}, err
 	}
 	h.clearCapabilityCookie(w, cookie)
 	return u, nil
@@ -389,25 +390,25 @@ func (h *Handler) setPasswordWithCapability(w http.ResponseWriter, r *http.Reque
 // valid (which is also how a spent capability answers). withinTx, when not
 // nil, runs first, with the user as read and locked; it writes the columns
 // it changes itself and updates u to match. It returns the user as saved.
-func savePassword(ctx context.Context, tx Store, userID int64, hash string, withinTx func(ctx context.Context, tx Store, u *User) error) (User, error) {
+func savePassword(ctx context.Context, tx account.Store, userID int64, hash string, withinTx func(ctx context.Context, tx account.Store, u *account.User) error) (account.User, error) {
 	cur, err := tx.UserForUpdate(ctx, userID)
-	if errors.Is(err, ErrNotFound) || (err == nil && !cur.IsActive) {
-		return User{}, errTokenNotValid(msgTokenInvalid)
+	if errors.Is(err, account.ErrNotFound) || (err == nil && !cur.IsActive) {
+		return account.User{}, errTokenNotValid(msgTokenInvalid)
 	}
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	if withinTx != nil {
 		if err := withinTx(ctx, tx, &cur); err != nil {
-			return User{}, err
+			return account.User{}, err
 		}
 	}
 	if err := tx.SetPasswordHash(ctx, cur.ID, hash); err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	cur.PasswordHash = hash
 	if err := revokeCredentials(ctx, tx, cur.ID); err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	return cur, nil
 }
@@ -417,7 +418,7 @@ func savePassword(ctx context.Context, tx Store, userID int64, hash string, with
 // gets a login challenge, and in required mode a user without TOTP the
 // setup bootstrap), else a new session. detail goes in the body;
 // bootstrapDetail replaces it in the bootstrap answer when set.
-func (h *Handler) afterCredentialChange(w http.ResponseWriter, r *http.Request, u User, detail, bootstrapDetail string) error {
+func (h *Handler) afterCredentialChange(w http.ResponseWriter, r *http.Request, u account.User, detail, bootstrapDetail string) error {
 	rl := h.realm
 	ctx := r.Context()
 	if payload, err := rl.mfaGate(ctx, u); err != nil || payload != nil {
@@ -441,10 +442,10 @@ func (h *Handler) afterCredentialChange(w http.ResponseWriter, r *http.Request, 
 // may sign in: under mandatory verification its address is confirmed
 // (sign-up opens no session then, and a reset or an invitation link
 // confirms the address before it gets here).
-func (h *Handler) openLoginSession(ctx context.Context, r *http.Request, u User) (tokenPair, error) {
+func (h *Handler) openLoginSession(ctx context.Context, r *http.Request, u account.User) (tokenPair, error) {
 	rl := h.realm
 	var pair tokenPair
-	err := rl.store.InTx(ctx, func(tx Store) error {
+	err := rl.store.InTx(ctx, func(tx account.Store) error {
 		cur, err := tx.UserForUpdate(ctx, u.ID)
 		if err != nil {
 			return err

@@ -15,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 func init() {
@@ -86,7 +88,7 @@ func userCommand(name, short string, email, role bool, run func(context.Context,
 		_ = c.MarkFlagRequired("email")
 	}
 	if role {
-		c.Flags().IntVar(&opts.role, "role", RoleUser, "Role: 0 user (default), 900 superuser, 1000 staff, any other positive integer a custom role")
+		c.Flags().IntVar(&opts.role, "role", account.RoleUser, "Role: 0 user (default), 900 superuser, 1000 staff, any other positive integer a custom role")
 		if name == "set-role" {
 			_ = c.MarkFlagRequired("role")
 		}
@@ -170,7 +172,7 @@ func runDisable(ctx context.Context, rl *realm, o userOptions) error {
 	if err != nil {
 		return userLookupError(o.email, err)
 	}
-	err = rl.store.InTx(ctx, func(tx Store) error {
+	err = rl.store.InTx(ctx, func(tx account.Store) error {
 		if err := tx.SetActive(ctx, u.ID, false); err != nil {
 			return err
 		}
@@ -202,7 +204,7 @@ func runResetMFA(ctx context.Context, rl *realm, o userOptions) error {
 	if err != nil {
 		return userLookupError(o.email, err)
 	}
-	err = rl.store.InTx(ctx, func(tx Store) error {
+	err = rl.store.InTx(ctx, func(tx account.Store) error {
 		if _, err := tx.DeleteAuthenticators(ctx, u.ID); err != nil {
 			return err
 		}
@@ -238,7 +240,7 @@ func runListUsers(ctx context.Context, rl *realm, o userOptions) error {
 }
 
 func userLookupError(email string, err error) error {
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return fmt.Errorf("no user with e-mail %s", strconv.Quote(normalizeEmail(email)))
 	}
 	return err

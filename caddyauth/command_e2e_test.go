@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // runCLI runs `caddy jwt-allauth <args>` in process with stdin.
@@ -92,10 +93,10 @@ func TestUserCommandsE2E(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.CreateAuthenticator(ctx, caddyauth.Authenticator{UserID: u.ID, Type: "totp", Data: []byte("sealed")}); err != nil {
+		if _, err := st.CreateAuthenticator(ctx, account.Authenticator{UserID: u.ID, Type: "totp", Data: []byte("sealed")}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.CreateToken(ctx, caddyauth.Token{UserID: u.ID, Purpose: "mfa_login_attempt", Token: "x", Created: time.Now()}); err != nil {
+		if _, err := st.CreateToken(ctx, account.Token{UserID: u.ID, Purpose: "mfa_login_attempt", Token: "x", Created: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		if out, err := runCLI(t, "", append([]string{"list-users"}, cfg...)...); err != nil || !strings.Contains(out, "TOTP") {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/spf13/cobra"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // CLI is `caddy jwt-allauth` with its subcommands, for running in tests.
@@ -44,16 +46,16 @@ func AdvanceClock(d time.Duration) error {
 
 // CreateUser adds an active, verified user to the running realm's store,
 // as `caddy jwt-allauth create-user` does.
-func CreateUser(email, password string, role int) (User, error) {
+func CreateUser(email, password string, role int) (account.User, error) {
 	rl, err := activeRealm()
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
 	return rl.createUser(context.Background(), email, password, role)
 }
 
 // ActiveStore returns the running realm's store.
-func ActiveStore() (Store, error) {
+func ActiveStore() (account.Store, error) {
 	rl, err := activeRealm()
 	if err != nil {
 		return nil, err

@@ -27,6 +27,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	_ "github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/postgres"
 	_ "github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlite"
 )
@@ -389,7 +390,7 @@ func claims(t *testing.T, tok string) map[string]any {
 }
 
 // mustCreateUser seeds a user in the running realm.
-func mustCreateUser(t *testing.T, email, password string, role int) caddyauth.User {
+func mustCreateUser(t *testing.T, email, password string, role int) account.User {
 	t.Helper()
 	u, err := caddyauth.CreateUser(email, password, role)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
@@ -204,7 +205,7 @@ func (rl *realm) checkKeyRecord(ctx context.Context, name string, value []byte) 
 // key check before it got here.
 func (rl *realm) migrateLegacyKey(ctx context.Context, sk *storedKeys, resealTOTP bool) error {
 	der, err := rl.store.Setting(ctx, legacySigningKeySetting)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return nil
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // TestMailFloodE2E floods the mail queue with one kind of mail while the
@@ -34,7 +35,7 @@ func TestMailFloodE2E(t *testing.T) {
 	}
 	prefix := "flood-" + randomHex(t, 4)
 	for i := range flood {
-		if _, err := st.CreateUser(context.Background(), caddyauth.User{
+		if _, err := st.CreateUser(context.Background(), account.User{
 			Email: fmt.Sprintf("%s-%d@example.com", prefix, i), PasswordHash: hash,
 			IsActive: true, EmailVerified: true, DateJoined: time.Now(),
 		}); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/otpcode"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
@@ -40,19 +41,19 @@ const (
 func challengeDigest(id string) string { return linkDigest(id) }
 
 // newChallenge stores a challenge of purpose for u and returns its id.
-func (rl *realm) newChallenge(ctx context.Context, st Store, u User, purpose string) (string, error) {
+func (rl *realm) newChallenge(ctx context.Context, st account.Store, u account.User, purpose string) (string, error) {
 	id, err := tokens.NewID(rl.rand)
 	if err != nil {
 		return "", err
 	}
-	_, err = st.CreateToken(ctx, Token{UserID: u.ID, Purpose: purpose, Token: challengeDigest(id), Created: rl.now()})
+	_, err = st.CreateToken(ctx, account.Token{UserID: u.ID, Purpose: purpose, Token: challengeDigest(id), Created: rl.now()})
 	return id, err
 }
 
 // findChallenge returns the live challenge row of purpose with this id.
-func (rl *realm) findChallenge(ctx context.Context, purpose, id string) (Token, error) {
+func (rl *realm) findChallenge(ctx context.Context, purpose, id string) (account.Token, error) {
 	if id == "" {
-		return Token{}, ErrNotFound
+		return account.Token{}, account.ErrNotFound
 	}
 	return rl.store.FindToken(ctx, purpose, challengeDigest(id), rl.now().Add(-rl.policy.mfaChallengeTTL))
 }
@@ -67,7 +68,7 @@ func pendingAD(userID int64) []byte { return []byte("totp-pending:" + strconv.Fo
 // required mode: login, password reset and invitation set-password return
 // it (with extra fields, e.g. `detail`) instead of tokens; sign-up builds
 // its own (signupOutcome).
-func (rl *realm) mfaBootstrap(ctx context.Context, u User, extra map[string]any) (map[string]any, error) {
+func (rl *realm) mfaBootstrap(ctx context.Context, u account.User, extra map[string]any) (map[string]any, error) {
 	id, err := rl.newChallenge(ctx, rl.store, u, purposeMFASetupChallenge)
 	if err != nil {
 		return nil, err
@@ -83,7 +84,7 @@ func (rl *realm) mfaBootstrap(ctx context.Context, u User, extra map[string]any)
 // have a session now, or the payload to answer instead: a login challenge
 // for a user with TOTP, or the setup bootstrap in required mode. A locked
 // out user gets 429.
-func (rl *realm) mfaGate(ctx context.Context, u User) (map[string]any, error) {
+func (rl *realm) mfaGate(ctx context.Context, u account.User) (map[string]any, error) {
 	if rl.policy.mfaMode == mfaDisabled {
 		return nil, nil
 	}
@@ -124,17 +125,17 @@ func (rl *realm) hasTOTP(ctx context.Context, userID int64) (bool, error) {
 	return false, nil
 }
 
-func (rl *realm) totpAuthenticator(ctx context.Context, userID int64) (Authenticator, error) {
+func (rl *realm) totpAuthenticator(ctx context.Context, userID int64) (account.Authenticator, error) {
 	auths, err := rl.store.Authenticators(ctx, userID)
 	if err != nil {
-		return Authenticator{}, err
+		return account.Authenticator{}, err
 	}
 	for _, a := range auths {
 		if a.Type == authTOTP {
 			return a, nil
 		}
 	}
-	return Authenticator{}, ErrNotFound
+	return account.Authenticator{}, account.ErrNotFound
 }
 
 // matchUserTOTP checks code against the user's TOTP authenticator and
@@ -142,7 +143,7 @@ func (rl *realm) totpAuthenticator(ctx context.Context, userID int64) (Authentic
 // without a TOTP authenticator is told it is not activated.
 func (rl *realm) matchUserTOTP(ctx context.Context, userID int64, code string) (step int64, ok bool, err error) {
 	auth, err := rl.totpAuthenticator(ctx, userID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return 0, false, errDetail(http.StatusBadRequest, msgTOTPNotActivated)
 	}
 	if err != nil {
@@ -158,14 +159,14 @@ func (rl *realm) matchUserTOTP(ctx context.Context, userID int64, code string) (
 
 // recentFailures returns the user's MFA failures inside the lockout
 // window, oldest first.
-func (rl *realm) recentFailures(ctx context.Context, userID int64) ([]Token, error) {
+func (rl *realm) recentFailures(ctx context.Context, userID int64) ([]account.Token, error) {
 	return rl.store.UserTokens(ctx, userID, purposeMFAAttempt, rl.now().Add(-rl.policy.mfaLockout))
 }
 
 // lockoutSeconds returns how long, in whole seconds (at least 1), the user
 // stays locked out given their failures inside the window: until the
 // oldest of the last mfa_max_attempts leaves it. 0 means not locked out.
-func (rl *realm) lockoutSeconds(failures []Token) int {
+func (rl *realm) lockoutSeconds(failures []account.Token) int {
 	limit := rl.policy.mfaUserMax
 	if limit <= 0 || len(failures) < limit {
 		return 0
@@ -210,7 +211,7 @@ func (rl *realm) checkLockout(ctx context.Context, userID int64) error {
 // spent (the challenge dies), else wrong (the plain "invalid code" answer).
 // Without a challenge (regeneration) there is no challenge budget and the
 // row is keyed by what, so it counts only towards the user's.
-func (rl *realm) recordFailure(ctx context.Context, userID int64, ch *Token, what, wrong string) error {
+func (rl *realm) recordFailure(ctx context.Context, userID int64, ch *account.Token, what, wrong string) error {
 	rl.mfaOutcome(ctx, userID, wrong, resultFailure)
 	now := rl.now()
 	key := what
@@ -223,7 +224,7 @@ func (rl *realm) recordFailure(ctx context.Context, userID int64, ch *Token, wha
 	if _, err := rl.store.PurgeTokens(ctx, purposeMFAAttempt, now.Add(-rl.attemptRetention())); err != nil {
 		return err
 	}
-	if _, err := rl.store.CreateToken(ctx, Token{UserID: userID, Purpose: purposeMFAAttempt, Token: key, Created: now}); err != nil {
+	if _, err := rl.store.CreateToken(ctx, account.Token{UserID: userID, Purpose: purposeMFAAttempt, Token: key, Created: now}); err != nil {
 		return err
 	}
 	failures, err := rl.recentFailures(ctx, userID)
@@ -263,44 +264,44 @@ func (h *Handler) mfaEnabled() error {
 // mfaSubject finds who a setup or activation call is for: the bearer of a
 // valid access token, or, without one, the owner of a live setup
 // challenge named in the body. It also returns the challenge row, if any.
-func (h *Handler) mfaSubject(r *http.Request, f *form) (User, *Token, error) {
+func (h *Handler) mfaSubject(r *http.Request, f *form) (account.User, *account.Token, error) {
 	rl := h.realm
 	ctx := r.Context()
 	var uid int64
 	if bearerToken(r) != "" {
 		c, err := rl.liveAccess(ctx, bearerToken(r))
 		if err != nil {
-			return User{}, nil, err
+			return account.User{}, nil, err
 		}
 		uid = c.NumericUserID()
 	}
-	var ch *Token
+	var ch *account.Token
 	id := f.Str("setup_challenge_id", false, true)
 	if err := f.err(); err != nil {
 		// Not a string: refused like any wrong type, not ignored.
-		return User{}, nil, err
+		return account.User{}, nil, err
 	}
 	if id != "" {
 		t, err := rl.findChallenge(ctx, purposeMFASetupChallenge, id)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, account.ErrNotFound):
 			if uid == 0 {
-				return User{}, nil, errNotAuthenticated()
+				return account.User{}, nil, errNotAuthenticated()
 			}
 		case err != nil:
-			return User{}, nil, err
+			return account.User{}, nil, err
 		case uid != 0 && t.UserID != uid:
-			return User{}, nil, errNotAuthenticated()
+			return account.User{}, nil, errNotAuthenticated()
 		default:
 			ch, uid = &t, t.UserID
 		}
 	}
 	if uid == 0 {
-		return User{}, nil, errNotAuthenticated()
+		return account.User{}, nil, errNotAuthenticated()
 	}
 	u, err := rl.store.UserByID(ctx, uid)
-	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
-		return User{}, nil, errTokenNotValid(msgTokenInvalid)
+	if errors.Is(err, account.ErrNotFound) || (err == nil && !u.IsActive) {
+		return account.User{}, nil, errTokenNotValid(msgTokenInvalid)
 	}
 	return u, ch, err
 }
@@ -336,7 +337,7 @@ type totpSetup struct {
 
 // beginTOTPSetup stores a new pending secret for u (replacing any earlier
 // one) and returns it with its provisioning URI and QR code (SVG).
-func (rl *realm) beginTOTPSetup(ctx context.Context, u User, issuer string) (totpSetup, error) {
+func (rl *realm) beginTOTPSetup(ctx context.Context, u account.User, issuer string) (totpSetup, error) {
 	if has, err := rl.hasTOTP(ctx, u.ID); err != nil || has {
 		if err != nil {
 			return totpSetup{}, err
@@ -351,7 +352,7 @@ func (rl *realm) beginTOTPSetup(ctx context.Context, u User, issuer string) (tot
 	if err != nil {
 		return totpSetup{}, err
 	}
-	if _, err := rl.store.ReplaceToken(ctx, Token{UserID: u.ID, Purpose: purposeMFASetupSecret, Token: base64.StdEncoding.EncodeToString(sealed), Created: rl.now()}); err != nil {
+	if _, err := rl.store.ReplaceToken(ctx, account.Token{UserID: u.ID, Purpose: purposeMFASetupSecret, Token: base64.StdEncoding.EncodeToString(sealed), Created: rl.now()}); err != nil {
 		return totpSetup{}, err
 	}
 	uri := otpcode.ProvisioningURI(issuer, u.Email, secret)
@@ -386,7 +387,7 @@ func (rl *realm) pendingSecret(ctx context.Context, userID int64) (string, error
 		return "", err
 	}
 	if len(rows) == 0 {
-		return "", ErrNotFound
+		return "", account.ErrNotFound
 	}
 	sealed, err := base64.StdEncoding.DecodeString(rows[len(rows)-1].Token)
 	if err != nil {
@@ -457,9 +458,9 @@ type activation struct {
 // verification a setup challenge exists only for a confirmed address (a
 // sign-up's is held back until then, see confirmAddress), so the session
 // it opens is a full one.
-func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip string) (activation, error) {
+func (rl *realm) activateTOTP(ctx context.Context, u account.User, ch *account.Token, code, ip string) (activation, error) {
 	secret, err := rl.pendingSecret(ctx, u.ID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return activation{}, errDetail(http.StatusBadRequest, msgSetupNotInitiated)
 	}
 	if err != nil {
@@ -480,20 +481,20 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 	openSession := ch != nil && rl.policy.mfaMode == mfaRequired
 	var pair tokenPair
 	now := rl.now()
-	err = rl.store.InTx(ctx, func(tx Store) error {
+	err = rl.store.InTx(ctx, func(tx account.Store) error {
 		// The row as it is now, locked first (as every transaction that
 		// locks it does): the session below carries it.
 		cur, err := tx.UserForUpdate(ctx, u.ID)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.CreateAuthenticator(ctx, Authenticator{UserID: u.ID, Type: authTOTP, Data: sealed, LastStep: step, CreatedAt: now}); err != nil {
+		if _, err := tx.CreateAuthenticator(ctx, account.Authenticator{UserID: u.ID, Type: authTOTP, Data: sealed, LastStep: step, CreatedAt: now}); err != nil {
 			return err
 		}
 		if _, err := tx.DeleteAuthenticators(ctx, u.ID, authRecoveryCodes); err != nil {
 			return err
 		}
-		if _, err := tx.CreateAuthenticator(ctx, Authenticator{UserID: u.ID, Type: authRecoveryCodes, CreatedAt: now}); err != nil {
+		if _, err := tx.CreateAuthenticator(ctx, account.Authenticator{UserID: u.ID, Type: authRecoveryCodes, CreatedAt: now}); err != nil {
 			return err
 		}
 		if err := tx.ReplaceRecoveryCodes(ctx, u.ID, hashes); err != nil {
@@ -521,9 +522,9 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 		return err
 	})
 	switch {
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, account.ErrConflict):
 		return activation{}, errDetail(http.StatusBadRequest, msgTOTPActivated)
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, account.ErrNotFound):
 		// The setup challenge was spent by a concurrent activation.
 		return activation{}, errNotAuthenticated()
 	case err != nil:
@@ -535,16 +536,16 @@ func (rl *realm) activateTOTP(ctx context.Context, u User, ch *Token, code, ip s
 // loginChallenge counts the client address ip towards the mfa_verify_ip
 // throttle, then finds and checks the challenge of a verify call: the
 // order of checks is the reference's (body, challenge, lockout).
-func (rl *realm) loginChallenge(ctx context.Context, id, ip string) (Token, error) {
+func (rl *realm) loginChallenge(ctx context.Context, id, ip string) (account.Token, error) {
 	if err := rl.throttle(ctx, throttleMFAVerifyIP, rl.clientKey(ip)); err != nil {
-		return Token{}, err
+		return account.Token{}, err
 	}
 	ch, err := rl.findChallenge(ctx, purposeMFALoginChallenge, id)
-	if errors.Is(err, ErrNotFound) {
-		return Token{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
+	if errors.Is(err, account.ErrNotFound) {
+		return account.Token{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
 	}
 	if err != nil {
-		return Token{}, err
+		return account.Token{}, err
 	}
 	return ch, rl.checkLockout(ctx, ch.UserID)
 }
@@ -605,7 +606,7 @@ func (rl *realm) verifyTOTPChallenge(ctx context.Context, challengeID, code, ip 
 	if !ok {
 		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidCode)
 	}
-	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
+	return rl.completeChallenge(ctx, ch, func(tx account.Store) (bool, error) {
 		return tx.AdvanceTOTPStep(ctx, ch.UserID, step, rl.now())
 	}, msgInvalidCode, ip)
 }
@@ -630,7 +631,7 @@ func (rl *realm) verifyRecoveryChallenge(ctx context.Context, challengeID, code,
 		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidRecovery)
 	}
 	hash := otpcode.HashRecoveryCode(normalised)
-	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
+	return rl.completeChallenge(ctx, ch, func(tx account.Store) (bool, error) {
 		return tx.ConsumeRecoveryCode(ctx, ch.UserID, hash, rl.now())
 	}, msgInvalidRecovery, ip)
 }
@@ -640,10 +641,10 @@ func (rl *realm) verifyRecoveryChallenge(ctx context.Context, challengeID, code,
 // the user's failures and opens the session. A factor already spent is a
 // failure like a wrong one; a challenge spent by a concurrent call is
 // invalid. Either way nothing is consumed unless both are.
-func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx Store) (bool, error), wrong, ip string) (tokenPair, error) {
+func (rl *realm) completeChallenge(ctx context.Context, ch account.Token, spend func(tx account.Store) (bool, error), wrong, ip string) (tokenPair, error) {
 	errFactorSpent := errors.New("factor already used")
 	var pair tokenPair
-	err := rl.store.InTx(ctx, func(tx Store) error {
+	err := rl.store.InTx(ctx, func(tx account.Store) error {
 		// The user's row is locked first, as every transaction that locks
 		// it does, so that none waits for another in a cycle.
 		u, err := tx.UserForUpdate(ctx, ch.UserID)
@@ -678,7 +679,7 @@ func (rl *realm) completeChallenge(ctx context.Context, ch Token, spend func(tx 
 	switch {
 	case errors.Is(err, errFactorSpent):
 		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", wrong)
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, account.ErrNotFound):
 		return tokenPair{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
 	case err != nil:
 		return tokenPair{}, err
@@ -714,7 +715,7 @@ func (h *Handler) mfaDeactivate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	u, err := rl.store.UserByID(ctx, c.NumericUserID())
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return errTokenNotValid(msgTokenInvalid)
 	}
 	if err != nil {
@@ -809,7 +810,7 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 		return err
 	}
 	errReplay := errors.New("code already used")
-	err = rl.store.InTx(ctx, func(tx Store) error {
+	err = rl.store.InTx(ctx, func(tx account.Store) error {
 		advanced, err := tx.AdvanceTOTPStep(ctx, uid, step, rl.now())
 		if err != nil {
 			return err
@@ -820,7 +821,7 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 		if _, err := tx.DeleteAuthenticators(ctx, uid, authRecoveryCodes); err != nil {
 			return err
 		}
-		if _, err := tx.CreateAuthenticator(ctx, Authenticator{UserID: uid, Type: authRecoveryCodes, CreatedAt: rl.now()}); err != nil {
+		if _, err := tx.CreateAuthenticator(ctx, account.Authenticator{UserID: uid, Type: authRecoveryCodes, CreatedAt: rl.now()}); err != nil {
 			return err
 		}
 		return tx.ReplaceRecoveryCodes(ctx, uid, hashes)

@@ -27,6 +27,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // End-to-end proof of MFA TOTP (issue #3): mfa-totp-spec.txt and
@@ -143,7 +144,7 @@ func (s *site) resume(before time.Time) {
 	}
 }
 
-func activeStore(t *testing.T) caddyauth.Store {
+func activeStore(t *testing.T) account.Store {
 	t.Helper()
 	st, err := caddyauth.ActiveStore()
 	if err != nil {
@@ -190,7 +191,7 @@ func mintChallenge(t *testing.T, userID int64) string {
 	t.Helper()
 	id := randomHex(t, 16)
 	sum := sha256.Sum256([]byte(id))
-	_, err := activeStore(t).CreateToken(context.Background(), caddyauth.Token{
+	_, err := activeStore(t).CreateToken(context.Background(), account.Token{
 		UserID: userID, Purpose: purposeLoginChallenge, Token: hex.EncodeToString(sum[:]), Created: realmNow(t),
 	})
 	if err != nil {
@@ -317,7 +318,7 @@ func (s *site) enrol(access string) enrolment {
 }
 
 // enrolledUser creates a user, logs in and enrols TOTP (optional mode).
-func (s *site) enrolledUser(email string) (caddyauth.User, enrolment) {
+func (s *site) enrolledUser(email string) (account.User, enrolment) {
 	s.t.Helper()
 	u := mustCreateUser(s.t, email, mfaPass, 0)
 	access, _ := s.login(email, mfaPass)
@@ -495,7 +496,7 @@ func TestMFAModeMatrixE2E(t *testing.T) {
 	})
 }
 
-func mustUser(t *testing.T, email string) caddyauth.User {
+func mustUser(t *testing.T, email string) account.User {
 	t.Helper()
 	u, err := activeStore(t).UserByEmail(context.Background(), email)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/otpcode"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
@@ -452,15 +453,15 @@ func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request) error {
 // setupSubject is who the setup page is for: the holder of the setup
 // challenge cookie (required mode, straight after the password), or a
 // signed-in user enrolling on their own.
-func (h *Handler) setupSubject(r *http.Request) (User, *Token, error) {
+func (h *Handler) setupSubject(r *http.Request) (account.User, *account.Token, error) {
 	rl := h.realm
 	ctx := r.Context()
 	var uid int64
-	var ch *Token
+	var ch *account.Token
 	if id := cookieValue(r, setupCookie); id != "" {
 		t, err := rl.findChallenge(ctx, purposeMFASetupChallenge, id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return User{}, nil, err
+		if err != nil && !errors.Is(err, account.ErrNotFound) {
+			return account.User{}, nil, err
 		}
 		if err == nil {
 			ch, uid = &t, t.UserID
@@ -469,17 +470,17 @@ func (h *Handler) setupSubject(r *http.Request) (User, *Token, error) {
 	if uid == 0 {
 		c, err := rl.liveAccess(ctx, rl.accessCookieValue(r))
 		if err != nil {
-			return User{}, nil, err
+			return account.User{}, nil, err
 		}
 		// The page has no password field: an old session signs in again.
 		if !rl.recentlyAuthenticated(c) {
-			return User{}, nil, errCode(http.StatusForbidden, msgReauthRequired, "reauthentication_required")
+			return account.User{}, nil, errCode(http.StatusForbidden, msgReauthRequired, "reauthentication_required")
 		}
 		uid = c.NumericUserID()
 	}
 	u, err := rl.store.UserByID(ctx, uid)
-	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
-		return User{}, nil, errNotAuthenticated()
+	if errors.Is(err, account.ErrNotFound) || (err == nil && !u.IsActive) {
+		return account.User{}, nil, errNotAuthenticated()
 	}
 	return u, ch, err
 }
@@ -543,7 +544,7 @@ func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		setup = totpSetup{secret: secret, uri: uri, qr: qr}
-	case errors.Is(err, ErrNotFound) || errors.Is(err, secretbox.ErrOpen):
+	case errors.Is(err, account.ErrNotFound) || errors.Is(err, secretbox.ErrOpen):
 		if setup, err = rl.beginTOTPSetup(ctx, u, rl.totpIssuerFor(r)); err != nil {
 			if _, msg, ok := apiMessage(err); ok {
 				return h.messagePage(w, r, http.StatusBadRequest, "Cannot set up", msg)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"golang.org/x/net/html"
 )
 
@@ -720,7 +721,7 @@ func TestNewPageFormsRefuseCSRFE2E(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.UserByEmail(context.Background(), fresh); !errors.Is(err, caddyauth.ErrNotFound) {
+	if _, err := st.UserByEmail(context.Background(), fresh); !errors.Is(err, account.ErrNotFound) {
 		t.Fatalf("a refused sign-up created the account: %v", err)
 	}
 	noMoreMails(t, fresh, 0)

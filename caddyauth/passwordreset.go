@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 )
 
@@ -66,7 +67,7 @@ func (h *Handler) requestPasswordReset(r *http.Request, f *form) error {
 func (h *Handler) mailResetLink(ctx context.Context, email string) error {
 	rl := h.realm
 	u, err := rl.store.UserByEmail(ctx, email)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -115,14 +116,14 @@ func (h *Handler) passwordResetConfirm(w http.ResponseWriter, r *http.Request) e
 		return invalid()
 	}
 	row, err := rl.store.ConsumeToken(ctx, purposePassReset, linkDigest(secret), rl.notBeforeFor(rl.policy.passwordResetTTL))
-	if errors.Is(err, ErrNotFound) || (err == nil && row.UserID != uid) {
+	if errors.Is(err, account.ErrNotFound) || (err == nil && row.UserID != uid) {
 		return invalid()
 	}
 	if err != nil {
 		return err
 	}
 	u, err := rl.store.UserByID(ctx, uid)
-	if errors.Is(err, ErrNotFound) || (err == nil && (!u.IsActive || u.PasswordHash == "")) {
+	if errors.Is(err, account.ErrNotFound) || (err == nil && (!u.IsActive || u.PasswordHash == "")) {
 		return invalid()
 	}
 	if err != nil {
@@ -166,7 +167,7 @@ type resetProof struct {
 	authenticators, sessions int
 }
 
-func (p *resetProof) apply(ctx context.Context, tx Store, u *User) error {
+func (p *resetProof) apply(ctx context.Context, tx account.Store, u *account.User) error {
 	if u.EmailVerified {
 		return nil
 	}
@@ -200,7 +201,7 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 	// copy; its errors still come after the account's.
 	f, bodyErr := readForm(w, r)
 	u, err := rl.store.UserByID(ctx, caller.NumericUserID())
-	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
+	if errors.Is(err, account.ErrNotFound) || (err == nil && !u.IsActive) {
 		return errTokenNotValid(msgTokenInvalid)
 	}
 	if err != nil {
@@ -232,8 +233,8 @@ func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var pair tokenPair
-	err = rl.store.InTx(ctx, func(tx Store) error {
-		cur, err := savePassword(ctx, tx, u.ID, hash, func(ctx context.Context, tx Store, cur *User) error {
+	err = rl.store.InTx(ctx, func(tx account.Store) error {
+		cur, err := savePassword(ctx, tx, u.ID, hash, func(ctx context.Context, tx account.Store, cur *account.User) error {
 			// The old password was checked against the hash read above;
 			// a reset or change since then makes it wrong.
 			if cur.PasswordHash != u.PasswordHash {

@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
@@ -69,8 +70,8 @@ type policy struct {
 // store, the keys and the policy, and the one clock and randomness source
 // every expiry and every token is made from.
 type realm struct {
-	store    Store
-	limiter  RateLimiter
+	store    account.Store
+	limiter  account.RateLimiter
 	keys     *tokens.KeySet
 	secrets  *secretbox.Box
 	csrfKey  []byte
@@ -113,7 +114,7 @@ type tokenPair struct {
 
 // openSession mints a new session for u: a refresh token with a fresh
 // session id, its whitelist row, and the access token derived from it.
-func (rl *realm) openSession(ctx context.Context, st Store, u User, enabled bool, ip string) (tokenPair, error) {
+func (rl *realm) openSession(ctx context.Context, st account.Store, u account.User, enabled bool, ip string) (tokenPair, error) {
 	session, err := tokens.NewID(rl.rand)
 	if err != nil {
 		return tokenPair{}, err
@@ -125,7 +126,7 @@ func (rl *realm) openSession(ctx context.Context, st Store, u User, enabled bool
 // issuePair builds the refresh token of a session (and its access token),
 // then either inserts its whitelist row or, when oldJTI is set, rotates the
 // row oldJTI into it.
-func (rl *realm) issuePair(ctx context.Context, st Store, u User, session string, sessionIAT int64, enabled bool, ip, oldJTI string) (tokenPair, error) {
+func (rl *realm) issuePair(ctx context.Context, st account.Store, u account.User, session string, sessionIAT int64, enabled bool, ip, oldJTI string) (tokenPair, error) {
 	now := rl.now()
 	jti, err := tokens.NewID(rl.rand)
 	if err != nil {
@@ -135,7 +136,7 @@ func (rl *realm) issuePair(ctx context.Context, st Store, u User, session string
 	if err != nil {
 		return tokenPair{}, err
 	}
-	row := RefreshToken{JTI: jti, Session: session, UserID: u.ID, Enabled: enabled, Created: now, Expires: refreshExp, IP: ip}
+	row := account.RefreshToken{JTI: jti, Session: session, UserID: u.ID, Enabled: enabled, Created: now, Expires: refreshExp, IP: ip}
 	if oldJTI == "" {
 		err = st.InsertRefresh(ctx, row)
 	} else {
@@ -152,7 +153,7 @@ func (rl *realm) issuePair(ctx context.Context, st Store, u User, session string
 }
 
 // sessionClaims are the claims every token of u's session carries.
-func sessionClaims(u User, session string, sessionIAT int64) tokens.Claims {
+func sessionClaims(u account.User, session string, sessionIAT int64) tokens.Claims {
 	return tokens.Claims{
 		UserID:        strconv.FormatInt(u.ID, 10),
 		Session:       session,
@@ -175,7 +176,7 @@ func (rl *realm) capExpiry(exp time.Time, sessionIAT int64) time.Time {
 
 // signRefresh signs the refresh token jti of a session, issued at issued,
 // and returns it with its expiry.
-func (rl *realm) signRefresh(u User, session string, sessionIAT int64, jti string, issued time.Time) (string, time.Time, error) {
+func (rl *realm) signRefresh(u account.User, session string, sessionIAT int64, jti string, issued time.Time) (string, time.Time, error) {
 	exp := rl.capExpiry(issued.Add(rl.policy.refreshTTL), sessionIAT)
 	c := sessionClaims(u, session, sessionIAT)
 	c.TokenType = tokens.TypeRefresh
@@ -187,7 +188,7 @@ func (rl *realm) signRefresh(u User, session string, sessionIAT int64, jti strin
 }
 
 // signAccess signs a new access token of a session, issued at now.
-func (rl *realm) signAccess(u User, session string, sessionIAT int64, now time.Time) (string, error) {
+func (rl *realm) signAccess(u account.User, session string, sessionIAT int64, now time.Time) (string, error) {
 	c := sessionClaims(u, session, sessionIAT)
 	c.TokenType = tokens.TypeAccess
 	var err error

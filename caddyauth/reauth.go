@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
@@ -72,7 +73,7 @@ func (rl *realm) recentlyAuthenticated(c tokens.Claims) bool {
 // (recentlyAuthenticated), or password, the body's `password` field, is
 // u's current password, checked as every password of a signed-in user is
 // (realm.checkPassword: throttled, counted towards login failures, audited).
-func (rl *realm) reauthenticate(r *http.Request, c tokens.Claims, u User, password string) error {
+func (rl *realm) reauthenticate(r *http.Request, c tokens.Claims, u account.User, password string) error {
 	if password == "" {
 		if rl.recentlyAuthenticated(c) {
 			return nil
@@ -93,7 +94,7 @@ func (rl *realm) reauthenticate(r *http.Request, c tokens.Claims, u User, passwo
 // setup challenge the call came with (then nothing more is asked), else
 // the bearer token (already verified live by the caller) and the form's
 // `password` field decide.
-func (h *Handler) enrolmentAllowed(r *http.Request, f *form, u User, ch *Token) error {
+func (h *Handler) enrolmentAllowed(r *http.Request, f *form, u account.User, ch *account.Token) error {
 	if ch != nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
@@ -81,7 +82,7 @@ func nameField(f *form, name string, required bool) string {
 // against a sign-up: it is confirmed, was ever used, or has a live
 // invitation. Other holders are abandoned sign-ups, replaced by the next
 // sign-up for the address.
-func (rl *realm) claimedForSignup(ctx context.Context, u User) (bool, error) {
+func (rl *realm) claimedForSignup(ctx context.Context, u account.User) (bool, error) {
 	if u.EmailVerified || !u.LastLogin.IsZero() {
 		return true, nil
 	}
@@ -92,7 +93,7 @@ func (rl *realm) claimedForSignup(ctx context.Context, u User) (bool, error) {
 // pendingSignup reports whether u, an account not claimed for sign-up, is
 // a sign-up whose confirmation link still works: it keeps its address, and
 // its password, until the link expires.
-func (rl *realm) pendingSignup(ctx context.Context, u User) (bool, error) {
+func (rl *realm) pendingSignup(ctx context.Context, u account.User) (bool, error) {
 	links, err := rl.store.UserTokens(ctx, u.ID, purposeEmailConfirmation, rl.notBeforeFor(rl.policy.emailConfirmationTTL))
 	return len(links) > 0, err
 }
@@ -156,13 +157,13 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 	first := nameField(f, "first_name", true)
 	last := nameField(f, "last_name", true)
 	hidden := rl.policy.emailVerification == verifyMandatory
-	var taken *User     // hidden conflict: the owner gets a note
-	var pending *User   // a pending sign-up, kept: the address gets a note
-	var abandoned int64 // an abandoned sign-up, replaced by this one
+	var taken *account.User   // hidden conflict: the owner gets a note
+	var pending *account.User // a pending sign-up, kept: the address gets a note
+	var abandoned int64       // an abandoned sign-up, replaced by this one
 	if !f.Failed("email") {
 		u, err := rl.store.UserByEmail(ctx, email)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, account.ErrNotFound):
 		case err != nil:
 			return signupResult{}, err
 		default:
@@ -216,7 +217,7 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 		})
 		return h.signupOutcome(r, nil, mailSent)
 	}
-	u := User{
+	u := account.User{
 		Email:         email,
 		PasswordHash:  hash,
 		FirstName:     first,
@@ -232,7 +233,7 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 		}
 	}
 	u, err = rl.createLinkedUser(ctx, u, abandoned, purposeEmailConfirmation, secret)
-	if errors.Is(err, ErrConflict) {
+	if errors.Is(err, account.ErrConflict) {
 		// A concurrent sign-up took the address first.
 		if hidden {
 			return h.signupOutcome(r, nil, mailSent)
@@ -252,10 +253,10 @@ func (h *Handler) signUp(r *http.Request, f *form) (signupResult, error) {
 // createLinkedUser creates u, with the digest of the link secret (if not "")
 // as a link of purpose, in one transaction that first deletes the account
 // replace (if not 0) whose address u takes over. It returns u with its id.
-func (rl *realm) createLinkedUser(ctx context.Context, u User, replace int64, purpose, secret string) (User, error) {
-	err := rl.store.InTx(ctx, func(tx Store) error {
+func (rl *realm) createLinkedUser(ctx context.Context, u account.User, replace int64, purpose, secret string) (account.User, error) {
+	err := rl.store.InTx(ctx, func(tx account.Store) error {
 		if replace != 0 {
-			if err := tx.DeleteUser(ctx, replace); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := tx.DeleteUser(ctx, replace); err != nil && !errors.Is(err, account.ErrNotFound) {
 				return err
 			}
 		}
@@ -265,7 +266,7 @@ func (rl *realm) createLinkedUser(ctx context.Context, u User, replace int64, pu
 		}
 		u.ID = id
 		if secret != "" {
-			_, err = tx.CreateToken(ctx, Token{UserID: id, Purpose: purpose, Token: linkDigest(secret), Created: rl.now()})
+			_, err = tx.CreateToken(ctx, account.Token{UserID: id, Purpose: purpose, Token: linkDigest(secret), Created: rl.now()})
 		}
 		return err
 	})
@@ -278,7 +279,7 @@ func (rl *realm) createLinkedUser(ctx context.Context, u User, replace int64, pu
 // mandatory verification the setup challenge of a new account is held
 // back until its address is confirmed (confirmAddress): until then it
 // answers exactly like the id of a taken address.
-func (h *Handler) signupOutcome(r *http.Request, u *User, mailSent bool) (signupResult, error) {
+func (h *Handler) signupOutcome(r *http.Request, u *account.User, mailSent bool) (signupResult, error) {
 	rl := h.realm
 	ctx := r.Context()
 	extra := map[string]any{}
@@ -334,18 +335,18 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 		if err == nil {
 			return h.followInvitation(w, r, row)
 		}
-		if !errors.Is(err, ErrNotFound) {
+		if !errors.Is(err, account.ErrNotFound) {
 			return err
 		}
 	}
 	row, err := rl.store.ConsumeToken(ctx, purposeEmailConfirmation, digest, notBefore)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return h.linkPage(w, r, http.StatusNotFound, pageLinkInvalid)
 	}
 	if err != nil {
 		return err
 	}
-	err = rl.store.InTx(ctx, func(tx Store) error {
+	err = rl.store.InTx(ctx, func(tx account.Store) error {
 		u, err := tx.UserForUpdate(ctx, row.UserID)
 		if err != nil {
 			return err
@@ -355,7 +356,7 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 		}
 		return rl.confirmAddress(ctx, tx, u)
 	})
-	if errors.Is(err, ErrNotFound) || errors.Is(err, errNotFoundPage) {
+	if errors.Is(err, account.ErrNotFound) || errors.Is(err, errNotFoundPage) {
 		return h.linkPage(w, r, http.StatusNotFound, pageLinkInvalid)
 	}
 	if err != nil {
@@ -372,7 +373,7 @@ var errNotFoundPage = errors.New("link of an inactive account")
 // starts now), and drops its other confirmation links. Mandatory
 // verification opens no session before this, so there is none to enable.
 // u is the row as read with UserForUpdate in the transaction tx.
-func (rl *realm) confirmAddress(ctx context.Context, tx Store, u User) error {
+func (rl *realm) confirmAddress(ctx context.Context, tx account.Store, u account.User) error {
 	if !u.EmailVerified {
 		if err := tx.SetEmailVerified(ctx, u.ID, true); err != nil {
 			return err
@@ -386,7 +387,7 @@ func (rl *realm) confirmAddress(ctx context.Context, tx Store, u User) error {
 		return err
 	}
 	for _, ch := range held {
-		if _, err := tx.CreateToken(ctx, Token{UserID: u.ID, Purpose: purposeMFASetupChallenge, Token: ch.Token, Created: rl.now()}); err != nil {
+		if _, err := tx.CreateToken(ctx, account.Token{UserID: u.ID, Purpose: purposeMFASetupChallenge, Token: ch.Token, Created: rl.now()}); err != nil {
 			return err
 		}
 	}
@@ -405,11 +406,11 @@ func (h *Handler) verifiedLanding(w http.ResponseWriter) error {
 // set-password capability (replacing earlier ones) in the
 // set_password_access_token cookie with a CSRF cookie, then sends the
 // browser to password_set_redirect or the built-in form under the prefix.
-func (h *Handler) followInvitation(w http.ResponseWriter, r *http.Request, row Token) error {
+func (h *Handler) followInvitation(w http.ResponseWriter, r *http.Request, row account.Token) error {
 	rl := h.realm
 	ctx := r.Context()
-	var u User
-	err := rl.store.InTx(ctx, func(tx Store) error {
+	var u account.User
+	err := rl.store.InTx(ctx, func(tx account.Store) error {
 		var err error
 		if u, err = tx.UserForUpdate(ctx, row.UserID); err != nil {
 			return err
@@ -425,7 +426,7 @@ func (h *Handler) followInvitation(w http.ResponseWriter, r *http.Request, row T
 		}
 		return nil
 	})
-	if errors.Is(err, ErrNotFound) || errors.Is(err, errNotFoundPage) {
+	if errors.Is(err, account.ErrNotFound) || errors.Is(err, errNotFoundPage) {
 		return h.linkPage(w, r, http.StatusBadRequest, pageInvitationInvalid)
 	}
 	if err != nil {
@@ -443,12 +444,12 @@ func (h *Handler) followInvitation(w http.ResponseWriter, r *http.Request, row T
 // the plain user role 0.
 func mayGrant(inviter, role int) bool {
 	switch inviter {
-	case RoleStaff:
+	case account.RoleStaff:
 		return true
-	case RoleSuperuser:
-		return role != RoleStaff
+	case account.RoleSuperuser:
+		return role != account.RoleStaff
 	default:
-		return role == inviter || role == RoleUser
+		return role == inviter || role == account.RoleUser
 	}
 }
 
@@ -469,7 +470,7 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	// permission check.
 	f, bodyErr := readForm(w, r)
 	inviter, err := rl.store.UserByID(ctx, caller.NumericUserID())
-	if errors.Is(err, ErrNotFound) || (err == nil && !inviter.IsActive) {
+	if errors.Is(err, account.ErrNotFound) || (err == nil && !inviter.IsActive) {
 		return errTokenNotValid(msgTokenInvalid)
 	}
 	if err != nil {
@@ -501,7 +502,7 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	if !f.Failed("email") {
 		u, err := rl.store.UserByEmail(ctx, email)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, account.ErrNotFound):
 		case err != nil:
 			return err
 		case u.EmailVerified || !u.LastLogin.IsZero():
@@ -517,9 +518,9 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u := User{Email: email, FirstName: first, LastName: last, Role: role, IsActive: true, DateJoined: rl.now()}
+	u := account.User{Email: email, FirstName: first, LastName: last, Role: role, IsActive: true, DateJoined: rl.now()}
 	u, err = rl.createLinkedUser(ctx, u, replace, purposeInvitation, secret)
-	if errors.Is(err, ErrConflict) {
+	if errors.Is(err, account.ErrConflict) {
 		return errField("email", msgEmailTaken)
 	}
 	if err != nil {
@@ -537,7 +538,7 @@ func (h *Handler) userRegister(w http.ResponseWriter, r *http.Request) error {
 // it. In MFA required mode the answer is the setup bootstrap instead of
 // tokens.
 func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) error {
-	u, err := h.setPasswordWithCapability(w, r, setPasswordCookie, purposePassSetAccess, func(ctx context.Context, tx Store, u *User) error {
+	u, err := h.setPasswordWithCapability(w, r, setPasswordCookie, purposePassSetAccess, func(ctx context.Context, tx account.Store, u *account.User) error {
 		n, err := tx.DeleteUserTokens(ctx, u.ID, purposeInvitation)
 		if err != nil {
 			return err
@@ -588,7 +589,7 @@ func (h *Handler) resendEmail(w http.ResponseWriter, r *http.Request) error {
 	}
 	ok := map[string]string{"detail": "ok"}
 	u, err := rl.store.UserByEmail(ctx, email)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return writeJSON(w, http.StatusOK, ok)
 	}
 	if err != nil {

@@ -38,7 +38,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // The security suite: security.md §4's "must pass before release" cases,
@@ -569,7 +569,7 @@ func sendHuge(t *testing.T, method, path string, size int64, chunked bool, heade
 func lockMFA(t *testing.T, userID int64) {
 	t.Helper()
 	for range 10 {
-		if _, err := activeStore(t).CreateToken(context.Background(), caddyauth.Token{
+		if _, err := activeStore(t).CreateToken(context.Background(), account.Token{
 			UserID: userID, Purpose: purposeAttempt, Token: "security-suite", Created: realmNow(t),
 		}); err != nil {
 			t.Fatal(err)

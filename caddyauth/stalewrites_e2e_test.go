@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // A request held open half way, a security change made meanwhile, then the
@@ -120,7 +121,7 @@ func (s *site) holdProfilePatch(email, password string) *heldRequest {
 }
 
 // patched checks that the held PATCH went through and wrote the names.
-func patched(t *testing.T, r reply, id int64) caddyauth.User {
+func patched(t *testing.T, r reply, id int64) account.User {
 	t.Helper()
 	r.expect(t, 200)
 	if r.str("first_name") != "Renamed" || r.str("last_name") != "Late" {
@@ -195,18 +196,18 @@ func TestStaleProfileWriteKeepsDemotionE2E(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := startCaddy(t, cf)
-		u := mustCreateUser(t, userEmail, userPass, caddyauth.RoleStaff)
+		u := mustCreateUser(t, userEmail, userPass, account.RoleStaff)
 		held := s.holdProfilePatch(userEmail, userPass)
 
 		if out, err := runCLI(t, "", "set-role", "--email", userEmail, "--role", "0", "--config", path, "--adapter", "caddyfile"); err != nil {
 			t.Fatalf("set-role: %v\n%s", err, out)
 		}
 
-		if got := patched(t, held.finish(), u.ID); got.Role != caddyauth.RoleUser {
+		if got := patched(t, held.finish(), u.ID); got.Role != account.RoleUser {
 			t.Fatalf("the PATCH restored role %d", got.Role)
 		}
 		access, _ := s.login(userEmail, userPass)
-		if role := claims(t, access)["role"]; role != float64(caddyauth.RoleUser) {
+		if role := claims(t, access)["role"]; role != float64(account.RoleUser) {
 			t.Fatalf("role claim after demotion: %v", role)
 		}
 	})
@@ -234,7 +235,7 @@ func TestSlowLoginKeepsDisabledE2E(t *testing.T) {
 
 		st := activeStore(t)
 		ctx := context.Background()
-		if err := st.InTx(ctx, func(tx caddyauth.Store) error {
+		if err := st.InTx(ctx, func(tx account.Store) error {
 			if err := tx.SetActive(ctx, u.ID, false); err != nil {
 				return err
 			}
@@ -314,7 +315,7 @@ func TestRehashOnLoginKeepsNewPasswordE2E(t *testing.T) {
 		// password is written and committed.
 		locked, proceed, changed := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 		go func() {
-			changed <- st.InTx(ctx, func(tx caddyauth.Store) error {
+			changed <- st.InTx(ctx, func(tx account.Store) error {
 				if _, err := tx.UserForUpdate(ctx, u.ID); err != nil {
 					return err
 				}

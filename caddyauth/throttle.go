@@ -15,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // Throttle is one request throttle: at most Limit requests per sliding
@@ -266,7 +268,7 @@ func (rl *realm) settle(ctx context.Context, f passwordFailure, failed bool) {
 // too), the hash, booked under the client and the address. A wrong
 // password counts towards login_email and is audited. The error is a 429
 // or a failing dependency; a wrong password is false.
-func (rl *realm) checkPassword(r *http.Request, u User, password, endpoint string) (bool, error) {
+func (rl *realm) checkPassword(r *http.Request, u account.User, password, endpoint string) (bool, error) {
 	ctx := r.Context()
 	if err := rl.throttle(ctx, throttlePasswordCheckIP, rl.clientKey(clientIP(r))); err != nil {
 		return false, err

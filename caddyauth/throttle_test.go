@@ -16,6 +16,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // throttleRealm is a realm with just what throttles, metrics and the audit
@@ -29,7 +31,7 @@ func throttleRealm(t *testing.T, configured map[string]Throttle) (*realm, *clock
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
 	return &realm{
-		limiter:   newMemoryLimiter(clk.now),
+		limiter:   account.NewMemoryLimiter(clk.now),
 		now:       clk.now,
 		clock:     clk,
 		throttles: buildThrottles(configured),

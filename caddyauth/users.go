@@ -7,24 +7,25 @@ import (
 	"net/mail"
 	"strings"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passwords"
 )
 
 // createUser adds an active account with a verified address, as an
 // administrator does from the command line.
-func (rl *realm) createUser(ctx context.Context, email, password string, role int) (User, error) {
+func (rl *realm) createUser(ctx context.Context, email, password string, role int) (account.User, error) {
 	email = normalizeEmail(email)
 	if !validEmail(email) {
-		return User{}, fmt.Errorf("%q is not a valid e-mail address", email)
+		return account.User{}, fmt.Errorf("%q is not a valid e-mail address", email)
 	}
 	if msgs := passwords.Validate(password, email); len(msgs) > 0 {
-		return User{}, errors.New(strings.Join(msgs, " "))
+		return account.User{}, errors.New(strings.Join(msgs, " "))
 	}
 	hash, err := rl.hasher.hash(ctx, password)
 	if err != nil {
-		return User{}, err
+		return account.User{}, err
 	}
-	u := User{
+	u := account.User{
 		Email:         email,
 		PasswordHash:  hash,
 		Role:          role,
@@ -33,8 +34,8 @@ func (rl *realm) createUser(ctx context.Context, email, password string, role in
 		DateJoined:    rl.now(),
 	}
 	u.ID, err = rl.store.CreateUser(ctx, u)
-	if errors.Is(err, ErrConflict) {
-		return User{}, fmt.Errorf("a user with e-mail %s already exists", email)
+	if errors.Is(err, account.ErrConflict) {
+		return account.User{}, fmt.Errorf("a user with e-mail %s already exists", email)
 	}
 	return u, err
 }

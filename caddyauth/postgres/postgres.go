@@ -1,5 +1,5 @@
-// Package postgres provides the jwt_allauth.stores.postgres module: a
-// caddyauth.Store kept in a PostgreSQL database.
+// Package postgres provides the jwt_allauth.stores.postgres module:
+// an account.Store kept in a PostgreSQL database.
 package postgres
 
 import (
@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/zap"
 
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlstore"
 )
 
@@ -181,5 +181,5 @@ var (
 	_ caddy.Validator       = (*Store)(nil)
 	_ caddy.CleanerUpper    = (*Store)(nil)
 	_ caddyfile.Unmarshaler = (*Store)(nil)
-	_ caddyauth.Store       = (*Store)(nil)
+	_ account.Store         = (*Store)(nil)
 )

@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlstore"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/storetest"
 )
@@ -94,7 +94,7 @@ func caddyCtx(t *testing.T) caddy.Context {
 
 func TestConformance(t *testing.T) {
 	requirePostgres(t)
-	storetest.Run(t, func(t *testing.T) caddyauth.Store {
+	storetest.Run(t, func(t *testing.T) account.Store {
 		s := &Store{DSN: testDSN(t)}
 		storetest.Provision(t, s)
 		return s
@@ -261,7 +261,7 @@ func TestQueryTimeout(t *testing.T) {
 	storetest.Provision(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	id, err := s.CreateUser(ctx, caddyauth.User{Email: "lock@example.com"})
+	id, err := s.CreateUser(ctx, account.User{Email: "lock@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestQueryTimeout(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > 3*time.Second {
 		t.Fatalf("DeleteUser blocked %v with a 300ms query timeout", elapsed)
 	}
-	if err == nil || errors.Is(err, caddyauth.ErrNotFound) {
+	if err == nil || errors.Is(err, account.ErrNotFound) {
 		t.Fatalf("DeleteUser on a locked row: err = %v, want a timeout", err)
 	}
 	if !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "cancel") {

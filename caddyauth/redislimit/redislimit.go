@@ -1,5 +1,5 @@
 // Package redislimit provides the jwt_allauth.rate_limiters.redis module: a
-// caddyauth.RateLimiter whose counts live in Redis, so that every node of a
+// account.RateLimiter whose counts live in Redis, so that every node of a
 // site shares them and a reload keeps them.
 package redislimit
 
@@ -21,7 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 func init() {
@@ -117,7 +117,7 @@ type Limiter struct {
 // conn is what instances with the same URL share.
 type conn struct {
 	client   *redis.Client
-	memory   caddyauth.RateLimiter
+	memory   account.RateLimiter
 	retryAt  atomic.Int64  // unix nanoseconds; Redis is skipped before it
 	lastWarn atomic.Int64  // unix nanoseconds of the last warning
 	degraded atomic.Bool   // the last call failed
@@ -168,7 +168,7 @@ func (l *Limiter) Provision(ctx caddy.Context) error {
 	sum := sha256.Sum256([]byte(url + "\x00" + l.timeout.String()))
 	l.poolKey = hex.EncodeToString(sum[:])
 	val, _, err := pool.LoadOrNew(l.poolKey, func() (caddy.Destructor, error) {
-		return &conn{client: redis.NewClient(opts), memory: caddyauth.NewMemoryLimiter(time.Now)}, nil
+		return &conn{client: redis.NewClient(opts), memory: account.NewMemoryLimiter(time.Now)}, nil
 	})
 	if err != nil {
 		return err
@@ -363,7 +363,7 @@ func (l *Limiter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
-	_ caddyauth.RateLimiter = (*Limiter)(nil)
+	_ account.RateLimiter   = (*Limiter)(nil)
 	_ caddy.Provisioner     = (*Limiter)(nil)
 	_ caddy.Validator       = (*Limiter)(nil)
 	_ caddy.CleanerUpper    = (*Limiter)(nil)

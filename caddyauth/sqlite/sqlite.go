@@ -1,5 +1,5 @@
-// Package sqlite provides the jwt_allauth.stores.sqlite module: a
-// caddyauth.Store kept in a local SQLite file, for single-node sites.
+// Package sqlite provides the jwt_allauth.stores.sqlite module:
+// an account.Store kept in a local SQLite file, for single-node sites.
 package sqlite
 
 import (
@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go, no cgo)
 
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlstore"
 )
 
@@ -171,5 +171,5 @@ var (
 	_ caddy.Validator       = (*Store)(nil)
 	_ caddy.CleanerUpper    = (*Store)(nil)
 	_ caddyfile.Unmarshaler = (*Store)(nil)
-	_ caddyauth.Store       = (*Store)(nil)
+	_ account.Store         = (*Store)(nil)
 )

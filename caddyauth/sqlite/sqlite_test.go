@@ -10,12 +10,12 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/storetest"
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) caddyauth.Store {
+	storetest.Run(t, func(t *testing.T) account.Store {
 		s := &Store{Path: filepath.Join(t.TempDir(), "auth.db")}
 		storetest.Provision(t, s)
 		return s

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // DefaultQueryTimeout bounds a query when Store.QueryTimeout is zero.
@@ -84,7 +84,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *Store) error) error {
 // back otherwise. The whole transaction, fn included, must finish within
 // QueryTimeout. Called on a Store that is already bound to a transaction,
 // fn joins that transaction.
-func (s *Store) InTx(ctx context.Context, fn func(tx caddyauth.Store) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(tx account.Store) error) error {
 	if s.tx != nil {
 		return fn(s)
 	}
@@ -123,7 +123,7 @@ func normEmail(email string) string { return strings.ToLower(strings.TrimSpace(e
 
 func notFound(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
-		return caddyauth.ErrNotFound
+		return account.ErrNotFound
 	}
 	return err
 }
@@ -154,7 +154,7 @@ func (s *Store) insertID(ctx context.Context, query string, args ...any) (int64,
 	var id int64
 	err := s.q.QueryRowContext(ctx, query, args...).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, caddyauth.ErrConflict
+		return 0, account.ErrConflict
 	}
 	return id, err
 }
@@ -165,8 +165,8 @@ const userColumns = `id, email, password, first_name, last_name, role, is_active
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanUser(r scanner) (caddyauth.User, error) {
-	var u caddyauth.User
+func scanUser(r scanner) (account.User, error) {
+	var u account.User
 	var joined int64
 	var last sql.NullInt64
 	err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.FirstName, &u.LastName,
@@ -179,7 +179,7 @@ func scanUser(r scanner) (caddyauth.User, error) {
 // CreateUser inserts u (u.ID is ignored; a zero DateJoined means now) and
 // returns the new id. The e-mail address is stored lower-cased and trimmed.
 // ErrConflict when the e-mail address is taken.
-func (s *Store) CreateUser(ctx context.Context, u caddyauth.User) (int64, error) {
+func (s *Store) CreateUser(ctx context.Context, u account.User) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if u.DateJoined.IsZero() {
@@ -194,7 +194,7 @@ func (s *Store) CreateUser(ctx context.Context, u caddyauth.User) (int64, error)
 }
 
 // UserByID returns the user with this id, or ErrNotFound.
-func (s *Store) UserByID(ctx context.Context, id int64) (caddyauth.User, error) {
+func (s *Store) UserByID(ctx context.Context, id int64) (account.User, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	u, err := scanUser(s.q.QueryRowContext(ctx,
@@ -204,7 +204,7 @@ func (s *Store) UserByID(ctx context.Context, id int64) (caddyauth.User, error) 
 
 // UserByEmail returns the user with this e-mail address (compared
 // lower-cased and trimmed), or ErrNotFound.
-func (s *Store) UserByEmail(ctx context.Context, email string) (caddyauth.User, error) {
+func (s *Store) UserByEmail(ctx context.Context, email string) (account.User, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	u, err := scanUser(s.q.QueryRowContext(ctx,
@@ -217,9 +217,9 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (caddyauth.User, 
 // on SQLite the transaction of InTx already holds the database's write
 // lock from its BEGIN IMMEDIATE (see Dialect SQLite). It fails outside a
 // transaction of InTx, where a lock would end with the statement.
-func (s *Store) UserForUpdate(ctx context.Context, id int64) (caddyauth.User, error) {
+func (s *Store) UserForUpdate(ctx context.Context, id int64) (account.User, error) {
 	if s.tx == nil {
-		return caddyauth.User{}, errors.New("UserForUpdate outside a transaction")
+		return account.User{}, errors.New("UserForUpdate outside a transaction")
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -235,7 +235,7 @@ func (s *Store) setUser(ctx context.Context, id int64, set string, args ...any) 
 	defer cancel()
 	n, err := affected(s.q.ExecContext(ctx, `UPDATE users SET `+set+` WHERE id = $1`, append([]any{id}, args...)...))
 	if err == nil && n == 0 {
-		err = caddyauth.ErrNotFound
+		err = account.ErrNotFound
 	}
 	return err
 }
@@ -277,13 +277,13 @@ func (s *Store) DeleteUser(ctx context.Context, id int64) error {
 	defer cancel()
 	n, err := affected(s.q.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id))
 	if err == nil && n == 0 {
-		err = caddyauth.ErrNotFound
+		err = account.ErrNotFound
 	}
 	return err
 }
 
 // ListUsers returns every user, by ascending id.
-func (s *Store) ListUsers(ctx context.Context) ([]caddyauth.User, error) {
+func (s *Store) ListUsers(ctx context.Context) ([]account.User, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	rows, err := s.q.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY id`)
@@ -291,7 +291,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]caddyauth.User, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var users []caddyauth.User
+	var users []account.User
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
@@ -305,13 +305,13 @@ func (s *Store) ListUsers(ctx context.Context) ([]caddyauth.User, error) {
 // Refresh-token whitelist.
 
 // InsertRefresh inserts rt. ErrConflict when its jti is already there.
-func (s *Store) InsertRefresh(ctx context.Context, rt caddyauth.RefreshToken) error {
+func (s *Store) InsertRefresh(ctx context.Context, rt account.RefreshToken) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	return s.insertRefresh(ctx, rt)
 }
 
-func (s *Store) insertRefresh(ctx context.Context, rt caddyauth.RefreshToken) error {
+func (s *Store) insertRefresh(ctx context.Context, rt account.RefreshToken) error {
 	_, err := s.insertID(ctx, `INSERT INTO refresh_tokens
 		(user_id, jti, session, enabled, created, expires, ip)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -326,7 +326,7 @@ func (s *Store) insertRefresh(ctx context.Context, rt caddyauth.RefreshToken) er
 // the Store is bound to a transaction of InTx whose fn then fails. When the
 // row exists but is disabled, nothing changes and it returns ErrDisabled.
 // ErrConflict when next.JTI is taken (and nothing changes).
-func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next caddyauth.RefreshToken) error {
+func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next account.RefreshToken) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	var revoked bool
@@ -350,7 +350,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next caddyauth
 			return err
 		}
 		if disabled {
-			return caddyauth.ErrDisabled
+			return account.ErrDisabled
 		}
 		if _, err := tx.q.ExecContext(ctx,
 			`DELETE FROM refresh_tokens WHERE session = $1`, next.Session); err != nil {
@@ -360,7 +360,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next caddyauth
 		return nil
 	})
 	if err == nil && revoked {
-		err = caddyauth.ErrNotFound
+		err = account.ErrNotFound
 	}
 	return err
 }
@@ -425,8 +425,8 @@ func (s *Store) PurgeRefresh(ctx context.Context, t time.Time) (int, error) {
 
 const tokenColumns = `id, user_id, purpose, token, created`
 
-func scanToken(r scanner) (caddyauth.Token, error) {
-	var t caddyauth.Token
+func scanToken(r scanner) (account.Token, error) {
+	var t account.Token
 	var uid sql.NullInt64
 	var created int64
 	err := r.Scan(&t.ID, &uid, &t.Purpose, &t.Token, &created)
@@ -435,12 +435,12 @@ func scanToken(r scanner) (caddyauth.Token, error) {
 	return t, err
 }
 
-func scanTokens(rows *sql.Rows, err error) ([]caddyauth.Token, error) {
+func scanTokens(rows *sql.Rows, err error) ([]account.Token, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var list []caddyauth.Token
+	var list []account.Token
 	for rows.Next() {
 		t, err := scanToken(rows)
 		if err != nil {
@@ -453,13 +453,13 @@ func scanTokens(rows *sql.Rows, err error) ([]caddyauth.Token, error) {
 
 // CreateToken inserts t (t.ID is ignored) and returns the new id. A UserID
 // of 0 stores a row that belongs to no user.
-func (s *Store) CreateToken(ctx context.Context, t caddyauth.Token) (int64, error) {
+func (s *Store) CreateToken(ctx context.Context, t account.Token) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	return s.createToken(ctx, t)
 }
 
-func (s *Store) createToken(ctx context.Context, t caddyauth.Token) (int64, error) {
+func (s *Store) createToken(ctx context.Context, t account.Token) (int64, error) {
 	var id int64
 	err := s.q.QueryRowContext(ctx, `INSERT INTO tokens (user_id, purpose, token, created)
 		VALUES ($1, $2, $3, $4) RETURNING id`,
@@ -469,7 +469,7 @@ func (s *Store) createToken(ctx context.Context, t caddyauth.Token) (int64, erro
 
 // ReplaceToken deletes the user's rows of t.Purpose and inserts t, in one
 // transaction, and returns the new id.
-func (s *Store) ReplaceToken(ctx context.Context, t caddyauth.Token) (int64, error) {
+func (s *Store) ReplaceToken(ctx context.Context, t account.Token) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	var id int64
@@ -492,7 +492,7 @@ func (s *Store) ReplaceToken(ctx context.Context, t caddyauth.Token) (int64, err
 // FindToken returns the newest row (purpose, token) created at or after
 // notBefore, without consuming it. When there is none, the older rows
 // (purpose, token) are deleted and ErrNotFound returned.
-func (s *Store) FindToken(ctx context.Context, purpose, token string, notBefore time.Time) (caddyauth.Token, error) {
+func (s *Store) FindToken(ctx context.Context, purpose, token string, notBefore time.Time) (account.Token, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	t, err := scanToken(s.q.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens
@@ -503,26 +503,26 @@ func (s *Store) FindToken(ctx context.Context, purpose, token string, notBefore 
 	}
 	if _, err := s.q.ExecContext(ctx, `DELETE FROM tokens WHERE purpose = $1 AND token = $2 AND created < $3`,
 		purpose, token, micros(notBefore)); err != nil {
-		return caddyauth.Token{}, err
+		return account.Token{}, err
 	}
-	return caddyauth.Token{}, caddyauth.ErrNotFound
+	return account.Token{}, account.ErrNotFound
 }
 
 // ConsumeToken deletes and returns the row (purpose, token) created at or
 // after notBefore, in one statement. ErrNotFound when there is none (or
 // another caller consumed it first). Should several rows match, all are
 // deleted and the newest is returned.
-func (s *Store) ConsumeToken(ctx context.Context, purpose, token string, notBefore time.Time) (caddyauth.Token, error) {
+func (s *Store) ConsumeToken(ctx context.Context, purpose, token string, notBefore time.Time) (account.Token, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	list, err := scanTokens(s.q.QueryContext(ctx, `DELETE FROM tokens
 		WHERE purpose = $1 AND token = $2 AND created >= $3
 		RETURNING `+tokenColumns, purpose, token, micros(notBefore)))
 	if err != nil {
-		return caddyauth.Token{}, err
+		return account.Token{}, err
 	}
 	if len(list) == 0 {
-		return caddyauth.Token{}, caddyauth.ErrNotFound
+		return account.Token{}, account.ErrNotFound
 	}
 	newest := list[0]
 	for _, t := range list[1:] {
@@ -535,7 +535,7 @@ func (s *Store) ConsumeToken(ctx context.Context, purpose, token string, notBefo
 
 // UserTokens returns a user's rows of purpose created at or after
 // notBefore, oldest first.
-func (s *Store) UserTokens(ctx context.Context, userID int64, purpose string, notBefore time.Time) ([]caddyauth.Token, error) {
+func (s *Store) UserTokens(ctx context.Context, userID int64, purpose string, notBefore time.Time) ([]account.Token, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	return scanTokens(s.q.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens
@@ -595,7 +595,7 @@ const typeRecoveryCodes = "recovery_codes"
 // CreateAuthenticator inserts a (a.ID is ignored; a zero CreatedAt means
 // now) and returns the new id. ErrConflict when the user already has one of
 // that type.
-func (s *Store) CreateAuthenticator(ctx context.Context, a caddyauth.Authenticator) (int64, error) {
+func (s *Store) CreateAuthenticator(ctx context.Context, a account.Authenticator) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if a.CreatedAt.IsZero() {
@@ -613,7 +613,7 @@ func (s *Store) CreateAuthenticator(ctx context.Context, a caddyauth.Authenticat
 }
 
 // Authenticators returns the user's authenticators, by ascending id.
-func (s *Store) Authenticators(ctx context.Context, userID int64) ([]caddyauth.Authenticator, error) {
+func (s *Store) Authenticators(ctx context.Context, userID int64) ([]account.Authenticator, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	rows, err := s.q.QueryContext(ctx, `SELECT id, user_id, type, data, last_step, created_at, last_used_at
@@ -622,9 +622,9 @@ func (s *Store) Authenticators(ctx context.Context, userID int64) ([]caddyauth.A
 		return nil, err
 	}
 	defer rows.Close()
-	var list []caddyauth.Authenticator
+	var list []account.Authenticator
 	for rows.Next() {
-		var a caddyauth.Authenticator
+		var a account.Authenticator
 		var created int64
 		var used sql.NullInt64
 		if err := rows.Scan(&a.ID, &a.UserID, &a.Type, &a.Data, &a.LastStep, &created, &used); err != nil {
@@ -732,7 +732,7 @@ func (s *Store) CountRecoveryCodes(ctx context.Context, userID int64) (int, erro
 
 // TOTPAuthenticators returns every user's TOTP authenticator, by
 // ascending id.
-func (s *Store) TOTPAuthenticators(ctx context.Context) ([]caddyauth.Authenticator, error) {
+func (s *Store) TOTPAuthenticators(ctx context.Context) ([]account.Authenticator, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	rows, err := s.q.QueryContext(ctx, `SELECT id, user_id, data FROM authenticators
@@ -741,9 +741,9 @@ func (s *Store) TOTPAuthenticators(ctx context.Context) ([]caddyauth.Authenticat
 		return nil, err
 	}
 	defer rows.Close()
-	var list []caddyauth.Authenticator
+	var list []account.Authenticator
 	for rows.Next() {
-		a := caddyauth.Authenticator{Type: "totp"}
+		a := account.Authenticator{Type: "totp"}
 		if err := rows.Scan(&a.ID, &a.UserID, &a.Data); err != nil {
 			return nil, err
 		}
@@ -801,4 +801,4 @@ func (s *Store) DeleteSetting(ctx context.Context, name string) error {
 }
 
 // Interface guards.
-var _ caddyauth.Store = (*Store)(nil)
+var _ account.Store = (*Store)(nil)

@@ -1,4 +1,4 @@
-// Package storetest is a conformance suite for caddyauth.Store
+// Package storetest is a conformance suite for account.Store
 // implementations. A backend's tests call Run with a function that returns
 // a fresh, empty, migrated store.
 package storetest
@@ -12,16 +12,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // Run runs every conformance test against stores made by newStore. Each
 // call of newStore must return a new, empty store; Run calls it once per
 // group of subtests.
-func Run(t *testing.T, newStore func(t *testing.T) caddyauth.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s caddyauth.Store)
+		fn   func(t *testing.T, s account.Store)
 	}{
 		{"Users", testUsers},
 		{"UserWrites", testUserWrites},
@@ -70,9 +70,9 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func mustUser(t *testing.T, s caddyauth.Store, email string) int64 {
+func mustUser(t *testing.T, s account.Store, email string) int64 {
 	t.Helper()
-	id, err := s.CreateUser(ctx(t), caddyauth.User{Email: email, IsActive: true, DateJoined: now()})
+	id, err := s.CreateUser(ctx(t), account.User{Email: email, IsActive: true, DateJoined: now()})
 	if err != nil {
 		t.Fatalf("CreateUser(%q): %v", email, err)
 	}
@@ -100,31 +100,31 @@ func wantInt(t *testing.T, what string, got, want int) {
 	}
 }
 
-func refresh(user int64, jti, session string, enabled bool) caddyauth.RefreshToken {
+func refresh(user int64, jti, session string, enabled bool) account.RefreshToken {
 	n := now()
-	return caddyauth.RefreshToken{
+	return account.RefreshToken{
 		JTI: jti, Session: session, UserID: user, Enabled: enabled,
 		Created: n, Expires: n.Add(time.Hour), IP: "192.0.2.1",
 	}
 }
 
-func sessionRows(t *testing.T, s caddyauth.Store, session string) bool {
+func sessionRows(t *testing.T, s account.Store, session string) bool {
 	t.Helper()
 	ok, err := s.SessionActive(ctx(t), session)
 	must(t, "SessionActive", err)
 	return ok
 }
 
-func testUsers(t *testing.T, s caddyauth.Store) {
+func testUsers(t *testing.T, s account.Store) {
 	c := ctx(t)
 	joined := now().Add(-time.Hour)
-	in := caddyauth.User{
+	in := account.User{
 		ID:            12345, // ignored
 		Email:         "  Alice@Example.COM ",
 		PasswordHash:  "hash",
 		FirstName:     "Alice",
 		LastName:      "Liddell",
-		Role:          caddyauth.RoleStaff,
+		Role:          account.RoleStaff,
 		IsActive:      true,
 		EmailVerified: true,
 		DateJoined:    joined,
@@ -153,24 +153,24 @@ func testUsers(t *testing.T, s caddyauth.Store) {
 		t.Fatalf("UserByEmail id = %d, want %d", u2.ID, id)
 	}
 
-	_, err = s.CreateUser(c, caddyauth.User{Email: "alice@EXAMPLE.com", DateJoined: now()})
-	wantErr(t, "CreateUser with taken address", err, caddyauth.ErrConflict)
+	_, err = s.CreateUser(c, account.User{Email: "alice@EXAMPLE.com", DateJoined: now()})
+	wantErr(t, "CreateUser with taken address", err, account.ErrConflict)
 
 	_, err = s.UserByID(c, id+1000)
-	wantErr(t, "UserByID of missing user", err, caddyauth.ErrNotFound)
+	wantErr(t, "UserByID of missing user", err, account.ErrNotFound)
 	_, err = s.UserByEmail(c, "nobody@example.com")
-	wantErr(t, "UserByEmail of missing user", err, caddyauth.ErrNotFound)
+	wantErr(t, "UserByEmail of missing user", err, account.ErrNotFound)
 
 	// An inactive user without password and a last login.
 	last := now().Add(-time.Minute)
-	id2, err := s.CreateUser(c, caddyauth.User{Email: "bob@example.com", LastLogin: last, DateJoined: now()})
+	id2, err := s.CreateUser(c, account.User{Email: "bob@example.com", LastLogin: last, DateJoined: now()})
 	must(t, "CreateUser bob", err)
 	if id2 == id {
 		t.Fatal("two users got the same id")
 	}
 	b, err := s.UserByID(c, id2)
 	must(t, "UserByID bob", err)
-	if b.IsActive || b.EmailVerified || b.PasswordHash != "" || b.Role != caddyauth.RoleUser || !b.LastLogin.Equal(last) {
+	if b.IsActive || b.EmailVerified || b.PasswordHash != "" || b.Role != account.RoleUser || !b.LastLogin.Equal(last) {
 		t.Fatalf("bob = %+v", b)
 	}
 
@@ -182,11 +182,11 @@ func testUsers(t *testing.T, s caddyauth.Store) {
 
 	must(t, "DeleteUser", s.DeleteUser(c, id))
 	_, err = s.UserByID(c, id)
-	wantErr(t, "UserByID of deleted user", err, caddyauth.ErrNotFound)
-	wantErr(t, "DeleteUser twice", s.DeleteUser(c, id), caddyauth.ErrNotFound)
+	wantErr(t, "UserByID of deleted user", err, account.ErrNotFound)
+	wantErr(t, "DeleteUser twice", s.DeleteUser(c, id), account.ErrNotFound)
 
 	// The address is free again.
-	id3, err := s.CreateUser(c, caddyauth.User{Email: "alice@example.com", DateJoined: now()})
+	id3, err := s.CreateUser(c, account.User{Email: "alice@example.com", DateJoined: now()})
 	must(t, "CreateUser with freed address", err)
 	if id3 == id {
 		t.Fatalf("deleted user's id %d was reused", id)
@@ -199,9 +199,9 @@ func testUsers(t *testing.T, s caddyauth.Store) {
 // testUserWrites checks that each single-column write of a user changes
 // what it names and leaves every other column, and every other user, as
 // they were.
-func testUserWrites(t *testing.T, s caddyauth.Store) {
+func testUserWrites(t *testing.T, s account.Store) {
 	c := ctx(t)
-	base := caddyauth.User{
+	base := account.User{
 		Email: "w@example.com", PasswordHash: "h1", FirstName: "F", LastName: "L",
 		Role: 7, IsActive: true, EmailVerified: false,
 		DateJoined: now().Add(-48 * time.Hour), LastLogin: now().Add(-time.Hour),
@@ -210,24 +210,24 @@ func testUserWrites(t *testing.T, s caddyauth.Store) {
 	writes := []struct {
 		name  string
 		write func(id int64) error
-		want  func(u *caddyauth.User)
+		want  func(u *account.User)
 	}{
 		{"SetLastLogin", func(id int64) error { return s.SetLastLogin(c, id, last) },
-			func(u *caddyauth.User) { u.LastLogin = last }},
+			func(u *account.User) { u.LastLogin = last }},
 		{"SetLastLogin zero", func(id int64) error { return s.SetLastLogin(c, id, time.Time{}) },
-			func(u *caddyauth.User) { u.LastLogin = time.Time{} }},
+			func(u *account.User) { u.LastLogin = time.Time{} }},
 		{"SetPasswordHash", func(id int64) error { return s.SetPasswordHash(c, id, "h2") },
-			func(u *caddyauth.User) { u.PasswordHash = "h2" }},
+			func(u *account.User) { u.PasswordHash = "h2" }},
 		{"SetPasswordHash empty", func(id int64) error { return s.SetPasswordHash(c, id, "") },
-			func(u *caddyauth.User) { u.PasswordHash = "" }},
+			func(u *account.User) { u.PasswordHash = "" }},
 		{"SetNames", func(id int64) error { return s.SetNames(c, id, "G", "M") },
-			func(u *caddyauth.User) { u.FirstName, u.LastName = "G", "M" }},
-		{"SetRole", func(id int64) error { return s.SetRole(c, id, caddyauth.RoleStaff) },
-			func(u *caddyauth.User) { u.Role = caddyauth.RoleStaff }},
+			func(u *account.User) { u.FirstName, u.LastName = "G", "M" }},
+		{"SetRole", func(id int64) error { return s.SetRole(c, id, account.RoleStaff) },
+			func(u *account.User) { u.Role = account.RoleStaff }},
 		{"SetActive false", func(id int64) error { return s.SetActive(c, id, false) },
-			func(u *caddyauth.User) { u.IsActive = false }},
+			func(u *account.User) { u.IsActive = false }},
 		{"SetEmailVerified true", func(id int64) error { return s.SetEmailVerified(c, id, true) },
-			func(u *caddyauth.User) { u.EmailVerified = true }},
+			func(u *account.User) { u.EmailVerified = true }},
 	}
 	// Each write runs on a user of its own, next to a bystander with the
 	// same values.
@@ -249,12 +249,12 @@ func testUserWrites(t *testing.T, s caddyauth.Store) {
 		by.ID = other
 		sameUser(t, w.name+" (bystander)", s, by)
 
-		wantErr(t, w.name+" of missing user", w.write(id+other+1000), caddyauth.ErrNotFound)
+		wantErr(t, w.name+" of missing user", w.write(id+other+1000), account.ErrNotFound)
 	}
 
 	// The reverse flips, and writes inside a transaction.
 	id := mustUser(t, s, "flip@example.com")
-	must(t, "InTx", s.InTx(c, func(tx caddyauth.Store) error {
+	must(t, "InTx", s.InTx(c, func(tx account.Store) error {
 		if err := tx.SetActive(c, id, false); err != nil {
 			return err
 		}
@@ -272,7 +272,7 @@ func testUserWrites(t *testing.T, s caddyauth.Store) {
 }
 
 // sameUser fails unless the stored row of want.ID equals want.
-func sameUser(t *testing.T, what string, s caddyauth.Store, want caddyauth.User) {
+func sameUser(t *testing.T, what string, s account.Store, want account.User) {
 	t.Helper()
 	u, err := s.UserByID(ctx(t), want.ID)
 	must(t, what+": UserByID", err)
@@ -284,13 +284,13 @@ func sameUser(t *testing.T, what string, s caddyauth.Store, want caddyauth.User)
 	}
 }
 
-func testUserForUpdate(t *testing.T, s caddyauth.Store) {
+func testUserForUpdate(t *testing.T, s account.Store) {
 	c := ctx(t)
 	id := mustUser(t, s, "lock@example.com")
 	if _, err := s.UserForUpdate(c, id); err == nil {
 		t.Fatal("UserForUpdate outside a transaction succeeded")
 	}
-	err := s.InTx(c, func(tx caddyauth.Store) error {
+	err := s.InTx(c, func(tx account.Store) error {
 		u, err := tx.UserForUpdate(c, id)
 		if err != nil {
 			return err
@@ -302,7 +302,7 @@ func testUserForUpdate(t *testing.T, s caddyauth.Store) {
 			return err
 		}
 		// A nested transaction joins the outer one and sees its write.
-		return tx.InTx(c, func(tx2 caddyauth.Store) error {
+		return tx.InTx(c, func(tx2 account.Store) error {
 			u, err := tx2.UserForUpdate(c, id)
 			if err == nil && u.Role != 5 {
 				err = fmt.Errorf("own write not seen: role %d", u.Role)
@@ -311,21 +311,21 @@ func testUserForUpdate(t *testing.T, s caddyauth.Store) {
 		})
 	})
 	must(t, "InTx", err)
-	err = s.InTx(c, func(tx caddyauth.Store) error {
+	err = s.InTx(c, func(tx account.Store) error {
 		_, err := tx.UserForUpdate(c, id+1000)
 		return err
 	})
-	wantErr(t, "UserForUpdate of missing user", err, caddyauth.ErrNotFound)
+	wantErr(t, "UserForUpdate of missing user", err, account.ErrNotFound)
 }
 
 // testRaceUserForUpdate runs concurrent read-modify-write transactions
 // on one row: with the row locked by UserForUpdate, none is lost.
-func testRaceUserForUpdate(t *testing.T, s caddyauth.Store) {
+func testRaceUserForUpdate(t *testing.T, s account.Store) {
 	c := ctx(t)
 	id := mustUser(t, s, "counter@example.com")
 	must(t, "SetNames", s.SetNames(c, id, "First", "Last"))
 	_, errs := race(func(int) (struct{}, error) {
-		return struct{}{}, s.InTx(c, func(tx caddyauth.Store) error {
+		return struct{}{}, s.InTx(c, func(tx account.Store) error {
 			u, err := tx.UserForUpdate(c, id)
 			if err != nil {
 				return err
@@ -344,16 +344,16 @@ func testRaceUserForUpdate(t *testing.T, s caddyauth.Store) {
 	}
 }
 
-func testDeleteUserCascades(t *testing.T, s caddyauth.Store) {
+func testDeleteUserCascades(t *testing.T, s account.Store) {
 	c := ctx(t)
 	id := mustUser(t, s, "gone@example.com")
 	keep := mustUser(t, s, "kept@example.com")
 	for _, uid := range []int64{id, keep} {
 		sfx := fmt.Sprint(uid)
 		must(t, "InsertRefresh", s.InsertRefresh(c, refresh(uid, "j"+sfx, "s"+sfx, true)))
-		_, err := s.CreateToken(c, caddyauth.Token{UserID: uid, Purpose: "verify", Token: "t" + sfx, Created: now()})
+		_, err := s.CreateToken(c, account.Token{UserID: uid, Purpose: "verify", Token: "t" + sfx, Created: now()})
 		must(t, "CreateToken", err)
-		_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: uid, Type: "totp", Data: []byte("x"), CreatedAt: now()})
+		_, err = s.CreateAuthenticator(c, account.Authenticator{UserID: uid, Type: "totp", Data: []byte("x"), CreatedAt: now()})
 		must(t, "CreateAuthenticator", err)
 		must(t, "ReplaceRecoveryCodes", s.ReplaceRecoveryCodes(c, uid, []string{"h1", "h2"}))
 	}
@@ -385,7 +385,7 @@ func testDeleteUserCascades(t *testing.T, s caddyauth.Store) {
 	check(keep, true)
 }
 
-func testRefresh(t *testing.T, s caddyauth.Store) {
+func testRefresh(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u1 := mustUser(t, s, "r1@example.com")
 	u2 := mustUser(t, s, "r2@example.com")
@@ -394,7 +394,7 @@ func testRefresh(t *testing.T, s caddyauth.Store) {
 	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u1, "a2", "A", true)))
 	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u1, "b1", "B", false)))
 	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u2, "c1", "C", false)))
-	wantErr(t, "InsertRefresh with taken jti", s.InsertRefresh(c, refresh(u2, "a1", "Z", true)), caddyauth.ErrConflict)
+	wantErr(t, "InsertRefresh with taken jti", s.InsertRefresh(c, refresh(u2, "a1", "Z", true)), account.ErrConflict)
 	if sessionRows(t, s, "Z") {
 		t.Fatal("conflicting InsertRefresh wrote a row")
 	}
@@ -410,7 +410,7 @@ func testRefresh(t *testing.T, s caddyauth.Store) {
 
 	// A disabled row (written by an earlier version, whose sign-ups held
 	// sessions back until the address was confirmed) does not rotate.
-	wantErr(t, "RotateRefresh of a disabled row", s.RotateRefresh(c, "c1", refresh(u2, "c2", "C", true)), caddyauth.ErrDisabled)
+	wantErr(t, "RotateRefresh of a disabled row", s.RotateRefresh(c, "c1", refresh(u2, "c2", "C", true)), account.ErrDisabled)
 
 	n, err := s.RevokeSession(c, "A")
 	must(t, "RevokeSession", err)
@@ -451,7 +451,7 @@ func testRefresh(t *testing.T, s caddyauth.Store) {
 	}
 }
 
-func testRotateRefresh(t *testing.T, s caddyauth.Store) {
+func testRotateRefresh(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "rot@example.com")
 	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "j1", "S", true)))
@@ -472,11 +472,11 @@ func testRotateRefresh(t *testing.T, s caddyauth.Store) {
 	must(t, "RotateRefresh j2", s.RotateRefresh(c, "j2", refresh(u, "j3", "S", true)))
 
 	// Taken next jti: ErrConflict, and the old row stays.
-	wantErr(t, "RotateRefresh to taken jti", s.RotateRefresh(c, "j3", refresh(u, "o1", "S", true)), caddyauth.ErrConflict)
+	wantErr(t, "RotateRefresh to taken jti", s.RotateRefresh(c, "j3", refresh(u, "o1", "S", true)), account.ErrConflict)
 	must(t, "RotateRefresh j3 after conflict", s.RotateRefresh(c, "j3", refresh(u, "j4", "S", true)))
 
 	// Replay of an old jti revokes the whole session, and only it.
-	wantErr(t, "RotateRefresh replay", s.RotateRefresh(c, "j1", refresh(u, "j5", "S", true)), caddyauth.ErrNotFound)
+	wantErr(t, "RotateRefresh replay", s.RotateRefresh(c, "j1", refresh(u, "j5", "S", true)), account.ErrNotFound)
 	if sessionRows(t, s, "S") {
 		t.Fatal("replay did not revoke the session")
 	}
@@ -488,35 +488,35 @@ func testRotateRefresh(t *testing.T, s caddyauth.Store) {
 	wantInt(t, "rows written by failed rotation", n, 0)
 
 	// Unknown jti for a session without rows: still ErrNotFound.
-	wantErr(t, "RotateRefresh forged", s.RotateRefresh(c, "forged", refresh(u, "j6", "Nope", true)), caddyauth.ErrNotFound)
+	wantErr(t, "RotateRefresh forged", s.RotateRefresh(c, "forged", refresh(u, "j6", "Nope", true)), account.ErrNotFound)
 	if sessionRows(t, s, "Nope") {
 		t.Fatal("failed rotation wrote a row")
 	}
 }
 
-func testRotateRefreshDisabled(t *testing.T, s caddyauth.Store) {
+func testRotateRefreshDisabled(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "dis@example.com")
 	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "d1", "S", false)))
 	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "d0", "S", true)))
 
-	wantErr(t, "RotateRefresh disabled", s.RotateRefresh(c, "d1", refresh(u, "d2", "S", true)), caddyauth.ErrDisabled)
+	wantErr(t, "RotateRefresh disabled", s.RotateRefresh(c, "d1", refresh(u, "d2", "S", true)), account.ErrDisabled)
 	// Nothing changed: d1 and d0 are there, d2 is not.
 	n, err := s.DeleteRefresh(c, u, "d2", "")
 	must(t, "DeleteRefresh d2", err)
 	wantInt(t, "rows of d2", n, 0)
-	wantErr(t, "RotateRefresh disabled again", s.RotateRefresh(c, "d1", refresh(u, "d2", "S", true)), caddyauth.ErrDisabled)
+	wantErr(t, "RotateRefresh disabled again", s.RotateRefresh(c, "d1", refresh(u, "d2", "S", true)), account.ErrDisabled)
 
 	n, err = s.RevokeSession(c, "S")
 	must(t, "RevokeSession", err)
 	wantInt(t, "rows of S (d0, d1)", n, 2)
 }
 
-func testDeleteRefresh(t *testing.T, s caddyauth.Store) {
+func testDeleteRefresh(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "del@example.com")
 	v := mustUser(t, s, "del2@example.com")
-	for _, rt := range []caddyauth.RefreshToken{
+	for _, rt := range []account.RefreshToken{
 		refresh(u, "a1", "A", true), refresh(u, "a2", "A", true),
 		refresh(u, "b1", "B", true), refresh(u, "c1", "C", true),
 		refresh(v, "v1", "V", true),
@@ -545,13 +545,13 @@ func testDeleteRefresh(t *testing.T, s caddyauth.Store) {
 	}
 }
 
-func testTokens(t *testing.T, s caddyauth.Store) {
+func testTokens(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "tok@example.com")
 	base := now()
 
 	ids := map[int64]bool{}
-	for i, tk := range []caddyauth.Token{
+	for i, tk := range []account.Token{
 		{ID: 999, UserID: u, Purpose: "p", Token: "x", Created: base.Add(-3 * time.Minute)},
 		{UserID: u, Purpose: "p", Token: "y", Created: base.Add(-time.Minute)},
 		{UserID: u, Purpose: "p", Token: "z", Created: base.Add(-2 * time.Minute)},
@@ -605,13 +605,13 @@ func testTokens(t *testing.T, s caddyauth.Store) {
 	}
 }
 
-func testFindToken(t *testing.T, s caddyauth.Store) {
+func testFindToken(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "find@example.com")
 	base := now()
-	id, err := s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "reset", Token: "fresh", Created: base})
+	id, err := s.CreateToken(c, account.Token{UserID: u, Purpose: "reset", Token: "fresh", Created: base})
 	must(t, "CreateToken", err)
-	_, err = s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "reset", Token: "stale", Created: base.Add(-2 * time.Hour)})
+	_, err = s.CreateToken(c, account.Token{UserID: u, Purpose: "reset", Token: "stale", Created: base.Add(-2 * time.Hour)})
 	must(t, "CreateToken", err)
 
 	for i := 0; i < 2; i++ { // finding does not consume
@@ -622,10 +622,10 @@ func testFindToken(t *testing.T, s caddyauth.Store) {
 		}
 	}
 	_, err = s.FindToken(c, "verify", "fresh", time.Time{})
-	wantErr(t, "FindToken with other purpose", err, caddyauth.ErrNotFound)
+	wantErr(t, "FindToken with other purpose", err, account.ErrNotFound)
 
 	_, err = s.FindToken(c, "reset", "stale", base.Add(-time.Hour))
-	wantErr(t, "FindToken of expired row", err, caddyauth.ErrNotFound)
+	wantErr(t, "FindToken of expired row", err, account.ErrNotFound)
 	n, err := s.CountTokens(c, "reset", "stale", time.Time{})
 	must(t, "CountTokens", err)
 	wantInt(t, "expired rows left after FindToken", n, 0)
@@ -634,19 +634,19 @@ func testFindToken(t *testing.T, s caddyauth.Store) {
 	wantInt(t, "fresh rows left after FindToken", n, 1)
 }
 
-func testConsumeToken(t *testing.T, s caddyauth.Store) {
+func testConsumeToken(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "consume@example.com")
 	base := now()
-	id, err := s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "login", Token: "t1", Created: base})
+	id, err := s.CreateToken(c, account.Token{UserID: u, Purpose: "login", Token: "t1", Created: base})
 	must(t, "CreateToken", err)
-	_, err = s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "login", Token: "old", Created: base.Add(-time.Hour)})
+	_, err = s.CreateToken(c, account.Token{UserID: u, Purpose: "login", Token: "old", Created: base.Add(-time.Hour)})
 	must(t, "CreateToken", err)
-	_, err = s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "other", Token: "t1", Created: base})
+	_, err = s.CreateToken(c, account.Token{UserID: u, Purpose: "other", Token: "t1", Created: base})
 	must(t, "CreateToken", err)
 
 	_, err = s.ConsumeToken(c, "login", "t1", base.Add(time.Microsecond))
-	wantErr(t, "ConsumeToken created before notBefore", err, caddyauth.ErrNotFound)
+	wantErr(t, "ConsumeToken created before notBefore", err, account.ErrNotFound)
 
 	tk, err := s.ConsumeToken(c, "login", "t1", base) // created == notBefore is fresh
 	must(t, "ConsumeToken", err)
@@ -654,26 +654,26 @@ func testConsumeToken(t *testing.T, s caddyauth.Store) {
 		t.Fatalf("ConsumeToken = %+v", tk)
 	}
 	_, err = s.ConsumeToken(c, "login", "t1", time.Time{})
-	wantErr(t, "ConsumeToken twice", err, caddyauth.ErrNotFound)
+	wantErr(t, "ConsumeToken twice", err, account.ErrNotFound)
 	_, err = s.FindToken(c, "login", "t1", time.Time{})
-	wantErr(t, "FindToken of consumed token", err, caddyauth.ErrNotFound)
+	wantErr(t, "FindToken of consumed token", err, account.ErrNotFound)
 
 	_, err = s.ConsumeToken(c, "login", "old", base.Add(-time.Minute))
-	wantErr(t, "ConsumeToken of expired token", err, caddyauth.ErrNotFound)
+	wantErr(t, "ConsumeToken of expired token", err, account.ErrNotFound)
 	_, err = s.ConsumeToken(c, "login", "nope", time.Time{})
-	wantErr(t, "ConsumeToken of unknown token", err, caddyauth.ErrNotFound)
+	wantErr(t, "ConsumeToken of unknown token", err, account.ErrNotFound)
 
 	n, err := s.CountTokens(c, "other", "t1", time.Time{})
 	must(t, "CountTokens", err)
 	wantInt(t, "same token of another purpose", n, 1)
 }
 
-func testReplaceToken(t *testing.T, s caddyauth.Store) {
+func testReplaceToken(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "repl@example.com")
 	v := mustUser(t, s, "repl2@example.com")
 	base := now()
-	for _, tk := range []caddyauth.Token{
+	for _, tk := range []account.Token{
 		{UserID: u, Purpose: "pending", Token: "a", Created: base},
 		{UserID: u, Purpose: "pending", Token: "b", Created: base},
 		{UserID: u, Purpose: "keep", Token: "c", Created: base},
@@ -682,7 +682,7 @@ func testReplaceToken(t *testing.T, s caddyauth.Store) {
 		_, err := s.CreateToken(c, tk)
 		must(t, "CreateToken", err)
 	}
-	id, err := s.ReplaceToken(c, caddyauth.Token{UserID: u, Purpose: "pending", Token: "new", Created: base})
+	id, err := s.ReplaceToken(c, account.Token{UserID: u, Purpose: "pending", Token: "new", Created: base})
 	must(t, "ReplaceToken", err)
 	list, err := s.UserTokens(c, u, "pending", time.Time{})
 	must(t, "UserTokens", err)
@@ -699,14 +699,14 @@ func testReplaceToken(t *testing.T, s caddyauth.Store) {
 	}
 }
 
-func testDeleteTokens(t *testing.T, s caddyauth.Store) {
+func testDeleteTokens(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "dt@example.com")
 	v := mustUser(t, s, "dt2@example.com")
 	base := now()
 	create := func(user int64, purpose, token string, created time.Time) {
 		t.Helper()
-		_, err := s.CreateToken(c, caddyauth.Token{UserID: user, Purpose: purpose, Token: token, Created: created})
+		_, err := s.CreateToken(c, account.Token{UserID: user, Purpose: purpose, Token: token, Created: created})
 		must(t, "CreateToken", err)
 	}
 	create(u, "a", "1", base)
@@ -753,16 +753,16 @@ func testDeleteTokens(t *testing.T, s caddyauth.Store) {
 	wantInt(t, "other purpose after PurgeTokens", n, 1)
 }
 
-func testAuthenticators(t *testing.T, s caddyauth.Store) {
+func testAuthenticators(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "mfa@example.com")
 	created := now().Add(-time.Minute)
 	secret := []byte{0, 1, 2, 0xff, 0}
-	id, err := s.CreateAuthenticator(c, caddyauth.Authenticator{ID: 77, UserID: u, Type: "totp", Data: secret, CreatedAt: created})
+	id, err := s.CreateAuthenticator(c, account.Authenticator{ID: 77, UserID: u, Type: "totp", Data: secret, CreatedAt: created})
 	must(t, "CreateAuthenticator", err)
-	_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "totp", Data: []byte("other"), CreatedAt: created})
-	wantErr(t, "second TOTP authenticator", err, caddyauth.ErrConflict)
-	id2, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: created})
+	_, err = s.CreateAuthenticator(c, account.Authenticator{UserID: u, Type: "totp", Data: []byte("other"), CreatedAt: created})
+	wantErr(t, "second TOTP authenticator", err, account.ErrConflict)
+	id2, err := s.CreateAuthenticator(c, account.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: created})
 	must(t, "CreateAuthenticator recovery_codes", err)
 
 	list, err := s.Authenticators(c, u)
@@ -784,13 +784,13 @@ func testAuthenticators(t *testing.T, s caddyauth.Store) {
 	wantInt(t, "authenticators of user without any", len(list), 0)
 }
 
-func testAdvanceTOTPStep(t *testing.T, s caddyauth.Store) {
+func testAdvanceTOTPStep(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "totp@example.com")
-	_, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "totp", Data: []byte("s"), CreatedAt: now()})
+	_, err := s.CreateAuthenticator(c, account.Authenticator{UserID: u, Type: "totp", Data: []byte("s"), CreatedAt: now()})
 	must(t, "CreateAuthenticator", err)
 	// Another factor type must not be advanced.
-	_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: now()})
+	_, err = s.CreateAuthenticator(c, account.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: now()})
 	must(t, "CreateAuthenticator", err)
 
 	t1 := now()
@@ -827,11 +827,11 @@ func testAdvanceTOTPStep(t *testing.T, s caddyauth.Store) {
 	}
 }
 
-func testRecoveryCodes(t *testing.T, s caddyauth.Store) {
+func testRecoveryCodes(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "rc@example.com")
 	v := mustUser(t, s, "rc2@example.com")
-	_, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: now()})
+	_, err := s.CreateAuthenticator(c, account.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: now()})
 	must(t, "CreateAuthenticator", err)
 
 	must(t, "ReplaceRecoveryCodes", s.ReplaceRecoveryCodes(c, u, []string{"h1", "h2", "h3"}))
@@ -891,14 +891,14 @@ func testRecoveryCodes(t *testing.T, s caddyauth.Store) {
 	wantInt(t, "CountRecoveryCodes after clearing", n, 0)
 }
 
-func testDeleteAuthenticators(t *testing.T, s caddyauth.Store) {
+func testDeleteAuthenticators(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "da@example.com")
 	v := mustUser(t, s, "da2@example.com")
 	setup := func(user int64) {
 		t.Helper()
 		for _, typ := range []string{"totp", "recovery_codes"} {
-			_, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: user, Type: typ, CreatedAt: now()})
+			_, err := s.CreateAuthenticator(c, account.Authenticator{UserID: user, Type: typ, CreatedAt: now()})
 			must(t, "CreateAuthenticator", err)
 		}
 		must(t, "ReplaceRecoveryCodes", s.ReplaceRecoveryCodes(c, user, []string{"a", "b"}))
@@ -937,11 +937,11 @@ func testDeleteAuthenticators(t *testing.T, s caddyauth.Store) {
 	wantInt(t, "codes after deleting all", codes(v), 0)
 
 	// A new TOTP factor can be enrolled once the old one is gone.
-	_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: v, Type: "totp", CreatedAt: now()})
+	_, err = s.CreateAuthenticator(c, account.Authenticator{UserID: v, Type: "totp", CreatedAt: now()})
 	must(t, "CreateAuthenticator after delete", err)
 }
 
-func testSettings(t *testing.T, s caddyauth.Store) {
+func testSettings(t *testing.T, s account.Store) {
 	c := ctx(t)
 	got, err := s.LoadOrStoreSetting(c, "signing_key", []byte("first"))
 	must(t, "LoadOrStoreSetting", err)
@@ -965,7 +965,7 @@ func testSettings(t *testing.T, s caddyauth.Store) {
 		t.Fatalf("Setting(other) = %x, want %x", got, bin)
 	}
 	must(t, "DeleteSetting", s.DeleteSetting(c, "other"))
-	if _, err := s.Setting(c, "other"); !errors.Is(err, caddyauth.ErrNotFound) {
+	if _, err := s.Setting(c, "other"); !errors.Is(err, account.ErrNotFound) {
 		t.Fatalf("Setting after DeleteSetting: %v, want ErrNotFound", err)
 	}
 	must(t, "DeleteSetting of a missing name", s.DeleteSetting(c, "other"))
@@ -976,14 +976,14 @@ func testSettings(t *testing.T, s caddyauth.Store) {
 
 // testResealTOTP: every user's TOTP authenticator is listed, and its data
 // changes only while it still holds the value the caller read.
-func testResealTOTP(t *testing.T, s caddyauth.Store) {
+func testResealTOTP(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u, v := mustUser(t, s, "reseal-u@example.com"), mustUser(t, s, "reseal-v@example.com")
-	idU, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "totp", Data: []byte("old-u"), LastStep: 7, CreatedAt: now()})
+	idU, err := s.CreateAuthenticator(c, account.Authenticator{UserID: u, Type: "totp", Data: []byte("old-u"), LastStep: 7, CreatedAt: now()})
 	must(t, "CreateAuthenticator", err)
-	_, err = s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: now()})
+	_, err = s.CreateAuthenticator(c, account.Authenticator{UserID: u, Type: "recovery_codes", CreatedAt: now()})
 	must(t, "CreateAuthenticator recovery_codes", err)
-	idV, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: v, Type: "totp", Data: []byte("old-v"), CreatedAt: now()})
+	idV, err := s.CreateAuthenticator(c, account.Authenticator{UserID: v, Type: "totp", Data: []byte("old-v"), CreatedAt: now()})
 	must(t, "CreateAuthenticator", err)
 	list, err := s.TOTPAuthenticators(c)
 	must(t, "TOTPAuthenticators", err)
@@ -1013,23 +1013,23 @@ func testResealTOTP(t *testing.T, s caddyauth.Store) {
 	}
 }
 
-func testInTx(t *testing.T, s caddyauth.Store) {
+func testInTx(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "tx@example.com")
 	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "j1", "S", true)))
 
 	// Committed.
 	var id int64
-	err := s.InTx(c, func(tx caddyauth.Store) error {
+	err := s.InTx(c, func(tx account.Store) error {
 		var err error
-		id, err = tx.CreateUser(c, caddyauth.User{Email: "in@example.com", DateJoined: now()})
+		id, err = tx.CreateUser(c, account.User{Email: "in@example.com", DateJoined: now()})
 		if err != nil {
 			return err
 		}
 		if _, err := tx.UserByID(c, id); err != nil { // sees its own write
 			return fmt.Errorf("reading own write: %w", err)
 		}
-		_, err = tx.CreateToken(c, caddyauth.Token{UserID: id, Purpose: "p", Token: "t", Created: now()})
+		_, err = tx.CreateToken(c, account.Token{UserID: id, Purpose: "p", Token: "t", Created: now()})
 		return err
 	})
 	must(t, "InTx", err)
@@ -1041,15 +1041,15 @@ func testInTx(t *testing.T, s caddyauth.Store) {
 	// transactions run inside fn, is undone.
 	boom := errors.New("boom")
 	var rolledBack int64
-	err = s.InTx(c, func(tx caddyauth.Store) error {
+	err = s.InTx(c, func(tx account.Store) error {
 		var err error
-		if rolledBack, err = tx.CreateUser(c, caddyauth.User{Email: "rollback@example.com", DateJoined: now()}); err != nil {
+		if rolledBack, err = tx.CreateUser(c, account.User{Email: "rollback@example.com", DateJoined: now()}); err != nil {
 			return err
 		}
 		if err := tx.RotateRefresh(c, "j1", refresh(u, "j2", "S", true)); err != nil {
 			return err
 		}
-		if _, err := tx.ReplaceToken(c, caddyauth.Token{UserID: id, Purpose: "p", Token: "t2", Created: now()}); err != nil {
+		if _, err := tx.ReplaceToken(c, account.Token{UserID: id, Purpose: "p", Token: "t2", Created: now()}); err != nil {
 			return err
 		}
 		if _, err := tx.LoadOrStoreSetting(c, "k", []byte("v")); err != nil {
@@ -1059,8 +1059,8 @@ func testInTx(t *testing.T, s caddyauth.Store) {
 			return err
 		}
 		// A nested InTx joins the transaction.
-		if err := tx.InTx(c, func(tx2 caddyauth.Store) error {
-			_, err := tx2.CreateToken(c, caddyauth.Token{UserID: id, Purpose: "nested", Token: "n", Created: now()})
+		if err := tx.InTx(c, func(tx2 account.Store) error {
+			_, err := tx2.CreateToken(c, account.Token{UserID: id, Purpose: "nested", Token: "n", Created: now()})
 			return err
 		}); err != nil {
 			return err
@@ -1069,7 +1069,7 @@ func testInTx(t *testing.T, s caddyauth.Store) {
 	})
 	wantErr(t, "InTx with failing fn", err, boom)
 
-	if _, err := s.UserByEmail(c, "rollback@example.com"); !errors.Is(err, caddyauth.ErrNotFound) {
+	if _, err := s.UserByEmail(c, "rollback@example.com"); !errors.Is(err, account.ErrNotFound) {
 		t.Fatalf("rolled-back user %d exists (err %v)", rolledBack, err)
 	}
 	if _, err := s.UserByID(c, u); err != nil {
@@ -1091,15 +1091,15 @@ func testInTx(t *testing.T, s caddyauth.Store) {
 	}
 }
 
-func testCanceledContext(t *testing.T, s caddyauth.Store) {
+func testCanceledContext(t *testing.T, s account.Store) {
 	c, cancel := context.WithCancel(context.Background())
 	cancel()
 	start := time.Now()
 	_, err := s.UserByID(c, 1)
-	if err == nil || errors.Is(err, caddyauth.ErrNotFound) {
+	if err == nil || errors.Is(err, account.ErrNotFound) {
 		t.Fatalf("UserByID with canceled context: err = %v, want a store failure", err)
 	}
-	err = s.InTx(c, func(caddyauth.Store) error { return nil })
+	err = s.InTx(c, func(account.Store) error { return nil })
 	if err == nil {
 		t.Fatal("InTx with canceled context succeeded")
 	}
@@ -1127,12 +1127,12 @@ func race[T any](fn func(i int) (T, error)) ([]T, []error) {
 	return res, errs
 }
 
-func testRaceConsumeToken(t *testing.T, s caddyauth.Store) {
+func testRaceConsumeToken(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "race@example.com")
-	_, err := s.CreateToken(c, caddyauth.Token{UserID: u, Purpose: "link", Token: "once", Created: now()})
+	_, err := s.CreateToken(c, account.Token{UserID: u, Purpose: "link", Token: "once", Created: now()})
 	must(t, "CreateToken", err)
-	_, errs := race(func(int) (caddyauth.Token, error) {
+	_, errs := race(func(int) (account.Token, error) {
 		return s.ConsumeToken(c, "link", "once", time.Time{})
 	})
 	wins := 0
@@ -1140,14 +1140,14 @@ func testRaceConsumeToken(t *testing.T, s caddyauth.Store) {
 		switch {
 		case err == nil:
 			wins++
-		case !errors.Is(err, caddyauth.ErrNotFound):
+		case !errors.Is(err, account.ErrNotFound):
 			t.Errorf("ConsumeToken: %v", err)
 		}
 	}
 	wantInt(t, "successful ConsumeToken calls", wins, 1)
 }
 
-func testRaceRotateRefresh(t *testing.T, s caddyauth.Store) {
+func testRaceRotateRefresh(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "racerot@example.com")
 	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "old", "S", true)))
@@ -1160,7 +1160,7 @@ func testRaceRotateRefresh(t *testing.T, s caddyauth.Store) {
 		switch {
 		case err == nil:
 			wins++
-		case !errors.Is(err, caddyauth.ErrNotFound):
+		case !errors.Is(err, account.ErrNotFound):
 			t.Errorf("RotateRefresh: %v", err)
 		}
 	}
@@ -1175,10 +1175,10 @@ func testRaceRotateRefresh(t *testing.T, s caddyauth.Store) {
 	}
 }
 
-func testRaceAdvanceTOTPStep(t *testing.T, s caddyauth.Store) {
+func testRaceAdvanceTOTPStep(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "racetotp@example.com")
-	_, err := s.CreateAuthenticator(c, caddyauth.Authenticator{UserID: u, Type: "totp", Data: []byte("s"), CreatedAt: now()})
+	_, err := s.CreateAuthenticator(c, account.Authenticator{UserID: u, Type: "totp", Data: []byte("s"), CreatedAt: now()})
 	must(t, "CreateAuthenticator", err)
 	oks, errs := race(func(int) (bool, error) {
 		return s.AdvanceTOTPStep(c, u, 1000, now())
@@ -1195,7 +1195,7 @@ func testRaceAdvanceTOTPStep(t *testing.T, s caddyauth.Store) {
 	wantInt(t, "accepted AdvanceTOTPStep calls", wins, 1)
 }
 
-func testRaceConsumeRecoveryCode(t *testing.T, s caddyauth.Store) {
+func testRaceConsumeRecoveryCode(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "racerc@example.com")
 	must(t, "ReplaceRecoveryCodes", s.ReplaceRecoveryCodes(c, u, []string{"h", "other"}))
@@ -1217,7 +1217,7 @@ func testRaceConsumeRecoveryCode(t *testing.T, s caddyauth.Store) {
 	wantInt(t, "codes left", n, 1)
 }
 
-func testRaceLoadOrStoreSetting(t *testing.T, s caddyauth.Store) {
+func testRaceLoadOrStoreSetting(t *testing.T, s account.Store) {
 	c := ctx(t)
 	vals, errs := race(func(i int) ([]byte, error) {
 		return s.LoadOrStoreSetting(c, "key", []byte(fmt.Sprintf("value%d", i)))

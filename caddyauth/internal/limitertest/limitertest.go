@@ -1,5 +1,5 @@
 // Package limitertest is the behaviour every rate limiter shares (the
-// in-memory one in caddyauth/limiter.go and the Redis one in
+// in-memory one in caddyauth/account/limiter.go and the Redis one in
 // caddyauth/redislimit), run against each by its own tests.
 package limitertest
 
@@ -7,22 +7,16 @@ import (
 	"context"
 	"testing"
 	"time"
-)
 
-// Limiter is caddyauth.RateLimiter, restated so that this package does not
-// import caddyauth.
-type Limiter interface {
-	Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
-	Reserve(ctx context.Context, key string, limit int, window time.Duration) (id string, ok bool, retryAfter time.Duration, err error)
-	Cancel(ctx context.Context, key, id string) error
-}
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+)
 
 // ReserveAndCancel checks Reserve and Cancel on keys no other test uses:
 // a reserved event counts like an allowed one, a cancelled one no longer
 // counts (in-flight attempts bound a burst, only the kept ones stay), a
 // refused reservation has no id, and cancelling twice, an unknown id or
 // another key's id changes nothing.
-func ReserveAndCancel(t *testing.T, l Limiter) {
+func ReserveAndCancel(t *testing.T, l account.RateLimiter) {
 	t.Helper()
 	ctx := context.Background()
 	const limit, window = 3, time.Minute

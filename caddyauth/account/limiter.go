@@ -1,4 +1,4 @@
-package caddyauth
+package account
 
 import (
 	"context"

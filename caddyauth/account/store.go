@@ -1,4 +1,7 @@
-package caddyauth
+// Package account is the domain core of caddy-jwt-allauth: the accounts,
+// sessions, one-time tokens and MFA factors, and the Store that keeps them.
+// It imports neither net/http nor Caddy; store implementations import it.
+package account
 
 import (
 	"context"
@@ -61,19 +64,6 @@ type Token struct {
 	Token   string
 	Created time.Time
 }
-
-// Purposes of generic token rows.
-const (
-	purposeMFASetupChallenge = "mfa_setup_challenge"
-	// A sign-up's setup challenge held back until the address is confirmed.
-	purposeSignupChallenge   = "mfa_signup_challenge"
-	purposeMFALoginChallenge = "mfa_login_challenge"
-	purposeMFASetupSecret    = "mfa_setup_secret"
-	purposeMFAAttempt        = "mfa_login_attempt"
-	// A refresh token's rotation: "<old jti>><new jti>", kept for the
-	// browser hop's grace (refreshHopGrace).
-	purposeRefreshRotated = "refresh_rotated"
-)
 
 // Authenticator is an MFA factor of a user (Type "totp" or "recovery_codes").
 // For TOTP, Data holds the encrypted secret and LastStep the last accepted
