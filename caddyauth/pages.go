@@ -242,8 +242,8 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 // repeats the Referrer-Policy header.
 func (h *Handler) writePage(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) error {
 	d.Prefix = h.Prefix
-	d.LoginPage = h.Prefix + "/page/login"
 	if !h.DisablePages {
+		d.LoginPage = h.Prefix + "/page/login"
 		d.ResetPage = h.Prefix + "/page/password-reset"
 		if h.signupOpen() {
 			d.SignupPage = h.Prefix + "/page/signup"
