@@ -136,6 +136,12 @@ func dependencyFailed(w http.ResponseWriter, logger *zap.Logger, m *metrics, err
 
 // isBug tells errors that no outage explains from dependency failures.
 func isBug(err error) bool {
+	// An error already given its status (a template that fails to render)
+	// is ours, not an outage.
+	var handled caddyhttp.HandlerError
+	if errors.As(err, &handled) {
+		return true
+	}
 	for _, e := range []error{account.ErrNotFound, account.ErrConflict, account.ErrDisabled, secretbox.ErrOpen, errUnknownThrottle} {
 		if errors.Is(err, e) {
 			return true

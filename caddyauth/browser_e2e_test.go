@@ -335,3 +335,34 @@ func TestBrowserSessionE2E(t *testing.T) {
 		}
 	}
 }
+
+// The page behind a mailed reset link saves the new password, then shows
+// the way on through the sign-in page (before: a dead end).
+func TestBrowserResetLinkE2E(t *testing.T) {
+	c := newChrome(t)
+	s := startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", mailOptions(t), browserBody))
+	email := uniqueEmail(t, "browser-reset")
+	mustCreateUser(t, email, userPass, 0)
+	s.post("/auth/password/reset/", map[string]string{"email": email}).expect(t, 200)
+	link := linkPath(t, waitMails(t, email, 1), "/auth/")
+
+	c.run("following the mailed link", chromedp.Navigate(testBase+link))
+	c.run("the new password",
+		chromedp.WaitVisible(chromedp.CSS("#p1")),
+		chromedp.SendKeys(chromedp.CSS("#p1"), newPass),
+		chromedp.SendKeys(chromedp.CSS("#p2"), newPass),
+		chromedp.Click(chromedp.CSS("button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#signin a")),
+	)
+	if text := value(c, "reading the result", chromedp.Text(chromedp.CSS("#result"))); !strings.Contains(text, "You can now sign in with your new password.") {
+		t.Fatalf("after saving: %q", text)
+	}
+	c.shot("14-reset-link-saved")
+	// The reset opened a session (no second factor is due), so the sign-in
+	// page sends the browser straight on to the site.
+	c.clickAndWait("#signin a")
+	if text := c.at("/"); !strings.HasPrefix(text, "page user=") {
+		t.Fatalf("after the reset, the sign-in page led to: %q", text)
+	}
+	s.post("/auth/login/", map[string]string{"email": email, "password": newPass}).expect(t, 200)
+}

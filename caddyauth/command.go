@@ -41,7 +41,11 @@ same --config (and environment) as the server, so it opens the same store.
 
 // addUserCommands fills in `caddy jwt-allauth`: its flags and subcommands.
 func addUserCommands(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringP("config", "c", "", "Configuration file naming the store")
+	// A bare `caddy jwt-allauth` prints its help; an unknown subcommand is
+	// an error, not the help with a success status.
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	cmd.PersistentFlags().StringP("config", "c", "", "Configuration file naming the store (default: ./Caddyfile)")
 	cmd.PersistentFlags().StringP("adapter", "a", "", "Name of config adapter to apply")
 	cmd.AddCommand(userCommand("create-user", "Creates a user (password read from standard input)", true, true, runCreateUser))
 	cmd.AddCommand(userCommand("set-role", "Sets the role of a user", true, true, runSetRole))
@@ -102,15 +106,19 @@ func userCommand(name, short string, email, role bool, run func(context.Context,
 // loadRealm provisions only the jwt_allauth app of a config (no servers
 // are started) and returns its realm.
 func loadRealm(cfgFile, adapter string) (*realm, func(), error) {
+	// Without --config, a Caddyfile in the current directory is used, as
+	// `caddy run` does; with neither, the command refuses rather than open
+	// a default store the server may not use.
+	raw, _, _, err := caddycmd.LoadConfig(cfgFile, adapter)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(raw) == 0 {
+		return nil, nil, errors.New("no config: give the server's config with --config (e.g. --config /etc/caddy/Caddyfile), or run in the folder of its Caddyfile")
+	}
 	var cfg caddy.Config
-	if cfgFile != "" || adapter != "" {
-		raw, _, _, err := caddycmd.LoadConfig(cfgFile, adapter)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return nil, nil, fmt.Errorf("decoding config: %v", err)
-		}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, nil, fmt.Errorf("decoding config: %v", err)
 	}
 	only := &caddy.Config{StorageRaw: cfg.StorageRaw, AppsRaw: caddy.ModuleMap{}}
 	if raw, ok := cfg.AppsRaw["jwt_allauth"]; ok {

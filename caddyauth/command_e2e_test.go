@@ -127,3 +127,25 @@ func TestUserCommandsE2E(t *testing.T) {
 		s.post("/auth/login/", map[string]string{"email": "admin@example.com", "password": "Adm1n-Passw0rd-long"}).expect(t, 200)
 	})
 }
+
+// Without --config and without a Caddyfile in the current directory the
+// commands refuse instead of opening a store the server may not use, and
+// an unknown subcommand is an error.
+func TestUserCommandsNeedAConfig(t *testing.T) {
+	t.Chdir(t.TempDir())
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	out, err := runCLI(t, "", "list-users")
+	if err == nil || !strings.Contains(err.Error(), "--config") {
+		t.Fatalf("list-users without a config: err %v, output %q", err, out)
+	}
+	entries, _ := os.ReadDir(os.Getenv("XDG_DATA_HOME"))
+	if len(entries) != 0 {
+		t.Fatalf("list-users without a config wrote %v into the data directory", entries)
+	}
+	if _, err := runCLI(t, "", "frobnicate"); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Fatalf("an unknown subcommand: %v", err)
+	}
+	if out, err := runCLI(t, ""); err != nil || !strings.Contains(out, "list-users") {
+		t.Fatalf("the bare command prints its help: %v %q", err, out)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -213,6 +215,38 @@ func TestStartupRefusals(t *testing.T) {
 		"short signing key":             {"signing_key short-key", defaultBody, "at least 32"},
 		"prefix as a matcher":           {"", "\tjwt_allauth /auth\n\trespond ok", "prefix as a subdirective"},
 		"identity into Authorization":   {"", "\tjwt_allauth_guard {\n\t\theader Authorization user_id\n\t}\n\trespond ok", "refusing to overwrite"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cf := caddyfile("store sqlite "+t.TempDir()+"/a.db", tc.options, tc.body)
+			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+			if err == nil {
+				err = caddy.Load(cfg, true)
+				if err == nil {
+					_ = caddy.Stop()
+				}
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// Template directories are checked at start: a misspelt directory is not
+// silently replaced by the built-in templates, and a page template that
+// names a field pages do not have stops the start rather than answering a
+// visitor with an error (before: 503 "try again later", logged as an
+// outage).
+func TestTemplateRefusals(t *testing.T) {
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "login.html"), []byte(`{{define "content"}}{{.Nope}}{{end}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "no-such-dir")
+	for name, tc := range map[string]struct{ options, body, want string }{
+		"missing page templates": {"", "\tjwt_allauth {\n\t\tprefix /auth\n\t\ttemplates " + missing + "\n\t}\n\trespond ok", "no-such-dir"},
+		"missing mail templates": {"mail log {\n\t\t\ttemplates " + missing + "\n\t\t}", defaultBody, "no-such-dir"},
+		"page naming a field":    {"", "\tjwt_allauth {\n\t\tprefix /auth\n\t\ttemplates " + bad + "\n\t}\n\trespond ok", "login.html"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cf := caddyfile("store sqlite "+t.TempDir()+"/a.db", tc.options, tc.body)

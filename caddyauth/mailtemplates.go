@@ -46,6 +46,9 @@ type mailTemplate struct {
 // loadMailTemplates parses the built-in templates, each file replaced by
 // the one of the same name in dir when dir is set and holds it.
 func loadMailTemplates(dir string) (map[string]mailTemplate, error) {
+	if err := checkTemplateDir(dir); err != nil {
+		return nil, fmt.Errorf("mail %v", err)
+	}
 	read := func(name string) (string, error) {
 		if dir != "" {
 			b, err := os.ReadFile(filepath.Join(dir, name))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -76,6 +77,9 @@ func loadPages(dir string) (*pageSet, error) {
 
 // loadPageSet is loadPages for the named pages only.
 func loadPageSet(dir string, names []string) (*pageSet, error) {
+	if err := checkTemplateDir(dir); err != nil {
+		return nil, err
+	}
 	read := func(name string) ([]byte, error) {
 		if dir != "" {
 			b, err := os.ReadFile(filepath.Join(dir, name))
@@ -105,12 +109,33 @@ func loadPageSet(dir string, names []string) (*pageSet, error) {
 		if _, err := t.Parse(string(body)); err != nil {
 			return nil, fmt.Errorf("page template %s.html: %v", name, err)
 		}
+		// Render once with empty data, so that a template naming a field
+		// pages do not have stops the start, not a visitor's request.
+		if err := t.Execute(io.Discard, pageData{}); err != nil {
+			return nil, fmt.Errorf("page template %s.html: %v", name, err)
+		}
 		ps.pages[name] = t
 	}
 	if ps.css, err = read("style.css"); err != nil {
 		return nil, err
 	}
 	return ps, nil
+}
+
+// checkTemplateDir refuses a templates directory that is not there, so a
+// misspelt path is not silently replaced by the built-in templates.
+func checkTemplateDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("templates: %v", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("templates: %s is not a directory", dir)
+	}
+	return nil
 }
 
 // pageData is what every template sees.
@@ -217,8 +242,8 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 // repeats the Referrer-Policy header.
 func (h *Handler) writePage(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) error {
 	d.Prefix = h.Prefix
-	d.LoginPage = h.Prefix + "/page/login"
 	if !h.DisablePages {
+		d.LoginPage = h.Prefix + "/page/login"
 		d.ResetPage = h.Prefix + "/page/password-reset"
 		if h.signupOpen() {
 			d.SignupPage = h.Prefix + "/page/signup"
