@@ -200,10 +200,12 @@ type App struct {
 	// IPv4 clients are always counted by address. Default: 64.
 	ThrottleIPv6Prefix *int `json:"throttle_ipv6_prefix,omitempty"`
 
-	realm  *realm
-	logger *zap.Logger
-	stop   context.CancelFunc
-	done   chan struct{}
+	realm   *realm
+	logger  *zap.Logger
+	stop    context.CancelFunc
+	done    chan struct{}
+	metrics *metrics   // held from the shared collectors until Cleanup
+	mail    *mailLease // held on a shared mail queue until Cleanup
 }
 
 // CaddyModule returns the Caddy module information.
@@ -243,10 +245,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		limiter = mod.(RateLimiter)
 	}
-	m, err := newMetrics(ctx.GetMetricsRegistry())
+	m, err := acquireMetrics(ctx.GetMetricsRegistry())
 	if err != nil {
 		return err
 	}
+	a.metrics = m
 
 	pol := policy{
 		issuer:            orDefault(a.Issuer, "caddy-jwt-allauth"),
@@ -311,7 +314,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ipv6Prefix: intOr(a.ThrottleIPv6Prefix, defaultIPv6Prefix),
 	}
 	rl.hasher.observeWait = m.hashWait
-	if err := rl.provisionMail(a.Mail, repl); err != nil {
+	if a.mail, err = rl.provisionMail(a.Mail, repl); err != nil {
 		return err
 	}
 	rl.sessions = newSessionCache(store, 2*time.Second, rl.now)
@@ -408,7 +411,8 @@ func (a *App) Validate() error {
 	return validateThrottles(a.Throttles)
 }
 
-// Start runs the background purge of expired rows and the mail senders.
+// Start runs the background purge of expired rows and the mail sender (a
+// sender kept from before a reload runs on).
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
@@ -418,19 +422,28 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop ends the background purge and the mail senders, and waits for them.
+// Stop ends the background purge and waits for it. The mail queue stops
+// with its last user, in Cleanup: a reload keeps it.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
 		<-a.done
 	}
-	a.realm.mail.stop()
 	return nil
 }
 
-// provisionMail builds the mail transport, the send queue and the
-// templates.
-func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
+// Cleanup lets go of the shared mail queue and metrics. After a reload the
+// new app holds them on; after a shutdown the queue stops, reporting each
+// mail still queued as not sent. A reload to other mail settings hands the
+// queued mails over to the new queue.
+func (a *App) Cleanup() error {
+	return errors.Join(a.mail.release(), releaseMetrics(&a.metrics))
+}
+
+// provisionMail builds the mail transport and the templates, and takes
+// the send queue for these settings: the one a previous config left
+// running, or a new one.
+func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) (*mailLease, error) {
 	var cfg MailConfig
 	if c != nil {
 		cfg = *c
@@ -446,17 +459,22 @@ func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
 		cfg.From = repl.ReplaceAll(cfg.From, "")
 		sm, err := newSMTPMailer(cfg)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		m = sm
 	}
 	tmpl, err := loadMailTemplates(repl.ReplaceAll(cfg.Templates, ""))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rl.mails = tmpl
-	rl.mail = newMailQueue(m, rl.logger.Named("mail"), rl.metrics, rl.emailHash)
-	return nil
+	lease, err := acquireMailQueue(mailSettingsKey(cfg),
+		&mailUser{mailer: m, logger: rl.logger.Named("mail"), metrics: rl.metrics, tag: rl.emailHash})
+	if err != nil {
+		return nil, err
+	}
+	rl.mail = lease.queue
+	return lease, nil
 }
 
 // checkPublicURL accepts an absolute http(s) URL with a host and nothing
@@ -506,7 +524,8 @@ func intOr(p *int, def int) int {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Validator   = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -104,7 +104,7 @@ func (b *blockingMailer) send(ctx context.Context, m mailMessage) error {
 	return nil
 }
 
-// TestMailQueueBounds: one kind of mail holds at most half the queue and
+// TestMailQueueBounds: one kind of mail holds at most its share of the queue and
 // one address at most mailQueuePerRecipient places, so a flood leaves room
 // for other mails; every mail refused, and every mail still queued at
 // stop, is logged at error level and counted by kind and reason.
@@ -172,6 +172,150 @@ func TestMailQueueBounds(t *testing.T) {
 		t.Fatalf("a bound kept counting sent mails: %v refusals", got)
 	}
 	q.stop()
+}
+
+// TestMailQueueKindShares: every kind flooding at once still leaves the
+// queue room, so each kind keeps its own share (before: a flood of two
+// kinds, half the queue each, filled it and an invitation was refused
+// queue_full).
+func TestMailQueueKindShares(t *testing.T) {
+	met, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newMailQueue(&blockingMailer{release: make(chan struct{})}, zap.NewNop(), met, func(string) zap.Field { return zap.Skip() })
+	flood := func(kind string) {
+		for i := range mailQueueSize {
+			q.enqueue(mailMessage{kind: kind, to: fmt.Sprintf("%s-%d@example.com", kind, i)})
+		}
+	}
+	queued := func(kind string) int {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.byKind[kind]
+	}
+	// The anonymous kinds first: reset requests and resent confirmations.
+	flood(mailPasswordReset)
+	flood(mailEmailConfirmation)
+	q.enqueue(mailMessage{kind: mailInvitation, to: "invitee@example.com"})
+	if queued(mailInvitation) != 1 {
+		t.Fatalf("an invitation after a flood of two kinds was refused: %v queue_full",
+			testutil.ToFloat64(met.mailsNotSent.WithLabelValues(mailInvitation, mailQueueFull)))
+	}
+	for _, kind := range mailKinds {
+		flood(kind)
+	}
+	for _, kind := range mailKinds {
+		if got := queued(kind); got != mailQueuePerKind {
+			t.Errorf("%d %s mails queued, want its share %d", got, kind, mailQueuePerKind)
+		}
+		if got := testutil.ToFloat64(met.mailsNotSent.WithLabelValues(kind, mailQueueFull)); got != 0 {
+			t.Errorf("%v %s mails refused queue_full: the shares add up to more than the queue", got, kind)
+		}
+	}
+}
+
+// TestMailQueueSharedAcrossUsers: a second app on the same mail settings
+// takes the running queue, and the first one letting go stops nothing;
+// the mails queued meanwhile go out through the newest app's transport.
+func TestMailQueueSharedAcrossUsers(t *testing.T) {
+	key := "test-" + t.Name()
+	nop := func(string) zap.Field { return zap.Skip() }
+	first := &blockingMailer{release: make(chan struct{})}
+	a, err := acquireMailQueue(key, &mailUser{mailer: first, logger: zap.NewNop(), tag: nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.queue.start()
+	for i := range 3 {
+		a.queue.enqueue(mailMessage{kind: mailPasswordReset, to: fmt.Sprintf("r%d@example.com", i)})
+	}
+	second := &blockingMailer{release: make(chan struct{})}
+	core, logs := observer.New(zap.ErrorLevel)
+	b, err := acquireMailQueue(key, &mailUser{mailer: second, logger: zap.New(core), tag: nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.queue != a.queue {
+		t.Fatal("the second app got a queue of its own")
+	}
+	if err := a.release(); err != nil {
+		t.Fatal(err)
+	}
+	// The send the first transport holds is cut short only when the
+	// queue stops; so far it waits. Release both transports.
+	close(second.release)
+	close(first.release)
+	waitSent(t, func() int { return first.count() + second.count() }, 3)
+	if n := logs.FilterMessage("mail not sent").Len(); n != 0 {
+		t.Fatalf("%d mails not sent", n)
+	}
+	if err := b.release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mailQueues.References(key); ok {
+		t.Fatal("the queue outlived its last user")
+	}
+}
+
+// TestMailQueueHandOver: when the mail settings change, the old queue,
+// once its last user let go, hands its queued mails to the new one.
+func TestMailQueueHandOver(t *testing.T) {
+	nop := func(string) zap.Field { return zap.Skip() }
+	core, logs := observer.New(zap.ErrorLevel)
+	old := &blockingMailer{release: make(chan struct{})}
+	a, err := acquireMailQueue("test-old-"+t.Name(), &mailUser{mailer: old, logger: zap.New(core), tag: nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.queue.start()
+	for i := range 3 {
+		a.queue.enqueue(mailMessage{kind: mailInvitation, to: fmt.Sprintf("i%d@example.com", i)})
+	}
+	next := &blockingMailer{release: make(chan struct{})}
+	close(next.release)
+	b, err := acquireMailQueue("test-new-"+t.Name(), &mailUser{mailer: next, logger: zap.New(core), tag: nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.queue.start()
+	if err := a.release(); err != nil { // the old sender's send in flight is cut short
+		t.Fatal(err)
+	}
+	waitSent(t, next.count, 3)
+	next.mu.Lock()
+	first := next.sent[0].to
+	next.mu.Unlock()
+	if first != "i0@example.com" {
+		t.Fatalf("first mail handed over went to %s, want the oldest", first)
+	}
+	if n := logs.FilterMessage("mail not sent").Len(); n != 0 {
+		t.Fatalf("%d mails not sent", n)
+	}
+	if err := b.release(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (b *blockingMailer) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sent)
+}
+
+// waitSent waits until sent() reports want mails.
+func waitSent(t *testing.T, sent func() int, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for sent() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mails sent, want %d", sent(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := sent(); n != want {
+		t.Fatalf("%d mails sent, want %d", n, want)
+	}
 }
 
 // TestMailQueueStopReportsPending: mails still queued when the server
