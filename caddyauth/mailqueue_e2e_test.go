@@ -15,11 +15,11 @@ import (
 // TestMailFloodE2E floods the mail queue with the two kinds of mail
 // anyone can trigger while the SMTP server hangs: each flood is bounded to
 // its kind's share of the queue, each refused mail is counted, and a
-// confirmation mail queued after the first flood and an invitation queued
+// confirmation mail queued after the first flood and invitations queued
 // after both still arrive once the server answers again (before: 256 reset
 // mails filled the queue and every later mail was dropped without a
-// metric; then two floods of half the queue each left no room for an
-// invitation).
+// metric; then two floods of half the queue each left no room for
+// invitations).
 func TestMailFloodE2E(t *testing.T) {
 	mail := mailOptions(t)
 	proxy := newCutProxy(t, mailpit.smtp)
@@ -91,10 +91,14 @@ func TestMailFloodE2E(t *testing.T) {
 	}
 	mustCreateUser(t, "inviter@world.com", userPass, caddyauth.RoleSuperuser)
 	inviter, _ := s.login("inviter@world.com", userPass)
-	invitee := uniqueEmail(t, "invitee")
-	s.post("/auth/registration/user-register/", map[string]any{"email": invitee, "role": 0}, bearer(inviter)).expect(t, 201)
+	var invitees []string
+	for i := range 3 {
+		invitee := uniqueEmail(t, fmt.Sprintf("invitee%d", i))
+		s.post("/auth/registration/user-register/", map[string]any{"email": invitee, "role": 0}, bearer(inviter)).expect(t, 201)
+		invitees = append(invitees, invitee)
+	}
 	if got := notSent("invitation", "queue_full") + notSent("invitation", "kind_limit"); got != 0 {
-		t.Fatalf("the invitation after two floods was refused (%v)", got)
+		t.Fatalf("%v invitations after two floods were refused", got)
 	}
 
 	// The server comes back: the held connection drops, the retry and the
@@ -106,7 +110,9 @@ func TestMailFloodE2E(t *testing.T) {
 	if !strings.Contains(m.Text, testBase+"/auth/") {
 		t.Fatalf("confirmation mail without a link: %q", m.Text)
 	}
-	waitMails(t, invitee, 1)
+	for _, invitee := range invitees {
+		waitMails(t, invitee, 1)
+	}
 	if got := metric(t, `caddy_jwt_allauth_mails_sent_total{kind="email_confirmation"}`); got != float64(kindShare) {
 		t.Fatalf("mails_sent_total for email_confirmation is %v, want %d", got, kindShare)
 	}
