@@ -60,12 +60,16 @@ func TestMailQueueSurvivesReloadE2E(t *testing.T) {
 }
 
 // TestMetricsSurviveReloadE2E: a count made before a reload is still
-// there after it, and counting goes on from it (before: every counter
-// restarted from zero in the new config's registry).
+// there after it, and counting goes on from it, for the realm's counters
+// and the Redis limiter's alike (before: every counter restarted from zero
+// in the new config's registry).
 func TestMetricsSurviveReloadE2E(t *testing.T) {
 	store := backends()[0].store(t)
-	s := startCaddy(t, caddyfile(store, "", defaultBody))
-	const logins = `caddy_jwt_allauth_logins_total{result="success"}`
+	// A Redis that refuses every connection: each throttle check falls
+	// back to memory and is counted.
+	opts := "rate_limit redis redis://127.0.0.1:1/0\nthrottle login_email 10 5m"
+	s := startCaddy(t, caddyfile(store, opts, defaultBody))
+	const logins, fallbacks = `caddy_jwt_allauth_logins_total{result="success"}`, "caddy_jwt_allauth_limiter_fallbacks_total"
 	email := uniqueEmail(t, "counted")
 	mustCreateUser(t, email, userPass, 0)
 	before := metric(t, logins)
@@ -73,13 +77,23 @@ func TestMetricsSurviveReloadE2E(t *testing.T) {
 	if got := metric(t, logins); got != before+1 {
 		t.Fatalf("%s is %v after a login, want %v", logins, got, before+1)
 	}
+	fell := metric(t, fallbacks)
+	if fell == 0 {
+		t.Fatal("no fallback counted with Redis down")
+	}
 
-	s.reload(caddyfile(store, "site_name Reloaded", defaultBody))
+	s.reload(caddyfile(store, opts+"\nsite_name Reloaded", defaultBody))
 	if got := metric(t, logins); got != before+1 {
 		t.Fatalf("%s is %v after the reload, want %v", logins, got, before+1)
+	}
+	if got := metric(t, fallbacks); got != fell {
+		t.Fatalf("%s is %v after the reload, want %v", fallbacks, got, fell)
 	}
 	s.login(email, userPass)
 	if got := metric(t, logins); got != before+2 {
 		t.Fatalf("%s is %v after a login past the reload, want %v", logins, got, before+2)
+	}
+	if got := metric(t, fallbacks); got <= fell {
+		t.Fatalf("%s is %v after a login past the reload, want more than %v", fallbacks, got, fell)
 	}
 }
