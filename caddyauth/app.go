@@ -422,20 +422,22 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop ends the background purge and waits for it. The mail queue stops
-// with its last user, in Cleanup: a reload keeps it.
+// Stop ends the background purge and waits for it, and lets go of the
+// shared mail queue. In a reload the new app, provisioned before this Stop,
+// holds the queue on; at shutdown the queue stops here, while the config's
+// logs are still open, reporting each mail still queued as not sent. A
+// reload to other mail settings hands the queued mails over to the new
+// queue.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
 		<-a.done
 	}
-	return nil
+	return a.mail.release()
 }
 
-// Cleanup lets go of the shared mail queue and metrics. After a reload the
-// new app holds them on; after a shutdown the queue stops, reporting each
-// mail still queued as not sent. A reload to other mail settings hands the
-// queued mails over to the new queue.
+// Cleanup lets go of the shared mail queue (when Stop did not run: a config
+// that failed to load) and of the shared metrics.
 func (a *App) Cleanup() error {
 	return errors.Join(a.mail.release(), releaseMetrics(&a.metrics))
 }

@@ -181,6 +181,8 @@ type mailQueue struct {
 	wake        chan struct{} // one token: pending grew
 	cancel      context.CancelFunc
 	done        chan struct{} // closed when the sender returns
+	stopped     bool          // stop ran: later mails go to handedTo, or are not sent
+	handedTo    *mailQueue
 }
 
 // mailUser is what one app lends the queue it uses.
@@ -311,6 +313,16 @@ func recipientKey(addr string) string { return strings.ToLower(strings.TrimSpace
 // refuses it. Mails enqueued before start wait in the queue.
 func (q *mailQueue) enqueue(m mailMessage) {
 	q.mu.Lock()
+	if q.stopped {
+		next := q.handedTo
+		q.mu.Unlock()
+		if next != nil {
+			next.enqueue(m)
+		} else {
+			q.notSent(m, mailShutdown, 0, nil)
+		}
+		return
+	}
 	reason := ""
 	switch {
 	case len(q.pending) >= mailQueueSize:
@@ -392,8 +404,8 @@ func (q *mailQueue) start() {
 func (q *mailQueue) stop() { q.stopAndHandOver(nil) }
 
 // stopAndHandOver ends the sender as stop does, then queues every mail
-// still queued on next, oldest first, under next's bounds. With no next,
-// each is reported as not sent.
+// still queued, and every mail enqueued later, on next, oldest first,
+// under next's bounds. With no next, each is reported as not sent.
 func (q *mailQueue) stopAndHandOver(next *mailQueue) {
 	q.mu.Lock()
 	cancel, done := q.cancel, q.done
@@ -405,6 +417,7 @@ func (q *mailQueue) stopAndHandOver(next *mailQueue) {
 	q.mu.Lock()
 	left := q.pending
 	q.pending = nil
+	q.stopped, q.handedTo = true, next
 	q.mu.Unlock()
 	for _, m := range left {
 		if next != nil {
