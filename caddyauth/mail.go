@@ -171,7 +171,8 @@ func (s *smtpMailer) send(ctx context.Context, m mailMessage) error {
 // one's transport, logger and metrics serve every mail, so nothing the
 // queue uses belongs to a config that is gone.
 type mailQueue struct {
-	backoff []time.Duration
+	backoff  []time.Duration
+	stopWait time.Duration // how long stop waits for a send in flight
 
 	mu          sync.Mutex
 	users       []*mailUser   // oldest first; the last one serves
@@ -222,6 +223,7 @@ func newMailQueueFor(u *mailUser) *mailQueue {
 	return &mailQueue{
 		users:       []*mailUser{u},
 		backoff:     []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second},
+		stopWait:    5 * time.Second,
 		byKind:      map[string]int{},
 		byRecipient: map[string]int{},
 		wake:        make(chan struct{}, 1),
@@ -405,14 +407,23 @@ func (q *mailQueue) stop() { q.stopAndHandOver(nil) }
 
 // stopAndHandOver ends the sender as stop does, then queues every mail
 // still queued, and every mail enqueued later, on next, oldest first,
-// under next's bounds. With no next, each is reported as not sent.
+// under next's bounds. With no next, each is reported as not sent. It waits
+// at most stopWait for the sender: an SMTP server that holds the
+// connection can keep a send from noticing the cancellation until its
+// timeout, and a reload must not wait that long; such a mail follows the
+// others when its send returns.
 func (q *mailQueue) stopAndHandOver(next *mailQueue) {
 	q.mu.Lock()
 	cancel, done := q.cancel, q.done
 	q.mu.Unlock()
 	if cancel != nil {
 		cancel()
-		<-done
+		t := time.NewTimer(q.stopWait)
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	q.mu.Lock()
 	left := q.pending
@@ -429,11 +440,16 @@ func (q *mailQueue) stopAndHandOver(next *mailQueue) {
 }
 
 // putBack returns m, whose delivery was cut short by stop, to the head of
-// the queue.
+// the queue, or passes it on as enqueue does if the stop is already over.
 func (q *mailQueue) putBack(m mailMessage) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.pending = append([]mailMessage{m}, q.pending...)
+	if !q.stopped {
+		q.pending = append([]mailMessage{m}, q.pending...)
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Unlock()
+	q.enqueue(m)
 }
 
 // next returns the oldest queued mail, if any.

@@ -299,6 +299,56 @@ func TestMailQueueHandOver(t *testing.T) {
 	}
 }
 
+// stuckMailer holds its first send until cut is closed, whatever its
+// context says (as an SMTP server holding the connection does), then fails
+// it; it records the later ones.
+type stuckMailer struct {
+	started, cut chan struct{}
+	blockingMailer
+}
+
+func (s *stuckMailer) send(ctx context.Context, m mailMessage) error {
+	select {
+	case s.started <- struct{}{}:
+		<-s.cut
+		return errors.New("connection dropped")
+	default:
+	}
+	return s.blockingMailer.send(ctx, m)
+}
+
+// TestMailQueueStuckSendFollowsHandOver: a send that does not notice the
+// stop delays a reload by stopWait at most, and its mail follows the
+// handed-over ones once the send returns.
+func TestMailQueueStuckSendFollowsHandOver(t *testing.T) {
+	nop := func(string) zap.Field { return zap.Skip() }
+	stuck := &stuckMailer{started: make(chan struct{}), cut: make(chan struct{})}
+	old := newMailQueue(stuck, zap.NewNop(), nil, nop)
+	old.stopWait = 10 * time.Millisecond
+	old.start()
+	old.enqueue(mailMessage{kind: mailInvitation, to: "first@example.com"})
+	<-stuck.started
+	old.enqueue(mailMessage{kind: mailInvitation, to: "second@example.com"})
+	rec := &blockingMailer{release: make(chan struct{})}
+	close(rec.release)
+	next := newMailQueue(rec, zap.NewNop(), nil, nop)
+	next.start()
+	defer next.stop()
+	began := time.Now()
+	old.stopAndHandOver(next)
+	if d := time.Since(began); d > time.Second {
+		t.Fatalf("the hand-over waited %v for a stuck send", d)
+	}
+	waitSent(t, rec.count, 1)
+	close(stuck.cut)
+	waitSent(t, rec.count, 2)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.sent[0].to != "second@example.com" || rec.sent[1].to != "first@example.com" {
+		t.Fatalf("sent %v", rec.sent)
+	}
+}
+
 func (b *blockingMailer) count() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -11,51 +11,60 @@ import (
 )
 
 // TestMailQueueSurvivesReloadE2E queues mails while the SMTP server
-// hangs, reloads a changed config with the same mail settings, and sees
-// every queued mail arrive once the server answers (before: the old app's
-// Stop dropped them all as "mail not sent", reason shutdown).
+// hangs, reloads a changed config, and sees every queued mail arrive once
+// the server answers (before: the old app's Stop dropped them all as "mail
+// not sent", reason shutdown). With the same mail settings the queue
+// carries on; with other ones it hands its mails over to the new queue.
 func TestMailQueueSurvivesReloadE2E(t *testing.T) {
-	mail := mailOptions(t)
-	proxy := newCutProxy(t, mailpit.smtp)
-	proxy.setCut(true) // the SMTP server accepts and never answers
-	mail = strings.Replace(mail, mailpit.smtp, proxy.addr(), 1)
-	store := "store sqlite " + t.TempDir() + "/a.db"
-	s := startCaddy(t, caddyfile(store, "site_name Before\n"+mail, defaultBody))
+	for _, c := range []struct{ name, from string }{
+		{"same_settings", "Test site <no-reply@example.com>"},
+		{"other_settings", "Renamed site <no-reply@example.com>"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mail := mailOptions(t)
+			proxy := newCutProxy(t, mailpit.smtp)
+			proxy.setCut(true) // the SMTP server accepts and never answers
+			mail = strings.Replace(mail, mailpit.smtp, proxy.addr(), 1)
+			store := "store sqlite " + t.TempDir() + "/a.db"
+			s := startCaddy(t, caddyfile(store, "site_name Before\n"+mail, defaultBody))
 
-	hash := mustCreateUser(t, uniqueEmail(t, "seed"), userPass, 0).PasswordHash
-	st, err := caddyauth.ActiveStore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var users []string
-	for i := range 4 {
-		email := uniqueEmail(t, fmt.Sprintf("queued%d", i))
-		if _, err := st.CreateUser(context.Background(), caddyauth.User{
-			Email: email, PasswordHash: hash, IsActive: true, EmailVerified: true, DateJoined: time.Now(),
-		}); err != nil {
-			t.Fatal(err)
-		}
-		s.post("/auth/password/reset/", map[string]string{"email": email}).expect(t, 200)
-		users = append(users, email)
-	}
+			hash := mustCreateUser(t, uniqueEmail(t, "seed"), userPass, 0).PasswordHash
+			st, err := caddyauth.ActiveStore()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var users []string
+			for i := range 4 {
+				email := uniqueEmail(t, fmt.Sprintf("queued%d", i))
+				if _, err := st.CreateUser(context.Background(), caddyauth.User{
+					Email: email, PasswordHash: hash, IsActive: true, EmailVerified: true, DateJoined: time.Now(),
+				}); err != nil {
+					t.Fatal(err)
+				}
+				s.post("/auth/password/reset/", map[string]string{"email": email}).expect(t, 200)
+				users = append(users, email)
+			}
 
-	s.reload(caddyfile(store, "site_name After\n"+mail, defaultBody))
-	if got := metric(t, `caddy_jwt_allauth_mails_not_sent_total{kind="password_reset",reason="shutdown"}`); got != 0 {
-		t.Fatalf("the reload dropped %v queued mails", got)
-	}
+			reloaded := strings.Replace(mail, "Test site <no-reply@example.com>", c.from, 1)
+			s.reload(caddyfile(store, "site_name After\n"+reloaded, defaultBody))
+			if got := metric(t, `caddy_jwt_allauth_mails_not_sent_total{kind="password_reset",reason="shutdown"}`); got != 0 {
+				t.Fatalf("the reload dropped %v queued mails", got)
+			}
 
-	// The server comes back: the held connection drops, the retry and the
-	// rest of the queue go through the kept sender.
-	proxy.setCut(true)
-	proxy.setCut(false)
-	for _, email := range users {
-		m := waitMails(t, email, 1)
-		if !strings.Contains(m.Subject+m.Text, "Before") {
-			t.Fatalf("a mail queued before the reload is not the one rendered then: %q", m.Subject)
-		}
-	}
-	if got := metric(t, `caddy_jwt_allauth_mails_sent_total{kind="password_reset"}`); got != float64(len(users)) {
-		t.Fatalf("mails_sent_total{password_reset} is %v after the reload, want %d", got, len(users))
+			// The server comes back: the held connection drops, the retry
+			// and the rest of the queue go through.
+			proxy.setCut(true)
+			proxy.setCut(false)
+			for _, email := range users {
+				m := waitMails(t, email, 1)
+				if !strings.Contains(m.Subject, "Before") {
+					t.Fatalf("a mail queued before the reload is not the one rendered then: %q", m.Subject)
+				}
+			}
+			if got := metric(t, `caddy_jwt_allauth_mails_sent_total{kind="password_reset"}`); got != float64(len(users)) {
+				t.Fatalf("mails_sent_total{password_reset} is %v after the reload, want %d", got, len(users))
+			}
+		})
 	}
 }
 
