@@ -202,10 +202,12 @@ type App struct {
 	// IPv4 clients are always counted by address. Default: 64.
 	ThrottleIPv6Prefix *int `json:"throttle_ipv6_prefix,omitempty"`
 
-	realm  *realm
-	logger *zap.Logger
-	stop   context.CancelFunc
-	done   chan struct{}
+	realm   *realm
+	logger  *zap.Logger
+	stop    context.CancelFunc
+	done    chan struct{}
+	metrics *metrics   // held from the shared collectors until Cleanup
+	mail    *mailLease // held on a shared mail queue until Cleanup
 }
 
 // CaddyModule returns the Caddy module information.
@@ -245,10 +247,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		limiter = mod.(account.RateLimiter)
 	}
-	m, err := newMetrics(ctx.GetMetricsRegistry())
+	m, err := acquireMetrics(ctx.GetMetricsRegistry())
 	if err != nil {
 		return err
 	}
+	a.metrics = m
 
 	pol := policy{
 		issuer:            orDefault(a.Issuer, "caddy-jwt-allauth"),
@@ -313,7 +316,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ipv6Prefix: intOr(a.ThrottleIPv6Prefix, defaultIPv6Prefix),
 	}
 	rl.hasher.observeWait = m.hashWait
-	if err := rl.provisionMail(a.Mail, repl); err != nil {
+	if a.mail, err = rl.provisionMail(a.Mail, repl); err != nil {
 		return err
 	}
 	rl.sessions = newSessionCache(store, 2*time.Second, rl.now)
@@ -410,7 +413,8 @@ func (a *App) Validate() error {
 	return validateThrottles(a.Throttles)
 }
 
-// Start runs the background purge of expired rows and the mail senders.
+// Start runs the background purge of expired rows and the mail sender (a
+// sender kept from before a reload runs on).
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
@@ -420,19 +424,30 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop ends the background purge and the mail senders, and waits for them.
+// Stop ends the background purge and waits for it, and lets go of the
+// shared mail queue. In a reload the new app, provisioned before this Stop,
+// holds the queue on; at shutdown the queue stops here, while the config's
+// logs are still open, reporting each mail still queued as not sent. A
+// reload to other mail settings hands the queued mails over to the new
+// queue.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
 		<-a.done
 	}
-	a.realm.mail.stop()
-	return nil
+	return a.mail.release()
 }
 
-// provisionMail builds the mail transport, the send queue and the
-// templates.
-func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
+// Cleanup lets go of the shared mail queue (when Stop did not run: a config
+// that failed to load) and of the shared metrics.
+func (a *App) Cleanup() error {
+	return errors.Join(a.mail.release(), releaseMetrics(&a.metrics))
+}
+
+// provisionMail builds the mail transport and the templates, and takes
+// the send queue for these settings: the one a previous config left
+// running, or a new one.
+func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) (*mailLease, error) {
 	var cfg MailConfig
 	if c != nil {
 		cfg = *c
@@ -448,17 +463,22 @@ func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) error {
 		cfg.From = repl.ReplaceAll(cfg.From, "")
 		sm, err := newSMTPMailer(cfg)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		m = sm
 	}
 	tmpl, err := loadMailTemplates(repl.ReplaceAll(cfg.Templates, ""))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rl.mails = tmpl
-	rl.mail = newMailQueue(m, rl.logger.Named("mail"), rl.metrics, rl.emailHash)
-	return nil
+	lease, err := acquireMailQueue(mailSettingsKey(cfg),
+		&mailUser{mailer: m, logger: rl.logger.Named("mail"), metrics: rl.metrics, tag: rl.emailHash})
+	if err != nil {
+		return nil, err
+	}
+	rl.mail = lease.queue
+	return lease, nil
 }
 
 // checkPublicURL accepts an absolute http(s) URL with a host and nothing
@@ -508,7 +528,8 @@ func intOr(p *int, def int) int {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Validator   = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -34,6 +34,9 @@ func activeRealm() (*realm, error) {
 	return a.realm, nil
 }
 
+// MailQueuePerKind is the share of the mail queue each kind of mail has.
+const MailQueuePerKind = mailQueuePerKind
+
 // AdvanceClock moves the running realm's clock forward by d.
 func AdvanceClock(d time.Duration) error {
 	rl, err := activeRealm()

@@ -2,15 +2,20 @@ package caddyauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	gomail "github.com/wneessen/go-mail"
 	"go.uber.org/zap"
 )
@@ -160,26 +165,39 @@ func (s *smtpMailer) send(ctx context.Context, m mailMessage) error {
 // or still queued at shutdown) is logged at error level and counted in
 // mails_not_sent_total{kind,reason}. A failed send is retried after each of
 // the backoff delays.
+//
+// A queue outlives a config reload that keeps the mail settings (see
+// acquireMailQueue): each app using it is one of its users, and the newest
+// one's transport, logger and metrics serve every mail, so nothing the
+// queue uses belongs to a config that is gone.
 type mailQueue struct {
-	mailer  mailer
-	logger  *zap.Logger
-	metrics *metrics
-	backoff []time.Duration
-	tag     func(addr string) zap.Field // how a recipient appears in logs
+	backoff  []time.Duration
+	stopWait time.Duration // how long stop waits for a send in flight
 
 	mu          sync.Mutex
+	users       []*mailUser   // oldest first; the last one serves
 	pending     []mailMessage // oldest first
 	byKind      map[string]int
 	byRecipient map[string]int
 	wake        chan struct{} // one token: pending grew
 	cancel      context.CancelFunc
 	done        chan struct{} // closed when the sender returns
+	stopped     bool          // stop ran: later mails go to handedTo, or are not sent
+	handedTo    *mailQueue
+}
+
+// mailUser is what one app lends the queue it uses.
+type mailUser struct {
+	mailer  mailer
+	logger  *zap.Logger
+	metrics *metrics
+	tag     func(addr string) zap.Field // how a recipient appears in logs
 }
 
 // Bounds of the mail queue.
 const (
 	mailQueueSize         = 256
-	mailQueuePerKind      = mailQueueSize / 2
+	mailQueuePerKind      = mailQueueSize / len(mailKinds) // all kinds flooding at once still fit
 	mailQueuePerRecipient = 5
 )
 
@@ -197,16 +215,97 @@ const (
 // they were queued, so a newer link (a second invitation, a resent
 // confirmation) never arrives before the older one it replaced.
 func newMailQueue(m mailer, logger *zap.Logger, met *metrics, tag func(addr string) zap.Field) *mailQueue {
+	return newMailQueueFor(&mailUser{mailer: m, logger: logger, metrics: met, tag: tag})
+}
+
+// newMailQueueFor returns a queue that u serves.
+func newMailQueueFor(u *mailUser) *mailQueue {
 	return &mailQueue{
-		mailer:      m,
-		logger:      logger,
-		metrics:     met,
-		tag:         tag,
+		users:       []*mailUser{u},
 		backoff:     []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second},
+		stopWait:    5 * time.Second,
 		byKind:      map[string]int{},
 		byRecipient: map[string]int{},
 		wake:        make(chan struct{}, 1),
 	}
+}
+
+// mailQueues holds the mail queues in use, each under a digest of the
+// mail settings it sends with (mailSettingsKey). A reload that keeps the
+// settings keeps the queue, its sender and the mails in it; the queue stops
+// when its last user lets go of it.
+var mailQueues = caddy.NewUsagePool()
+
+// liveMailQueues are the queues in mailQueues, oldest first. A queue whose
+// last user let go (a reload changed the mail settings) hands the mails it
+// still holds over to the newest one; with none left (a shutdown) they are
+// reported as not sent.
+var (
+	liveMailQueuesMu sync.Mutex
+	liveMailQueues   []*mailQueue
+)
+
+// mailLease is one app's hold on a queue of mailQueues.
+type mailLease struct {
+	key   string
+	queue *mailQueue
+	user  *mailUser
+}
+
+// mailSettingsKey digests the settings that decide where and how mails
+// leave, after placeholder expansion. The templates are not among them: a
+// queued mail is already rendered.
+func mailSettingsKey(c MailConfig) string {
+	b, _ := json.Marshal([]string{orDefault(c.Transport, "log"), c.Address, c.Username, c.Password, c.From, c.TLS})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// acquireMailQueue returns a lease on the queue kept under key, made for u
+// when there is none yet. An existing queue is served by u from now on
+// (its transport equals u's, as the key is the same), until u's lease is
+// released.
+func acquireMailQueue(key string, u *mailUser) (*mailLease, error) {
+	val, loaded, err := mailQueues.LoadOrNew(key, func() (caddy.Destructor, error) {
+		q := newMailQueueFor(u)
+		liveMailQueuesMu.Lock()
+		liveMailQueues = append(liveMailQueues, q)
+		liveMailQueuesMu.Unlock()
+		return q, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	q := val.(*mailQueue)
+	if loaded {
+		q.attach(u)
+	}
+	return &mailLease{key: key, queue: q, user: u}, nil
+}
+
+// release gives the lease back, once: the queue stops with its last lease.
+func (l *mailLease) release() error {
+	if l == nil || l.key == "" {
+		return nil
+	}
+	_, err := mailQueues.Delete(l.key)
+	l.queue.detach(l.user)
+	l.key = ""
+	return err
+}
+
+// Destruct stops a queue of mailQueues that no app uses any more, handing
+// its mails over to the newest queue still in use.
+func (q *mailQueue) Destruct() error {
+	liveMailQueuesMu.Lock()
+	liveMailQueues = slices.DeleteFunc(liveMailQueues, func(o *mailQueue) bool { return o == q })
+	var next *mailQueue
+	if n := len(liveMailQueues); n > 0 {
+		next = liveMailQueues[n-1]
+	}
+	liveMailQueuesMu.Unlock()
+	q.stopAndHandOver(next)
+	return nil
 }
 
 // recipientKey is the address a per-recipient bound counts.
@@ -216,6 +315,16 @@ func recipientKey(addr string) string { return strings.ToLower(strings.TrimSpace
 // refuses it. Mails enqueued before start wait in the queue.
 func (q *mailQueue) enqueue(m mailMessage) {
 	q.mu.Lock()
+	if q.stopped {
+		next := q.handedTo
+		q.mu.Unlock()
+		if next != nil {
+			next.enqueue(m)
+		} else {
+			q.notSent(m, mailShutdown, 0, nil)
+		}
+		return
+	}
 	reason := ""
 	switch {
 	case len(q.pending) >= mailQueueSize:
@@ -242,15 +351,40 @@ func (q *mailQueue) enqueue(m mailMessage) {
 
 // notSent logs and counts a mail that will not be sent.
 func (q *mailQueue) notSent(m mailMessage, reason string, attempts int, err error) {
-	fields := []zap.Field{q.tag(m.to), zap.String("mail", m.kind), zap.String("reason", reason)}
+	u := q.user()
+	fields := []zap.Field{u.tag(m.to), zap.String("mail", m.kind), zap.String("reason", reason)}
 	if attempts > 0 {
 		fields = append(fields, zap.Int("attempts", attempts))
 	}
 	if err != nil {
 		fields = append(fields, zap.Error(err))
 	}
-	q.logger.Error("mail not sent", fields...)
-	q.metrics.mailNotSent(m.kind, reason)
+	u.logger.Error("mail not sent", fields...)
+	u.metrics.mailNotSent(m.kind, reason)
+}
+
+// user returns the user whose transport, logger and metrics serve now.
+func (q *mailQueue) user() *mailUser {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.users[len(q.users)-1]
+}
+
+// attach makes u the user that serves, until it is detached.
+func (q *mailQueue) attach(u *mailUser) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.users = append(q.users, u)
+}
+
+// detach gives the service back to the user attached before u. The last
+// user stays, so a queue that is shutting down can still log.
+func (q *mailQueue) detach(u *mailUser) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if i := slices.Index(q.users, u); i >= 0 && len(q.users) > 1 {
+		q.users = slices.Delete(q.users, i, i+1)
+	}
 }
 
 // start runs the sender until stop.
@@ -266,24 +400,56 @@ func (q *mailQueue) start() {
 	go q.run(ctx, q.done)
 }
 
-// stop ends the sender (an SMTP exchange in flight is cancelled) and waits
-// for it. Every mail still queued is reported as not sent.
-func (q *mailQueue) stop() {
+// stop ends the sender (an SMTP exchange in flight is cancelled and its
+// mail stays queued) and waits for it. Every mail still queued is reported
+// as not sent.
+func (q *mailQueue) stop() { q.stopAndHandOver(nil) }
+
+// stopAndHandOver ends the sender as stop does, then queues every mail
+// still queued, and every mail enqueued later, on next, oldest first,
+// under next's bounds. With no next, each is reported as not sent. It waits
+// at most stopWait for the sender: an SMTP server that holds the
+// connection can keep a send from noticing the cancellation until its
+// timeout, and a reload must not wait that long; such a mail follows the
+// others when its send returns.
+func (q *mailQueue) stopAndHandOver(next *mailQueue) {
 	q.mu.Lock()
 	cancel, done := q.cancel, q.done
 	q.mu.Unlock()
-	if cancel == nil {
-		return
+	if cancel != nil {
+		cancel()
+		t := time.NewTimer(q.stopWait)
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
 	}
-	cancel()
-	<-done
 	q.mu.Lock()
 	left := q.pending
 	q.pending = nil
+	q.stopped, q.handedTo = true, next
 	q.mu.Unlock()
 	for _, m := range left {
-		q.notSent(m, mailShutdown, 0, nil)
+		if next != nil {
+			next.enqueue(m)
+		} else {
+			q.notSent(m, mailShutdown, 0, nil)
+		}
 	}
+}
+
+// putBack returns m, whose delivery was cut short by stop, to the head of
+// the queue, or passes it on as enqueue does if the stop is already over.
+func (q *mailQueue) putBack(m mailMessage) {
+	q.mu.Lock()
+	if !q.stopped {
+		q.pending = append([]mailMessage{m}, q.pending...)
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Unlock()
+	q.enqueue(m)
 }
 
 // next returns the oldest queued mail, if any.
@@ -325,7 +491,10 @@ func (q *mailQueue) run(ctx context.Context, done chan struct{}) {
 				continue
 			}
 		}
-		q.deliver(ctx, m)
+		if !q.deliver(ctx, m) {
+			q.putBack(m)
+			return
+		}
 		q.release(m)
 		if ctx.Err() != nil {
 			return
@@ -333,32 +502,32 @@ func (q *mailQueue) run(ctx context.Context, done chan struct{}) {
 	}
 }
 
-// deliver sends m, retrying after each backoff delay.
-func (q *mailQueue) deliver(ctx context.Context, m mailMessage) {
+// deliver sends m, retrying after each backoff delay. It reports false,
+// leaving m to the caller, when stop cut the delivery short.
+func (q *mailQueue) deliver(ctx context.Context, m mailMessage) bool {
 	for attempt := 0; ; attempt++ {
+		u := q.user()
 		sendCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := q.mailer.send(sendCtx, m)
+		err := u.mailer.send(sendCtx, m)
 		cancel()
 		if err == nil {
-			q.metrics.mailSent(m.kind)
-			return
+			u.metrics.mailSent(m.kind)
+			return true
 		}
 		if ctx.Err() != nil {
-			q.notSent(m, mailShutdown, attempt+1, err)
-			return
+			return false
 		}
 		if attempt >= len(q.backoff) {
 			q.notSent(m, mailSendFailed, attempt+1, err)
-			return
+			return true
 		}
-		q.logger.Warn("sending mail failed, will retry",
-			q.tag(m.to), zap.String("mail", m.kind), zap.Int("attempt", attempt+1), zap.Error(err))
+		u.logger.Warn("sending mail failed, will retry",
+			u.tag(m.to), zap.String("mail", m.kind), zap.Int("attempt", attempt+1), zap.Error(err))
 		t := time.NewTimer(q.backoff[attempt])
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			q.notSent(m, mailShutdown, attempt+1, err)
-			return
+			return false
 		case <-t.C:
 		}
 	}

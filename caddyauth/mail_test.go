@@ -104,7 +104,7 @@ func (b *blockingMailer) send(ctx context.Context, m mailMessage) error {
 	return nil
 }
 
-// TestMailQueueBounds: one kind of mail holds at most half the queue and
+// TestMailQueueBounds: one kind of mail holds at most its share of the queue and
 // one address at most mailQueuePerRecipient places, so a flood leaves room
 // for other mails; every mail refused, and every mail still queued at
 // stop, is logged at error level and counted by kind and reason.
@@ -174,8 +174,205 @@ func TestMailQueueBounds(t *testing.T) {
 	q.stop()
 }
 
+// TestMailQueueKindShares: every kind flooding at once still leaves the
+// queue room, so each kind keeps its own share (before: a flood of two
+// kinds, half the queue each, filled it and an invitation was refused
+// queue_full).
+func TestMailQueueKindShares(t *testing.T) {
+	met, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newMailQueue(&blockingMailer{release: make(chan struct{})}, zap.NewNop(), met, func(string) zap.Field { return zap.Skip() })
+	flood := func(kind string) {
+		for i := range mailQueueSize {
+			q.enqueue(mailMessage{kind: kind, to: fmt.Sprintf("%s-%d@example.com", kind, i)})
+		}
+	}
+	queued := func(kind string) int {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.byKind[kind]
+	}
+	// The anonymous kinds first: reset requests and resent confirmations.
+	flood(mailPasswordReset)
+	flood(mailEmailConfirmation)
+	q.enqueue(mailMessage{kind: mailInvitation, to: "invitee@example.com"})
+	if queued(mailInvitation) != 1 {
+		t.Fatalf("an invitation after a flood of two kinds was refused: %v queue_full",
+			testutil.ToFloat64(met.mailsNotSent.WithLabelValues(mailInvitation, mailQueueFull)))
+	}
+	for _, kind := range mailKinds {
+		flood(kind)
+	}
+	for _, kind := range mailKinds {
+		if got := queued(kind); got != mailQueuePerKind {
+			t.Errorf("%d %s mails queued, want its share %d", got, kind, mailQueuePerKind)
+		}
+		if got := testutil.ToFloat64(met.mailsNotSent.WithLabelValues(kind, mailQueueFull)); got != 0 {
+			t.Errorf("%v %s mails refused queue_full: the shares add up to more than the queue", got, kind)
+		}
+	}
+}
+
+// TestMailQueueSharedAcrossUsers: a second app on the same mail settings
+// takes the running queue, and the first one letting go stops nothing;
+// the mails queued meanwhile go out through the newest app's transport.
+func TestMailQueueSharedAcrossUsers(t *testing.T) {
+	key := "test-" + t.Name()
+	nop := func(string) zap.Field { return zap.Skip() }
+	first := &blockingMailer{release: make(chan struct{})}
+	a, err := acquireMailQueue(key, &mailUser{mailer: first, logger: zap.NewNop(), tag: nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.queue.start()
+	for i := range 3 {
+		a.queue.enqueue(mailMessage{kind: mailPasswordReset, to: fmt.Sprintf("r%d@example.com", i)})
+	}
+	second := &blockingMailer{release: make(chan struct{})}
+	core, logs := observer.New(zap.ErrorLevel)
+	b, err := acquireMailQueue(key, &mailUser{mailer: second, logger: zap.New(core), tag: nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.queue != a.queue {
+		t.Fatal("the second app got a queue of its own")
+	}
+	if err := a.release(); err != nil {
+		t.Fatal(err)
+	}
+	// The send the first transport holds is cut short only when the
+	// queue stops; so far it waits. Release both transports.
+	close(second.release)
+	close(first.release)
+	waitSent(t, func() int { return first.count() + second.count() }, 3)
+	if n := logs.FilterMessage("mail not sent").Len(); n != 0 {
+		t.Fatalf("%d mails not sent", n)
+	}
+	if err := b.release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mailQueues.References(key); ok {
+		t.Fatal("the queue outlived its last user")
+	}
+}
+
+// TestMailQueueHandOver: when the mail settings change, the old queue,
+// once its last user let go, hands its queued mails to the new one.
+func TestMailQueueHandOver(t *testing.T) {
+	nop := func(string) zap.Field { return zap.Skip() }
+	core, logs := observer.New(zap.ErrorLevel)
+	old := &blockingMailer{release: make(chan struct{})}
+	a, err := acquireMailQueue("test-old-"+t.Name(), &mailUser{mailer: old, logger: zap.New(core), tag: nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.queue.start()
+	for i := range 3 {
+		a.queue.enqueue(mailMessage{kind: mailInvitation, to: fmt.Sprintf("i%d@example.com", i)})
+	}
+	next := &blockingMailer{release: make(chan struct{})}
+	close(next.release)
+	b, err := acquireMailQueue("test-new-"+t.Name(), &mailUser{mailer: next, logger: zap.New(core), tag: nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.queue.start()
+	if err := a.release(); err != nil { // the old sender's send in flight is cut short
+		t.Fatal(err)
+	}
+	// A request of the old config still in flight queues one more.
+	a.queue.enqueue(mailMessage{kind: mailInvitation, to: "late@example.com"})
+	waitSent(t, next.count, 4)
+	next.mu.Lock()
+	first := next.sent[0].to
+	next.mu.Unlock()
+	if first != "i0@example.com" {
+		t.Fatalf("first mail handed over went to %s, want the oldest", first)
+	}
+	if n := logs.FilterMessage("mail not sent").Len(); n != 0 {
+		t.Fatalf("%d mails not sent", n)
+	}
+	if err := b.release(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stuckMailer holds its first send until cut is closed, whatever its
+// context says (as an SMTP server holding the connection does), then fails
+// it; it records the later ones.
+type stuckMailer struct {
+	started, cut chan struct{}
+	blockingMailer
+}
+
+func (s *stuckMailer) send(ctx context.Context, m mailMessage) error {
+	select {
+	case s.started <- struct{}{}:
+		<-s.cut
+		return errors.New("connection dropped")
+	default:
+	}
+	return s.blockingMailer.send(ctx, m)
+}
+
+// TestMailQueueStuckSendFollowsHandOver: a send that does not notice the
+// stop delays a reload by stopWait at most, and its mail follows the
+// handed-over ones once the send returns.
+func TestMailQueueStuckSendFollowsHandOver(t *testing.T) {
+	nop := func(string) zap.Field { return zap.Skip() }
+	stuck := &stuckMailer{started: make(chan struct{}), cut: make(chan struct{})}
+	old := newMailQueue(stuck, zap.NewNop(), nil, nop)
+	old.stopWait = 10 * time.Millisecond
+	old.start()
+	old.enqueue(mailMessage{kind: mailInvitation, to: "first@example.com"})
+	<-stuck.started
+	old.enqueue(mailMessage{kind: mailInvitation, to: "second@example.com"})
+	rec := &blockingMailer{release: make(chan struct{})}
+	close(rec.release)
+	next := newMailQueue(rec, zap.NewNop(), nil, nop)
+	next.start()
+	defer next.stop()
+	began := time.Now()
+	old.stopAndHandOver(next)
+	if d := time.Since(began); d > time.Second {
+		t.Fatalf("the hand-over waited %v for a stuck send", d)
+	}
+	waitSent(t, rec.count, 1)
+	close(stuck.cut)
+	waitSent(t, rec.count, 2)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.sent[0].to != "second@example.com" || rec.sent[1].to != "first@example.com" {
+		t.Fatalf("sent %v", rec.sent)
+	}
+}
+
+func (b *blockingMailer) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sent)
+}
+
+// waitSent waits until sent() reports want mails.
+func waitSent(t *testing.T, sent func() int, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for sent() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mails sent, want %d", sent(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := sent(); n != want {
+		t.Fatalf("%d mails sent, want %d", n, want)
+	}
+}
+
 // TestMailQueueStopReportsPending: mails still queued when the server
-// stops are each logged and counted as not sent, never dropped silently.
+// stops, or queued after it stopped, are each logged and counted as not
+// sent, never dropped silently.
 func TestMailQueueStopReportsPending(t *testing.T) {
 	met, err := newMetrics(prometheus.NewRegistry())
 	if err != nil {
@@ -189,11 +386,13 @@ func TestMailQueueStopReportsPending(t *testing.T) {
 		q.enqueue(mailMessage{kind: mailInvitation, to: fmt.Sprintf("p%d@example.com", i)})
 	}
 	q.stop()
-	if got := testutil.ToFloat64(met.mailsNotSent.WithLabelValues(mailInvitation, mailShutdown)); got != 3 {
-		t.Fatalf("shutdown not-sent count %v, want 3", got)
+	// A request still in flight at shutdown queues one more.
+	q.enqueue(mailMessage{kind: mailInvitation, to: "late@example.com"})
+	if got := testutil.ToFloat64(met.mailsNotSent.WithLabelValues(mailInvitation, mailShutdown)); got != 4 {
+		t.Fatalf("shutdown not-sent count %v, want 4", got)
 	}
-	if got := logs.FilterMessage("mail not sent").FilterField(zap.String("reason", mailShutdown)).Len(); got != 3 {
-		t.Fatalf("%d shutdown error lines, want 3", got)
+	if got := logs.FilterMessage("mail not sent").FilterField(zap.String("reason", mailShutdown)).Len(); got != 4 {
+		t.Fatalf("%d shutdown error lines, want 4", got)
 	}
 }
 

@@ -24,6 +24,10 @@ const (
 	mailPasswordReset     = "password_reset"
 )
 
+// mailKinds lists every mail the realm sends; the mail queue gives each an
+// equal share.
+var mailKinds = [...]string{mailEmailConfirmation, mailInvitation, mailAccountExists, mailSignupPending, mailPasswordReset}
+
 //go:embed mailtemplates
 var defaultMailTemplates embed.FS
 
@@ -66,7 +70,7 @@ func loadMailTemplates(dir string) (map[string]mailTemplate, error) {
 		return string(b), err
 	}
 	out := map[string]mailTemplate{}
-	for _, name := range []string{mailEmailConfirmation, mailInvitation, mailAccountExists, mailSignupPending, mailPasswordReset} {
+	for _, name := range mailKinds {
 		var t mailTemplate
 		src, err := read(name + ".subject.txt")
 		if err != nil {

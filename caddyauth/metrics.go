@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are the realm's Prometheus metrics, registered in the registry of
 // the config that provisioned the app, so they show on Caddy's `/metrics`
-// (admin endpoint or `metrics` handler) next to Caddy's own:
+// (admin endpoint or `metrics` handler) next to Caddy's own. Caddy gives
+// each config a registry of its own; the collectors themselves are shared
+// by every config that runs the app (see acquireMetrics), so a reload
+// keeps the counts:
 //
 //	caddy_jwt_allauth_logins_total{result}                  success, mfa_required, failure, locked, throttled, error
 //	caddy_jwt_allauth_mfa_verifications_total{method,result} method totp|recovery_code; result success|failure
@@ -130,6 +134,59 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.lockouts.WithLabelValues("mfa")
 	return m, nil
+}
+
+// sharedMetrics holds the one set of collectors, under metricsKey, while
+// any provisioned app counts in it: a reload provisions the new app before
+// the old one lets go, so the counts carry over, and only an app started
+// after every other one stopped starts from zero.
+var sharedMetrics = caddy.NewUsagePool()
+
+const metricsKey = "metrics"
+
+// acquireMetrics returns the shared collectors, registered in reg, and
+// takes a reference that releaseMetrics gives back.
+func acquireMetrics(reg prometheus.Registerer) (*metrics, error) {
+	val, _, err := sharedMetrics.LoadOrNew(metricsKey, func() (caddy.Destructor, error) { return newMetrics(nil) })
+	if err != nil {
+		return nil, err
+	}
+	m := val.(*metrics)
+	if err := m.registerIn(reg); err != nil {
+		_, _ = sharedMetrics.Delete(metricsKey)
+		return nil, err
+	}
+	return m, nil
+}
+
+// releaseMetrics gives back the reference of an acquireMetrics, if *held,
+// and clears it, so that releasing twice releases nothing.
+func releaseMetrics(held **metrics) error {
+	if *held == nil {
+		return nil
+	}
+	*held = nil
+	_, err := sharedMetrics.Delete(metricsKey)
+	return err
+}
+
+// Destruct lets the collectors go with the last app that used them.
+func (m *metrics) Destruct() error { return nil }
+
+// registerIn adds m's own collectors to reg.
+func (m *metrics) registerIn(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{m.logins, m.mfa, m.lockouts, m.throttled, m.storeErrors, m.hashRejections, m.hashQueueWait, m.mailsSent, m.mailsNotSent} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) || are.ExistingCollector != c {
+				return fmt.Errorf("registering metric: %v", err)
+			}
+		}
+	}
+	return nil
 }
 
 // register adds c to reg, or returns the equal collector reg already has.

@@ -112,6 +112,8 @@ type Limiter struct {
 	logger    *zap.Logger
 	fallbacks prometheus.Counter
 	member    string
+
+	holdsFallbacks bool // a reference on the shared counter, until Cleanup
 }
 
 // conn is what instances with the same URL share.
@@ -179,30 +181,46 @@ func (l *Limiter) Provision(ctx caddy.Context) error {
 		return err
 	}
 	l.member = hex.EncodeToString(id)
-	l.fallbacks, err = fallbackCounter(ctx.GetMetricsRegistry())
+	l.fallbacks, err = acquireFallbacks(ctx.GetMetricsRegistry())
+	l.holdsFallbacks = err == nil
 	return err
 }
 
-// fallbackCounter registers the fallback metric, or returns the one a
-// sibling instance already registered in this config's registry.
-func fallbackCounter(reg *prometheus.Registry) (prometheus.Counter, error) {
-	c := prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "caddy",
-		Subsystem: "jwt_allauth",
-		Name:      "limiter_fallbacks_total",
-		Help:      "Rate-limit checks decided in memory because Redis did not answer.",
+// fallbacksKey keeps in pool the one fallback counter every instance
+// counts in, whatever its Redis, while any is provisioned: a reload
+// provisions the new instance before the old one lets go, so the count
+// carries over. (The other keys of pool are hex digests.)
+const fallbacksKey = "limiter_fallbacks_total"
+
+// fallbacks is the counter kept under fallbacksKey.
+type fallbacks struct{ prometheus.Counter }
+
+// Destruct lets the counter go with the last instance.
+func (fallbacks) Destruct() error { return nil }
+
+// acquireFallbacks returns the shared fallback counter, registered in this
+// config's registry, and takes a reference that Cleanup gives back.
+func acquireFallbacks(reg *prometheus.Registry) (prometheus.Counter, error) {
+	val, _, err := pool.LoadOrNew(fallbacksKey, func() (caddy.Destructor, error) {
+		return fallbacks{prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "caddy",
+			Subsystem: "jwt_allauth",
+			Name:      "limiter_fallbacks_total",
+			Help:      "Rate-limit checks decided in memory because Redis did not answer.",
+		})}, nil
 	})
-	if reg == nil {
-		return c, nil
+	if err != nil {
+		return nil, err
 	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
-				return existing, nil
+	c := val.(fallbacks).Counter
+	if reg != nil {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) || are.ExistingCollector != c {
+				_, _ = pool.Delete(fallbacksKey)
+				return nil, fmt.Errorf("registering metric: %v", err)
 			}
 		}
-		return nil, fmt.Errorf("registering metric: %v", err)
 	}
 	return c, nil
 }
@@ -218,13 +236,20 @@ func (l *Limiter) Validate() error {
 	return nil
 }
 
-// Cleanup lets go of the shared client.
+// Cleanup lets go of the shared client and fallback counter.
 func (l *Limiter) Cleanup() error {
-	if l.poolKey == "" {
-		return nil
+	var errs []error
+	if l.holdsFallbacks {
+		l.holdsFallbacks = false
+		_, err := pool.Delete(fallbacksKey)
+		errs = append(errs, err)
 	}
-	_, err := pool.Delete(l.poolKey)
-	return err
+	if l.poolKey != "" {
+		_, err := pool.Delete(l.poolKey)
+		l.poolKey = ""
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Allow records one event for key in Redis and reports whether it is
