@@ -76,7 +76,7 @@ type logMailer struct {
 }
 
 func (l logMailer) send(_ context.Context, m mailMessage) error {
-	l.logger.Info("mail not sent (mail log is for local use only)",
+	l.logger.Info("mail written to this log, not sent: mail log is for local use only",
 		zap.String("to", m.to),
 		zap.String("subject", m.subject),
 		zap.String("text", m.text))
