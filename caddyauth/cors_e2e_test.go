@@ -12,8 +12,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/chromedp/chromedp"
 )
 
@@ -316,16 +314,7 @@ func TestCORSStartupRefusals(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			cf := caddyfile("store sqlite "+t.TempDir()+"/a.db", tc.options, tc.body)
-			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-			if err == nil {
-				err = caddy.Load(cfg, true)
-				if err == nil {
-					_ = caddy.Stop()
-				}
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want it to contain %q", err, tc.want)
-			}
+			refusesToStart(t, cf, tc.want)
 		})
 	}
 }

@@ -209,6 +209,22 @@ func TestGuardRolesHeadersAndPreflightE2E(t *testing.T) {
 
 // TestStartupRefusals: settings that would silently weaken the realm stop
 // Caddy from starting.
+// refusesToStart loads the Caddyfile cf and fails the test unless Caddy
+// refuses it with an error that contains want.
+func refusesToStart(t *testing.T, cf, want string) {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+	if err == nil {
+		err = caddy.Load(cfg, true)
+		if err == nil {
+			_ = caddy.Stop()
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want it to contain %q", err, want)
+	}
+}
+
 func TestStartupRefusals(t *testing.T) {
 	for name, tc := range map[string]struct{ options, body, want string }{
 		"empty signing key placeholder": {"signing_key {env.JWT_ALLAUTH_TEST_UNSET_VAR}", defaultBody, "signing_key is set but expands to an empty value"},
@@ -218,16 +234,7 @@ func TestStartupRefusals(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			cf := caddyfile("store sqlite "+t.TempDir()+"/a.db", tc.options, tc.body)
-			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-			if err == nil {
-				err = caddy.Load(cfg, true)
-				if err == nil {
-					_ = caddy.Stop()
-				}
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want it to contain %q", err, tc.want)
-			}
+			refusesToStart(t, cf, tc.want)
 		})
 	}
 }
@@ -250,16 +257,7 @@ func TestTemplateRefusals(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			cf := caddyfile("store sqlite "+t.TempDir()+"/a.db", tc.options, tc.body)
-			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-			if err == nil {
-				err = caddy.Load(cfg, true)
-				if err == nil {
-					_ = caddy.Stop()
-				}
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want it to contain %q", err, tc.want)
-			}
+			refusesToStart(t, cf, tc.want)
 		})
 	}
 }

@@ -135,39 +135,33 @@ func tableNames(t *testing.T, db *sql.DB) []string {
 	if _, err := db.Exec(`SELECT current_schema()`); err == nil {
 		query = `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`
 	}
+	return stringColumn(t, db, query)
+}
+
+// stringColumn runs query, which selects one text column, and returns its
+// values.
+func stringColumn(t *testing.T, db *sql.DB, query string) []string {
+	t.Helper()
 	rows, err := db.Query(query)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var names []string
+	var values []string
 	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
+		var v string
+		if err := rows.Scan(&v); err != nil {
 			t.Fatal(err)
 		}
-		names = append(names, n)
+		values = append(values, v)
 	}
-	return names
+	return values
 }
 
 // settingNames lists the names in the settings table.
 func settingNames(t *testing.T) []string {
 	t.Helper()
-	rows, err := storeDB(t).Query(`SELECT name FROM settings ORDER BY name`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, n)
-	}
-	return names
+	return stringColumn(t, storeDB(t), `SELECT name FROM settings ORDER BY name`)
 }
 
 // totpData is the sealed secret of the user's TOTP authenticator.
