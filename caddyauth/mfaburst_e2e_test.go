@@ -2,6 +2,8 @@ package caddyauth_test
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -236,6 +238,48 @@ func TestMFABurstUserLimitE2E(t *testing.T) {
 			s.loginLockedOut(email, 590, 600)
 		} else {
 			s.challenge(email)
+		}
+	})
+}
+
+// TestMFABurstPageE2E: the MFA page's TOTP and recovery-code forms share
+// the verify endpoints' checks, so a burst of posts from one browser gets
+// no more codes compared than mfa_challenge_max_attempts either.
+func TestMFABurstPageE2E(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store string) {
+		cf, audit := withAuditLog(t, caddyfile(store, mfaOptions("optional", "mfa_challenge_max_attempts 5", "mfa_max_attempts 1000"), browserBody))
+		s := startCaddy(t, cf)
+		const email = "burst-page@world.com"
+		u, en := s.enrolledUser(email)
+		const limit = 5
+		nextStep(t)
+		bad := wrongCode(t, en.secret)
+		mark := auditDetails(audit())
+		for _, field := range []string{"code", "recovery_code"} {
+			form := url.Values{"code": {bad}}
+			if field == "recovery_code" {
+				form = url.Values{"recovery_code": {wellFormedFake}}
+			}
+			b := newFormBrowser(t)
+			p := b.loginForm("/dash", email, mfaPass).expect(t, http.StatusSeeOther)
+			csrf := b.get(p.location()).expect(t, 200).csrf(t)
+			form.Set("csrf_token", csrf)
+			form.Set("next", "/dash")
+			before := attempts(t, u.ID)
+			statuses := map[int]int{}
+			var mu sync.Mutex
+			burst(func(int) reply {
+				p := b.post("/auth/page/mfa", form)
+				mu.Lock()
+				statuses[p.status]++
+				mu.Unlock()
+				return reply{}
+			})
+			var failed int
+			failed, _, mark = compared(audit, mark)
+			if failed != limit || attempts(t, u.ID)-before != limit || statuses[http.StatusOK] != 0 {
+				t.Fatalf("%s form: %d codes compared, %d failure rows, want %d; statuses %v", field, failed, attempts(t, u.ID)-before, limit, statuses)
+			}
 		}
 	})
 }
