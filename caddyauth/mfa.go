@@ -241,6 +241,8 @@ func (rl *realm) countedCheck(ctx context.Context, c mfaCheck, compare func(tx a
 	failed, locked := false, false
 	err := rl.store.InTx(ctx, func(tx account.Store) error {
 		wrong, failed, locked = nil, false, false
+		// The user's row is locked first, as every transaction that locks
+		// it does, so that none waits for another in a cycle.
 		u, err := tx.UserForUpdate(ctx, c.userID)
 		if err != nil {
 			return err
@@ -258,7 +260,10 @@ func (rl *realm) countedCheck(ctx context.Context, c mfaCheck, compare func(tx a
 			if err != nil {
 				return err
 			}
-			// Only when the limit was lowered since those failures.
+			// Reached only when the limit is lower than when those
+			// failures were answered (a reload, or another node's
+			// configuration): the failure that reaches it ends the
+			// challenge in its own transaction.
 			if n >= limit {
 				if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
 					return err
