@@ -99,7 +99,7 @@ func (rl *realm) mfaGate(ctx context.Context, u account.User) (map[string]any, e
 		return nil, nil
 	}
 	// Login words the lockout as a DRF throttle, the wait in the message.
-	if wait, err := rl.lockout(ctx, u.ID); err != nil || wait > 0 {
+	if wait, err := rl.lockout(ctx, rl.store, u.ID); err != nil || wait > 0 {
 		if err != nil {
 			return nil, err
 		}
@@ -138,29 +138,35 @@ func (rl *realm) totpAuthenticator(ctx context.Context, userID int64) (account.A
 	return account.Authenticator{}, account.ErrNotFound
 }
 
-// matchUserTOTP checks code against the user's TOTP authenticator and
-// returns the time step it matches; ok is false for a wrong code. A user
-// without a TOTP authenticator is told it is not activated.
-func (rl *realm) matchUserTOTP(ctx context.Context, userID int64, code string) (step int64, ok bool, err error) {
+// userTOTPSecret returns the user's TOTP secret. A user without a TOTP
+// authenticator is told it is not activated.
+func (rl *realm) userTOTPSecret(ctx context.Context, userID int64) (string, error) {
 	auth, err := rl.totpAuthenticator(ctx, userID)
 	if errors.Is(err, account.ErrNotFound) {
-		return 0, false, errDetail(http.StatusBadRequest, msgTOTPNotActivated)
+		return "", errDetail(http.StatusBadRequest, msgTOTPNotActivated)
 	}
 	if err != nil {
-		return 0, false, err
+		return "", err
 	}
 	secret, err := rl.secrets.Open(auth.Data, totpAD(auth.UserID))
-	if err != nil {
-		return 0, false, err
+	return string(secret), err
+}
+
+// spendTOTP compares code with secret and, when it matches, moves the
+// user's last accepted step to its step; false means a wrong code or one
+// already used in its step (replay).
+func (rl *realm) spendTOTP(ctx context.Context, tx account.Store, userID int64, secret, code string) (bool, error) {
+	step, ok := otpcode.MatchTOTP(secret, code, rl.now(), rl.policy.totpSkew)
+	if !ok {
+		return false, nil
 	}
-	step, ok = otpcode.MatchTOTP(string(secret), code, rl.now(), rl.policy.totpSkew)
-	return step, ok, nil
+	return tx.AdvanceTOTPStep(ctx, userID, step, rl.now())
 }
 
 // recentFailures returns the user's MFA failures inside the lockout
-// window, oldest first.
-func (rl *realm) recentFailures(ctx context.Context, userID int64) ([]account.Token, error) {
-	return rl.store.UserTokens(ctx, userID, purposeMFAAttempt, rl.now().Add(-rl.policy.mfaLockout))
+// window, oldest first, as st sees them.
+func (rl *realm) recentFailures(ctx context.Context, st account.Store, userID int64) ([]account.Token, error) {
+	return st.UserTokens(ctx, userID, purposeMFAAttempt, rl.now().Add(-rl.policy.mfaLockout))
 }
 
 // lockoutSeconds returns how long, in whole seconds (at least 1), the user
@@ -177,9 +183,9 @@ func (rl *realm) lockoutSeconds(failures []account.Token) int {
 }
 
 // lockout returns how long the user stays locked out of MFA, 0 when they
-// are not.
-func (rl *realm) lockout(ctx context.Context, userID int64) (int, error) {
-	failures, err := rl.recentFailures(ctx, userID)
+// are not, as st sees it.
+func (rl *realm) lockout(ctx context.Context, st account.Store, userID int64) (int, error) {
+	failures, err := rl.recentFailures(ctx, st, userID)
 	if err != nil {
 		return 0, err
 	}
@@ -195,62 +201,146 @@ func errMFALockedOut(wait int) *apiError {
 	return e
 }
 
-// checkLockout answers 429 while the user is locked out of MFA.
-func (rl *realm) checkLockout(ctx context.Context, userID int64) error {
-	wait, err := rl.lockout(ctx, userID)
+// checkLockout answers 429 while the user is locked out of MFA, as st
+// sees it.
+func (rl *realm) checkLockout(ctx context.Context, st account.Store, userID int64) error {
+	wait, err := rl.lockout(ctx, st, userID)
 	if err != nil || wait == 0 {
 		return err
 	}
 	return errMFALockedOut(wait)
 }
 
-// recordFailure counts one failed verification against the user and, when
-// ch is not nil, against that login challenge, and returns the answer: 429
-// when this failure locks the user out (every live login challenge of the
-// user dies), the invalidation message when the challenge's budget is
-// spent (the challenge dies), else wrong (the plain "invalid code" answer).
-// Without a challenge (regeneration) there is no challenge budget and the
-// row is keyed by what, so it counts only towards the user's.
-func (rl *realm) recordFailure(ctx context.Context, userID int64, ch *account.Token, what, wrong string) error {
-	rl.mfaOutcome(ctx, userID, wrong, resultFailure)
-	now := rl.now()
-	key := what
-	if ch != nil {
-		key = ch.Token
-	}
-	// Failures that can no longer count are purged here, not only by the
-	// background purge, so the table cannot grow under a steady attack
-	// between two purges (behaviour.md F10).
-	if _, err := rl.store.PurgeTokens(ctx, purposeMFAAttempt, now.Add(-rl.attemptRetention())); err != nil {
-		return err
-	}
-	if _, err := rl.store.CreateToken(ctx, account.Token{UserID: userID, Purpose: purposeMFAAttempt, Token: key, Created: now}); err != nil {
-		return err
-	}
-	failures, err := rl.recentFailures(ctx, userID)
-	if err != nil {
-		return err
-	}
-	if wait := rl.lockoutSeconds(failures); wait > 0 {
-		rl.mfaLockedOut(ctx, userID)
-		if _, derr := rl.store.DeleteUserTokens(ctx, userID, purposeMFALoginChallenge); derr != nil {
-			return derr
-		}
-		return errMFALockedOut(wait)
-	}
-	if limit := rl.policy.mfaChallengeMax; limit > 0 && ch != nil {
-		n, err := rl.store.CountTokens(ctx, purposeMFAAttempt, ch.Token, ch.Created)
+// mfaCheck is one check of a second-factor code that counts towards the
+// MFA limits: whose it is, the login challenge it is made against (nil
+// for regeneration, where what keys the failure row instead) and the
+// answer to a wrong code.
+type mfaCheck struct {
+	userID int64
+	ch     *account.Token
+	what   string
+	wrong  string
+}
+
+// countedCheck makes one check of a second-factor code: in one
+// transaction that locks the user's row before it reads the limits and
+// keeps it until the outcome is written, it refuses a challenge that is no
+// longer live or whose budget is spent and a user locked out, then
+// compare compares (and spends) the code; a right one runs done with the
+// locked user, a wrong one is recorded as a failure (recordFailure) and
+// answered. Every check of one user, on this node or another, waits for
+// the one before it, so however many arrive at once, at most
+// mfa_challenge_max_attempts codes are compared for one challenge and at
+// most mfa_max_attempts for the user in the window, each answered as if
+// it had come alone. The order of the refusals is the reference's
+// (challenge, lockout); callers check the same before, outside the
+// lock, so that a refusal that needs no lock waits for none. ErrNotFound
+// means the user or the challenge is gone.
+func (rl *realm) countedCheck(ctx context.Context, c mfaCheck, compare func(tx account.Store) (bool, error), done func(tx account.Store, u account.User) error) error {
+	var wrong error
+	failed, locked := false, false
+	err := rl.store.InTx(ctx, func(tx account.Store) error {
+		wrong, failed, locked = nil, false, false
+		// The user's row is locked first, as every transaction that locks
+		// it does, so that none waits for another in a cycle.
+		u, err := tx.UserForUpdate(ctx, c.userID)
 		if err != nil {
 			return err
 		}
-		if n >= limit {
-			if _, err := rl.store.DeleteToken(ctx, purposeMFALoginChallenge, ch.Token); err != nil {
+		if c.ch != nil {
+			if _, err := tx.FindToken(ctx, purposeMFALoginChallenge, c.ch.Token, rl.now().Add(-rl.policy.mfaChallengeTTL)); err != nil {
 				return err
 			}
-			return errDetail(http.StatusBadRequest, msgChallengeExhausted)
+		}
+		if err := rl.checkLockout(ctx, tx, c.userID); err != nil {
+			return err
+		}
+		if limit := rl.policy.mfaChallengeMax; limit > 0 && c.ch != nil {
+			n, err := tx.CountTokens(ctx, purposeMFAAttempt, c.ch.Token, c.ch.Created)
+			if err != nil {
+				return err
+			}
+			// Reached only when the limit is lower than when those
+			// failures were answered (a reload, or another node's
+			// configuration): the failure that reaches it ends the
+			// challenge in its own transaction.
+			if n >= limit {
+				if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
+					return err
+				}
+				wrong = errDetail(http.StatusBadRequest, msgChallengeExhausted)
+				return nil
+			}
+		}
+		ok, err := compare(tx)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return done(tx, u)
+		}
+		failed = true
+		wrong, locked, err = rl.recordFailure(ctx, tx, c)
+		return err
+	})
+	if err != nil || !failed {
+		if err == nil {
+			err = wrong
+		}
+		return err
+	}
+	rl.mfaOutcome(ctx, c.userID, c.wrong, resultFailure)
+	if locked {
+		rl.mfaLockedOut(ctx, c.userID)
+	}
+	// Failures that can no longer count are purged here, not only by the
+	// background purge, so the table cannot grow under a steady attack
+	// between two purges (behaviour.md F10). Outside the lock: the rows
+	// are other users' too.
+	if _, err := rl.store.PurgeTokens(ctx, purposeMFAAttempt, rl.now().Add(-rl.attemptRetention())); err != nil {
+		return err
+	}
+	return wrong
+}
+
+// recordFailure writes, through tx, one failed check c against the user
+// and, with a challenge, against it, and returns the answer: 429 when
+// this failure locks the user out (every live login challenge of the
+// user dies; locked is true), the invalidation message when it spends the
+// challenge's budget (the challenge dies), else c.wrong. Without a
+// challenge (regeneration) there is no challenge budget and the row is
+// keyed by c.what, so it counts only towards the user's.
+func (rl *realm) recordFailure(ctx context.Context, tx account.Store, c mfaCheck) (answer error, locked bool, err error) {
+	key := c.what
+	if c.ch != nil {
+		key = c.ch.Token
+	}
+	if _, err := tx.CreateToken(ctx, account.Token{UserID: c.userID, Purpose: purposeMFAAttempt, Token: key, Created: rl.now()}); err != nil {
+		return nil, false, err
+	}
+	failures, err := rl.recentFailures(ctx, tx, c.userID)
+	if err != nil {
+		return nil, false, err
+	}
+	if wait := rl.lockoutSeconds(failures); wait > 0 {
+		if _, err := tx.DeleteUserTokens(ctx, c.userID, purposeMFALoginChallenge); err != nil {
+			return nil, false, err
+		}
+		return errMFALockedOut(wait), true, nil
+	}
+	if limit := rl.policy.mfaChallengeMax; limit > 0 && c.ch != nil {
+		n, err := tx.CountTokens(ctx, purposeMFAAttempt, c.ch.Token, c.ch.Created)
+		if err != nil {
+			return nil, false, err
+		}
+		if n >= limit {
+			if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
+				return nil, false, err
+			}
+			return errDetail(http.StatusBadRequest, msgChallengeExhausted), false, nil
 		}
 	}
-	return errDetail(http.StatusBadRequest, wrong)
+	return errDetail(http.StatusBadRequest, c.wrong), false, nil
 }
 
 // mfaEnabled answers 403 when MFA is disabled.
@@ -547,7 +637,7 @@ func (rl *realm) loginChallenge(ctx context.Context, id, ip string) (account.Tok
 	if err != nil {
 		return account.Token{}, err
 	}
-	return ch, rl.checkLockout(ctx, ch.UserID)
+	return ch, rl.checkLockout(ctx, rl.store, ch.UserID)
 }
 
 // mfaVerify answers POST {prefix}/mfa/verify/: a login challenge and the
@@ -599,15 +689,12 @@ func (rl *realm) verifyTOTPChallenge(ctx context.Context, challengeID, code, ip 
 	if err != nil {
 		return tokenPair{}, err
 	}
-	step, ok, err := rl.matchUserTOTP(ctx, ch.UserID, code)
+	secret, err := rl.userTOTPSecret(ctx, ch.UserID)
 	if err != nil {
 		return tokenPair{}, err
 	}
-	if !ok {
-		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidCode)
-	}
 	return rl.completeChallenge(ctx, ch, func(tx account.Store) (bool, error) {
-		return tx.AdvanceTOTPStep(ctx, ch.UserID, step, rl.now())
+		return rl.spendTOTP(ctx, tx, ch.UserID, secret, code)
 	}, msgInvalidCode, ip)
 }
 
@@ -627,39 +714,25 @@ func (rl *realm) verifyRecoveryChallenge(ctx context.Context, challengeID, code,
 		return tokenPair{}, errDetail(http.StatusBadRequest, msgNoRecoveryCodes)
 	}
 	normalised, wellFormed := otpcode.NormaliseRecoveryCode(code)
-	if !wellFormed {
-		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", msgInvalidRecovery)
-	}
-	hash := otpcode.HashRecoveryCode(normalised)
 	return rl.completeChallenge(ctx, ch, func(tx account.Store) (bool, error) {
-		return tx.ConsumeRecoveryCode(ctx, ch.UserID, hash, rl.now())
+		if !wellFormed {
+			return false, nil
+		}
+		return tx.ConsumeRecoveryCode(ctx, ch.UserID, otpcode.HashRecoveryCode(normalised), rl.now())
 	}, msgInvalidRecovery, ip)
 }
 
-// completeChallenge spends the challenge and the second factor (spend
-// reports whether the factor was still unused) in one transaction, clears
-// the user's failures and opens the session. A factor already spent is a
-// failure like a wrong one; a challenge spent by a concurrent call is
-// invalid. Either way nothing is consumed unless both are.
+// completeChallenge checks a second factor against the login challenge ch
+// as one counted check (countedCheck): spend compares the factor and
+// spends it (false for a wrong or already spent one, a failure). A right
+// one spends the challenge, clears the user's failures and opens the
+// session, in the same transaction, so nothing is consumed unless all is;
+// a challenge spent meanwhile is invalid.
 func (rl *realm) completeChallenge(ctx context.Context, ch account.Token, spend func(tx account.Store) (bool, error), wrong, ip string) (tokenPair, error) {
-	errFactorSpent := errors.New("factor already used")
 	var pair tokenPair
-	err := rl.store.InTx(ctx, func(tx account.Store) error {
-		// The user's row is locked first, as every transaction that locks
-		// it does, so that none waits for another in a cycle.
-		u, err := tx.UserForUpdate(ctx, ch.UserID)
-		if err != nil {
-			return err
-		}
+	err := rl.countedCheck(ctx, mfaCheck{userID: ch.UserID, ch: &ch, wrong: wrong}, spend, func(tx account.Store, u account.User) error {
 		if _, err := tx.ConsumeToken(ctx, purposeMFALoginChallenge, ch.Token, time.Time{}); err != nil {
 			return err
-		}
-		ok, err := spend(tx)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errFactorSpent
 		}
 		// Unlike the reference (behaviour.md 9.10), an account disabled
 		// since the first factor gets no session; it is refused in login's
@@ -667,21 +740,22 @@ func (rl *realm) completeChallenge(ctx context.Context, ch account.Token, spend 
 		if !u.IsActive {
 			return errDetail(http.StatusUnauthorized, msgNoActiveAccount)
 		}
+		// The failures before this success: the lock makes them all
+		// settled ones, at most the limits' worth.
 		if _, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt); err != nil {
 			return err
 		}
 		if err := tx.SetLastLogin(ctx, u.ID, rl.now()); err != nil {
 			return err
 		}
+		var err error
 		pair, err = rl.openSession(ctx, tx, u, true, ip)
 		return err
 	})
-	switch {
-	case errors.Is(err, errFactorSpent):
-		return tokenPair{}, rl.recordFailure(ctx, ch.UserID, &ch, "", wrong)
-	case errors.Is(err, account.ErrNotFound):
+	if errors.Is(err, account.ErrNotFound) {
 		return tokenPair{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
-	case err != nil:
+	}
+	if err != nil {
 		return tokenPair{}, err
 	}
 	rl.mfaOutcome(ctx, ch.UserID, wrong, resultSuccess)
@@ -792,32 +866,23 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 		return err
 	}
 	uid := c.NumericUserID()
-	if err := rl.checkLockout(ctx, uid); err != nil {
+	if err := rl.checkLockout(ctx, rl.store, uid); err != nil {
 		return err
 	}
-	step, ok, err := rl.matchUserTOTP(ctx, uid, code)
+	secret, err := rl.userTOTPSecret(ctx, uid)
 	if err != nil {
 		return err
-	}
-	// A wrong code counts against the user's budget, as on verify; there
-	// is no challenge to invalidate.
-	const failureKey = "recovery-codes/regenerate"
-	if !ok {
-		return rl.recordFailure(ctx, uid, nil, failureKey, msgInvalidCode)
 	}
 	codes, hashes, err := otpcode.NewRecoveryCodes(rl.rand)
 	if err != nil {
 		return err
 	}
-	errReplay := errors.New("code already used")
-	err = rl.store.InTx(ctx, func(tx account.Store) error {
-		advanced, err := tx.AdvanceTOTPStep(ctx, uid, step, rl.now())
-		if err != nil {
-			return err
-		}
-		if !advanced {
-			return errReplay
-		}
+	// A wrong (or replayed) code counts against the user's budget, as on
+	// verify; there is no challenge to invalidate.
+	check := mfaCheck{userID: uid, what: "recovery-codes/regenerate", wrong: msgInvalidCode}
+	err = rl.countedCheck(ctx, check, func(tx account.Store) (bool, error) {
+		return rl.spendTOTP(ctx, tx, uid, secret, code)
+	}, func(tx account.Store, _ account.User) error {
 		if _, err := tx.DeleteAuthenticators(ctx, uid, authRecoveryCodes); err != nil {
 			return err
 		}
@@ -826,8 +891,9 @@ func (h *Handler) mfaRegenerateRecovery(w http.ResponseWriter, r *http.Request) 
 		}
 		return tx.ReplaceRecoveryCodes(ctx, uid, hashes)
 	})
-	if errors.Is(err, errReplay) {
-		return rl.recordFailure(ctx, uid, nil, failureKey, msgInvalidCode)
+	if errors.Is(err, account.ErrNotFound) {
+		// The account is gone.
+		return errTokenNotValid(msgTokenInvalid)
 	}
 	if err != nil {
 		return err

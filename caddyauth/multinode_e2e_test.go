@@ -1,6 +1,7 @@
 package caddyauth_test
 
 import (
+	"database/sql"
 	"fmt"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/redistest"
 	"net/http"
@@ -411,6 +412,39 @@ func TestMultiNodeE2E(t *testing.T) {
 		// Locked on both: the live challenges died, and the right password
 		// gets the lockout on the other node.
 		refused(t, b.verify(c1, totpApp.peek(t)), 400).detail(t, 400, "Challenge expired or invalid.")
+		b.loginLockedOut(email, 590, 600)
+	})
+
+	t.Run("M9_burst_across_nodes", func(t *testing.T) {
+		defer bind(t, a, b)()
+		const email = "burst-nodes@world.com"
+		a.createUser(email, mfaPass)
+		totpApp, _ := enrolOn(t, a, email)
+		ids := []string{a.challenge(email), b.challenge(email), a.challenge(email), b.challenge(email)}
+		bad := totpApp.wrong(t)
+		// Wrong codes at once on four challenges, half to each node:
+		// mfa_max_attempts 4 codes compared in all, then the lockout.
+		got := tally(t, burst(func(i int) reply {
+			n := a
+			if i%2 == 1 {
+				n = b
+			}
+			return n.verify(ids[i%len(ids)], bad)
+		}))
+		db, err := sql.Open("pgx", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var rows int
+		if err := db.QueryRow(`SELECT count(*) FROM tokens JOIN users ON users.id = tokens.user_id
+			WHERE users.email = $1 AND tokens.purpose = 'mfa_login_attempt'`, email).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows != 4 || got["Invalid code."] != 3 {
+			t.Fatalf("%d failure rows, answers %v; want 4 rows, 3 %q", rows, got, "Invalid code.")
+		}
+		a.loginLockedOut(email, 590, 600)
 		b.loginLockedOut(email, 590, 600)
 	})
 

@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"RaceConsumeRecoveryCode", testRaceConsumeRecoveryCode},
 		{"RaceLoadOrStoreSetting", testRaceLoadOrStoreSetting},
 		{"RaceUserForUpdate", testRaceUserForUpdate},
+		{"RaceUserForUpdateTokenBudget", testRaceUserForUpdateTokenBudget},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -342,6 +343,45 @@ func testRaceUserForUpdate(t *testing.T, s account.Store) {
 	if u.FirstName != "First" || u.LastName != "Last" || !u.IsActive {
 		t.Fatalf("increments changed other columns: %+v", u)
 	}
+}
+
+// testRaceUserForUpdateTokenBudget is how the MFA limits are kept (see
+// countedCheck in caddyauth/mfa.go): with the user's row locked, token rows
+// another transaction wrote before it let go of the lock are seen, so
+// "count, refuse at the limit, else insert" never lets more in.
+func testRaceUserForUpdateTokenBudget(t *testing.T, s account.Store) {
+	c := ctx(t)
+	id := mustUser(t, s, "budget@example.com")
+	const limit = 5
+	errFull := errors.New("budget spent")
+	_, errs := race(func(int) (struct{}, error) {
+		return struct{}{}, s.InTx(c, func(tx account.Store) error {
+			if _, err := tx.UserForUpdate(c, id); err != nil {
+				return err
+			}
+			n, err := tx.CountTokens(c, "attempt", "budget", time.Time{})
+			if err != nil {
+				return err
+			}
+			if n >= limit {
+				return errFull
+			}
+			_, err = tx.CreateToken(c, account.Token{UserID: id, Purpose: "attempt", Token: "budget", Created: now()})
+			return err
+		})
+	})
+	full := 0
+	for _, err := range errs {
+		if errors.Is(err, errFull) {
+			full++
+			continue
+		}
+		must(t, "InTx", err)
+	}
+	n, err := s.CountTokens(c, "attempt", "budget", time.Time{})
+	must(t, "CountTokens", err)
+	wantInt(t, "rows written under the lock", n, limit)
+	wantInt(t, "refusals", full, racers-limit)
 }
 
 func testDeleteUserCascades(t *testing.T, s account.Store) {
