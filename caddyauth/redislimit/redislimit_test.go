@@ -97,9 +97,11 @@ func TestLimitAndRetryAfter(t *testing.T) {
 func TestTwoNodesShareCounts(t *testing.T) {
 	url := redistest.URL(t)
 	prefix := uniquePrefix(t)
-	// Different timeouts give each its own client, as two nodes have.
-	a := newLimiter(t, &Limiter{URL: url, KeyPrefix: prefix})
-	b := newLimiter(t, &Limiter{URL: url, KeyPrefix: prefix, Timeout: caddy.Duration(200 * time.Millisecond)})
+	// Different timeouts give each its own client, as two nodes have. Both
+	// are long, so that a check slowed by a busy machine is not decided by
+	// the in-memory fallback, which no other node shares.
+	a := newLimiter(t, &Limiter{URL: url, KeyPrefix: prefix, Timeout: caddy.Duration(5 * time.Second)})
+	b := newLimiter(t, &Limiter{URL: url, KeyPrefix: prefix, Timeout: caddy.Duration(6 * time.Second)})
 	if a.conn == b.conn {
 		t.Fatal("the two nodes share a client")
 	}
