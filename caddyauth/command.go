@@ -134,8 +134,12 @@ func loadRealm(cfgFile, adapter string) (*realm, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rl := appIface.(*App).realm
+	app := appIface.(*App)
+	rl := app.realm
+	// The app gives back what it shares with servers in this process (the
+	// mail queue, the metrics), the store its connections.
 	cleanup := func() {
+		_ = app.Cleanup()
 		if c, ok := rl.store.(caddy.CleanerUpper); ok {
 			_ = c.Cleanup()
 		}
