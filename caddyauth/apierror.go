@@ -19,8 +19,19 @@ import (
 type apiError struct {
 	status     int
 	body       any
+	kind       error  // what the refusal means to a caller that acts on it (errors.Is), or nil
 	retryAfter int    // seconds; sets Retry-After when > 0
 	challenge  string // WWW-Authenticate value, if any
+}
+
+// Unwrap gives the refusal's kind, so that callers choose their next step
+// with errors.Is, never by the message.
+func (e *apiError) Unwrap() error { return e.kind }
+
+// because sets the refusal's kind.
+func (e *apiError) because(kind error) *apiError {
+	e.kind = kind
+	return e
 }
 
 func (e *apiError) Error() string {

@@ -35,6 +35,11 @@ const (
 	msgLockedOut          = "Too many failed MFA attempts. Try again later."
 )
 
+// errChallengeDead is the kind of a refusal after which the login challenge
+// can no longer succeed: it is unknown or expired, spent its attempts, or
+// the user's lockout killed it. A page starts the sign-in over.
+var errChallengeDead = errors.New("the MFA challenge can no longer succeed")
+
 // challengeDigest is how a challenge id is kept in the token table: its
 // SHA-256 (as for link secrets), so a read of the database does not hand
 // out live challenges.
@@ -196,7 +201,7 @@ func (rl *realm) lockout(ctx context.Context, st account.Store, userID int64) (i
 // Retry-After, as the reference words it there (login words it as a DRF
 // throttle instead, see mfaGate).
 func errMFALockedOut(wait int) *apiError {
-	e := errDetail(http.StatusTooManyRequests, msgLockedOut)
+	e := errDetail(http.StatusTooManyRequests, msgLockedOut).because(errChallengeDead)
 	e.retryAfter = wait
 	return e
 }
@@ -268,7 +273,7 @@ func (rl *realm) countedCheck(ctx context.Context, c mfaCheck, compare func(tx a
 				if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
 					return err
 				}
-				wrong = errDetail(http.StatusBadRequest, msgChallengeExhausted)
+				wrong = errDetail(http.StatusBadRequest, msgChallengeExhausted).because(errChallengeDead)
 				return nil
 			}
 		}
@@ -337,7 +342,7 @@ func (rl *realm) recordFailure(ctx context.Context, tx account.Store, c mfaCheck
 			if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
 				return nil, false, err
 			}
-			return errDetail(http.StatusBadRequest, msgChallengeExhausted), false, nil
+			return errDetail(http.StatusBadRequest, msgChallengeExhausted).because(errChallengeDead), false, nil
 		}
 	}
 	return errDetail(http.StatusBadRequest, c.wrong), false, nil
@@ -632,7 +637,7 @@ func (rl *realm) loginChallenge(ctx context.Context, id, ip string) (account.Tok
 	}
 	ch, err := rl.findChallenge(ctx, purposeMFALoginChallenge, id)
 	if errors.Is(err, account.ErrNotFound) {
-		return account.Token{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
+		return account.Token{}, errDetail(http.StatusBadRequest, msgChallengeInvalid).because(errChallengeDead)
 	}
 	if err != nil {
 		return account.Token{}, err
@@ -753,7 +758,7 @@ func (rl *realm) completeChallenge(ctx context.Context, ch account.Token, spend 
 		return err
 	})
 	if errors.Is(err, account.ErrNotFound) {
-		return tokenPair{}, errDetail(http.StatusBadRequest, msgChallengeInvalid)
+		return tokenPair{}, errDetail(http.StatusBadRequest, msgChallengeInvalid).because(errChallengeDead)
 	}
 	if err != nil {
 		return tokenPair{}, err

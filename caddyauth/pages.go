@@ -308,7 +308,7 @@ func apiMessage(err error) (int, string, bool) {
 	if !errors.As(err, &ae) {
 		return 0, "", false
 	}
-	if b, ok := ae.body.(map[string]string); ok && ae.retryAfter > 0 && strings.HasPrefix(b["detail"], msgThrottled) {
+	if errors.Is(err, errRequestThrottled) {
 		// A person reads this, not a client library: no DRF wording.
 		unit := "seconds"
 		if ae.retryAfter == 1 {
@@ -460,7 +460,7 @@ func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request) error {
 	if status, msg, ok := pageRefusal(w, err); ok {
 		// A dead challenge (a lockout kills every one of the user's) means
 		// starting over; a throttled request keeps the form.
-		if msg == msgChallengeInvalid || msg == msgChallengeExhausted || msg == msgLockedOut {
+		if errors.Is(err, errChallengeDead) {
 			h.setFlowCookie(w, challengeCookie, "")
 			return h.render(w, r, status, "message", pageData{Title: "Sign in again", Error: msg, Next: next})
 		}

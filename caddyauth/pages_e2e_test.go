@@ -761,3 +761,47 @@ func TestFormPageLinksFollowPolicyE2E(t *testing.T) {
 		})
 	}
 }
+
+// The MFA page reads what a refusal means from its kind, not its words: a
+// challenge that can no longer succeed (its attempts spent) sends the
+// browser to sign in again, with the challenge cookie gone; a throttled
+// code keeps the form and says how long to wait, in a person's words.
+func TestMFAPageRefusalsE2E(t *testing.T) {
+	t.Run("challenge spent", func(t *testing.T) {
+		s := startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", mfaOptions("optional"), browserBody))
+		s.enrolledUser(userEmail)
+		b := newFormBrowser(t)
+		p := b.loginForm("/dash", userEmail, mfaPass).expect(t, http.StatusSeeOther)
+		mp := b.get(p.location()).expect(t, 200)
+		for range 4 {
+			wrong := b.post("/auth/page/mfa", url.Values{"csrf_token": {mp.csrf(t)}, "code": {"000000"}, "next": {"/dash"}}).expect(t, http.StatusBadRequest)
+			if !strings.Contains(wrong.body, "Invalid code.") || !strings.Contains(wrong.body, `name="code"`) {
+				t.Fatalf("a wrong code does not keep the form:\n%s", wrong.body)
+			}
+		}
+		last := b.post("/auth/page/mfa", url.Values{"csrf_token": {mp.csrf(t)}, "code": {"000000"}, "next": {"/dash"}}).expect(t, http.StatusBadRequest)
+		if !strings.Contains(last.body, "Sign in again") || !strings.Contains(last.body, "Too many failed attempts. Challenge invalidated.") || strings.Contains(last.body, `name="code"`) {
+			t.Fatalf("the spent challenge's page:\n%s", last.body)
+		}
+		if b.cookie("/auth/page/", "jwt_allauth_mfa") != "" {
+			t.Fatal("the spent challenge's cookie is still set")
+		}
+	})
+	t.Run("throttled", func(t *testing.T) {
+		s := startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", mfaOptions("optional", "throttle mfa_verify_ip 2 1m"), browserBody))
+		s.enrolledUser(userEmail)
+		b := newFormBrowser(t)
+		p := b.loginForm("/dash", userEmail, mfaPass).expect(t, http.StatusSeeOther)
+		mp := b.get(p.location()).expect(t, 200)
+		for range 2 {
+			b.post("/auth/page/mfa", url.Values{"csrf_token": {mp.csrf(t)}, "code": {"000000"}, "next": {"/dash"}}).expect(t, http.StatusBadRequest)
+		}
+		p = b.post("/auth/page/mfa", url.Values{"csrf_token": {mp.csrf(t)}, "code": {"000000"}, "next": {"/dash"}}).expect(t, http.StatusTooManyRequests)
+		if !regexp.MustCompile(`Too many attempts\. Please wait [0-9]+ seconds? and try again\.`).MatchString(p.body) || !strings.Contains(p.body, `name="code"`) {
+			t.Fatalf("the throttled page:\n%s", p.body)
+		}
+		if b.cookie("/auth/page/", "jwt_allauth_mfa") == "" {
+			t.Fatal("a throttled code ended the challenge")
+		}
+	})
+}

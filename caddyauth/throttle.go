@@ -93,6 +93,10 @@ var defaultThrottles = map[string]Throttle{
 // msgThrottled is DRF's throttling message; errThrottled appends the wait.
 const msgThrottled = "Request was throttled."
 
+// errRequestThrottled is the kind of a throttle's 429: a page words it for
+// a person and keeps its form.
+var errRequestThrottled = errors.New("request throttled")
+
 // errUnknownThrottle is a call naming a throttle that does not exist: a
 // bug, answered 500.
 var errUnknownThrottle = errors.New("unknown throttle")
@@ -164,7 +168,7 @@ func (rl *realm) throttle(ctx context.Context, name, key string) error {
 func (rl *realm) throttled(ctx context.Context, name string, wait time.Duration) error {
 	rl.metrics.throttle(name)
 	rl.auditAt(ctx, zapcore.DebugLevel, auditThrottled, 0, zap.String("throttle", name))
-	return errThrottled(msgThrottled, int((wait+time.Second-1)/time.Second))
+	return errThrottled(msgThrottled, int((wait+time.Second-1)/time.Second)).because(errRequestThrottled)
 }
 
 // throttleRequest applies a flow's two throttles: `<flow>_ip` to the
