@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -1235,21 +1234,8 @@ func TestMFARacesE2E(t *testing.T) {
 		// session; every other answer must be a 400 with one of allowed.
 		race := func(send func(i int) reply, allowed ...string) int {
 			t.Helper()
-			var wg sync.WaitGroup
-			replies := make([]reply, n)
-			start := make(chan struct{})
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					replies[i] = send(i)
-				}()
-			}
-			close(start)
-			wg.Wait()
 			wins := 0
-			for _, r := range replies {
+			for _, r := range burst(n, send) {
 				if r.status == 200 && r.str("access") != "" {
 					wins++
 					continue

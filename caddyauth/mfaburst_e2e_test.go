@@ -12,12 +12,12 @@ import (
 // burstSize is how many code checks a burst sends at once.
 const burstSize = 50
 
-// burst sends burstSize requests at once and returns their answers.
-func burst(send func(i int) reply) []reply {
+// burst sends n requests at once and returns their answers.
+func burst(n int, send func(i int) reply) []reply {
 	var wg sync.WaitGroup
-	replies := make([]reply, burstSize)
+	replies := make([]reply, n)
 	start := make(chan struct{})
-	for i := range burstSize {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -82,7 +82,7 @@ func TestMFABurstChallengeLimitE2E(t *testing.T) {
 		// Wrong TOTP codes only: exactly the limit compared, answered as
 		// one after the other would be; the rest refused unseen.
 		ch := s.challenge(email)
-		got := tally(t, burst(func(int) reply { return s.verify(ch, bad) }))
+		got := tally(t, burst(burstSize, func(int) reply { return s.verify(ch, bad) }))
 		failed, _, mark := compared(audit, mark)
 		if failed != limit || attempts(t, u.ID) != limit {
 			t.Fatalf("%d codes compared, %d failure rows, want %d: answers %v", failed, attempts(t, u.ID), limit, got)
@@ -93,7 +93,7 @@ func TestMFABurstChallengeLimitE2E(t *testing.T) {
 
 		// Wrong recovery codes, the same.
 		ch = s.challenge(email)
-		got = tally(t, burst(func(int) reply { return s.verifyRecovery(ch, wellFormedFake) }))
+		got = tally(t, burst(burstSize, func(int) reply { return s.verifyRecovery(ch, wellFormedFake) }))
 		failed, _, mark = compared(audit, mark)
 		if failed != limit || got[msgInvalidRec] != limit-1 || got[msgExhausted] != 1 || got[msgGone] != burstSize-limit {
 			t.Fatalf("%d recovery codes compared, answers %v, want %d", failed, got, limit)
@@ -108,7 +108,7 @@ func TestMFABurstChallengeLimitE2E(t *testing.T) {
 		right := totpNow(t, en.secret)
 		before := attempts(t, u.ID)
 		ch = s.challenge(email)
-		got = tally(t, burst(func(i int) reply {
+		got = tally(t, burst(burstSize, func(i int) reply {
 			if i == burstSize/2 {
 				return s.verify(ch, right)
 			}
@@ -121,7 +121,7 @@ func TestMFABurstChallengeLimitE2E(t *testing.T) {
 		// only if it won.
 		ch = s.challenge(email)
 		before = attempts(t, u.ID)
-		got = tally(t, burst(func(i int) reply {
+		got = tally(t, burst(burstSize, func(i int) reply {
 			if i == burstSize/2 {
 				return s.verifyRecovery(ch, en.recovery[0])
 			}
@@ -182,7 +182,7 @@ func TestMFABurstUserLimitE2E(t *testing.T) {
 		// compared; the one that reaches it locks the user out and ends
 		// every challenge.
 		ids := spread()
-		got := tally(t, burst(func(i int) reply { return s.verify(ids[i%len(ids)], bad) }))
+		got := tally(t, burst(burstSize, func(i int) reply { return s.verify(ids[i%len(ids)], bad) }))
 		failed, _, mark := compared(audit, mark)
 		if failed != limit || attempts(t, u.ID) != limit || mark["mfa_lockout"] != 1 {
 			t.Fatalf("%d codes compared, %d failure rows, %d lockouts, want %d, %d, 1: answers %v", failed, attempts(t, u.ID), mark["mfa_lockout"], limit, limit, got)
@@ -201,7 +201,7 @@ func TestMFABurstUserLimitE2E(t *testing.T) {
 		nextStep(t)
 		bad = wrongCode(t, en.secret)
 		_, _, mark = compared(audit, mark)
-		got = tally(t, burst(func(int) reply {
+		got = tally(t, burst(burstSize, func(int) reply {
 			return s.post(regenerate, map[string]string{"code": bad}, bearer(access))
 		}))
 		failed, _, mark = compared(audit, mark)
@@ -219,7 +219,7 @@ func TestMFABurstUserLimitE2E(t *testing.T) {
 		bad = wrongCode(t, en.secret)
 		right := totpNow(t, en.secret)
 		ids = spread()
-		got = tally(t, burst(func(i int) reply {
+		got = tally(t, burst(burstSize, func(i int) reply {
 			if i == burstSize/2 {
 				return s.verify(ids[i%len(ids)], right)
 			}
@@ -268,7 +268,7 @@ func TestMFABurstPageE2E(t *testing.T) {
 			before := attempts(t, u.ID)
 			statuses := map[int]int{}
 			var mu sync.Mutex
-			burst(func(int) reply {
+			burst(burstSize, func(int) reply {
 				p := b.post("/auth/page/mfa", form)
 				mu.Lock()
 				statuses[p.status]++

@@ -424,7 +424,7 @@ func TestMultiNodeE2E(t *testing.T) {
 		bad := totpApp.wrong(t)
 		// Wrong codes at once on four challenges, half to each node:
 		// mfa_max_attempts 4 codes compared in all, then the lockout.
-		got := tally(t, burst(func(i int) reply {
+		got := tally(t, burst(burstSize, func(i int) reply {
 			n := a
 			if i%2 == 1 {
 				n = b
