@@ -150,3 +150,10 @@ func TestPageTemplatesFromDirectory(t *testing.T) {
 		t.Fatalf("a broken template: %v", err)
 	}
 }
+
+// loadPages parses the embedded templates, each replaced by the file of
+// the same name in dir when dir is set and has one (`login.html`,
+// `layout.html`, `style.css`, ...).
+func loadPages(dir string) (*pageSet, error) {
+	return loadPageSet(dir, pageNames)
+}

@@ -211,14 +211,10 @@ const (
 	mailRenderFailed   = "render_failed"
 )
 
-// newMailQueue returns a queue with one sender: mails leave in the order
-// they were queued, so a newer link (a second invitation, a resent
-// confirmation) never arrives before the older one it replaced.
-func newMailQueue(m mailer, logger *zap.Logger, met *metrics, tag func(addr string) zap.Field) *mailQueue {
-	return newMailQueueFor(&mailUser{mailer: m, logger: logger, metrics: met, tag: tag})
-}
-
-// newMailQueueFor returns a queue that u serves.
+// newMailQueueFor returns a queue that u serves, with one sender: mails
+// leave in the order they were queued, so a newer link (a second
+// invitation, a resent confirmation) never arrives before the older one it
+// replaced.
 func newMailQueueFor(u *mailUser) *mailQueue {
 	return &mailQueue{
 		users:       []*mailUser{u},
@@ -400,12 +396,8 @@ func (q *mailQueue) start() {
 	go q.run(ctx, q.done)
 }
 
-// stop ends the sender (an SMTP exchange in flight is cancelled and its
-// mail stays queued) and waits for it. Every mail still queued is reported
-// as not sent.
-func (q *mailQueue) stop() { q.stopAndHandOver(nil) }
-
-// stopAndHandOver ends the sender as stop does, then queues every mail
+// stopAndHandOver ends the sender (an SMTP exchange in flight is cancelled
+// and its mail stays queued) and waits for it, then queues every mail
 // still queued, and every mail enqueued later, on next, oldest first,
 // under next's bounds. With no next, each is reported as not sent. It waits
 // at most stopWait for the sender: an SMTP server that holds the

@@ -530,3 +530,15 @@ func TestMailCaddyfile(t *testing.T) {
 		t.Error("a public_url without scheme was accepted")
 	}
 }
+
+// newMailQueue returns a queue with one sender: mails leave in the order
+// they were queued, so a newer link (a second invitation, a resent
+// confirmation) never arrives before the older one it replaced.
+func newMailQueue(m mailer, logger *zap.Logger, met *metrics, tag func(addr string) zap.Field) *mailQueue {
+	return newMailQueueFor(&mailUser{mailer: m, logger: logger, metrics: met, tag: tag})
+}
+
+// stop ends the sender (an SMTP exchange in flight is cancelled and its
+// mail stays queued) and waits for it. Every mail still queued is reported
+// as not sent.
+func (q *mailQueue) stop() { q.stopAndHandOver(nil) }

@@ -68,14 +68,9 @@ type pageSet struct {
 	css   []byte
 }
 
-// loadPages parses the embedded templates, each replaced by the file of
-// the same name in dir when dir is set and has one (`login.html`,
-// `layout.html`, `style.css`, ...).
-func loadPages(dir string) (*pageSet, error) {
-	return loadPageSet(dir, pageNames)
-}
-
-// loadPageSet is loadPages for the named pages only.
+// loadPageSet parses the embedded templates of the named pages, each
+// replaced by the file of the same name in dir when dir is set and has one
+// (`login.html`, `layout.html`, `style.css`, ...).
 func loadPageSet(dir string, names []string) (*pageSet, error) {
 	if err := checkTemplateDir(dir); err != nil {
 		return nil, err
