@@ -12,21 +12,27 @@ import (
 // burstSize is how many code checks a burst sends at once.
 const burstSize = 50
 
-// burst sends n requests at once and returns their answers.
-func burst(n int, send func(i int) reply) []reply {
+// together runs fn(0) … fn(n-1) in goroutines released at the same
+// moment, and returns when all have returned.
+func together(n int, fn func(i int)) {
 	var wg sync.WaitGroup
-	replies := make([]reply, n)
 	start := make(chan struct{})
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			replies[i] = send(i)
+			fn(i)
 		}()
 	}
 	close(start)
 	wg.Wait()
+}
+
+// burst sends n requests at once and returns their answers.
+func burst(n int, send func(i int) reply) []reply {
+	replies := make([]reply, n)
+	together(n, func(i int) { replies[i] = send(i) })
 	return replies
 }
 

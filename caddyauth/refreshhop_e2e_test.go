@@ -3,7 +3,6 @@ package caddyauth_test
 import (
 	"context"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 )
@@ -52,18 +51,7 @@ func TestRefreshHopConcurrentE2E(t *testing.T) {
 		const n = 8
 		answers := make([]hopAnswer, n)
 		errs := make([]error, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				answers[i], errs[i] = hop(s, old)
-			}()
-		}
-		close(start)
-		wg.Wait()
+		together(n, func(i int) { answers[i], errs[i] = hop(s, old) })
 		successors := map[string]bool{}
 		for i, a := range answers {
 			if errs[i] != nil {
