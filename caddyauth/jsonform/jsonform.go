@@ -132,8 +132,14 @@ func (f *Form) Str(name string, required, trim bool) string {
 // MaxLen records the DRF message when s has more than n characters.
 func (f *Form) MaxLen(name, s string, n int) {
 	if utf8.RuneCountInString(s) > n {
-		f.Fail(name, "Ensure this field has no more than "+strconv.Itoa(n)+" characters.")
+		f.Fail(name, MaxLenMessage(n))
 	}
+}
+
+// MaxLenMessage is Django REST framework's message for a string longer
+// than n characters.
+func MaxLenMessage(n int) string {
+	return "Ensure this field has no more than " + strconv.Itoa(n) + " characters."
 }
 
 // Has reports whether the body carries the field at all.

@@ -1,4 +1,4 @@
-package caddyauth
+package account
 
 import (
 	"sync"
@@ -51,18 +51,4 @@ func (ac *accessCache) put(token string, c tokens.Claims, until time.Time) {
 	if _, loaded := ac.entries.LoadOrStore(token, &accessEntry{claims: c, until: until}); !loaded {
 		ac.size.Add(1)
 	}
-}
-
-// parseAccess verifies an access token, through the cache.
-func (rl *realm) parseAccess(raw string) (tokens.Claims, error) {
-	now := rl.now()
-	if c, ok := rl.verified.get(raw, now); ok {
-		return c, nil
-	}
-	c, err := rl.keys.Parse(raw, tokens.TypeAccess, now)
-	if err != nil {
-		return tokens.Claims{}, err
-	}
-	rl.verified.put(raw, c, c.ExpiresAt.Time.Add(rl.policy.leeway))
-	return c, nil
 }

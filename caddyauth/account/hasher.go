@@ -1,4 +1,4 @@
-package caddyauth
+package account
 
 import (
 	"context"
@@ -15,21 +15,21 @@ import (
 // defaultHashWait is how long a caller waits for a free hashing slot.
 const defaultHashWait = 2 * time.Second
 
-// errHasherBusy is returned when no hashing slot became free within the
+// ErrHasherBusy is returned when no hashing slot became free within the
 // hasher's maximum wait. The API answers it with 503.
-var errHasherBusy = errors.New("too many password hashes in progress")
+var ErrHasherBusy = errors.New("too many password hashes in progress")
 
-// passwordHasher hashes and verifies passwords, with at most 2 x GOMAXPROCS
+// Hasher hashes and verifies passwords, with at most 2 x GOMAXPROCS
 // hashes running at once; further callers wait up to maxWait for a slot.
 //
 // Each hash names its owners: the client and the account it is for (see
-// realm.hashOwners). No owner holds more than share slots at once: a
+// core.hashOwners). No owner holds more than share slots at once: a
 // caller whose client or account is at its share waits, even with slots
 // free, while callers of other owners get them. A freed slot goes to the
 // waiter whose owners hold the fewest slots, the oldest first. So a flood
 // from one client or against one account waits out its own queue and is
 // refused (503), and everyone else finds a slot.
-type passwordHasher struct {
+type Hasher struct {
 	rand    io.Reader
 	maxWait time.Duration
 	slots   int // hashes allowed at once
@@ -40,7 +40,6 @@ type passwordHasher struct {
 	held  map[string]int // slots in use per owner
 	queue []*hashWaiter  // callers waiting, oldest first
 
-	// observeWait, when set, receives every wait for a slot in seconds.
 	observeWait func(seconds float64)
 }
 
@@ -61,26 +60,29 @@ func fairShare(slots int) int {
 	return max(1, slots/2)
 }
 
-// newPasswordHasher returns a hasher that draws salts from rand. A maxWait
-// of zero or less means the default of 2 s.
-func newPasswordHasher(rand io.Reader, maxWait time.Duration) *passwordHasher {
+// NewHasher returns a hasher that draws salts from rand. A maxWait of zero
+// or less means the default of 2 s. observeWait, when not nil, receives
+// every wait for a slot in seconds.
+func NewHasher(rand io.Reader, maxWait time.Duration, observeWait func(seconds float64)) *Hasher {
 	if maxWait <= 0 {
 		maxWait = defaultHashWait
 	}
 	slots := 2 * runtime.GOMAXPROCS(0)
-	return &passwordHasher{
+	return &Hasher{
 		rand:    rand,
 		maxWait: maxWait,
 		slots:   slots,
 		share:   fairShare(slots),
 		held:    map[string]int{},
+
+		observeWait: observeWait,
 	}
 }
 
 // acquire takes a hashing slot for owners (empty names are ignored),
 // waiting at most h.maxWait. The wait is a duration, not a point in time,
 // so it uses a real timer rather than the realm's clock.
-func (h *passwordHasher) acquire(ctx context.Context, owners []string) error {
+func (h *Hasher) acquire(ctx context.Context, owners []string) error {
 	h.mu.Lock()
 	// Nobody who could take a free slot is left waiting (see grant), so a
 	// caller that can take one goes ahead.
@@ -103,7 +105,7 @@ func (h *passwordHasher) acquire(ctx context.Context, owners []string) error {
 	case <-w.granted:
 		return nil
 	case <-timer.C:
-		err = errHasherBusy
+		err = ErrHasherBusy
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -119,7 +121,7 @@ func (h *passwordHasher) acquire(ctx context.Context, owners []string) error {
 }
 
 // load is the most slots any of owners holds; h.mu is held.
-func (h *passwordHasher) load(owners []string) int {
+func (h *Hasher) load(owners []string) int {
 	n := 0
 	for _, o := range owners {
 		if o != "" {
@@ -130,7 +132,7 @@ func (h *passwordHasher) load(owners []string) int {
 }
 
 // take books a slot for owners; h.mu is held.
-func (h *passwordHasher) take(owners []string) {
+func (h *Hasher) take(owners []string) {
 	h.busy++
 	for _, o := range owners {
 		if o != "" {
@@ -140,7 +142,7 @@ func (h *passwordHasher) take(owners []string) {
 }
 
 // release frees the slot of owners and hands out what can be handed out.
-func (h *passwordHasher) release(owners []string) {
+func (h *Hasher) release(owners []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.busy--
@@ -157,7 +159,7 @@ func (h *passwordHasher) release(owners []string) {
 
 // grant gives free slots to waiters below their share, those whose owners
 // hold the fewest first, then the oldest; h.mu is held.
-func (h *passwordHasher) grant() {
+func (h *Hasher) grant() {
 	for h.busy < h.slots {
 		next, least := -1, h.share
 		for i, w := range h.queue {
@@ -175,40 +177,55 @@ func (h *passwordHasher) grant() {
 	}
 }
 
-func (h *passwordHasher) observe(seconds float64) {
+func (h *Hasher) observe(seconds float64) {
 	if h.observeWait != nil {
 		h.observeWait(seconds)
 	}
 }
 
-// hash returns the argon2id PHC string of password. owners are whom the
-// hash is for (see acquire); none for a command-line tool.
-func (h *passwordHasher) hash(ctx context.Context, password string, owners ...string) (string, error) {
+// Hold takes one hashing slot for owners (see acquire) until release is
+// called: every hash and check runs in one.
+func (h *Hasher) Hold(ctx context.Context, owners ...string) (release func(), err error) {
 	if err := h.acquire(ctx, owners); err != nil {
+		return nil, err
+	}
+	return func() { h.release(owners) }, nil
+}
+
+// Slots is how many hashes may run at once.
+func (h *Hasher) Slots() int { return h.slots }
+
+// Hash returns the argon2id PHC string of password. owners are whom the
+// hash is for (see acquire); none for a command-line tool.
+func (h *Hasher) Hash(ctx context.Context, password string, owners ...string) (string, error) {
+	release, err := h.Hold(ctx, owners...)
+	if err != nil {
 		return "", err
 	}
-	defer h.release(owners)
+	defer release()
 	return passwords.Hash(password, h.rand)
 }
 
 // verify is passwords.Verify in a hashing slot. owners are whom the check
-// is for (see acquire). The only errors are errHasherBusy and the
+// is for (see acquire). The only errors are ErrHasherBusy and the
 // context's.
-func (h *passwordHasher) verify(ctx context.Context, password, encoded string, owners ...string) (ok, needsRehash bool, err error) {
-	if err := h.acquire(ctx, owners); err != nil {
+func (h *Hasher) verify(ctx context.Context, password, encoded string, owners ...string) (ok, needsRehash bool, err error) {
+	release, err := h.Hold(ctx, owners...)
+	if err != nil {
 		return false, false, err
 	}
-	defer h.release(owners)
+	defer release()
 	ok, needsRehash = passwords.Verify(password, encoded)
 	return ok, needsRehash, nil
 }
 
 // dummyVerify is passwords.VerifyDummy in a hashing slot.
-func (h *passwordHasher) dummyVerify(ctx context.Context, password string, owners ...string) error {
-	if err := h.acquire(ctx, owners); err != nil {
+func (h *Hasher) dummyVerify(ctx context.Context, password string, owners ...string) error {
+	release, err := h.Hold(ctx, owners...)
+	if err != nil {
 		return err
 	}
-	defer h.release(owners)
+	defer release()
 	passwords.VerifyDummy(password)
 	return nil
 }

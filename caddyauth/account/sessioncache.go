@@ -1,11 +1,9 @@
-package caddyauth
+package account
 
 import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // sessionCache answers "is this session still live?" for the optional
@@ -13,7 +11,7 @@ import (
 // revoked session never comes back, so a negative answer is as cacheable as
 // a positive one.
 type sessionCache struct {
-	store account.Store
+	store Store
 	ttl   time.Duration
 	now   func() time.Time
 
@@ -29,7 +27,7 @@ type sessionEntry struct {
 // maxSessionEntries bounds the cache; past it, the cache starts afresh.
 const maxSessionEntries = 100_000
 
-func newSessionCache(store account.Store, ttl time.Duration, now func() time.Time) *sessionCache {
+func newSessionCache(store Store, ttl time.Duration, now func() time.Time) *sessionCache {
 	return &sessionCache{store: store, ttl: ttl, now: now, entries: map[string]sessionEntry{}}
 }
 

@@ -1,4 +1,4 @@
-package caddyauth
+package account
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/testrand"
 )
 
-func testHasher(maxWait time.Duration) *passwordHasher {
-	return newPasswordHasher(testrand.New(9), maxWait)
+func testHasher(maxWait time.Duration) *Hasher {
+	return NewHasher(testrand.New(9), maxWait, nil)
 }
 
 func TestHasherConcurrencyBound(t *testing.T) {
@@ -26,21 +26,21 @@ func TestHasherConcurrencyBound(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	if _, err := h.hash(ctx, "password"); !errors.Is(err, errHasherBusy) {
-		t.Fatalf("hash: got %v, want errHasherBusy", err)
+	if _, err := h.Hash(ctx, "password"); !errors.Is(err, ErrHasherBusy) {
+		t.Fatalf("hash: got %v, want ErrHasherBusy", err)
 	}
 	if waited := time.Since(start); waited < 30*time.Millisecond {
 		t.Fatalf("gave up after %s, before the maximum wait", waited)
 	}
-	if _, _, err := h.verify(ctx, "pw", ""); !errors.Is(err, errHasherBusy) {
+	if _, _, err := h.verify(ctx, "pw", ""); !errors.Is(err, ErrHasherBusy) {
 		t.Fatalf("verify: got %v", err)
 	}
-	if err := h.dummyVerify(ctx, "pw"); !errors.Is(err, errHasherBusy) {
+	if err := h.dummyVerify(ctx, "pw"); !errors.Is(err, ErrHasherBusy) {
 		t.Fatalf("dummyVerify: got %v", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := h.hash(cctx, "pw"); !errors.Is(err, context.Canceled) {
+	if _, err := h.Hash(cctx, "pw"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: got %v", err)
 	}
 	if len(h.queue) != 0 {
@@ -53,7 +53,7 @@ func TestHasherConcurrencyBound(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		h.release(nil)
 	}()
-	if _, err := h.hash(ctx, "password", "c:192.0.2.1"); err != nil {
+	if _, err := h.Hash(ctx, "password", "c:192.0.2.1"); err != nil {
 		t.Fatalf("after release: %v", err)
 	}
 	if h.busy != h.slots-1 || len(h.held) != 0 {
@@ -62,7 +62,7 @@ func TestHasherConcurrencyBound(t *testing.T) {
 }
 
 // waitQueued waits until n callers wait for a slot of h.
-func waitQueued(t *testing.T, h *passwordHasher, n int) {
+func waitQueued(t *testing.T, h *Hasher, n int) {
 	t.Helper()
 	for range 500 {
 		h.mu.Lock()
