@@ -74,9 +74,9 @@ var DefaultThrottles = map[string]Throttle{
 	throttleVerificationResendEmail: {3, (3 * time.Minute)},
 }
 
-// errUnknownThrottle is a call naming a throttle that does not exist: a
+// ErrUnknownThrottle is a call naming a throttle that does not exist: a
 // bug, answered 500.
-var errUnknownThrottle = errors.New("unknown throttle")
+var ErrUnknownThrottle = errors.New("unknown throttle")
 
 // buildThrottles is the defaults overridden by the configured throttles.
 func buildThrottles(configured map[string]Throttle) map[string]Throttle {
@@ -125,7 +125,7 @@ func (rl *throttler) throttleKey(name, key string) string {
 func (rl *throttler) throttle(ctx context.Context, name, key string) error {
 	t, ok := rl.throttles[name]
 	if !ok {
-		return fmt.Errorf("%w %q", errUnknownThrottle, name)
+		return fmt.Errorf("%w %q", ErrUnknownThrottle, name)
 	}
 	if t.Limit <= 0 || key == "" {
 		return nil
@@ -215,7 +215,7 @@ type passwordFailure struct {
 func (rl *throttler) countFailure(ctx context.Context, email string) (passwordFailure, error) {
 	t, ok := rl.throttles[throttleLoginEmail]
 	if !ok {
-		return passwordFailure{}, fmt.Errorf("%w %q", errUnknownThrottle, throttleLoginEmail)
+		return passwordFailure{}, fmt.Errorf("%w %q", ErrUnknownThrottle, throttleLoginEmail)
 	}
 	email = NormalizeEmail(email)
 	if t.Limit <= 0 || email == "" {

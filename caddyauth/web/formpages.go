@@ -1,15 +1,17 @@
-package caddyauth
+package web
 
 import (
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // The sign-up and forgot-password pages under {prefix}/page/. Their posts
 // are read into the same form type as the JSON bodies and go through the
-// same handler methods as POST /registration/ and POST /password/reset/.
+// same core flows as POST /registration/ and POST /password/reset/.
 
 // msgResetRequested is the forgot-password page's answer, the same for
 // every address.
@@ -22,12 +24,10 @@ var signupFields = []string{"email", "password1", "password2", "first_name", "la
 // fields (the first of each), and the rest as one message. ok is false when
 // err is not a refusal.
 func fieldErrors(w http.ResponseWriter, err error, names []string) (status int, fields map[string]string, msg string, ok bool) {
-	var ae *apiError
-	if !errors.As(err, &ae) {
-		return 0, nil, "", false
-	}
-	fields = map[string]string{}
-	if byField, isFields := ae.body.(map[string][]string); isFields {
+	var ref *account.Refusal
+	if errors.As(err, &ref) && ref.Fields != nil {
+		fields = map[string]string{}
+		byField := ref.Fields
 		var other []string
 		for name, msgs := range byField {
 			if len(msgs) == 0 {
@@ -43,17 +43,17 @@ func fieldErrors(w http.ResponseWriter, err error, names []string) (status int, 
 		if msg == "" {
 			msg = "Please correct the errors below."
 		}
-		return ae.status, fields, msg, true
+		return statusOf(ref.Kind), fields, msg, true
 	}
-	status, msg, _ = pageRefusal(w, err)
-	return status, fields, msg, true
+	status, msg, ok = pageRefusal(w, err)
+	return status, map[string]string{}, msg, ok
 }
 
 // signupPage is GET/POST {prefix}/page/signup, routed when sign-up is
 // open: the sign-up of POST /registration/, its refusals shown by field.
 // Then the "verification e-mail sent" page under mandatory verification;
 // otherwise the TOTP setup page in required mode, or a session and `next`.
-func (h *Handler) signupPage(w http.ResponseWriter, r *http.Request) error {
+func (h pages) signup(w http.ResponseWriter, r *http.Request) error {
 	next := nextOf(r)
 	d := pageData{Title: "Create an account", Next: next, Fields: map[string]string{}}
 	if r.Method != http.MethodPost {
@@ -62,7 +62,8 @@ func (h *Handler) signupPage(w http.ResponseWriter, r *http.Request) error {
 	d.Email = strings.TrimSpace(r.PostForm.Get("email"))
 	d.FirstName = strings.TrimSpace(r.PostForm.Get("first_name"))
 	d.LastName = strings.TrimSpace(r.PostForm.Get("last_name"))
-	res, err := h.signUp(r, formOf(r.PostForm, signupFields...))
+	in := registrant(formOf(r.PostForm, signupFields...))
+	res, err := h.svc.Signup.SignUp(r.Context(), h.origin(r), in)
 	if status, fields, msg, ok := fieldErrors(w, err, signupFields); ok {
 		d.Fields, d.Error = fields, msg
 		return h.render(w, r, status, "signup", d)
@@ -72,31 +73,32 @@ func (h *Handler) signupPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Under mandatory verification every sign-up ends here, whether the
 	// address was free or not (the bootstrap of a taken one leads nowhere).
-	if h.realm.policy.emailVerification == verifyMandatory {
-		return h.render(w, r, http.StatusOK, "message", pageData{Title: "Check your e-mail", Info: msgVerificationSent, Next: next})
+	if h.policy.EmailVerification == account.VerifyMandatory {
+		return h.render(w, r, http.StatusOK, "message", pageData{Title: "Check your e-mail", Info: account.MsgVerificationSent, Next: next})
 	}
-	if id, _ := res.mfa["setup_challenge_id"].(string); id != "" {
-		h.setFlowCookie(w, setupCookie, id)
-		return seeOther(w, withNext(h.Prefix+"/page/mfa-setup", next))
+	if res.SetupChallenge != "" {
+		h.setFlowCookie(w, setupCookie, res.SetupChallenge)
+		return seeOther(w, withNext(h.cfg.Prefix+"/page/mfa-setup", next))
 	}
-	if !res.session {
-		return h.render(w, r, http.StatusOK, "message", pageData{Title: "Check your e-mail", Info: msgVerificationSent, Next: next})
+	if res.Pair.Access == "" {
+		return h.render(w, r, http.StatusOK, "message", pageData{Title: "Check your e-mail", Info: account.MsgVerificationSent, Next: next})
 	}
-	h.setSession(w, res.pair)
+	h.setSession(w, res.Pair)
 	return seeOther(w, next)
 }
 
 // passwordResetPage is GET/POST {prefix}/page/password-reset: the request
 // of POST /password/reset/ (its throttle and time floor), answered with
 // the same page whether the address has an account or not.
-func (h *Handler) passwordResetPage(w http.ResponseWriter, r *http.Request) error {
+func (h pages) passwordReset(w http.ResponseWriter, r *http.Request) error {
 	next := nextOf(r)
 	d := pageData{Title: "Reset your password", Next: next, Fields: map[string]string{}}
 	if r.Method != http.MethodPost {
 		return h.render(w, r, http.StatusOK, "password-reset", d)
 	}
 	d.Email = strings.TrimSpace(r.PostForm.Get("email"))
-	err := h.requestPasswordReset(r, formOf(r.PostForm, "email"))
+	f := formOf(r.PostForm, "email")
+	err := h.svc.Passwords.RequestReset(r.Context(), h.origin(r), f.Str("email", true, true), f.core())
 	if status, fields, msg, ok := fieldErrors(w, err, []string{"email"}); ok {
 		d.Fields, d.Error = fields, msg
 		return h.render(w, r, status, "password-reset", d)

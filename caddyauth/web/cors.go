@@ -1,4 +1,4 @@
-package caddyauth
+package web
 
 import (
 	"fmt"
@@ -15,12 +15,6 @@ import (
 // single-page app on that origin needs to call with credentials
 // (`fetch(..., {credentials: "include"})`); for any other origin they carry
 // none, and the browser keeps the answer from the page.
-
-// Preflight modes of the guard.
-const (
-	preflightAnswer = "answer"
-	preflightPass   = "pass"
-)
 
 // corsAllowHeaders are the request headers a listed origin may send: the
 // token, a JSON body, the capability forms' CSRF header, and the marker
@@ -39,16 +33,16 @@ const corsMaxAge = "3600"
 // guardMethods are the methods the guard allows a listed origin to use.
 var guardMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
-// isPreflight reports whether r is a CORS preflight request.
-func isPreflight(r *http.Request) bool {
+// IsPreflight reports whether r is a CORS preflight request.
+func IsPreflight(r *http.Request) bool {
 	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 }
 
-// checkOrigins refuses a `cors` list that is not a list of exact origins:
+// CheckOrigins refuses a `cors` list that is not a list of exact origins:
 // `*` (a wildcard cannot go with credentials, and a listed origin gets the
 // user's credentials), anything with a path, query, user or wildcard, and a
 // default port a browser would never send.
-func checkOrigins(origins []string) error {
+func CheckOrigins(origins []string) error {
 	for _, o := range origins {
 		if o == "*" || o == "null" {
 			return fmt.Errorf("cors: %q would let any page read answers made with the user's credentials; list the exact origins of your apps, e.g. cors https://app.example.com", o)
@@ -65,10 +59,10 @@ func checkOrigins(origins []string) error {
 	return nil
 }
 
-// corsHeaders adds to an answer for r the headers of a credentialed CORS
+// CORSHeaders adds to an answer for r the headers of a credentialed CORS
 // response when r's Origin is one of origins, and reports whether it did.
 // Every answer varies by Origin once a list is configured.
-func corsHeaders(h http.Header, r *http.Request, origins []string) bool {
+func CORSHeaders(h http.Header, r *http.Request, origins []string) bool {
 	if len(origins) == 0 {
 		return false
 	}
@@ -79,7 +73,7 @@ func corsHeaders(h http.Header, r *http.Request, origins []string) bool {
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Allow-Credentials", "true")
-	if !isPreflight(r) {
+	if !IsPreflight(r) {
 		h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
 	}
 	return true
@@ -96,9 +90,9 @@ func originListed(origins []string, origin string) bool {
 	return false
 }
 
-// allowPreflight adds to a preflight's answer, for an origin corsHeaders
+// AllowPreflight adds to a preflight's answer, for an origin CORSHeaders
 // granted, the methods, headers and lifetime allowed.
-func allowPreflight(h http.Header, methods []string) {
+func AllowPreflight(h http.Header, methods []string) {
 	h.Set("Access-Control-Allow-Methods", strings.Join(methods, ", "))
 	h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
 	h.Set("Access-Control-Max-Age", corsMaxAge)

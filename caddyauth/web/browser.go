@@ -1,4 +1,4 @@
-package caddyauth
+package web
 
 import (
 	"crypto/hmac"
@@ -16,31 +16,37 @@ import (
 // cookie, a safe `next` for redirects, content negotiation between an HTML
 // redirect and a JSON 401, and CSRF tokens for the HTML forms.
 
-// defaultAccessCookie names the access-token cookie when `access_cookie`
+// cookies sets and reads the cookies of the browser flows: the session's,
+// the CSRF cookie of the pages, the capabilities behind mailed links.
+type cookies struct {
+	cfg *Config
+}
+
+// DefaultAccessCookie names the access-token cookie when `access_cookie`
 // is not set.
-const defaultAccessCookie = "access_token"
+const DefaultAccessCookie = "access_token"
 
 // setAccessCookie stores an access token for the guard to read: HttpOnly,
 // SameSite as `cookie_samesite` says (Lax by default), Path=/, Secure and
 // named with the `__Host-` prefix unless cookie_insecure, and no longer
 // than the token lives.
-func (rl *realm) setAccessCookie(w http.ResponseWriter, value string, maxAge int) {
+func (c *cookies) setAccessCookie(w http.ResponseWriter, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
-		Name:     rl.policy.accessCookie,
+		Name:     c.cfg.AccessCookie,
 		Value:    value,
 		Path:     "/",
 		MaxAge:   maxAge,
 		HttpOnly: true,
-		Secure:   rl.policy.cookieSecure,
-		SameSite: rl.policy.cookieSameSite,
+		Secure:   c.cfg.CookieSecure,
+		SameSite: c.cfg.CookieSameSite,
 	})
 }
 
 // accessCookieValue is the access token the browser sent in the cookie,
 // or "".
-func (rl *realm) accessCookieValue(r *http.Request) string {
-	if c, err := r.Cookie(rl.policy.accessCookie); err == nil {
-		return c.Value
+func (c *cookies) accessCookieValue(r *http.Request) string {
+	if ck, err := r.Cookie(c.cfg.AccessCookie); err == nil {
+		return ck.Value
 	}
 	return ""
 }
@@ -147,15 +153,15 @@ const csrfField = "csrf_token"
 
 // csrfCookieName is the cookie the CSRF token is bound to, with the
 // `__Host-` prefix when cookies are Secure.
-func (rl *realm) csrfCookieName() string {
-	return hostCookie("jwt_allauth_csrf", rl.policy.cookieSecure)
+func (c *cookies) csrfCookieName() string {
+	return HostCookie("jwt_allauth_csrf", c.cfg.CookieSecure)
 }
 
-// hostCookie is name with the `__Host-` prefix when cookies are Secure: a
+// HostCookie is name with the `__Host-` prefix when cookies are Secure: a
 // browser takes such a cookie only from this very host, over HTTPS, with
 // Path=/ and no Domain, so a sibling subdomain or a plain-HTTP answer can
 // neither plant nor overwrite it.
-func hostCookie(name string, secure bool) string {
+func HostCookie(name string, secure bool) string {
 	if secure {
 		return "__Host-" + name
 	}
@@ -163,76 +169,76 @@ func hostCookie(name string, secure bool) string {
 }
 
 // csrfToken returns the token the forms of this response must carry,
-// setting the browser's CSRF cookie first unless it holds one this realm
+// setting the browser's CSRF cookie first unless it holds one this server
 // issued. The cookie is a random nonce with its MAC, the token a MAC of
 // the cookie, both under a key derived from the realm's keys, so they are
 // the same on every node sharing the store; a cookie the server did not
 // issue (planted with a value of someone else's choosing) is replaced,
 // never adopted.
-func (rl *realm) csrfToken(w http.ResponseWriter, r *http.Request) (string, error) {
-	if v, ok := rl.csrfCookie(r); ok {
-		return rl.csrfMAC(v), nil
+func (c *cookies) csrfToken(w http.ResponseWriter, r *http.Request) (string, error) {
+	if v, ok := c.csrfCookie(r); ok {
+		return c.csrfMAC(v), nil
 	}
 	b := make([]byte, 32)
-	if _, err := io.ReadFull(rl.rand, b); err != nil {
+	if _, err := io.ReadFull(c.cfg.Rand, b); err != nil {
 		return "", err
 	}
 	nonce := base64.RawURLEncoding.EncodeToString(b)
-	v := nonce + "." + rl.csrfCookieMAC(nonce)
+	v := nonce + "." + c.csrfCookieMAC(nonce)
 	http.SetCookie(w, &http.Cookie{
-		Name:     rl.csrfCookieName(),
+		Name:     c.csrfCookieName(),
 		Value:    v,
 		Path:     "/",
 		HttpOnly: true,
-		Secure:   rl.policy.cookieSecure,
+		Secure:   c.cfg.CookieSecure,
 		SameSite: http.SameSiteStrictMode,
 	})
-	r.AddCookie(&http.Cookie{Name: rl.csrfCookieName(), Value: v})
-	return rl.csrfMAC(v), nil
+	r.AddCookie(&http.Cookie{Name: c.csrfCookieName(), Value: v})
+	return c.csrfMAC(v), nil
 }
 
-// csrfCookie is the first CSRF cookie of the request this realm issued.
+// csrfCookie is the first CSRF cookie of the request this server issued.
 // Every cookie of the name is looked at: without the `__Host-` prefix a
 // parent domain may add one of its own, which must not hide ours.
-func (rl *realm) csrfCookie(r *http.Request) (string, bool) {
-	for _, c := range r.CookiesNamed(rl.csrfCookieName()) {
-		if rl.issuedCSRFCookie(c.Value) {
-			return c.Value, true
+func (c *cookies) csrfCookie(r *http.Request) (string, bool) {
+	for _, ck := range r.CookiesNamed(c.csrfCookieName()) {
+		if c.issuedCSRFCookie(ck.Value) {
+			return ck.Value, true
 		}
 	}
 	return "", false
 }
 
-// issuedCSRFCookie reports whether v is a CSRF cookie value this realm
+// issuedCSRFCookie reports whether v is a CSRF cookie value this server
 // issued: a 43-character nonce, a dot, and the nonce's MAC.
-func (rl *realm) issuedCSRFCookie(v string) bool {
+func (c *cookies) issuedCSRFCookie(v string) bool {
 	nonce, mac, ok := strings.Cut(v, ".")
-	return ok && len(nonce) == 43 && hmac.Equal([]byte(mac), []byte(rl.csrfCookieMAC(nonce)))
+	return ok && len(nonce) == 43 && hmac.Equal([]byte(mac), []byte(c.csrfCookieMAC(nonce)))
 }
 
-func (rl *realm) csrfCookieMAC(nonce string) string {
-	m := hmac.New(sha256.New, rl.csrfKey)
+func (c *cookies) csrfCookieMAC(nonce string) string {
+	m := hmac.New(sha256.New, c.cfg.CSRFKey)
 	m.Write([]byte("csrf cookie\x00" + nonce))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func (rl *realm) csrfMAC(cookie string) string {
-	m := hmac.New(sha256.New, rl.csrfKey)
+func (c *cookies) csrfMAC(cookie string) string {
+	m := hmac.New(sha256.New, c.cfg.CSRFKey)
 	m.Write([]byte("csrf\x00" + cookie))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// csrfValid checks a parsed form post: the cookie must be one this realm
+// csrfValid checks a parsed form post: the cookie must be one this server
 // issued, the token must match it, and an Origin header, when the browser
 // sends one, must be this host.
-func (rl *realm) csrfValid(r *http.Request) bool {
+func (c *cookies) csrfValid(r *http.Request) bool {
 	if origin := r.Header.Get("Origin"); origin != "" {
 		u, err := url.Parse(origin)
 		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
 			return false
 		}
 	}
-	v, ok := rl.csrfCookie(r)
+	v, ok := c.csrfCookie(r)
 	got := r.PostForm.Get(csrfField)
-	return ok && got != "" && hmac.Equal([]byte(got), []byte(rl.csrfMAC(v)))
+	return ok && got != "" && hmac.Equal([]byte(got), []byte(c.csrfMAC(v)))
 }

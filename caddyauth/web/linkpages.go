@@ -1,9 +1,10 @@
-package caddyauth
+package web
 
 import (
 	"encoding/base64"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // The built-in pages behind mailed links, used unless a redirect URL is
@@ -24,18 +25,17 @@ const (
 // under {prefix}/page/, but that no Referer leaks the link's URL. The
 // password forms post with a script (the set-password endpoints want the
 // CSRF header), allowed by a per-response nonce and only there.
-func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, kind pageKind) error {
-	rl := h.realm
+func (h pages) linkPage(w http.ResponseWriter, r *http.Request, status int, kind pageKind) error {
 	d := pageData{SiteName: h.siteName()}
 	switch kind {
 	case pageResetForm:
 		d.Title, d.Message = "Choose a new password", "Enter your new password twice. Saving it signs you out everywhere."
-		d.Endpoint = h.Prefix + "/password/reset/set-new/"
+		d.Endpoint = h.cfg.Prefix + "/password/reset/set-new/"
 	case pageResetInvalid:
 		d.Title, d.Message = "Invalid link", "This password reset link is invalid, expired or already used. Please request a new one."
 	case pageSetForm:
 		d.Title, d.Message = "Choose your password", "Enter the password for your new account twice."
-		d.Endpoint = h.Prefix + "/registration/set-password/"
+		d.Endpoint = h.cfg.Prefix + "/registration/set-password/"
 	case pageVerified:
 		d.Title, d.Message = "E-mail address confirmed", "Thank you, your e-mail address is confirmed. You can close this page and sign in."
 	case pageLinkInvalid:
@@ -48,7 +48,7 @@ func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, k
 	hd.Set("Referrer-Policy", "no-referrer")
 	if d.Endpoint != "" {
 		nonce := make([]byte, 16)
-		if _, err := io.ReadFull(rl.rand, nonce); err != nil {
+		if _, err := io.ReadFull(h.cfg.Rand, nonce); err != nil {
 			return err
 		}
 		d.Nonce = base64.StdEncoding.EncodeToString(nonce)
@@ -57,24 +57,37 @@ func (h *Handler) linkPage(w http.ResponseWriter, r *http.Request, status int, k
 	return h.writePage(w, r, status, linkPageName, d)
 }
 
-// resetPage answers GET {prefix}/password/reset/default/: the form, or the
+// resetForm answers GET {prefix}/password/reset/default/: the form, or the
 // invalid-link page without a reset capability cookie.
-func (h *Handler) resetPage(w http.ResponseWriter, r *http.Request) error {
+func (h pages) resetForm(w http.ResponseWriter, r *http.Request) error {
 	if _, err := r.Cookie(resetCookie); err != nil {
 		return h.linkPage(w, r, http.StatusOK, pageResetInvalid)
 	}
 	return h.linkPage(w, r, http.StatusOK, pageResetForm)
 }
 
-// setPasswordPage answers GET {prefix}/registration/set-password/default/.
-func (h *Handler) setPasswordPage(w http.ResponseWriter, r *http.Request) error {
+// setPasswordForm answers GET {prefix}/registration/set-password/default/.
+func (h pages) setPasswordForm(w http.ResponseWriter, r *http.Request) error {
 	if _, err := r.Cookie(setPasswordCookie); err != nil {
 		return h.linkPage(w, r, http.StatusOK, pageInvitationInvalid)
 	}
 	return h.linkPage(w, r, http.StatusOK, pageSetForm)
 }
 
-// verifiedPage answers GET {prefix}/registration/verified/.
-func (h *Handler) verifiedPage(w http.ResponseWriter, r *http.Request) error {
+// verified answers GET {prefix}/registration/verified/.
+func (h pages) verified(w http.ResponseWriter, r *http.Request) error {
 	return h.linkPage(w, r, http.StatusOK, pageVerified)
+}
+
+// siteName is `site_name`, else the host of the site's public URL.
+func (h *Handler) siteName() string {
+	if h.policy.SiteName != "" {
+		return h.policy.SiteName
+	}
+	for _, scheme := range []string{"https://", "http://"} {
+		if host, ok := strings.CutPrefix(h.cfg.PublicURL, scheme); ok && host != "" {
+			return host
+		}
+	}
+	return "our site"
 }

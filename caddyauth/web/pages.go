@@ -1,4 +1,4 @@
-package caddyauth
+package web
 
 import (
 	"bytes"
@@ -18,20 +18,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/otpcode"
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // The HTML pages under {prefix}/page/: login, the second factor, TOTP
 // setup, logout, the refresh hop the guard sends browsers through, and
 // sign-up and forgot-password (formpages.go).
 // They are plain forms (no JavaScript), post to themselves, carry a CSRF
-// token, and call the same realm methods as the JSON endpoints. Every page
+// token, and call the same core flows as the JSON endpoints. Every page
 // is sent with a strict Content-Security-Policy; its only resources are the
 // stylesheet served from the prefix and the QR code as a data: image.
 //
@@ -165,25 +161,28 @@ type pageData struct {
 	Nonce    string // allows the form's script
 }
 
-// pageRoutes adds the pages to the route table.
-func (h *Handler) pageRoutes(routes map[string]endpoint) {
+// pages is the HTML pages.
+type pages struct{ *Handler }
+
+// routes adds the pages to the route table.
+func (h pages) routes(routes map[string]endpoint) {
 	getPost := []string{http.MethodGet, http.MethodHead, http.MethodPost}
 	get := []string{http.MethodGet, http.MethodHead}
-	routes["/page/login"] = endpoint{getPost, h.pageHandler(h.loginPage)}
-	routes["/page/mfa"] = endpoint{getPost, h.pageHandler(h.mfaPage)}
-	routes["/page/mfa-setup"] = endpoint{getPost, h.pageHandler(h.mfaSetupPage)}
-	routes["/page/logout"] = endpoint{getPost, h.pageHandler(h.logoutPage)}
-	routes["/page/refresh"] = endpoint{get, h.pageHandler(h.refreshPage)}
-	routes["/page/password-reset"] = endpoint{getPost, h.pageHandler(h.passwordResetPage)}
-	if h.signupOpen() {
-		routes["/page/signup"] = endpoint{getPost, h.pageHandler(h.signupPage)}
+	routes["/page/login"] = endpoint{getPost, h.pageHandler(h.login)}
+	routes["/page/mfa"] = endpoint{getPost, h.pageHandler(h.mfa)}
+	routes["/page/mfa-setup"] = endpoint{getPost, h.pageHandler(h.mfaSetup)}
+	routes["/page/logout"] = endpoint{getPost, h.pageHandler(h.logout)}
+	routes["/page/refresh"] = endpoint{get, h.pageHandler(h.refresh)}
+	routes["/page/password-reset"] = endpoint{getPost, h.pageHandler(h.passwordReset)}
+	if h.policy.Registration.SignupOpen() {
+		routes["/page/signup"] = endpoint{getPost, h.pageHandler(h.signup)}
 	}
 }
 
 // pageHandler adapts a page: a posted form is read first (only
 // `application/x-www-form-urlencoded`, at most 64 KiB) and its CSRF token
 // checked; a failing dependency gets a 503 page rather than JSON.
-func (h *Handler) pageHandler(serve func(w http.ResponseWriter, r *http.Request) error) func(w http.ResponseWriter, r *http.Request) error {
+func (h pages) pageHandler(serve func(w http.ResponseWriter, r *http.Request) error) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		setPageHeaders(w)
 		if r.Method == http.MethodPost {
@@ -194,17 +193,16 @@ func (h *Handler) pageHandler(serve func(w http.ResponseWriter, r *http.Request)
 			if err := r.ParseForm(); err != nil {
 				return h.messagePage(w, r, http.StatusBadRequest, "Bad request", "The form could not be read.")
 			}
-			if !h.realm.csrfValid(r) {
-				h.logger.Debug("page form refused: CSRF token missing or wrong", zap.String("path", r.URL.Path), zap.String("client_ip", clientIP(r)))
+			if !h.csrfValid(r) {
+				h.cfg.Logger.Debug("page form refused: CSRF token missing or wrong", zap.String("path", r.URL.Path), zap.String("client_ip", h.cfg.ClientIP(r)))
 				return h.messagePage(w, r, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Go back, reload the page and try again.")
 			}
 		}
 		err := serve(w, r)
-		var ae *apiError
-		if err == nil || errors.As(err, &ae) || isBug(err) {
+		if _, _, _, refused := refusalOf(err); err == nil || refused || asBug(err) != nil {
 			return err
 		}
-		dependencyFailed(w, h.logger, h.realm.metrics, err)
+		dependencyFailed(w, h.cfg.Logger, h.cfg.Failures, err)
 		return h.messagePage(w, r, http.StatusServiceUnavailable, "Try again later", "The service is temporarily unavailable. Please try again in a moment.")
 	}
 }
@@ -223,12 +221,12 @@ func setPageHeaders(w http.ResponseWriter) {
 // render writes a page under {prefix}/page/ with status, and the CSRF
 // token its forms carry.
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) error {
-	csrf, err := h.realm.csrfToken(w, r)
+	csrf, err := h.csrfToken(w, r)
 	if err != nil {
 		return err
 	}
 	d.CSRF = csrf
-	d.SiteName = h.realm.policy.siteName
+	d.SiteName = h.policy.SiteName
 	return h.writePage(w, r, status, name, d)
 }
 
@@ -236,18 +234,18 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 // The security headers must be set already; the page's referrer meta tag
 // repeats the Referrer-Policy header.
 func (h *Handler) writePage(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) error {
-	d.Prefix = h.Prefix
-	if !h.DisablePages {
-		d.LoginPage = h.Prefix + "/page/login"
-		d.ResetPage = h.Prefix + "/page/password-reset"
-		if h.signupOpen() {
-			d.SignupPage = h.Prefix + "/page/signup"
+	d.Prefix = h.cfg.Prefix
+	if !h.cfg.DisablePages {
+		d.LoginPage = h.cfg.Prefix + "/page/login"
+		d.ResetPage = h.cfg.Prefix + "/page/password-reset"
+		if h.policy.Registration.SignupOpen() {
+			d.SignupPage = h.cfg.Prefix + "/page/signup"
 		}
 	}
 	d.Referrer = w.Header().Get("Referrer-Policy")
 	var buf bytes.Buffer
 	if err := h.pages.pages[name].Execute(&buf, d); err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("rendering page %s: %v", name, err))
+		return &Bug{fmt.Errorf("rendering page %s: %v", name, err)}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
@@ -286,81 +284,62 @@ func nextOf(r *http.Request) string {
 	return safeNext(r.URL.Query().Get("next"))
 }
 
-// pageRefusal is apiMessage for a page that shows the refusal with its
-// status: a 429's Retry-After is set as on the JSON endpoints.
+// pageRefusal is the status and the text of a refusal for a page (the
+// detail, or the first field message), a throttle's worded for a person;
+// a wait is set in Retry-After as on the JSON endpoints. ok is false for
+// an error that is no refusal.
 func pageRefusal(w http.ResponseWriter, err error) (int, string, bool) {
-	var ae *apiError
-	if errors.As(err, &ae) && ae.retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))
-	}
-	return apiMessage(err)
-}
-
-// apiMessage is the text of a refusal for a page: the `detail`, or the
-// first field message.
-func apiMessage(err error) (int, string, bool) {
-	var ae *apiError
-	if !errors.As(err, &ae) {
+	status, msg, wait, ok := refusalOf(err)
+	if !ok {
 		return 0, "", false
 	}
-	if errors.Is(err, errRequestThrottled) {
+	if wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(wait))
+	}
+	if errors.Is(err, account.ErrRequestThrottled) {
 		// A person reads this, not a client library: no DRF wording.
 		unit := "seconds"
-		if ae.retryAfter == 1 {
+		if wait == 1 {
 			unit = "second"
 		}
-		return ae.status, "Too many attempts. Please wait " + strconv.Itoa(ae.retryAfter) + " " + unit + " and try again.", true
+		return status, "Too many attempts. Please wait " + strconv.Itoa(wait) + " " + unit + " and try again.", true
 	}
-	switch b := ae.body.(type) {
-	case map[string]string:
-		return ae.status, b["detail"], true
-	case map[string]any:
-		if s, ok := b["detail"].(string); ok {
-			return ae.status, s, true
-		}
-	case map[string][]string:
-		for _, msgs := range b {
-			if len(msgs) > 0 {
-				return ae.status, msgs[0], true
-			}
-		}
-	}
-	return ae.status, http.StatusText(ae.status), true
+	return status, msg, true
 }
+
 
 // setSession hands a session to the browser: the access-token cookie
 // and the refresh cookie (pages always use the cookie, whatever
 // `refresh_token` says for the JSON endpoints).
-func (h *Handler) setSession(w http.ResponseWriter, pair tokenPair) {
-	rl := h.realm
-	rl.setAccessCookie(w, pair.access, int(rl.policy.accessTTL.Seconds()))
-	h.setRefreshCookie(w, pair.refresh, int(rl.policy.refreshTTL.Seconds()))
+func (h *Handler) setSession(w http.ResponseWriter, pair account.TokenPair) {
+	h.setAccessCookie(w, pair.Access, int(h.policy.AccessTTL.Seconds()))
+	h.setRefreshCookie(w, pair.Refresh, int(h.policy.RefreshTTL.Seconds()))
 }
 
-// clearSession removes both session cookies.
 func (h *Handler) clearSession(w http.ResponseWriter) {
-	h.realm.setAccessCookie(w, "", -1)
+	h.setAccessCookie(w, "", -1)
 	h.setRefreshCookie(w, "", -1)
 }
 
-// setFlowCookie stores a challenge id between two pages (value "" clears
-// it).
+// setFlowCookie stores (or, with "", clears) a login in progress between
+// two pages.
 func (h *Handler) setFlowCookie(w http.ResponseWriter, name, value string) {
-	maxAge := int(h.realm.policy.mfaChallengeTTL.Seconds())
+	maxAge := int(h.policy.MFAChallengeTTL.Seconds())
 	if value == "" {
 		maxAge = -1
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
 		Value:    value,
-		Path:     h.Prefix + "/page/",
+		Path:     h.cfg.Prefix + "/page/",
 		MaxAge:   maxAge,
 		HttpOnly: true,
-		Secure:   h.realm.policy.cookieSecure,
+		Secure:   h.cfg.CookieSecure,
 		SameSite: http.SameSiteStrictMode,
 	})
 }
 
+// cookieValue is the value of the request's cookie name, or "".
 func cookieValue(r *http.Request, name string) string {
 	if c, err := r.Cookie(name); err == nil {
 		return c.Value
@@ -368,10 +347,9 @@ func cookieValue(r *http.Request, name string) string {
 	return ""
 }
 
-// loginPage is GET/POST {prefix}/page/login: e-mail and password, then
-// on to the second factor, TOTP setup, or `next` with a session.
-func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
-	rl := h.realm
+// login is GET/POST {prefix}/page/login: e-mail and password, then on to
+// the second factor, TOTP setup, or `next` with a session.
+func (h pages) login(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	next := nextOf(r)
 	if r.Method != http.MethodPost {
@@ -379,14 +357,14 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 		// `reauth`: a page that needs a recent sign-in sent the browser
 		// here, so a signed-in browser gets the form, not `next`.
 		reauth := q.Get("reauth") != ""
-		if _, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil && !reauth {
+		if _, err := h.svc.Sessions.Check(ctx, h.accessCookieValue(r), false); err == nil && !reauth {
 			return seeOther(w, next)
 		}
 		// A refresh cookie (scoped to the prefix, the guard may not see
 		// it) can still renew the session; the hop comes back here with
 		// `ended` when it cannot, so this never loops.
-		if cookieValue(r, refreshCookie) != "" && q.Get("ended") == "" && q.Get("logged_out") == "" && !reauth {
-			return seeOther(w, withNext(h.Prefix+"/page/refresh", next))
+		if cookieValue(r, RefreshCookie) != "" && q.Get("ended") == "" && q.Get("logged_out") == "" && !reauth {
+			return seeOther(w, withNext(h.cfg.Prefix+"/page/refresh", next))
 		}
 		d := pageData{Title: "Sign in", Next: next}
 		switch {
@@ -401,7 +379,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	email := strings.TrimSpace(r.PostForm.Get("email"))
 	d := pageData{Title: "Sign in", Next: next, Email: email}
-	res, err := rl.passwordLogin(r, email, r.PostForm.Get("password"))
+	step, err := h.svc.Sessions.Login(ctx, h.origin(r), email, r.PostForm.Get("password"))
 	if status, msg, ok := pageRefusal(w, err); ok {
 		d.Error = msg
 		return h.render(w, r, status, "login", d)
@@ -409,53 +387,50 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if id, _ := res.mfa["challenge_id"].(string); id != "" {
-		h.setFlowCookie(w, challengeCookie, id)
-		return seeOther(w, withNext(h.Prefix+"/page/mfa", next))
+	switch {
+	case step.Challenge != "":
+		h.setFlowCookie(w, challengeCookie, step.Challenge)
+		return seeOther(w, withNext(h.cfg.Prefix+"/page/mfa", next))
+	case step.SetupChallenge != "":
+		h.setFlowCookie(w, setupCookie, step.SetupChallenge)
+		return seeOther(w, withNext(h.cfg.Prefix+"/page/mfa-setup", next))
 	}
-	if id, _ := res.mfa["setup_challenge_id"].(string); id != "" {
-		h.setFlowCookie(w, setupCookie, id)
-		return seeOther(w, withNext(h.Prefix+"/page/mfa-setup", next))
-	}
-	h.setSession(w, res.pair)
+	h.setSession(w, step.Pair)
 	return seeOther(w, next)
 }
 
-// mfaPage is GET/POST {prefix}/page/mfa: the TOTP code, or a recovery
-// code, for the login challenge the login page started.
-func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request) error {
-	rl := h.realm
+// mfa is GET/POST {prefix}/page/mfa: the TOTP code, or a recovery code,
+// for the login challenge the login page started.
+func (h pages) mfa(w http.ResponseWriter, r *http.Request) error {
 	next := nextOf(r)
 	id := cookieValue(r, challengeCookie)
-	if id == "" || rl.policy.mfaMode == mfaDisabled {
-		return seeOther(w, withNext(h.Prefix+"/page/login", next))
+	if id == "" || h.policy.MFA == account.MFADisabled {
+		return seeOther(w, withNext(h.cfg.Prefix+"/page/login", next))
 	}
 	d := pageData{Title: "Two-factor authentication", Next: next, Recovery: r.URL.Query().Get("recovery") != ""}
 	if r.Method != http.MethodPost {
 		return h.render(w, r, http.StatusOK, "mfa", d)
 	}
-	var pair tokenPair
-	var err error
+	in := account.SecondFactor{Challenge: id}
 	if r.PostForm.Has("recovery_code") {
-		d.Recovery = true
-		code := strings.TrimSpace(r.PostForm.Get("recovery_code"))
-		if code == "" {
+		d.Recovery, in.Recovery = true, true
+		in.Code = strings.TrimSpace(r.PostForm.Get("recovery_code"))
+		if in.Code == "" {
 			d.Error = "Enter one of your recovery codes."
 			return h.render(w, r, http.StatusBadRequest, "mfa", d)
 		}
-		pair, err = rl.verifyRecoveryChallenge(r.Context(), id, code, clientIP(r))
 	} else {
-		code := strings.ReplaceAll(r.PostForm.Get("code"), " ", "")
-		if len(code) != 6 {
+		in.Code = strings.ReplaceAll(r.PostForm.Get("code"), " ", "")
+		if len(in.Code) != 6 {
 			d.Error = "Enter the 6-digit code from your authenticator app."
 			return h.render(w, r, http.StatusBadRequest, "mfa", d)
 		}
-		pair, err = rl.verifyTOTPChallenge(r.Context(), id, code, clientIP(r))
 	}
+	pair, err := h.svc.Challenges.Verify(r.Context(), h.origin(r), in)
 	if status, msg, ok := pageRefusal(w, err); ok {
 		// A dead challenge (a lockout kills every one of the user's) means
 		// starting over; a throttled request keeps the form.
-		if errors.Is(err, errChallengeDead) {
+		if errors.Is(err, account.ErrChallengeDead) {
 			h.setFlowCookie(w, challengeCookie, "")
 			return h.render(w, r, status, "message", pageData{Title: "Sign in again", Error: msg, Next: next})
 		}
@@ -470,58 +445,22 @@ func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request) error {
 	return seeOther(w, next)
 }
 
-// setupSubject is who the setup page is for: the holder of the setup
-// challenge cookie (required mode, straight after the password), or a
-// signed-in user enrolling on their own.
-func (h *Handler) setupSubject(r *http.Request) (account.User, *account.Token, error) {
-	rl := h.realm
-	ctx := r.Context()
-	var uid int64
-	var ch *account.Token
-	if id := cookieValue(r, setupCookie); id != "" {
-		t, err := rl.findChallenge(ctx, purposeMFASetupChallenge, id)
-		if err != nil && !errors.Is(err, account.ErrNotFound) {
-			return account.User{}, nil, err
-		}
-		if err == nil {
-			ch, uid = &t, t.UserID
-		}
-	}
-	if uid == 0 {
-		c, err := rl.liveAccess(ctx, rl.accessCookieValue(r))
-		if err != nil {
-			return account.User{}, nil, err
-		}
-		// The page has no password field: an old session signs in again.
-		if !rl.recentlyAuthenticated(c) {
-			return account.User{}, nil, errCode(http.StatusForbidden, msgReauthRequired, "reauthentication_required")
-		}
-		uid = c.NumericUserID()
-	}
-	u, err := rl.store.UserByID(ctx, uid)
-	if errors.Is(err, account.ErrNotFound) || (err == nil && !u.IsActive) {
-		return account.User{}, nil, errNotAuthenticated()
-	}
-	return u, ch, err
-}
-
-// mfaSetupPage is GET/POST {prefix}/page/mfa-setup: the QR code and the
+// mfaSetup is GET/POST {prefix}/page/mfa-setup: the QR code and the
 // secret of a pending TOTP authenticator, and the code that activates it;
 // then the recovery codes, shown once.
-func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
-	rl := h.realm
+func (h pages) mfaSetup(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	next := nextOf(r)
-	if rl.policy.mfaMode == mfaDisabled {
-		return h.messagePage(w, r, http.StatusForbidden, "Not available", msgMFADisabled)
+	if h.policy.MFA == account.MFADisabled {
+		return h.messagePage(w, r, http.StatusForbidden, "Not available", account.MsgMFADisabled)
 	}
-	u, ch, err := h.setupSubject(r)
-	if status, _, ok := apiMessage(err); ok {
-		back := withNext(h.Prefix+"/page/mfa-setup", next)
+	e, err := h.svc.MFA.PageEnrolee(ctx, cookieValue(r, setupCookie), h.accessCookieValue(r))
+	if status, _, ok := pageRefusal(w, err); ok {
+		back := withNext(h.cfg.Prefix+"/page/mfa-setup", next)
 		if status == http.StatusForbidden {
-			return seeOther(w, h.Prefix+"/page/login?reauth=1&next="+url.QueryEscape(back))
+			return seeOther(w, h.cfg.Prefix+"/page/login?reauth=1&next="+url.QueryEscape(back))
 		}
-		return seeOther(w, withNext(h.Prefix+"/page/login", back))
+		return seeOther(w, withNext(h.cfg.Prefix+"/page/login", back))
 	}
 	if err != nil {
 		return err
@@ -532,8 +471,8 @@ func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
 		if len(code) != 6 {
 			d.Error = "Enter the 6-digit code from your authenticator app."
 		} else {
-			act, err := rl.activateTOTP(ctx, u, ch, code, clientIP(r))
-			_, msg, ok := apiMessage(err)
+			act, err := h.svc.MFA.ActivateFor(ctx, h.origin(r), e, code)
+			_, msg, _, ok := refusalOf(err)
 			switch {
 			case ok:
 				d.Error = msg
@@ -541,42 +480,26 @@ func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
 				return err
 			default:
 				h.setFlowCookie(w, setupCookie, "")
-				if act.opened {
-					h.setSession(w, act.pair)
+				if act.Opened {
+					h.setSession(w, act.Pair)
 				}
-				return h.render(w, r, http.StatusOK, "recovery-codes", pageData{Title: "Save your recovery codes", Codes: act.codes, Continue: next})
+				return h.render(w, r, http.StatusOK, "recovery-codes", pageData{Title: "Save your recovery codes", Codes: act.Codes, Continue: next})
 			}
 		}
 	}
-	if has, err := rl.hasTOTP(ctx, u.ID); err != nil || has {
-		if err != nil {
-			return err
-		}
-		return h.render(w, r, http.StatusOK, "message", pageData{Title: "Already set up", Info: msgTOTPActivated, Continue: next})
+	setup, err := h.svc.MFA.ShowSetup(ctx, h.origin(r), e)
+	if errors.Is(err, account.ErrTOTPActive) {
+		return h.render(w, r, http.StatusOK, "message", pageData{Title: "Already set up", Info: account.MsgTOTPActivated, Continue: next})
 	}
-	secret, err := rl.pendingSecret(ctx, u.ID)
-	var setup totpSetup
-	switch {
-	case err == nil:
-		uri := otpcode.ProvisioningURI(rl.totpIssuerFor(r), u.Email, secret)
-		qr, err := otpcode.QRSVG(uri)
-		if err != nil {
-			return err
-		}
-		setup = totpSetup{secret: secret, uri: uri, qr: qr}
-	case errors.Is(err, account.ErrNotFound) || errors.Is(err, secretbox.ErrOpen):
-		if setup, err = rl.beginTOTPSetup(ctx, u, rl.totpIssuerFor(r)); err != nil {
-			if _, msg, ok := apiMessage(err); ok {
-				return h.messagePage(w, r, http.StatusBadRequest, "Cannot set up", msg)
-			}
-			return err
-		}
-	default:
+	if _, msg, _, ok := refusalOf(err); ok {
+		return h.messagePage(w, r, http.StatusBadRequest, "Cannot set up", msg)
+	}
+	if err != nil {
 		return err
 	}
-	d.Secret = setup.secret
-	d.Email = u.Email
-	d.QR = template.URL("data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(setup.qr)))
+	d.Secret = setup.Secret
+	d.Email = e.Email()
+	d.QR = template.URL("data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(setup.QR)))
 	status := http.StatusOK
 	if d.Error != "" {
 		status = http.StatusBadRequest
@@ -584,50 +507,36 @@ func (h *Handler) mfaSetupPage(w http.ResponseWriter, r *http.Request) error {
 	return h.render(w, r, status, "mfa-setup", d)
 }
 
-// logoutPage is GET/POST {prefix}/page/logout: the session of the
-// browser's cookies ends and both cookies are cleared.
-func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) error {
+// logout is GET/POST {prefix}/page/logout: the session of the browser's
+// cookies ends and both cookies are cleared.
+func (h pages) logout(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return h.render(w, r, http.StatusOK, "logout", pageData{Title: "Sign out"})
 	}
-	rl := h.realm
-	ctx := r.Context()
-	var session tokens.Claims
-	if c, err := rl.keys.Parse(cookieValue(r, refreshCookie), tokens.TypeRefresh, rl.now()); err == nil {
-		session = c
-	} else if c, err := rl.checkToken(ctx, rl.accessCookieValue(r), false); err == nil {
-		session = c
-	}
-	if session.Session != "" {
-		n, err := rl.store.RevokeSession(ctx, session.Session)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			rl.auditSessionRevoked(ctx, session.NumericUserID(), "logout")
-		}
+	if err := h.svc.Sessions.EndSession(r.Context(), h.origin(r), cookieValue(r, RefreshCookie), h.accessCookieValue(r)); err != nil {
+		return err
 	}
 	h.clearSession(w)
-	return seeOther(w, h.Prefix+"/page/login?logged_out=1")
+	return seeOther(w, h.cfg.Prefix+"/page/login?logged_out=1")
 }
 
-// refreshPage is GET {prefix}/page/refresh?next=: the guard sends a
-// browser here when its access token has expired but it holds a refresh
-// cookie, and the login page when the refresh cookie is scoped to the
-// prefix. The refresh token rotates exactly as on POST /refresh/ and the
-// browser goes back to `next`; when the refresh token is refused, the
-// cookies are cleared and the browser goes to the login page, marked so
-// that it does not come back here.
-func (h *Handler) refreshPage(w http.ResponseWriter, r *http.Request) error {
+// refresh is GET {prefix}/page/refresh?next=: the guard sends a browser
+// here when its access token has expired but it holds a refresh cookie,
+// and the login page when the refresh cookie is scoped to the prefix. The
+// refresh token rotates exactly as on POST /refresh/ and the browser goes
+// back to `next`; when the refresh token is refused, the cookies are
+// cleared and the browser goes to the login page, marked so that it does
+// not come back here.
+func (h pages) refresh(w http.ResponseWriter, r *http.Request) error {
 	next := nextOf(r)
-	raw := cookieValue(r, refreshCookie)
+	raw := cookieValue(r, RefreshCookie)
 	if raw == "" {
-		return seeOther(w, withNext(h.Prefix+"/page/login", next))
+		return seeOther(w, withNext(h.cfg.Prefix+"/page/login", next))
 	}
-	pair, err := h.realm.rotateRefresh(r.Context(), raw, clientIP(r), refreshHopGrace)
-	if _, _, ok := apiMessage(err); ok {
+	pair, err := h.svc.Sessions.Refresh(r.Context(), h.origin(r), raw, account.RefreshHopGrace)
+	if account.IsRefusal(err) {
 		h.clearSession(w)
-		return seeOther(w, h.Prefix+"/page/login?ended=1&next="+url.QueryEscape(next))
+		return seeOther(w, h.cfg.Prefix+"/page/login?ended=1&next="+url.QueryEscape(next))
 	}
 	if err != nil {
 		return err
@@ -638,7 +547,7 @@ func (h *Handler) refreshPage(w http.ResponseWriter, r *http.Request) error {
 
 // stylesheet is GET {prefix}/page/style.css, served with the pages behind
 // mailed links even when the pages under {prefix}/page/ are off.
-func (h *Handler) stylesheet(w http.ResponseWriter, r *http.Request) error {
+func (h pages) stylesheet(w http.ResponseWriter, r *http.Request) error {
 	hd := w.Header()
 	hd.Set("Content-Type", "text/css; charset=utf-8")
 	hd.Set("Cache-Control", "public, max-age=3600")

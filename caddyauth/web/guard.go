@@ -1,0 +1,230 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
+)
+
+// GuardConfig is how a guard protects its routes (the Caddy adapter's
+// jwt_allauth_guard handler and its Caddyfile directive).
+type GuardConfig struct {
+	// Roles allowed through; empty allows every role. The list is exact:
+	// name 900 and 1000 too if superusers and staff should pass.
+	Roles []int `json:"roles,omitempty"`
+
+	// Upstream request headers to set from claims, header name to claim
+	// name (`user_id`, `role`, `email_verified`, `session`). A client-sent
+	// header of that name, and its `_`/`-` spellings, is always removed
+	// first.
+	Headers map[string]string `json:"headers,omitempty"`
+
+	// Also reject tokens whose session was revoked (logout, refresh-token
+	// reuse, password change). The answer is cached for a few seconds; when
+	// the database is down such requests get 503 instead of passing.
+	SessionCheck bool `json:"session_check,omitempty"`
+
+	// Also accept the access token from the cookie the HTML pages set
+	// (`__Host-access_token`, or `__Host-` and the global `access_cookie`;
+	// without the prefix under `cookie_insecure`) when
+	// the request has no Authorization header. Only turn this on for routes
+	// a browser visits: a cookie is sent by the browser on its own, so an
+	// API behind such a guard must not change state on GET.
+	Cookie bool `json:"cookie,omitempty"`
+
+	// The login page to send browsers to (implies `cookie`). A GET or HEAD
+	// without a valid token whose Accept header prefers text/html over
+	// application/json gets 302 to this path with the original URL as
+	// `next`; when the browser still holds a refresh cookie, it goes first
+	// through the sibling `refresh` page (e.g. `/auth/page/refresh`), which
+	// rotates the tokens and comes back. Other requests still get the 401.
+	// Must be a path on this site, e.g. `/auth/page/login`.
+	Redirect string `json:"redirect,omitempty"`
+
+	// What to do with a CORS preflight: "answer" (default) answers it with
+	// 204 and no body, with the CORS headers of `cors` for a listed origin;
+	// "pass" hands it on to the next handler, body removed, for an app that
+	// answers CORS itself (then leave `cors` out).
+	Preflight string `json:"preflight,omitempty"`
+
+	// The origins (`scheme://host[:port]`) of single-page apps that call
+	// the routes behind this guard from another origin with credentials.
+	// For exactly these, preflights are answered with
+	// `Access-Control-Allow-Origin` (the origin itself, never `*`),
+	// `-Allow-Credentials: true`, the methods GET, HEAD, POST, PUT, PATCH
+	// and DELETE, the headers Authorization, Content-Type, X-CSRFToken and
+	// X-Requested-With, and `-Max-Age: 3600`; every answer (a 401 too)
+	// carries the origin, credentials and `-Expose-Headers: Retry-After,
+	// WWW-Authenticate`, and `Vary: Origin`. The upstream should then not
+	// send Access-Control-* headers of its own.
+	CORS []string `json:"cors,omitempty"`
+
+}
+
+// Guard lets a request through only with a valid access token of the
+// realm; see the Caddy adapter's Guard for what it answers otherwise.
+type Guard struct {
+	GuardConfig
+	sessions     *account.Sessions
+	accessCookie string
+	logger       *zap.Logger
+	failures     Failures
+}
+
+// NewGuard is a guard of cfg over the sessions of a realm whose pages
+// keep the access token in the cookie accessCookie.
+func NewGuard(cfg GuardConfig, sessions *account.Sessions, accessCookie string, logger *zap.Logger, failures Failures) *Guard {
+	return &Guard{GuardConfig: cfg, sessions: sessions, accessCookie: accessCookie, logger: logger, failures: failures}
+}
+
+// Preflight modes of the guard.
+const (
+	PreflightAnswer = "answer"
+	PreflightPass   = "pass"
+)
+
+// Validate checks the header mapping, the login page and the CORS settings.
+func (g *GuardConfig) Validate() error {
+	if !slices.Contains([]string{"", PreflightAnswer, PreflightPass}, g.Preflight) {
+		return fmt.Errorf("preflight: unknown value %q (want answer or pass)", g.Preflight)
+	}
+	if g.Preflight == PreflightPass && len(g.CORS) > 0 {
+		return errors.New("preflight pass hands CORS preflights to the upstream app, which then answers CORS itself; drop cors from this guard, or drop preflight pass to let the guard answer for the cors origins")
+	}
+	if err := CheckOrigins(g.CORS); err != nil {
+		return err
+	}
+	if g.Redirect != "" && (!isSafePath(g.Redirect) || strings.ContainsAny(g.Redirect, "?#") || path.Base(g.Redirect) == "/") {
+		return fmt.Errorf("redirect must be a path on this site such as /auth/page/login, got %q", g.Redirect)
+	}
+	for name, claim := range g.Headers {
+		if name == "" || strings.ContainsAny(name, " :\r\n") {
+			return fmt.Errorf("invalid header name %q", name)
+		}
+		if slices.Contains(reservedHeaders, headerKey(name)) {
+			return fmt.Errorf("header %s: refusing to overwrite a header the request itself needs", name)
+		}
+		if !slices.Contains(GuardClaims, claim) {
+			return fmt.Errorf("header %s: unknown claim %q (want one of %s)", name, claim, strings.Join(GuardClaims, ", "))
+		}
+	}
+	return nil
+}
+
+// GuardClaims are the claims a guard can hand to the upstream.
+var GuardClaims = []string{"user_id", "role", "email_verified", "session"}
+
+// reservedHeaders may not be set from claims (compared by headerKey).
+var reservedHeaders = []string{"authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding", "connection", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"}
+
+// Serve checks r: when its token is valid (and its role allowed), the
+// configured headers are set from the claims and pass is called with
+// them; a preflight handed on is passed with nil claims, its body
+// removed. Otherwise the answer is written here and pass is not called.
+// orig is the request as the client sent it, for the login redirect's
+// `next`.
+func (g *Guard) Serve(w http.ResponseWriter, r, orig *http.Request, pass func(c *tokens.Claims) error) error {
+	for name := range g.Headers {
+		removeHeader(r.Header, name)
+	}
+	granted := CORSHeaders(w.Header(), r, g.CORS)
+	if IsPreflight(r) {
+		if g.Preflight == PreflightPass {
+			withoutBody(r)
+			return pass(nil)
+		}
+		if granted {
+			AllowPreflight(w.Header(), guardMethods)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	raw := bearerToken(r)
+	if raw == "" && (g.Cookie || g.Redirect != "") {
+		raw = cookieValue(r, g.accessCookie)
+	}
+	c, err := g.sessions.Check(r.Context(), raw, g.SessionCheck)
+	if err != nil {
+		if g.sendsToLogin(r, err) {
+			return g.redirectToLogin(w, r, orig)
+		}
+		return WriteError(w, g.logger, g.failures, err)
+	}
+	if len(g.Roles) > 0 && !slices.Contains(g.Roles, c.Role) {
+		return WriteError(w, g.logger, g.failures, errDetail(http.StatusForbidden, account.MsgPermissionDenied))
+	}
+	for name, claim := range g.Headers {
+		r.Header.Set(name, ClaimValue(c, claim))
+	}
+	return pass(&c)
+}
+
+// sendsToLogin reports whether a failed check should redirect rather than
+// answer 401: redirect is on, the token is missing or unusable (not a
+// database outage), and a browser is asking for a page.
+func (g *Guard) sendsToLogin(r *http.Request, err error) bool {
+	var refusal *account.Refusal
+	return g.Redirect != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		errors.As(err, &refusal) && refusal.Kind == account.Unauthenticated && wantsHTML(r.Header.Get("Accept"))
+}
+
+// redirectToLogin answers 302 to the login page with the original URL as
+// `next`, or to the refresh page when the browser shows signs of a
+// session (an access-token cookie, or a refresh cookie when its path
+// reaches this far) that the refresh cookie may renew.
+func (g *Guard) redirectToLogin(w http.ResponseWriter, r, orig *http.Request) error {
+	target := g.Redirect
+	if cookieValue(r, RefreshCookie) != "" || cookieValue(r, g.accessCookie) != "" {
+		target = path.Join(path.Dir(g.Redirect), "refresh")
+	}
+	h := w.Header()
+	h.Set("Location", target+"?next="+url.QueryEscape(safeNext(orig.URL.RequestURI())))
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Accept, Cookie")
+	w.WriteHeader(http.StatusFound)
+	return nil
+}
+
+// ClaimValue is the value of a guard claim (one of GuardClaims) of c.
+func ClaimValue(c tokens.Claims, claim string) string {
+	switch claim {
+	case "user_id":
+		return c.UserID
+	case "role":
+		return strconv.Itoa(c.Role)
+	case "email_verified":
+		return strconv.FormatBool(c.EmailVerified)
+	default:
+		return c.Session
+	}
+}
+
+// removeHeader deletes every header whose name equals name once case and
+// the `_`/`-` spelling are ignored, so a client cannot smuggle an identity
+// header past a proxy that treats them alike.
+func removeHeader(h http.Header, name string) {
+	want := headerKey(name)
+	for k := range h {
+		if headerKey(k) == want {
+			delete(h, k)
+		}
+	}
+}
+
+func headerKey(s string) string {
+	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
+}
+
+// BearerToken returns the token of an `Authorization: Bearer` header, or
+// "" when there is none.
+func BearerToken(r *http.Request) string { return bearerToken(r) }
