@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -14,8 +16,12 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
 )
 
 func init() {
@@ -238,8 +244,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("store module %T does not implement the Store interface", storeMod)
 	}
-	clk := new(clock)
-	var limiter account.RateLimiter = account.NewMemoryLimiter(clk.now)
+	clk := new(account.Clock)
+	var limiter account.RateLimiter = account.NewMemoryLimiter(clk.Now)
 	if a.LimiterRaw != nil {
 		mod, err := ctx.LoadModule(a, "LimiterRaw")
 		if err != nil {
@@ -252,75 +258,70 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.metrics = m
+	cfg := account.Config{
+		AccessTTL:       durationOr(a.AccessTTL, 30*time.Minute),
+		RefreshTTL:      durationOr(a.RefreshTTL, 14*24*time.Hour),
+		SessionLifetime: time.Duration(a.SessionLifetime),
+		Leeway:          time.Duration(a.Leeway),
+		SessionCheck:    a.SessionCheck,
+		ReauthWindow:    durationOr(a.ReauthWindow, 10*time.Minute),
 
-	pol := policy{
-		issuer:            orDefault(a.Issuer, "caddy-jwt-allauth"),
-		audience:          orDefault(a.Audience, "caddy-jwt-allauth"),
-		accessTTL:         durationOr(a.AccessTTL, 30*time.Minute),
-		refreshTTL:        durationOr(a.RefreshTTL, 14*24*time.Hour),
-		sessionLifetime:   time.Duration(a.SessionLifetime),
-		leeway:            time.Duration(a.Leeway),
-		refreshInBody:     a.RefreshToken == "body",
-		cookieSecure:      !a.CookieInsecure,
-		cookieSameSite:    sameSiteModes[a.CookieSameSite],
-		mfaMode:           orDefault(a.MFATOTPMode, mfaDisabled),
-		mfaChallengeTTL:   durationOr(a.MFAChallengeTTL, 5*time.Minute),
-		mfaChallengeMax:   intOr(a.MFAChallengeMaxAttempts, 5),
-		mfaUserMax:        intOr(a.MFAMaxAttempts, 10),
-		mfaLockout:        durationOr(a.MFALockout, 15*time.Minute),
-		totpSkew:          intOr(a.TOTPSkew, 1),
-		siteName:          a.SiteName,
-		emailVerification: orDefault(a.EmailVerification, verifyNone),
-		registration:      orDefault(a.Registration, registrationOpen),
-		publicURL:         strings.TrimRight(repl.ReplaceAll(a.PublicURL, ""), "/"),
-		sessionCheck:      a.SessionCheck,
-		reauthWindow:      durationOr(a.ReauthWindow, 10*time.Minute),
+		MFA:             account.MFAMode(orDefault(a.MFATOTPMode, string(account.MFADisabled))),
+		MFAChallengeTTL: durationOr(a.MFAChallengeTTL, 5*time.Minute),
+		MFAChallengeMax: intOr(a.MFAChallengeMaxAttempts, 5),
+		MFAUserMax:      intOr(a.MFAMaxAttempts, 10),
+		MFALockout:      durationOr(a.MFALockout, 15*time.Minute),
+		TOTPSkew:        intOr(a.TOTPSkew, 1),
+		TOTPIssuer:      "JWT-Allauth",
 
-		inviteRoles:             a.InviteRoles,
-		emailConfirmationTTL:    durationOr(a.EmailConfirmationTTL, 3*24*time.Hour),
-		passwordResetTTL:        durationOr(a.PasswordResetTTL, time.Hour),
-		emailVerifiedRedirect:   repl.ReplaceAll(a.EmailVerifiedRedirect, ""),
-		passwordResetRedirect:   repl.ReplaceAll(a.PasswordResetRedirect, ""),
-		passwordSetRedirect:     repl.ReplaceAll(a.PasswordSetRedirect, ""),
-		passwordResetRequestURL: repl.ReplaceAll(a.PasswordResetRequestURL, ""),
-		accessCookie:            hostCookie(orDefault(a.AccessCookie, defaultAccessCookie), !a.CookieInsecure),
+		SiteName:                a.SiteName,
+		EmailVerification:       account.Verification(orDefault(a.EmailVerification, string(account.VerifyNone))),
+		Registration:            account.Registration(orDefault(a.Registration, string(account.RegistrationOpen))),
+		InviteRoles:             a.InviteRoles,
+		EmailConfirmationTTL:    durationOr(a.EmailConfirmationTTL, 3*24*time.Hour),
+		PasswordResetTTL:        durationOr(a.PasswordResetTTL, time.Hour),
+		PasswordResetRequestURL: repl.ReplaceAll(a.PasswordResetRequestURL, ""),
+
+		Throttles:  coreThrottles(a.Throttles),
+		IPv6Prefix: intOr(a.ThrottleIPv6Prefix, account.DefaultIPv6Prefix),
 	}
-	if pol.inviteRoles == nil {
-		pol.inviteRoles = []int{account.RoleStaff, account.RoleSuperuser}
+	if cfg.InviteRoles == nil {
+		cfg.InviteRoles = []int{account.RoleStaff, account.RoleSuperuser}
 	}
-	if pol.publicURL != "" {
-		if err := checkPublicURL(pol.publicURL); err != nil {
+	if a.TOTPIssuer != nil {
+		cfg.TOTPIssuer = *a.TOTPIssuer
+	}
+	site := web.Config{
+		PublicURL:             strings.TrimRight(repl.ReplaceAll(a.PublicURL, ""), "/"),
+		RefreshInBody:         a.RefreshToken == "body",
+		CookieSecure:          !a.CookieInsecure,
+		CookieSameSite:        sameSiteModes[a.CookieSameSite],
+		AccessCookie:          web.HostCookie(orDefault(a.AccessCookie, web.DefaultAccessCookie), !a.CookieInsecure),
+		EmailVerifiedRedirect: repl.ReplaceAll(a.EmailVerifiedRedirect, ""),
+		PasswordResetRedirect: repl.ReplaceAll(a.PasswordResetRedirect, ""),
+		PasswordSetRedirect:   repl.ReplaceAll(a.PasswordSetRedirect, ""),
+		ClientIP:              clientIP,
+		Rand:                  rand.Reader,
+		Failures:              m,
+	}
+	if site.PublicURL != "" {
+		if err := checkPublicURL(site.PublicURL); err != nil {
 			return fmt.Errorf("public_url: %v", err)
 		}
 	}
-	if a.TOTPIssuer == nil {
-		pol.totpIssuer = "JWT-Allauth"
-	} else {
-		pol.totpIssuer = *a.TOTPIssuer
-	}
 
 	rl := &realm{
-		store:   store,
-		limiter: limiter,
-		policy:  pol,
-		clock:   clk,
-		now:     clk.now,
-		rand:    rand.Reader,
-		logger:  a.logger,
-		hasher:  newPasswordHasher(rand.Reader, 2*time.Second),
-
-		throttles: buildThrottles(a.Throttles),
-		metrics:   m,
-		auditLog:  a.logger.Named("audit"),
-
-		ipv6Prefix: intOr(a.ThrottleIPv6Prefix, defaultIPv6Prefix),
+		store:    store,
+		clock:    clk,
+		rand:     rand.Reader,
+		logger:   a.logger,
+		metrics:  m,
+		hasher:   account.NewHasher(rand.Reader, 2*time.Second, m.hashWait),
+		tokenCfg: tokens.Config{Issuer: orDefault(a.Issuer, "caddy-jwt-allauth"), Audience: orDefault(a.Audience, "caddy-jwt-allauth"), Leeway: cfg.Leeway},
 	}
-	rl.hasher.observeWait = m.hashWait
 	if a.mail, err = rl.provisionMail(a.Mail, repl); err != nil {
 		return err
 	}
-	rl.sessions = newSessionCache(store, 2*time.Second, rl.now)
-	rl.verified = newAccessCache()
 	keyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	signingKey, err := expandSecret(repl, "signing_key", a.SigningKey)
@@ -334,9 +335,48 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := rl.loadKeys(keyCtx, ctx.Storage(), signingKey, secretsKey); err != nil {
 		return err
 	}
+	rl.svc, err = account.New(cfg, account.Deps{
+		Store:   store,
+		Limiter: limiter,
+		Keys:    rl.keys,
+		Secrets: rl.secrets,
+		HashKey: rl.hashKey,
+		Hasher:  rl.hasher,
+		Outbox:  rl,
+		Metrics: m,
+		Logger:  slog.New(zapslog.NewHandler(a.logger.Core(), zapslog.WithName(a.logger.Name()))),
+		Audit:   slog.New(zapslog.NewHandler(a.logger.Core(), zapslog.WithName(a.logger.Name()+".audit"))),
+		Clock:   clk,
+		Rand:    rand.Reader,
+	})
+	if err != nil {
+		return err
+	}
+	site.CSRFKey = rl.csrfKey
+	rl.site = site
 	a.logger.Info("jwt_allauth ready", zap.String("signing", rl.keys.Algorithm()), zap.String("kid", rl.keys.KeyID()))
 	a.realm = rl
 	return nil
+}
+
+// realm is what the app builds for its sites and guards: the account core
+// and what the web layer of each site starts from.
+type realm struct {
+	svc      *account.Service
+	site     web.Config // a site's settings but for its prefix, CORS and templates
+	store    account.Store
+	keys     *tokens.KeySet
+	secrets  *secretbox.Box
+	hashKey  []byte
+	csrfKey  []byte
+	tokenCfg tokens.Config
+	hasher   *account.Hasher
+	clock    *account.Clock
+	rand     io.Reader
+	logger   *zap.Logger
+	metrics  *metrics
+	mails    map[string]mailTemplate
+	mail     *mailQueue
 }
 
 // sameSiteModes maps `cookie_samesite` to the attribute; absent is Lax.
@@ -354,9 +394,9 @@ func (a *App) Validate() error {
 		allowed     []string
 	}{
 		{"refresh_token", a.RefreshToken, []string{"", "cookie", "body"}},
-		{"mfa_totp_mode", a.MFATOTPMode, []string{"", mfaDisabled, mfaOptional, mfaRequired}},
-		{"email_verification", a.EmailVerification, []string{"", verifyNone, verifyOptional, verifyMandatory}},
-		{"registration", a.Registration, []string{"", registrationOpen, registrationInvitations, registrationAdminManaged, registrationClosed}},
+		{"mfa_totp_mode", a.MFATOTPMode, []string{"", string(account.MFADisabled), string(account.MFAOptional), string(account.MFARequired)}},
+		{"email_verification", a.EmailVerification, []string{"", string(account.VerifyNone), string(account.VerifyOptional), string(account.VerifyMandatory)}},
+		{"registration", a.Registration, []string{"", string(account.RegistrationOpen), string(account.RegistrationInvitations), string(account.RegistrationAdminManaged), string(account.RegistrationClosed)}},
 		{"cookie_samesite", a.CookieSameSite, []string{"", "lax", "strict", "none"}},
 	}
 	for _, c := range checks {
@@ -397,7 +437,7 @@ func (a *App) Validate() error {
 		return errors.New("cookie_samesite none needs Secure cookies (browsers drop a SameSite=None cookie without Secure): remove cookie_insecure and serve the site over HTTPS, or use cookie_samesite lax")
 	}
 	if a.AccessCookie != "" {
-		if err := (&http.Cookie{Name: a.AccessCookie, Value: "x"}).Valid(); err != nil || a.AccessCookie == refreshCookie {
+		if err := (&http.Cookie{Name: a.AccessCookie, Value: "x"}).Valid(); err != nil || a.AccessCookie == web.RefreshCookie {
 			return fmt.Errorf("access_cookie: %q is not a usable cookie name", a.AccessCookie)
 		}
 		if lower := strings.ToLower(a.AccessCookie); strings.HasPrefix(lower, "__host-") || strings.HasPrefix(lower, "__secure-") {
@@ -410,7 +450,7 @@ func (a *App) Validate() error {
 	if p := a.ThrottleIPv6Prefix; p != nil && (*p < 1 || *p > 128) {
 		return errors.New("throttle_ipv6_prefix must be between 1 and 128")
 	}
-	return validateThrottles(a.Throttles)
+	return account.ValidateThrottles(coreThrottles(a.Throttles))
 }
 
 // Start runs the background purge of expired rows and the mail sender (a
@@ -419,7 +459,7 @@ func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
 	a.done = make(chan struct{})
-	go a.realm.purgeLoop(ctx, a.done)
+	go a.realm.svc.PurgeLoop(ctx, a.done)
 	a.realm.mail.start()
 	return nil
 }
@@ -473,7 +513,7 @@ func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) (*mailLease,
 	}
 	rl.mails = tmpl
 	lease, err := acquireMailQueue(mailSettingsKey(cfg),
-		&mailUser{mailer: m, logger: rl.logger.Named("mail"), metrics: rl.metrics, tag: rl.emailHash})
+		&mailUser{mailer: m, logger: rl.logger.Named("mail"), metrics: rl.metrics, tag: rl.emailTag})
 	if err != nil {
 		return nil, err
 	}

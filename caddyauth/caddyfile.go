@@ -12,6 +12,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
 )
 
 func init() {
@@ -217,7 +220,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.Errf("throttle: want `throttle <name> <limit> <window>` or `throttle <name> off`")
 			}
-			if _, known := defaultThrottles[name]; !known {
+			if _, known := account.DefaultThrottles[name]; !known {
 				return d.Errf("throttle: unknown name %q", name)
 			}
 			if _, dup := a.Throttles[name]; dup {
@@ -497,7 +500,7 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			g.Cookie = true
 		case "redirect":
-			g.Redirect = defaultLoginPage
+			g.Redirect = web.DefaultLoginPage
 			if d.NextArg() {
 				g.Redirect = d.Val()
 			}
@@ -505,7 +508,7 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "preflight":
-			if !d.AllArgs(&g.Preflight) || (g.Preflight != preflightAnswer && g.Preflight != preflightPass) {
+			if !d.AllArgs(&g.Preflight) || (g.Preflight != web.PreflightAnswer && g.Preflight != web.PreflightPass) {
 				return d.Errf("preflight: want answer or pass")
 			}
 		case "cors":
@@ -527,7 +530,7 @@ func parseOrigins(d *caddyfile.Dispenser, have []string) ([]string, error) {
 	if len(args) == 0 {
 		return nil, d.ArgErr()
 	}
-	if err := checkOrigins(args); err != nil {
+	if err := web.CheckOrigins(args); err != nil {
 		return nil, d.Err(err.Error())
 	}
 	return append(have, args...), nil

@@ -6,6 +6,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
 )
 
 func TestAppCaddyfileErrors(t *testing.T) {
@@ -135,9 +137,9 @@ func TestHandlerAndGuardCaddyfile(t *testing.T) {
 		}
 	}
 	for input, want := range map[string]Guard{
-		"jwt_allauth_guard {\n cookie\n}":                       {Cookie: true},
-		"jwt_allauth_guard {\n redirect\n}":                     {Redirect: "/auth/page/login"},
-		"jwt_allauth_guard {\n redirect /account/page/login\n}": {Redirect: "/account/page/login"},
+		"jwt_allauth_guard {\n cookie\n}":                       {GuardConfig: web.GuardConfig{Cookie: true}},
+		"jwt_allauth_guard {\n redirect\n}":                     {GuardConfig: web.GuardConfig{Redirect: "/auth/page/login"}},
+		"jwt_allauth_guard {\n redirect /account/page/login\n}": {GuardConfig: web.GuardConfig{Redirect: "/account/page/login"}},
 	} {
 		var g Guard
 		if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil || g.Cookie != want.Cookie || g.Redirect != want.Redirect {
@@ -148,17 +150,17 @@ func TestHandlerAndGuardCaddyfile(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"login", "//evil.example/login", "https://evil.example/login", "/auth/page/login?x=1", "/", "/a\\b"} {
-		if err := (&Guard{Redirect: bad}).Validate(); err == nil {
+		if err := (&Guard{GuardConfig: web.GuardConfig{Redirect: bad}}).Validate(); err == nil {
 			t.Errorf("redirect %q validated", bad)
 		}
 	}
-	if err := (&Guard{Headers: map[string]string{"X-Uid": "password"}}).Validate(); err == nil {
+	if err := (&Guard{GuardConfig: web.GuardConfig{Headers: map[string]string{"X-Uid": "password"}}}).Validate(); err == nil {
 		t.Error("unknown claim validated")
 	}
-	if err := (&Guard{Headers: map[string]string{"authorization": "user_id"}}).Validate(); err == nil {
+	if err := (&Guard{GuardConfig: web.GuardConfig{Headers: map[string]string{"authorization": "user_id"}}}).Validate(); err == nil {
 		t.Error("the Authorization header could be overwritten")
 	}
-	if err := (&Guard{Headers: map[string]string{"X Uid": "user_id"}}).Validate(); err == nil {
+	if err := (&Guard{GuardConfig: web.GuardConfig{Headers: map[string]string{"X Uid": "user_id"}}}).Validate(); err == nil {
 		t.Error("bad header name validated")
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -159,7 +158,7 @@ func runCreateUser(ctx context.Context, rl *realm, o userOptions) error {
 	if password == "" {
 		return errors.New("no password on standard input")
 	}
-	u, err := rl.createUser(ctx, o.email, password, o.role)
+	u, err := rl.svc.Users.Create(ctx, o.email, password, o.role)
 	if err != nil {
 		return err
 	}
@@ -168,11 +167,8 @@ func runCreateUser(ctx context.Context, rl *realm, o userOptions) error {
 }
 
 func runSetRole(ctx context.Context, rl *realm, o userOptions) error {
-	u, err := rl.store.UserByEmail(ctx, normalizeEmail(o.email))
+	u, err := rl.svc.Users.SetRole(ctx, o.email, o.role)
 	if err != nil {
-		return userLookupError(o.email, err)
-	}
-	if err := rl.store.SetRole(ctx, u.ID, o.role); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.out, "user %d <%s> now has role %d (tokens carry it from their next refresh)\n", u.ID, u.Email, o.role)
@@ -180,31 +176,17 @@ func runSetRole(ctx context.Context, rl *realm, o userOptions) error {
 }
 
 func runDisable(ctx context.Context, rl *realm, o userOptions) error {
-	u, err := rl.store.UserByEmail(ctx, normalizeEmail(o.email))
-	if err != nil {
-		return userLookupError(o.email, err)
-	}
-	err = rl.store.InTx(ctx, func(tx account.Store) error {
-		if err := tx.SetActive(ctx, u.ID, false); err != nil {
-			return err
-		}
-		_, err := tx.RevokeUserSessions(ctx, u.ID)
-		return err
-	})
+	u, err := rl.svc.Users.Disable(ctx, o.email)
 	if err != nil {
 		return err
 	}
-	rl.auditSessionRevoked(ctx, u.ID, "user_disabled")
 	fmt.Fprintf(o.out, "user %d <%s> disabled, sessions ended\n", u.ID, u.Email)
 	return nil
 }
 
 func runEnable(ctx context.Context, rl *realm, o userOptions) error {
-	u, err := rl.store.UserByEmail(ctx, normalizeEmail(o.email))
+	u, err := rl.svc.Users.Enable(ctx, o.email)
 	if err != nil {
-		return userLookupError(o.email, err)
-	}
-	if err := rl.store.SetActive(ctx, u.ID, true); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.out, "user %d <%s> enabled\n", u.ID, u.Email)
@@ -212,17 +194,7 @@ func runEnable(ctx context.Context, rl *realm, o userOptions) error {
 }
 
 func runResetMFA(ctx context.Context, rl *realm, o userOptions) error {
-	u, err := rl.store.UserByEmail(ctx, normalizeEmail(o.email))
-	if err != nil {
-		return userLookupError(o.email, err)
-	}
-	err = rl.store.InTx(ctx, func(tx account.Store) error {
-		if _, err := tx.DeleteAuthenticators(ctx, u.ID); err != nil {
-			return err
-		}
-		_, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt, purposeMFALoginChallenge, purposeMFASetupSecret)
-		return err
-	})
+	u, err := rl.svc.Users.ResetMFA(ctx, o.email)
 	if err != nil {
 		return err
 	}
@@ -231,7 +203,7 @@ func runResetMFA(ctx context.Context, rl *realm, o userOptions) error {
 }
 
 func runListUsers(ctx context.Context, rl *realm, o userOptions) error {
-	users, err := rl.store.ListUsers(ctx)
+	users, err := rl.svc.Users.List(ctx)
 	if err != nil {
 		return err
 	}
@@ -242,18 +214,7 @@ func runListUsers(ctx context.Context, rl *realm, o userOptions) error {
 		if !u.LastLogin.IsZero() {
 			last = u.LastLogin.UTC().Format(time.RFC3339)
 		}
-		totp, err := rl.hasTOTP(ctx, u.ID)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%t\t%t\t%t\t%s\n", u.ID, u.Email, u.Role, u.IsActive, u.EmailVerified, totp, last)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%t\t%t\t%t\t%s\n", u.ID, u.Email, u.Role, u.IsActive, u.EmailVerified, u.TOTP, last)
 	}
 	return tw.Flush()
-}
-
-func userLookupError(email string, err error) error {
-	if errors.Is(err, account.ErrNotFound) {
-		return fmt.Errorf("no user with e-mail %s", strconv.Quote(normalizeEmail(email)))
-	}
-	return err
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
 )
 
 // CLI is `caddy jwt-allauth` with its subcommands, for running in tests.
@@ -43,7 +44,7 @@ func AdvanceClock(d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	rl.clock.offset.Add(int64(d))
+	rl.clock.Advance(d)
 	return nil
 }
 
@@ -54,7 +55,7 @@ func CreateUser(email, password string, role int) (account.User, error) {
 	if err != nil {
 		return account.User{}, err
 	}
-	return rl.createUser(context.Background(), email, password, role)
+	return rl.svc.Users.Create(context.Background(), email, password, role)
 }
 
 // ActiveStore returns the running realm's store.
@@ -72,13 +73,13 @@ func Now() (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	return rl.now(), nil
+	return rl.svc.Now(), nil
 }
 
 // ThrottleNames lists every throttle the realm knows.
 func ThrottleNames() []string {
 	var names []string
-	for name := range defaultThrottles {
+	for name := range account.DefaultThrottles {
 		names = append(names, name)
 	}
 	return names
@@ -90,7 +91,7 @@ func HashPassword(password string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return rl.hasher.hash(context.Background(), password)
+	return rl.hasher.Hash(context.Background(), password)
 }
 
 // HoldHashSlots takes every hashing slot of the running realm, so that
@@ -100,15 +101,17 @@ func HoldHashSlots() (release func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := rl.hasher.slots
-	for i := 0; i < n; i++ {
-		if err := rl.hasher.acquire(context.Background(), nil); err != nil {
+	var held []func()
+	for range rl.hasher.Slots() {
+		r, err := rl.hasher.Hold(context.Background())
+		if err != nil {
 			return nil, err
 		}
+		held = append(held, r)
 	}
 	return func() {
-		for i := 0; i < n; i++ {
-			rl.hasher.release(nil)
+		for _, r := range held {
+			r()
 		}
 	}, nil
 }
@@ -120,5 +123,5 @@ func CSRFTokenFor(cookie string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return rl.csrfMAC(cookie), nil
+	return web.CSRFTokenFor(rl.csrfKey, cookie), nil
 }

@@ -2,7 +2,6 @@ package caddyauth
 
 import (
 	"context"
-	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,30 +12,24 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/coretest"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
 )
 
 // BenchmarkGuard measures the guard's own cost per request with a valid
 // token, against the same next handler called directly.
 func BenchmarkGuard(b *testing.B) {
-	priv, err := tokens.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ks, err := tokens.NewEd25519(priv, tokens.Config{Issuer: "i", Audience: "a"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	clk := new(clock)
-	rl := &realm{keys: ks, verified: newAccessCache(), clock: clk, now: clk.now, logger: zap.NewNop()}
+	rl := coretest.New(b, account.Config{})
 	c := tokens.Claims{TokenType: tokens.TypeAccess, UserID: "7", Session: "s", Role: 0}
 	c.ID = "j"
 	c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
-	tok, err := ks.Sign(c)
+	tok, err := rl.Keys().Sign(c)
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := &Guard{realm: rl, logger: zap.NewNop()}
+	g := &Guard{guard: web.NewGuard(web.GuardConfig{}, rl.Sessions, "access_token", zap.NewNop(), nil), logger: zap.NewNop()}
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
 	newReq := func() *http.Request {
 		r := httptest.NewRequest("GET", "/", nil)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"regexp"
-	"time"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
@@ -63,7 +62,7 @@ const legacySigningKeySetting = "signing_key_ed25519"
 // is locked while keys are loaded or made, so concurrent first starts of
 // the nodes sharing it agree on one set.
 func (rl *realm) loadKeys(ctx context.Context, storage certmagic.Storage, signingKey, secretsKey string) error {
-	cfg := tokens.Config{Issuer: rl.policy.issuer, Audience: rl.policy.audience, Leeway: rl.policy.leeway}
+	cfg := rl.tokenCfg
 	if signingKey != "" {
 		ks, err := tokens.NewHMAC([]byte(signingKey), cfg)
 		if err != nil {
@@ -235,18 +234,13 @@ func (rl *realm) migrateLegacyKey(ctx context.Context, sk *storedKeys, resealTOT
 				zap.Int("count", unreadable))
 		}
 		rl.logger.Info("re-encrypted the TOTP secrets under the key in Caddy's storage", zap.Int("count", resealed))
-		// Pending setups live minutes; their users start again.
-		if _, err := rl.store.PurgeTokens(ctx, purposeMFASetupSecret, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
-			return err
-		}
 	}
 	return rl.store.DeleteSetting(ctx, legacySigningKeySetting)
 }
 
 // resealTOTP seals every TOTP secret that opens under the box earlier
-// versions derived from the Ed25519 seed again under the realm's box.
-// Secrets already sealed under the realm's box are left alone, so running
-// it twice changes nothing.
+// versions derived from the Ed25519 seed again under the realm's box
+// (account.ResealTOTP).
 func (rl *realm) resealTOTP(ctx context.Context, seed []byte) (resealed, unreadable int, err error) {
 	oldKey, err := secretbox.DeriveKey(seed, "caddy-jwt-allauth totp secrets")
 	if err != nil {
@@ -256,32 +250,7 @@ func (rl *realm) resealTOTP(ctx context.Context, seed []byte) (resealed, unreada
 	if err != nil {
 		return 0, 0, err
 	}
-	auths, err := rl.store.TOTPAuthenticators(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, a := range auths {
-		ad := totpAD(a.UserID)
-		secret, err := old.Open(a.Data, ad)
-		if err != nil {
-			if _, err := rl.secrets.Open(a.Data, ad); err != nil {
-				unreadable++
-			}
-			continue
-		}
-		sealed, err := rl.secrets.Seal(secret, ad, rl.rand)
-		if err != nil {
-			return 0, 0, err
-		}
-		ok, err := rl.store.SwapAuthenticatorData(ctx, a.ID, a.Data, sealed)
-		if err != nil {
-			return 0, 0, err
-		}
-		if ok {
-			resealed++
-		}
-	}
-	return resealed, unreadable, nil
+	return account.ResealTOTP(ctx, rl.store, old, rl.secrets, rl.rand)
 }
 
 // storedKeys are the generated keys in Caddy's storage; nil when absent.

@@ -18,6 +18,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	gomail "github.com/wneessen/go-mail"
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // MailConfig says how the realm's mails (e-mail confirmation, invitation,
@@ -197,7 +199,7 @@ type mailUser struct {
 // Bounds of the mail queue.
 const (
 	mailQueueSize         = 256
-	mailQueuePerKind      = mailQueueSize / len(mailKinds) // all kinds flooding at once still fit
+	mailQueuePerKind      = mailQueueSize / len(account.MailKinds) // all kinds flooding at once still fit
 	mailQueuePerRecipient = 5
 )
 

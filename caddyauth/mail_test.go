@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // flakyMailer fails its first failures sends, then records the mails.
@@ -119,21 +121,21 @@ func TestMailQueueBounds(t *testing.T) {
 	q := newMailQueue(bm, zap.New(core), met, func(addr string) zap.Field { return zap.String("to", addr) })
 
 	for i := range mailQueuePerKind + 20 {
-		q.enqueue(mailMessage{kind: mailEmailConfirmation, to: fmt.Sprintf("flood-%d@example.com", i)})
+		q.enqueue(mailMessage{kind: account.MailEmailConfirmation, to: fmt.Sprintf("flood-%d@example.com", i)})
 	}
 	for range mailQueuePerRecipient + 3 {
-		q.enqueue(mailMessage{kind: mailPasswordReset, to: "Victim@example.com"})
+		q.enqueue(mailMessage{kind: account.MailPasswordReset, to: "Victim@example.com"})
 	}
-	q.enqueue(mailMessage{kind: mailPasswordReset, to: "victim@EXAMPLE.com "})
-	q.enqueue(mailMessage{kind: mailPasswordReset, to: "other@example.com"})
+	q.enqueue(mailMessage{kind: account.MailPasswordReset, to: "victim@EXAMPLE.com "})
+	q.enqueue(mailMessage{kind: account.MailPasswordReset, to: "other@example.com"})
 
 	notSent := func(kind, reason string) float64 {
 		return testutil.ToFloat64(met.mailsNotSent.WithLabelValues(kind, reason))
 	}
-	if got := notSent(mailEmailConfirmation, mailKindLimit); got != 20 {
+	if got := notSent(account.MailEmailConfirmation, mailKindLimit); got != 20 {
 		t.Fatalf("kind_limit refusals %v, want 20", got)
 	}
-	if got := notSent(mailPasswordReset, mailRecipientLimit); got != 4 {
+	if got := notSent(account.MailPasswordReset, mailRecipientLimit); got != 4 {
 		t.Fatalf("recipient_limit refusals %v, want 4 (the address is compared case-insensitively)", got)
 	}
 	if got := logs.FilterMessage("mail not sent").Len(); got != 24 {
@@ -163,12 +165,12 @@ func TestMailQueueBounds(t *testing.T) {
 	if last.to != "other@example.com" {
 		t.Fatalf("last mail sent to %q, want the last one queued", last.to)
 	}
-	if got := testutil.ToFloat64(met.mailsSent.WithLabelValues(mailPasswordReset)); got != mailQueuePerRecipient+1 {
+	if got := testutil.ToFloat64(met.mailsSent.WithLabelValues(account.MailPasswordReset)); got != mailQueuePerRecipient+1 {
 		t.Fatalf("mails_sent_total{password_reset} %v", got)
 	}
 	// With the sent mails released, the bounds have room again.
-	q.enqueue(mailMessage{kind: mailPasswordReset, to: "victim@example.com"})
-	if got := notSent(mailPasswordReset, mailRecipientLimit); got != 4 {
+	q.enqueue(mailMessage{kind: account.MailPasswordReset, to: "victim@example.com"})
+	if got := notSent(account.MailPasswordReset, mailRecipientLimit); got != 4 {
 		t.Fatalf("a bound kept counting sent mails: %v refusals", got)
 	}
 	q.stop()
@@ -195,17 +197,17 @@ func TestMailQueueKindShares(t *testing.T) {
 		return q.byKind[kind]
 	}
 	// The anonymous kinds first: reset requests and resent confirmations.
-	flood(mailPasswordReset)
-	flood(mailEmailConfirmation)
-	q.enqueue(mailMessage{kind: mailInvitation, to: "invitee@example.com"})
-	if queued(mailInvitation) != 1 {
+	flood(account.MailPasswordReset)
+	flood(account.MailEmailConfirmation)
+	q.enqueue(mailMessage{kind: account.MailInvitation, to: "invitee@example.com"})
+	if queued(account.MailInvitation) != 1 {
 		t.Fatalf("an invitation after a flood of two kinds was refused: %v queue_full",
-			testutil.ToFloat64(met.mailsNotSent.WithLabelValues(mailInvitation, mailQueueFull)))
+			testutil.ToFloat64(met.mailsNotSent.WithLabelValues(account.MailInvitation, mailQueueFull)))
 	}
-	for _, kind := range mailKinds {
+	for _, kind := range account.MailKinds {
 		flood(kind)
 	}
-	for _, kind := range mailKinds {
+	for _, kind := range account.MailKinds {
 		if got := queued(kind); got != mailQueuePerKind {
 			t.Errorf("%d %s mails queued, want its share %d", got, kind, mailQueuePerKind)
 		}
@@ -228,7 +230,7 @@ func TestMailQueueSharedAcrossUsers(t *testing.T) {
 	}
 	a.queue.start()
 	for i := range 3 {
-		a.queue.enqueue(mailMessage{kind: mailPasswordReset, to: fmt.Sprintf("r%d@example.com", i)})
+		a.queue.enqueue(mailMessage{kind: account.MailPasswordReset, to: fmt.Sprintf("r%d@example.com", i)})
 	}
 	second := &blockingMailer{release: make(chan struct{})}
 	core, logs := observer.New(zap.ErrorLevel)
@@ -270,7 +272,7 @@ func TestMailQueueHandOver(t *testing.T) {
 	}
 	a.queue.start()
 	for i := range 3 {
-		a.queue.enqueue(mailMessage{kind: mailInvitation, to: fmt.Sprintf("i%d@example.com", i)})
+		a.queue.enqueue(mailMessage{kind: account.MailInvitation, to: fmt.Sprintf("i%d@example.com", i)})
 	}
 	next := &blockingMailer{release: make(chan struct{})}
 	close(next.release)
@@ -283,7 +285,7 @@ func TestMailQueueHandOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A request of the old config still in flight queues one more.
-	a.queue.enqueue(mailMessage{kind: mailInvitation, to: "late@example.com"})
+	a.queue.enqueue(mailMessage{kind: account.MailInvitation, to: "late@example.com"})
 	waitSent(t, next.count, 4)
 	next.mu.Lock()
 	first := next.sent[0].to
@@ -326,9 +328,9 @@ func TestMailQueueStuckSendFollowsHandOver(t *testing.T) {
 	old := newMailQueue(stuck, zap.NewNop(), nil, nop)
 	old.stopWait = 10 * time.Millisecond
 	old.start()
-	old.enqueue(mailMessage{kind: mailInvitation, to: "first@example.com"})
+	old.enqueue(mailMessage{kind: account.MailInvitation, to: "first@example.com"})
 	<-stuck.started
-	old.enqueue(mailMessage{kind: mailInvitation, to: "second@example.com"})
+	old.enqueue(mailMessage{kind: account.MailInvitation, to: "second@example.com"})
 	rec := &blockingMailer{release: make(chan struct{})}
 	close(rec.release)
 	next := newMailQueue(rec, zap.NewNop(), nil, nop)
@@ -383,12 +385,12 @@ func TestMailQueueStopReportsPending(t *testing.T) {
 	q := newMailQueue(bm, zap.New(core), met, func(addr string) zap.Field { return zap.String("to", addr) })
 	q.start()
 	for i := range 3 {
-		q.enqueue(mailMessage{kind: mailInvitation, to: fmt.Sprintf("p%d@example.com", i)})
+		q.enqueue(mailMessage{kind: account.MailInvitation, to: fmt.Sprintf("p%d@example.com", i)})
 	}
 	q.stop()
 	// A request still in flight at shutdown queues one more.
-	q.enqueue(mailMessage{kind: mailInvitation, to: "late@example.com"})
-	if got := testutil.ToFloat64(met.mailsNotSent.WithLabelValues(mailInvitation, mailShutdown)); got != 4 {
+	q.enqueue(mailMessage{kind: account.MailInvitation, to: "late@example.com"})
+	if got := testutil.ToFloat64(met.mailsNotSent.WithLabelValues(account.MailInvitation, mailShutdown)); got != 4 {
 		t.Fatalf("shutdown not-sent count %v, want 4", got)
 	}
 	if got := logs.FilterMessage("mail not sent").FilterField(zap.String("reason", mailShutdown)).Len(); got != 4 {
@@ -401,14 +403,14 @@ func TestMailTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := tmpl[mailPasswordReset].render("u@example.com", mailData{SiteName: "Site\r\nBcc: evil@example.com", Link: "https://example.com/auth/x/?a=<b>", Expires: "1 hour"})
+	m, err := tmpl[account.MailPasswordReset].render("u@example.com", account.MailData{SiteName: "Site\r\nBcc: evil@example.com", Link: "https://example.com/auth/x/?a=<b>", Expires: "1 hour"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.ContainsAny(m.subject, "\r\n") || !strings.Contains(m.text, "https://example.com/auth/x/?a=<b>") || !strings.Contains(m.html, `href="https://example.com/auth/x/?a=%3cb%3e"`) {
 		t.Fatalf("rendered: %+v", m)
 	}
-	if _, err := tmpl[mailInvitation].render("u@example.com\r\nBcc: x@example.com", mailData{}); err == nil {
+	if _, err := tmpl[account.MailInvitation].render("u@example.com\r\nBcc: x@example.com", account.MailData{}); err == nil {
 		t.Fatal("a recipient with a line break was accepted")
 	}
 
@@ -423,7 +425,7 @@ func TestMailTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err = tmpl[mailInvitation].render("u@example.com", mailData{SiteName: "Acme", Link: "https://example.com/l"})
+	m, err = tmpl[account.MailInvitation].render("u@example.com", account.MailData{SiteName: "Acme", Link: "https://example.com/l"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +440,7 @@ func TestMailTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err = tmpl[mailSignupPending].render("u@example.com", mailData{SiteName: "Acme"})
+	m, err = tmpl[account.MailSignupPending].render("u@example.com", account.MailData{SiteName: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,35 +452,6 @@ func TestMailTemplates(t *testing.T) {
 	}
 	if _, err := loadMailTemplates(dir); err == nil {
 		t.Fatal("a template using an unknown field was accepted")
-	}
-}
-
-func TestHumanDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		72 * time.Hour:   "3 days",
-		time.Hour:        "1 hour",
-		30 * time.Minute: "30 minutes",
-		90 * time.Second: "2 minutes",
-	} {
-		if got := humanDuration(d); got != want {
-			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
-		}
-	}
-}
-
-func TestMayGrant(t *testing.T) {
-	for _, c := range []struct {
-		inviter, role int
-		ok            bool
-	}{
-		{1000, 1000, true}, {1000, 900, true}, {1000, 300, true}, {1000, 0, true},
-		{900, 1000, false}, {900, 900, true}, {900, 300, true},
-		{300, 300, true}, {300, 0, true}, {300, 400, false}, {300, 200, false}, {300, 900, false},
-		{0, 0, true}, {0, 1, false},
-	} {
-		if got := mayGrant(c.inviter, c.role); got != c.ok {
-			t.Errorf("mayGrant(%d, %d) = %v", c.inviter, c.role, got)
-		}
 	}
 }
 

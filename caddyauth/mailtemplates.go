@@ -11,34 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 	texttemplate "text/template"
-	"time"
 	"unicode"
-)
 
-// The mails the realm sends, by template name.
-const (
-	mailEmailConfirmation = "email_confirmation"
-	mailInvitation        = "invitation"
-	mailAccountExists     = "account_exists"
-	mailSignupPending     = "signup_pending"
-	mailPasswordReset     = "password_reset"
-)
+	"go.uber.org/zap"
 
-// mailKinds lists every mail the realm sends; the mail queue gives each an
-// equal share.
-var mailKinds = [...]string{mailEmailConfirmation, mailInvitation, mailAccountExists, mailSignupPending, mailPasswordReset}
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
+)
 
 //go:embed mailtemplates
 var defaultMailTemplates embed.FS
-
-// mailData is what a mail template sees.
-type mailData struct {
-	SiteName        string
-	Email           string
-	Link            string
-	Expires         string
-	ResetRequestURL string
-}
 
 // mailTemplate is one mail's subject, text body and HTML body.
 type mailTemplate struct {
@@ -50,7 +32,7 @@ type mailTemplate struct {
 // loadMailTemplates parses the built-in templates, each file replaced by
 // the one of the same name in dir when dir is set and holds it.
 func loadMailTemplates(dir string) (map[string]mailTemplate, error) {
-	if err := checkTemplateDir(dir); err != nil {
+	if err := web.CheckTemplateDir(dir); err != nil {
 		return nil, fmt.Errorf("mail %v", err)
 	}
 	read := func(name string) (string, error) {
@@ -70,7 +52,7 @@ func loadMailTemplates(dir string) (map[string]mailTemplate, error) {
 		return string(b), err
 	}
 	out := map[string]mailTemplate{}
-	for _, name := range mailKinds {
+	for _, name := range account.MailKinds {
 		var t mailTemplate
 		src, err := read(name + ".subject.txt")
 		if err != nil {
@@ -95,7 +77,7 @@ func loadMailTemplates(dir string) (map[string]mailTemplate, error) {
 		}
 		// Render once with sample data, so a template that cannot
 		// execute stops the start rather than a mail.
-		if _, err := t.render("user@example.com", mailData{SiteName: "Example", Email: "user@example.com", Link: "https://example.com/", Expires: "1 hour"}); err != nil {
+		if _, err := t.render("user@example.com", account.MailData{SiteName: "Example", Email: "user@example.com", Link: "https://example.com/", Expires: "1 hour"}); err != nil {
 			return nil, err
 		}
 		out[name] = t
@@ -105,7 +87,7 @@ func loadMailTemplates(dir string) (map[string]mailTemplate, error) {
 
 // render builds the mail to `to`. The subject is folded to one line with
 // control characters removed, so no template or value can add a header.
-func (t mailTemplate) render(to string, data mailData) (mailMessage, error) {
+func (t mailTemplate) render(to string, data account.MailData) (mailMessage, error) {
 	if strings.ContainsAny(to, "\r\n") {
 		return mailMessage{}, errors.New("mail recipient contains a line break")
 	}
@@ -137,21 +119,21 @@ func headerValue(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// humanDuration words a link lifetime for a mail: "3 days", "1 hour",
-// "30 minutes".
-func humanDuration(d time.Duration) string {
-	unit := func(n int64, word string) string {
-		if n == 1 {
-			return "1 " + word
-		}
-		return fmt.Sprintf("%d %ss", n, word)
+// Send renders the mail m and queues it (account.Outbox). A mail that
+// cannot be rendered is logged and counted, never sent.
+func (rl *realm) Send(m account.Mail) {
+	msg, err := rl.mails[m.Kind].render(m.To, m.Data)
+	if err != nil {
+		rl.logger.Error("mail not sent: rendering failed", zap.String("mail", m.Kind), zap.Error(err))
+		rl.metrics.mailNotSent(m.Kind, mailRenderFailed)
+		return
 	}
-	switch {
-	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
-		return unit(int64(d/(24*time.Hour)), "day")
-	case d >= time.Hour && d%time.Hour == 0:
-		return unit(int64(d/time.Hour), "hour")
-	default:
-		return unit(int64((d+time.Minute-1)/time.Minute), "minute")
-	}
+	msg.kind = m.Kind
+	rl.mail.enqueue(msg)
+}
+
+// emailTag is how a mail's recipient appears in logs: the email_hash of
+// the audit lines.
+func (rl *realm) emailTag(addr string) zap.Field {
+	return zap.String("email_hash", rl.svc.EmailHash(addr))
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
 // metrics are the realm's Prometheus metrics, registered in the registry of
@@ -39,19 +41,6 @@ type metrics struct {
 	mailsSent      *prometheus.CounterVec
 	mailsNotSent   *prometheus.CounterVec
 }
-
-// Label values.
-const (
-	resultSuccess     = "success"
-	resultMFARequired = "mfa_required"
-	resultFailure     = "failure"
-	resultLocked      = "locked"
-	resultThrottled   = "throttled"
-	resultError       = "error"
-
-	methodTOTP         = "totp"
-	methodRecoveryCode = "recovery_code"
-)
 
 // newMetrics registers the metrics in reg. A collector that a previous
 // provisioning already registered in reg is reused, so provisioning twice
@@ -124,11 +113,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range []string{resultSuccess, resultMFARequired, resultFailure, resultLocked, resultThrottled, resultError} {
+	for _, r := range []string{account.ResultSuccess, account.ResultMFARequired, account.ResultFailure, account.ResultLocked, account.ResultThrottled, account.ResultError} {
 		m.logins.WithLabelValues(r)
 	}
-	for _, method := range []string{methodTOTP, methodRecoveryCode} {
-		for _, r := range []string{resultSuccess, resultFailure} {
+	for _, method := range []string{account.MethodTOTP, account.MethodRecoveryCode} {
+		for _, r := range []string{account.ResultSuccess, account.ResultFailure} {
 			m.mfa.WithLabelValues(method, r)
 		}
 	}
@@ -207,25 +196,25 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, nil
 }
 
-func (m *metrics) login(result string) {
+func (m *metrics) Login(result string) {
 	if m != nil {
 		m.logins.WithLabelValues(result).Inc()
 	}
 }
 
-func (m *metrics) mfaVerification(method, result string) {
+func (m *metrics) MFAVerification(method, result string) {
 	if m != nil {
 		m.mfa.WithLabelValues(method, result).Inc()
 	}
 }
 
-func (m *metrics) lockout(kind string) {
+func (m *metrics) Lockout(kind string) {
 	if m != nil {
 		m.lockouts.WithLabelValues(kind).Inc()
 	}
 }
 
-func (m *metrics) throttle(name string) {
+func (m *metrics) Throttle(name string) {
 	if m != nil {
 		m.throttled.WithLabelValues(name).Inc()
 	}
@@ -233,11 +222,11 @@ func (m *metrics) throttle(name string) {
 
 // unavailable counts a request answered 503 by its cause. A request whose
 // client went away is not a store failure.
-func (m *metrics) unavailable(err error) {
+func (m *metrics) Unavailable(err error) {
 	if m == nil || errors.Is(err, context.Canceled) {
 		return
 	}
-	if errors.Is(err, errHasherBusy) {
+	if errors.Is(err, account.ErrHasherBusy) {
 		m.hashRejections.Inc()
 		return
 	}

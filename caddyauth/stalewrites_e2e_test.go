@@ -83,7 +83,7 @@ func (h *heldRequest) finish() reply {
 }
 
 // waitForFrame returns once a goroutine of this process (the server's
-// handler) is in every function frames names, e.g. "caddyauth.readForm(".
+// handler) is in every function frames names, e.g. "web.readForm(".
 func waitForFrame(t *testing.T, frames ...string) {
 	t.Helper()
 	buf := make([]byte, 8<<20)
@@ -107,7 +107,7 @@ func waitForFrame(t *testing.T, frames ...string) {
 }
 
 // frameReadForm is where a handler waits for a request body.
-const frameReadForm = "caddyauth.readForm("
+const frameReadForm = "web.readForm("
 
 // holdProfilePatch logs email in and holds a PATCH /auth/user/ until its
 // handler waits for the rest of the body (having read the account, on the
@@ -279,7 +279,7 @@ func (s *site) slowLogin(email, password string) <-chan reply {
 		}
 		done <- r
 	}()
-	waitForFrame(s.t, "caddyauth.(*passwordHasher).acquire(")
+	waitForFrame(s.t, "account.(*Hasher).acquire(")
 	return done
 }
 
@@ -331,7 +331,7 @@ func TestRehashOnLoginKeepsNewPasswordE2E(t *testing.T) {
 			t.Fatalf("locking the row: %v", err)
 		}
 		release()
-		waitForFrame(t, "caddyauth.(*realm).authenticate(", "sqlstore.(*Store).")
+		waitForFrame(t, "account.(*Sessions).authenticate(", "sqlstore.(*Store).")
 		close(proceed)
 		if err := <-changed; err != nil {
 			t.Fatal(err)

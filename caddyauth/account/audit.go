@@ -68,6 +68,12 @@ func (rl *auditor) emailHash(email string) slog.Attr {
 	return slog.String("email_hash", rl.keyedHash("email", NormalizeEmail(email))[:16])
 }
 
+// EmailHash is the email_hash of an address in the audit lines, for other
+// logs to write instead of the address.
+func (s *Service) EmailHash(email string) string {
+	return s.core.emailHash(email).Value.String()
+}
+
 // keyedHash is the hex HMAC-SHA256 of a labelled value under the realm's
 // hash key.
 func (rl *auditor) keyedHash(label, value string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,7 @@ func (rl *core) findChallenge(ctx context.Context, purpose, id string) (Token, e
 // totpAD binds a sealed TOTP secret to its user's authenticator row, and
 // pendingAD a pending one to its user's setup row, so a sealed value copied
 // to another row does not open.
-func totpAD(userID int64) []byte    { return []byte("totp:" + strconv.FormatInt(userID, 10)) }
+func totpAD(userID int64) []byte { return []byte("totp:" + strconv.FormatInt(userID, 10)) }
 
 func pendingAD(userID int64) []byte { return []byte("totp-pending:" + strconv.FormatInt(userID, 10)) }
 
@@ -938,4 +939,41 @@ func (rl *MFA) RegenerateRecovery(ctx context.Context, o Origin, access string, 
 		return nil, userGone(err)
 	}
 	return codes, nil
+}
+
+// ResealTOTP seals every TOTP secret of st that opens under old again
+// under box, one authenticator per statement, and drops the pending
+// setups (sealed under old too: they live minutes, their users start
+// again). Secrets already sealed under box are left alone, so running it
+// twice changes nothing; unreadable counts those that open under neither.
+func ResealTOTP(ctx context.Context, st Store, old, box *secretbox.Box, rand io.Reader) (resealed, unreadable int, err error) {
+	auths, err := st.TOTPAuthenticators(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, a := range auths {
+		ad := totpAD(a.UserID)
+		secret, err := old.Open(a.Data, ad)
+		if err != nil {
+			if _, err := box.Open(a.Data, ad); err != nil {
+				unreadable++
+			}
+			continue
+		}
+		sealed, err := box.Seal(secret, ad, rand)
+		if err != nil {
+			return 0, 0, err
+		}
+		ok, err := st.SwapAuthenticatorData(ctx, a.ID, a.Data, sealed)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			resealed++
+		}
+	}
+	if _, err := st.PurgeTokens(ctx, purposeMFASetupSecret, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		return 0, 0, err
+	}
+	return resealed, unreadable, nil
 }

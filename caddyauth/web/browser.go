@@ -222,8 +222,11 @@ func (c *cookies) csrfCookieMAC(nonce string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func (c *cookies) csrfMAC(cookie string) string {
-	m := hmac.New(sha256.New, c.cfg.CSRFKey)
+func (c *cookies) csrfMAC(cookie string) string { return CSRFTokenFor(c.cfg.CSRFKey, cookie) }
+
+// CSRFTokenFor is the form token of the CSRF cookie value cookie under key.
+func CSRFTokenFor(key []byte, cookie string) string {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte("csrf\x00" + cookie))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

@@ -37,9 +37,9 @@ import (
 //go:embed pages
 var embeddedPages embed.FS
 
-// defaultLoginPage is the guard's `redirect` target when none is given:
+// DefaultLoginPage is the guard's `redirect` target when none is given:
 // the login page of endpoints under the default prefix.
-const defaultLoginPage = "/auth/page/login"
+const DefaultLoginPage = "/auth/page/login"
 
 // pageCSP is the Content-Security-Policy of every page.
 const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -68,7 +68,7 @@ type pageSet struct {
 // replaced by the file of the same name in dir when dir is set and has one
 // (`login.html`, `layout.html`, `style.css`, ...).
 func loadPageSet(dir string, names []string) (*pageSet, error) {
-	if err := checkTemplateDir(dir); err != nil {
+	if err := CheckTemplateDir(dir); err != nil {
 		return nil, err
 	}
 	read := func(name string) ([]byte, error) {
@@ -113,9 +113,9 @@ func loadPageSet(dir string, names []string) (*pageSet, error) {
 	return ps, nil
 }
 
-// checkTemplateDir refuses a templates directory that is not there, so a
+// CheckTemplateDir refuses a templates directory that is not there, so a
 // misspelt path is not silently replaced by the built-in templates.
-func checkTemplateDir(dir string) error {
+func CheckTemplateDir(dir string) error {
 	if dir == "" {
 		return nil
 	}

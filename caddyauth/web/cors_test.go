@@ -1,4 +1,4 @@
-package caddyauth
+package web
 
 import "testing"
 
@@ -6,12 +6,12 @@ import "testing"
 // never send as Origin, and every wildcard, is refused.
 func TestCheckOrigins(t *testing.T) {
 	for _, o := range []string{"https://a.example.com?", "https://a.example.com#", "https://a.example.com/x", "https://u@a.example.com", "ftp://a.example.com", "https://", "https://:8443", "*", "null", "https://*.a.com", "https://a.example.com:443", "http://a:80"} {
-		if checkOrigins([]string{o}) == nil {
+		if CheckOrigins([]string{o}) == nil {
 			t.Errorf("%q accepted", o)
 		}
 	}
 	for _, o := range []string{"https://a.example.com", "http://localhost:3000", "http://127.0.0.1:8080", "https://[::1]:8443", "HTTPS://A.example.com"} {
-		if err := checkOrigins([]string{o}); err != nil {
+		if err := CheckOrigins([]string{o}); err != nil {
 			t.Errorf("%q: %v", o, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package caddyauth
+package web
 
 import (
 	"bytes"

@@ -1,0 +1,178 @@
+// Package coretest builds an account core on a SQLite database in a
+// test's temporary directory, with a clock the test moves, a seeded
+// random source, and an outbox and an audit log the test reads: the
+// core's flows run with no HTTP and no Caddy around them.
+package coretest
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/testrand"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlite"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
+)
+
+// Realm is a core and what a test reads of it.
+type Realm struct {
+	*account.Service
+	Clock  *account.Clock
+	Store  account.Store
+	Outbox *Outbox
+	Audit  *Records
+}
+
+// New builds a core with cfg (zero durations and modes take the
+// defaults of the Caddy adapter) on a fresh SQLite database.
+func New(t testing.TB, cfg account.Config) *Realm {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "auth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.DB().Close() })
+	seed, err := tokens.GenerateEd25519Key(testrand.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := tokens.NewEd25519(seed, tokens.Config{Issuer: "caddy-jwt-allauth", Audience: "caddy-jwt-allauth"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := secretbox.New(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults(&cfg)
+	clk := new(account.Clock)
+	rl := &Realm{Clock: clk, Store: st, Outbox: new(Outbox), Audit: new(Records)}
+	rl.Service, err = account.New(cfg, account.Deps{
+		Store:   st,
+		Limiter: account.NewMemoryLimiter(clk.Now),
+		Keys:    keys,
+		Secrets: box,
+		HashKey: []byte("test-only-hash-key-0123456789abcdef"),
+		Hasher:  account.NewHasher(testrand.New(2), time.Second, nil),
+		Outbox:  rl.Outbox,
+		Audit:   slog.New(rl.Audit),
+		Clock:   clk,
+		Rand:    testrand.New(3),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rl
+}
+
+// defaults fills in what the Caddy adapter defaults (caddyauth/app.go).
+func defaults(c *account.Config) {
+	set := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	set(&c.AccessTTL, 30*time.Minute)
+	set(&c.RefreshTTL, 14*24*time.Hour)
+	set(&c.ReauthWindow, 10*time.Minute)
+	set(&c.MFAChallengeTTL, 5*time.Minute)
+	set(&c.MFALockout, 15*time.Minute)
+	set(&c.EmailConfirmationTTL, 3*24*time.Hour)
+	set(&c.PasswordResetTTL, time.Hour)
+	if c.MFA == "" {
+		c.MFA = account.MFADisabled
+	}
+	if c.EmailVerification == "" {
+		c.EmailVerification = account.VerifyNone
+	}
+	if c.Registration == "" {
+		c.Registration = account.RegistrationOpen
+	}
+	if c.InviteRoles == nil {
+		c.InviteRoles = []int{account.RoleStaff, account.RoleSuperuser}
+	}
+	if c.TOTPIssuer == "" {
+		c.TOTPIssuer = "JWT-Allauth"
+	}
+}
+
+// Outbox keeps the mails the core sends.
+type Outbox struct {
+	mu    sync.Mutex
+	mails []account.Mail
+}
+
+// Send keeps m.
+func (o *Outbox) Send(m account.Mail) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.mails = append(o.mails, m)
+}
+
+// Mails are the mails sent so far, oldest first.
+func (o *Outbox) Mails() []account.Mail {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.mails)
+}
+
+// Last is the newest mail of kind to to, and whether there is one.
+func (o *Outbox) Last(kind, to string) (account.Mail, bool) {
+	ms := o.Mails()
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].Kind == kind && ms[i].To == to {
+			return ms[i], true
+		}
+	}
+	return account.Mail{}, false
+}
+
+// Record is one audit line: its level, event and attributes.
+type Record struct {
+	Level slog.Level
+	Event string
+	Attrs map[string]string
+}
+
+// Records is an slog handler keeping every record.
+type Records struct {
+	mu      sync.Mutex
+	records []Record
+}
+
+func (a *Records) Enabled(context.Context, slog.Level) bool { return true }
+func (a *Records) WithAttrs([]slog.Attr) slog.Handler      { return a }
+func (a *Records) WithGroup(string) slog.Handler           { return a }
+
+// Handle keeps r.
+func (a *Records) Handle(_ context.Context, r slog.Record) error {
+	rec := Record{Level: r.Level, Event: r.Message, Attrs: map[string]string{}}
+	r.Attrs(func(at slog.Attr) bool {
+		rec.Attrs[at.Key] = at.Value.String()
+		return true
+	})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.records = append(a.records, rec)
+	return nil
+}
+
+// Events are the audit lines of event so far.
+func (a *Records) Events(event string) []Record {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []Record
+	for _, r := range a.records {
+		if r.Event == event {
+			out = append(out, r)
+		}
+	}
+	return out
+}
