@@ -175,9 +175,9 @@ type Service struct {
 	MFA        *MFA
 	Challenges *Challenges
 	Signup     *Signup
-	Passwords *Passwords
-	Users     *Users
-	core      *core
+	Passwords  *Passwords
+	Users      *Users
+	core       *core
 }
 
 // core is what every feature shares.
@@ -258,10 +258,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 		Sessions:   c.sessions,
 		MFA:        c.mfa,
 		Challenges: c.challenges,
-		Signup:    &Signup{c},
-		Passwords: &Passwords{c},
-		Users:     &Users{c},
-		core:      c,
+		Signup:     &Signup{c},
+		Passwords:  &Passwords{c},
+		Users:      &Users{c},
+		core:       c,
 	}, nil
 }
 

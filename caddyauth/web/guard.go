@@ -68,7 +68,6 @@ type GuardConfig struct {
 	// WWW-Authenticate`, and `Vary: Origin`. The upstream should then not
 	// send Access-Control-* headers of its own.
 	CORS []string `json:"cors,omitempty"`
-
 }
 
 // Guard lets a request through only with a valid access token of the

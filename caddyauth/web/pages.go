@@ -307,7 +307,6 @@ func pageRefusal(w http.ResponseWriter, err error) (int, string, bool) {
 	return status, msg, true
 }
 
-
 // setSession hands a session to the browser: the access-token cookie
 // and the refresh cookie (pages always use the cookie, whatever
 // `refresh_token` says for the JSON endpoints).
