@@ -1,7 +1,12 @@
 package caddyjwtallauth
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -69,4 +74,51 @@ func deps(t *testing.T, pkg string) []string {
 		t.Fatalf("go list -deps %s: %v", pkg, err)
 	}
 	return strings.Fields(string(out))
+}
+
+// maxMethods is the most methods one type outside the store
+// implementations may declare: no type carries the whole product.
+const maxMethods = 25
+
+// TestTypesStaySmall counts the methods each type declares, in every
+// package but the SQL store implementations, whose types implement the
+// whole Store interface by design.
+func TestTypesStaySmall(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.Dir}}", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dir := range strings.Fields(string(out)) {
+		if base := filepath.Base(dir); base == "sqlstore" || base == "sqlite" || base == "postgres" {
+			continue
+		}
+		fset := token.NewFileSet()
+		pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pkg := range pkgs {
+			methods := map[string]int{}
+			for _, f := range pkg.Files {
+				for _, d := range f.Decls {
+					fn, ok := d.(*ast.FuncDecl)
+					if !ok || fn.Recv == nil {
+						continue
+					}
+					typ := fn.Recv.List[0].Type
+					if star, ok := typ.(*ast.StarExpr); ok {
+						typ = star.X
+					}
+					if id, ok := typ.(*ast.Ident); ok {
+						methods[id.Name]++
+					}
+				}
+			}
+			for typ, n := range methods {
+				if n > maxMethods {
+					t.Errorf("%s.%s declares %d methods (at most %d): split it by feature", pkg.Name, typ, n, maxMethods)
+				}
+			}
+		}
+	}
 }

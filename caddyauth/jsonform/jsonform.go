@@ -148,15 +148,6 @@ func (f *Form) Has(name string) bool {
 	return ok
 }
 
-// Names lists the fields the body carries, in no particular order.
-func (f *Form) Names() []string {
-	names := make([]string, 0, len(f.fields))
-	for name := range f.fields {
-		names = append(names, name)
-	}
-	return names
-}
-
 // Integer reads an integer field (a JSON number, or a string of one).
 func (f *Form) Integer(name string, required bool) (int, bool) {
 	raw, ok := f.fields[name]
@@ -180,11 +171,6 @@ func (f *Form) Integer(name string, required bool) (int, bool) {
 // Fail records msg on the field name.
 func (f *Form) Fail(name, msg string) {
 	f.errs[name] = append(f.errs[name], msg)
-}
-
-// Failed reports whether a message is recorded on the field name.
-func (f *Form) Failed(name string) bool {
-	return len(f.errs[name]) > 0
 }
 
 // Errors returns the messages recorded so far, by field (nil when none).

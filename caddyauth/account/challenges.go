@@ -1,0 +1,364 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/otpcode"
+)
+
+// Challenges is the second step of a login: the MFA gate after the
+// password, the login challenges it opens, the checks of TOTP and
+// recovery codes against them, and the failure limits and lockout those
+// checks count towards.
+type Challenges struct{ *core }
+
+// gate runs after the first factor. It returns a Step that is not
+// Pending when the user may have a session now, else the second step: a
+// login challenge for a user with TOTP, or, in required mode, the setup
+// bootstrap (login, password reset and invitation set-password answer it
+// instead of tokens; sign-up builds its own, see signupOutcome). A
+// locked out user is refused.
+func (rl *Challenges) gate(ctx context.Context, u User) (Step, error) {
+	if rl.policy.MFA == MFADisabled {
+		return Step{}, nil
+	}
+	hasTOTP, err := rl.mfa.hasTOTP(ctx, u.ID)
+	if err != nil {
+		return Step{}, err
+	}
+	if !hasTOTP {
+		if rl.policy.MFA == MFARequired {
+			id, err := rl.newChallenge(ctx, rl.store, u, purposeMFASetupChallenge)
+			return Step{SetupChallenge: id}, err
+		}
+		return Step{}, nil
+	}
+	// Login words the lockout as a DRF throttle, the wait in the message.
+	if wait, err := rl.lockout(ctx, rl.store, u.ID); err != nil || wait > 0 {
+		if err != nil {
+			return Step{}, err
+		}
+		return Step{}, errThrottled(msgLockedOut, wait)
+	}
+	id, err := rl.newChallenge(ctx, rl.store, u, purposeMFALoginChallenge)
+	return Step{Challenge: id}, err
+}
+
+// spendTOTP compares code with secret and, when it matches, moves the
+// user's last accepted step to its step; false means a wrong code or one
+// already used in its step (replay).
+func (rl *Challenges) spendTOTP(ctx context.Context, tx Store, userID int64, secret, code string) (bool, error) {
+	step, ok := otpcode.MatchTOTP(secret, code, rl.now(), rl.policy.TOTPSkew)
+	if !ok {
+		return false, nil
+	}
+	return tx.AdvanceTOTPStep(ctx, userID, step, rl.now())
+}
+
+// recentFailures returns the user's MFA failures inside the lockout
+// window, oldest first, as st sees them.
+func (rl *Challenges) recentFailures(ctx context.Context, st Store, userID int64) ([]Token, error) {
+	return st.UserTokens(ctx, userID, purposeMFAAttempt, rl.now().Add(-rl.policy.MFALockout))
+}
+
+// lockoutSeconds returns how long, in whole seconds (at least 1), the user
+// stays locked out given their failures inside the window: until the
+// oldest of the last mfa_max_attempts leaves it. 0 means not locked out.
+func (rl *Challenges) lockoutSeconds(failures []Token) int {
+	limit := rl.policy.MFAUserMax
+	if limit <= 0 || len(failures) < limit {
+		return 0
+	}
+	oldest := failures[len(failures)-limit].Created
+	wait := oldest.Add(rl.policy.MFALockout).Sub(rl.now())
+	return max(1, int((wait+time.Second-1)/time.Second))
+}
+
+// lockout returns how long the user stays locked out of MFA, 0 when they
+// are not, as st sees it.
+func (rl *Challenges) lockout(ctx context.Context, st Store, userID int64) (int, error) {
+	failures, err := rl.recentFailures(ctx, st, userID)
+	if err != nil {
+		return 0, err
+	}
+	return rl.lockoutSeconds(failures), nil
+}
+
+// errMFALockedOut is the lockout refusal of the MFA flows: the bare
+// message and the wait, as the reference words it there (login words it
+// as a DRF throttle instead, see gate).
+func errMFALockedOut(wait int) *Refusal {
+	e := refuse(Throttled, msgLockedOut).because(ErrChallengeDead)
+	e.RetryAfter = wait
+	return e
+}
+
+// checkLockout refuses while the user is locked out of MFA, as st
+// sees it.
+func (rl *Challenges) checkLockout(ctx context.Context, st Store, userID int64) error {
+	wait, err := rl.lockout(ctx, st, userID)
+	if err != nil || wait == 0 {
+		return err
+	}
+	return errMFALockedOut(wait)
+}
+
+// mfaCheck is one check of a second-factor code that counts towards the
+// MFA limits: whose it is, the login challenge it is made against (nil
+// for regeneration, where what keys the failure row instead) and the
+// answer to a wrong code.
+type mfaCheck struct {
+	userID int64
+	ch     *Token
+	what   string
+	wrong  string
+}
+
+// countedCheck makes one check of a second-factor code: in one
+// transaction that locks the user's row before it reads the limits and
+// keeps it until the outcome is written, it refuses a challenge that is no
+// longer live or whose budget is spent and a user locked out, then
+// compare compares (and spends) the code; a right one runs done with the
+// locked user, a wrong one is recorded as a failure (recordFailure) and
+// answered. Every check of one user, on this node or another, waits for
+// the one before it, so however many arrive at once, at most
+// mfa_challenge_max_attempts codes are compared for one challenge and at
+// most mfa_max_attempts for the user in the window, each answered as if
+// it had come alone. The order of the refusals is the reference's
+// (challenge, lockout); callers check the same before, outside the
+// lock, so that a refusal that needs no lock waits for none. ErrNotFound
+// means the user or the challenge is gone.
+func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func(tx Store) (bool, error), done func(tx Store, u User) error) error {
+	var wrong error
+	failed, locked := false, false
+	err := rl.store.InTx(ctx, func(tx Store) error {
+		wrong, failed, locked = nil, false, false
+		// The user's row is locked first, as every transaction that locks
+		// it does, so that none waits for another in a cycle.
+		u, err := tx.UserForUpdate(ctx, c.userID)
+		if err != nil {
+			return err
+		}
+		if c.ch != nil {
+			if _, err := tx.FindToken(ctx, purposeMFALoginChallenge, c.ch.Token, rl.now().Add(-rl.policy.MFAChallengeTTL)); err != nil {
+				return err
+			}
+		}
+		if err := rl.checkLockout(ctx, tx, c.userID); err != nil {
+			return err
+		}
+		if limit := rl.policy.MFAChallengeMax; limit > 0 && c.ch != nil {
+			n, err := tx.CountTokens(ctx, purposeMFAAttempt, c.ch.Token, c.ch.Created)
+			if err != nil {
+				return err
+			}
+			// Reached only when the limit is lower than when those
+			// failures were answered (a reload, or another node's
+			// configuration): the failure that reaches it ends the
+			// challenge in its own transaction.
+			if n >= limit {
+				if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
+					return err
+				}
+				wrong = refuse(Invalid, msgChallengeExhausted).because(ErrChallengeDead)
+				return nil
+			}
+		}
+		ok, err := compare(tx)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return done(tx, u)
+		}
+		failed = true
+		wrong, locked, err = rl.recordFailure(ctx, tx, c)
+		return err
+	})
+	if err != nil || !failed {
+		if err == nil {
+			err = wrong
+		}
+		return err
+	}
+	rl.mfaOutcome(ctx, c.userID, c.wrong, ResultFailure)
+	if locked {
+		rl.mfaLockedOut(ctx, c.userID)
+	}
+	// Failures that can no longer count are purged here, not only by the
+	// background purge, so the table cannot grow under a steady attack
+	// between two purges (behaviour.md F10). Outside the lock: the rows
+	// are other users' too.
+	if _, err := rl.store.PurgeTokens(ctx, purposeMFAAttempt, rl.now().Add(-rl.attemptRetention())); err != nil {
+		return err
+	}
+	return wrong
+}
+
+// recordFailure writes, through tx, one failed check c against the user
+// and, with a challenge, against it, and returns the answer: the lockout when
+// this failure locks the user out (every live login challenge of the
+// user dies; locked is true), the invalidation message when it spends the
+// challenge's budget (the challenge dies), else c.wrong. Without a
+// challenge (regeneration) there is no challenge budget and the row is
+// keyed by c.what, so it counts only towards the user's.
+func (rl *Challenges) recordFailure(ctx context.Context, tx Store, c mfaCheck) (answer error, locked bool, err error) {
+	key := c.what
+	if c.ch != nil {
+		key = c.ch.Token
+	}
+	if _, err := tx.CreateToken(ctx, Token{UserID: c.userID, Purpose: purposeMFAAttempt, Token: key, Created: rl.now()}); err != nil {
+		return nil, false, err
+	}
+	failures, err := rl.recentFailures(ctx, tx, c.userID)
+	if err != nil {
+		return nil, false, err
+	}
+	if wait := rl.lockoutSeconds(failures); wait > 0 {
+		if _, err := tx.DeleteUserTokens(ctx, c.userID, purposeMFALoginChallenge); err != nil {
+			return nil, false, err
+		}
+		return errMFALockedOut(wait), true, nil
+	}
+	if limit := rl.policy.MFAChallengeMax; limit > 0 && c.ch != nil {
+		n, err := tx.CountTokens(ctx, purposeMFAAttempt, c.ch.Token, c.ch.Created)
+		if err != nil {
+			return nil, false, err
+		}
+		if n >= limit {
+			if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
+				return nil, false, err
+			}
+			return refuse(Invalid, msgChallengeExhausted).because(ErrChallengeDead), false, nil
+		}
+	}
+	return refuse(Invalid, c.wrong), false, nil
+}
+
+// loginChallenge counts the client address ip towards the mfa_verify_ip
+// throttle, then finds and checks the challenge of a verify call: the
+// order of checks is the reference's (body, challenge, lockout).
+func (rl *Challenges) loginChallenge(ctx context.Context, id, ip string) (Token, error) {
+	if err := rl.throttle(ctx, throttleMFAVerifyIP, rl.clientKey(ip)); err != nil {
+		return Token{}, err
+	}
+	ch, err := rl.findChallenge(ctx, purposeMFALoginChallenge, id)
+	if errors.Is(err, ErrNotFound) {
+		return Token{}, refuse(Invalid, msgChallengeInvalid).because(ErrChallengeDead)
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	return ch, rl.checkLockout(ctx, rl.store, ch.UserID)
+}
+
+// verifyTOTPChallenge completes a login challenge with a TOTP code. Each
+// time step is accepted once per user: the last accepted step is stored
+// and only moves forward, so a code cannot be replayed, on this node or
+// another, before or after a restart. The client address ip counts
+// towards the mfa_verify_ip throttle first.
+func (rl *Challenges) verifyTOTPChallenge(ctx context.Context, challengeID, code, ip string) (TokenPair, error) {
+	ch, err := rl.loginChallenge(ctx, challengeID, ip)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	secret, err := rl.mfa.userTOTPSecret(ctx, ch.UserID)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
+		return rl.spendTOTP(ctx, tx, ch.UserID, secret, code)
+	}, msgInvalidCode, ip)
+}
+
+// verifyRecoveryChallenge completes a login challenge with a recovery
+// code, spending it. The client address ip counts towards the
+// mfa_verify_ip throttle first, as for a TOTP code.
+func (rl *Challenges) verifyRecoveryChallenge(ctx context.Context, challengeID, code, ip string) (TokenPair, error) {
+	ch, err := rl.loginChallenge(ctx, challengeID, ip)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	n, err := rl.store.CountRecoveryCodes(ctx, ch.UserID)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	if n == 0 {
+		return TokenPair{}, refuse(Invalid, msgNoRecoveryCodes)
+	}
+	normalised, wellFormed := otpcode.NormaliseRecoveryCode(code)
+	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
+		if !wellFormed {
+			return false, nil
+		}
+		return tx.ConsumeRecoveryCode(ctx, ch.UserID, otpcode.HashRecoveryCode(normalised), rl.now())
+	}, msgInvalidRecovery, ip)
+}
+
+// completeChallenge checks a second factor against the login challenge ch
+// as one counted check (countedCheck): spend compares the factor and
+// spends it (false for a wrong or already spent one, a failure). A right
+// one spends the challenge, clears the user's failures and opens the
+// session, in the same transaction, so nothing is consumed unless all is;
+// a challenge spent meanwhile is invalid.
+func (rl *Challenges) completeChallenge(ctx context.Context, ch Token, spend func(tx Store) (bool, error), wrong, ip string) (TokenPair, error) {
+	var pair TokenPair
+	err := rl.countedCheck(ctx, mfaCheck{userID: ch.UserID, ch: &ch, wrong: wrong}, spend, func(tx Store, u User) error {
+		if _, err := tx.ConsumeToken(ctx, purposeMFALoginChallenge, ch.Token, time.Time{}); err != nil {
+			return err
+		}
+		// Unlike the reference (behaviour.md 9.10), an account disabled
+		// since the first factor gets no session; it is refused in login's
+		// words, and nothing is spent.
+		if !u.IsActive {
+			return refuse(Unauthenticated, MsgNoActiveAccount)
+		}
+		// The failures before this success: the lock makes them all
+		// settled ones, at most the limits' worth.
+		if _, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt); err != nil {
+			return err
+		}
+		if err := tx.SetLastLogin(ctx, u.ID, rl.now()); err != nil {
+			return err
+		}
+		var err error
+		pair, err = rl.openSession(ctx, tx, u, ip)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return TokenPair{}, refuse(Invalid, msgChallengeInvalid).because(ErrChallengeDead)
+	}
+	if err != nil {
+		return TokenPair{}, err
+	}
+	rl.mfaOutcome(ctx, ch.UserID, wrong, ResultSuccess)
+	return pair, nil
+}
+
+// SecondFactor is a second factor for a login challenge: the challenge
+// id, the code (a TOTP code, or a recovery code with Recovery), and the
+// body as decoded.
+type SecondFactor struct {
+	Form
+	Challenge, Code string
+	Recovery        bool
+}
+
+// Verify completes a login challenge (POST {prefix}/mfa/verify/ with a
+// TOTP code, {prefix}/mfa/verify-recovery/ with a recovery code, which is
+// spent) and opens the session.
+func (rl *Challenges) Verify(ctx context.Context, o Origin, in SecondFactor) (TokenPair, error) {
+	ctx = withOrigin(ctx, o)
+	if err := rl.mfa.enabled(); err != nil {
+		return TokenPair{}, err
+	}
+	if err := in.err(); err != nil {
+		return TokenPair{}, err
+	}
+	if in.Recovery {
+		return rl.verifyRecoveryChallenge(ctx, in.Challenge, in.Code, o.IP)
+	}
+	return rl.verifyTOTPChallenge(ctx, in.Challenge, in.Code, o.IP)
+}
