@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/mail"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
@@ -375,7 +376,7 @@ type realm struct {
 	rand     io.Reader
 	logger   *zap.Logger
 	metrics  *metrics
-	mails    map[string]mailTemplate
+	mails    map[string]mail.Template
 	mail     *mailQueue
 }
 
@@ -501,13 +502,17 @@ func (rl *realm) provisionMail(c *MailConfig, repl *caddy.Replacer) (*mailLease,
 		cfg.Username = repl.ReplaceAll(cfg.Username, "")
 		cfg.Password = repl.ReplaceAll(cfg.Password, "")
 		cfg.From = repl.ReplaceAll(cfg.From, "")
-		sm, err := newSMTPMailer(cfg)
+		sm, err := mail.NewSMTP(mail.SMTPConfig{Address: cfg.Address, From: cfg.From, Username: cfg.Username, Password: cfg.Password, TLS: cfg.TLS})
 		if err != nil {
 			return nil, err
 		}
 		m = sm
 	}
-	tmpl, err := loadMailTemplates(repl.ReplaceAll(cfg.Templates, ""))
+	dir := repl.ReplaceAll(cfg.Templates, "")
+	if err := web.CheckTemplateDir(dir); err != nil {
+		return nil, fmt.Errorf("mail %v", err)
+	}
+	tmpl, err := mail.Load(dir, account.MailKinds[:], account.MailData{SiteName: "Example", Email: "user@example.com", Link: "https://example.com/", Expires: "1 hour"})
 	if err != nil {
 		return nil, err
 	}

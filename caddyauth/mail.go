@@ -5,18 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"net"
-	"net/mail"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/mail"
+
 	"github.com/caddyserver/caddy/v2"
-	gomail "github.com/wneessen/go-mail"
 	"go.uber.org/zap"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
@@ -62,14 +58,9 @@ type MailConfig struct {
 	Templates string `json:"templates,omitempty"`
 }
 
-// mailMessage is one rendered mail; kind is its template name.
-type mailMessage struct {
-	kind, to, subject, text, html string
-}
-
 // mailer sends one mail.
 type mailer interface {
-	send(ctx context.Context, m mailMessage) error
+	Send(ctx context.Context, m mail.Message) error
 }
 
 // logMailer writes mails to the log instead of sending them.
@@ -77,84 +68,12 @@ type logMailer struct {
 	logger *zap.Logger
 }
 
-func (l logMailer) send(_ context.Context, m mailMessage) error {
+func (l logMailer) Send(_ context.Context, m mail.Message) error {
 	l.logger.Info("mail written to this log, not sent: mail log is for local use only",
-		zap.String("to", m.to),
-		zap.String("subject", m.subject),
-		zap.String("text", m.text))
+		zap.String("to", m.To),
+		zap.String("subject", m.Subject),
+		zap.String("text", m.Text))
 	return nil
-}
-
-// smtpMailer sends mails through an SMTP server with go-mail.
-type smtpMailer struct {
-	host     string
-	port     int
-	from     string
-	username string
-	password string
-	tls      string
-}
-
-// newSMTPMailer checks the settings of an SMTP transport.
-func newSMTPMailer(c MailConfig) (*smtpMailer, error) {
-	host, portStr, err := net.SplitHostPort(c.Address)
-	if err != nil || host == "" {
-		return nil, fmt.Errorf("mail smtp: address must be host:port, got %q", c.Address)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 1 || port > 65535 {
-		return nil, fmt.Errorf("mail smtp: bad port in %q", c.Address)
-	}
-	if c.From == "" {
-		return nil, errors.New("mail smtp: `from` is required")
-	}
-	if _, err := mail.ParseAddress(c.From); err != nil || strings.ContainsAny(c.From, "\r\n") {
-		return nil, fmt.Errorf("mail smtp: `from` %q is not a valid address", c.From)
-	}
-	if c.Password != "" && c.Username == "" {
-		return nil, errors.New("mail smtp: a password needs a username")
-	}
-	if c.Username != "" && c.TLS == "none" {
-		return nil, errors.New("mail smtp: credentials would travel in clear text with `tls none`; use starttls or implicit")
-	}
-	return &smtpMailer{host: host, port: port, from: c.From, username: c.Username, password: c.Password, tls: orDefault(c.TLS, "starttls")}, nil
-}
-
-func (s *smtpMailer) send(ctx context.Context, m mailMessage) error {
-	msg := gomail.NewMsg()
-	if err := msg.From(s.from); err != nil {
-		return err
-	}
-	if err := msg.To(m.to); err != nil {
-		return err
-	}
-	msg.Subject(m.subject)
-	msg.SetDate()
-	msg.SetMessageID()
-	msg.SetBodyString(gomail.TypeTextPlain, m.text)
-	if m.html != "" {
-		msg.AddAlternativeString(gomail.TypeTextHTML, m.html)
-	}
-	opts := []gomail.Option{gomail.WithPort(s.port), gomail.WithTimeout(30 * time.Second)}
-	switch s.tls {
-	case "implicit":
-		opts = append(opts, gomail.WithSSL())
-	case "opportunistic":
-		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSOpportunistic))
-	case "none":
-		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
-	default:
-		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory))
-	}
-	if s.username != "" {
-		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover),
-			gomail.WithUsername(s.username), gomail.WithPassword(s.password))
-	}
-	client, err := gomail.NewClient(s.host, opts...)
-	if err != nil {
-		return err
-	}
-	return client.DialAndSendWithContext(ctx, msg)
 }
 
 // mailQueue sends mails in the background, so a slow or failing SMTP
@@ -177,8 +96,8 @@ type mailQueue struct {
 	stopWait time.Duration // how long stop waits for a send in flight
 
 	mu          sync.Mutex
-	users       []*mailUser   // oldest first; the last one serves
-	pending     []mailMessage // oldest first
+	users       []*mailUser    // oldest first; the last one serves
+	pending     []mail.Message // oldest first
 	byKind      map[string]int
 	byRecipient map[string]int
 	wake        chan struct{} // one token: pending grew
@@ -311,7 +230,7 @@ func recipientKey(addr string) string { return strings.ToLower(strings.TrimSpace
 
 // enqueue hands a mail to the sender without waiting, unless a bound
 // refuses it. Mails enqueued before start wait in the queue.
-func (q *mailQueue) enqueue(m mailMessage) {
+func (q *mailQueue) enqueue(m mail.Message) {
 	q.mu.Lock()
 	if q.stopped {
 		next := q.handedTo
@@ -327,14 +246,14 @@ func (q *mailQueue) enqueue(m mailMessage) {
 	switch {
 	case len(q.pending) >= mailQueueSize:
 		reason = mailQueueFull
-	case q.byKind[m.kind] >= mailQueuePerKind:
+	case q.byKind[m.Kind] >= mailQueuePerKind:
 		reason = mailKindLimit
-	case q.byRecipient[recipientKey(m.to)] >= mailQueuePerRecipient:
+	case q.byRecipient[recipientKey(m.To)] >= mailQueuePerRecipient:
 		reason = mailRecipientLimit
 	default:
 		q.pending = append(q.pending, m)
-		q.byKind[m.kind]++
-		q.byRecipient[recipientKey(m.to)]++
+		q.byKind[m.Kind]++
+		q.byRecipient[recipientKey(m.To)]++
 	}
 	q.mu.Unlock()
 	if reason != "" {
@@ -348,9 +267,9 @@ func (q *mailQueue) enqueue(m mailMessage) {
 }
 
 // notSent logs and counts a mail that will not be sent.
-func (q *mailQueue) notSent(m mailMessage, reason string, attempts int, err error) {
+func (q *mailQueue) notSent(m mail.Message, reason string, attempts int, err error) {
 	u := q.user()
-	fields := []zap.Field{u.tag(m.to), zap.String("mail", m.kind), zap.String("reason", reason)}
+	fields := []zap.Field{u.tag(m.To), zap.String("mail", m.Kind), zap.String("reason", reason)}
 	if attempts > 0 {
 		fields = append(fields, zap.Int("attempts", attempts))
 	}
@@ -358,7 +277,7 @@ func (q *mailQueue) notSent(m mailMessage, reason string, attempts int, err erro
 		fields = append(fields, zap.Error(err))
 	}
 	u.logger.Error("mail not sent", fields...)
-	u.metrics.mailNotSent(m.kind, reason)
+	u.metrics.mailNotSent(m.Kind, reason)
 }
 
 // user returns the user whose transport, logger and metrics serve now.
@@ -435,10 +354,10 @@ func (q *mailQueue) stopAndHandOver(next *mailQueue) {
 
 // putBack returns m, whose delivery was cut short by stop, to the head of
 // the queue, or passes it on as enqueue does if the stop is already over.
-func (q *mailQueue) putBack(m mailMessage) {
+func (q *mailQueue) putBack(m mail.Message) {
 	q.mu.Lock()
 	if !q.stopped {
-		q.pending = append([]mailMessage{m}, q.pending...)
+		q.pending = append([]mail.Message{m}, q.pending...)
 		q.mu.Unlock()
 		return
 	}
@@ -447,27 +366,27 @@ func (q *mailQueue) putBack(m mailMessage) {
 }
 
 // next returns the oldest queued mail, if any.
-func (q *mailQueue) next() (mailMessage, bool) {
+func (q *mailQueue) next() (mail.Message, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.pending) == 0 {
-		return mailMessage{}, false
+		return mail.Message{}, false
 	}
 	m := q.pending[0]
-	q.pending[0] = mailMessage{}
+	q.pending[0] = mail.Message{}
 	q.pending = q.pending[1:]
 	return m, true
 }
 
 // release frees the places m held in the per-kind and per-recipient
 // bounds, once its delivery is over.
-func (q *mailQueue) release(m mailMessage) {
+func (q *mailQueue) release(m mail.Message) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.byKind[m.kind]--; q.byKind[m.kind] <= 0 {
-		delete(q.byKind, m.kind)
+	if q.byKind[m.Kind]--; q.byKind[m.Kind] <= 0 {
+		delete(q.byKind, m.Kind)
 	}
-	r := recipientKey(m.to)
+	r := recipientKey(m.To)
 	if q.byRecipient[r]--; q.byRecipient[r] <= 0 {
 		delete(q.byRecipient, r)
 	}
@@ -498,14 +417,14 @@ func (q *mailQueue) run(ctx context.Context, done chan struct{}) {
 
 // deliver sends m, retrying after each backoff delay. It reports false,
 // leaving m to the caller, when stop cut the delivery short.
-func (q *mailQueue) deliver(ctx context.Context, m mailMessage) bool {
+func (q *mailQueue) deliver(ctx context.Context, m mail.Message) bool {
 	for attempt := 0; ; attempt++ {
 		u := q.user()
 		sendCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := u.mailer.send(sendCtx, m)
+		err := u.mailer.Send(sendCtx, m)
 		cancel()
 		if err == nil {
-			u.metrics.mailSent(m.kind)
+			u.metrics.mailSent(m.Kind)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -516,7 +435,7 @@ func (q *mailQueue) deliver(ctx context.Context, m mailMessage) bool {
 			return true
 		}
 		u.logger.Warn("sending mail failed, will retry",
-			u.tag(m.to), zap.String("mail", m.kind), zap.Int("attempt", attempt+1), zap.Error(err))
+			u.tag(m.To), zap.String("mail", m.Kind), zap.Int("attempt", attempt+1), zap.Error(err))
 		t := time.NewTimer(q.backoff[attempt])
 		select {
 		case <-ctx.Done():
