@@ -14,11 +14,13 @@ import (
 const modulePath = "github.com/caddy-jwt-allauth/caddy-jwt-allauth"
 
 // Packages that speak to Caddy: the adapter itself, the store and limiter
-// modules, the store conformance suite, and test helpers. Every other
-// package under caddyauth/ is the core or a leaf, or the web layer.
+// modules (and what the SQL ones share), the store conformance suite, and
+// test helpers. Every other package under caddyauth/ is the core, a leaf,
+// the web layer, or the SQL store implementation, which is held to the
+// core's rule: it imports the core's types, never Caddy.
 var caddySide = map[string]bool{
 	"caddyauth":            true,
-	"caddyauth/sqlstore":   true,
+	"caddyauth/sqlmodule":  true,
 	"caddyauth/sqlite":     true,
 	"caddyauth/postgres":   true,
 	"caddyauth/redislimit": true,

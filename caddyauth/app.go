@@ -1,3 +1,8 @@
+// Package caddyauth is the Caddy adapter of caddy-jwt-allauth: the
+// jwt_allauth app, the endpoints handler, the guard and the
+// authentication provider, their Caddyfile syntax and the
+// `caddy jwt-allauth` command. It builds the account core (caddyauth/account)
+// from the config and hands each request to the web layer (caddyauth/web).
 package caddyauth
 
 import (

@@ -1,6 +1,9 @@
-// Package account is the domain core of caddy-jwt-allauth: the accounts,
-// sessions, one-time tokens and MFA factors, and the Store that keeps them.
-// It imports neither net/http nor Caddy; store implementations import it.
+// Package account is the domain core of caddy-jwt-allauth: every flow
+// (login and sessions, MFA, sign-up and invitations, passwords), its
+// throttles and audit lines, and the Store that keeps accounts, sessions
+// and one-time tokens. It imports neither net/http nor Caddy: inputs,
+// results and refusals are its own types, and store implementations
+// import it.
 package account
 
 import (

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlmodule"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlstore"
 )
 
@@ -30,7 +31,7 @@ func init() {
 
 // pool holds one database connection pool per DSN, shared by every module
 // instance (and every config generation during a reload) that uses it.
-var pool = sqlstore.NewPool()
+var pool = sqlmodule.NewPool()
 
 // Store keeps accounts, sessions and MFA factors in PostgreSQL. The schema
 // is created and upgraded automatically when the module is provisioned.
@@ -70,7 +71,7 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	if dsn == "" {
 		return errors.New("postgres store: dsn is required")
 	}
-	timeout := sqlstore.QueryTimeout(s.QueryTimeout)
+	timeout := sqlmodule.QueryTimeout(s.QueryTimeout)
 
 	sum := sha256.Sum256([]byte(dsn))
 	key := "jwt_allauth.postgres:" + hex.EncodeToString(sum[:])
@@ -153,7 +154,7 @@ func sanitize(err error, dsn, password string) string {
 
 // Validate checks the configuration.
 func (s *Store) Validate() error {
-	return sqlstore.ValidateQueryTimeout("postgres", s.QueryTimeout)
+	return sqlmodule.ValidateQueryTimeout("postgres", s.QueryTimeout)
 }
 
 // Cleanup releases the connection pool if this instance took it; the pool
@@ -171,7 +172,7 @@ func (s *Store) Cleanup() error {
 // The block is optional. The dispenser may start at the module name (as
 // caddyfile.UnmarshalModule provides it) or just after it.
 func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return sqlstore.UnmarshalCaddyfile(d, "postgres", true, &s.DSN, &s.QueryTimeout)
+	return sqlmodule.UnmarshalCaddyfile(d, "postgres", true, &s.DSN, &s.QueryTimeout)
 }
 
 // Interface guards.

@@ -18,6 +18,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go, no cgo)
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlmodule"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlstore"
 )
 
@@ -27,7 +28,7 @@ func init() {
 
 // pool holds one open database per file, shared by every module instance
 // (and every config generation during a reload) that uses it.
-var pool = sqlstore.NewPool()
+var pool = sqlmodule.NewPool()
 
 // busyTimeout is how long SQLite waits for a lock held by another process
 // (for example a backup or the sqlite3 shell) before giving up.
@@ -72,7 +73,7 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("sqlite store: %w", err)
 	}
-	timeout := sqlstore.QueryTimeout(s.QueryTimeout)
+	timeout := sqlmodule.QueryTimeout(s.QueryTimeout)
 
 	key := "jwt_allauth.sqlite:" + path
 	store, loaded, err := pool.Acquire(key, sqlstore.SQLite, timeout, func() (*sql.DB, error) {
@@ -155,7 +156,7 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 
 // Validate checks the configuration.
 func (s *Store) Validate() error {
-	return sqlstore.ValidateQueryTimeout("sqlite", s.QueryTimeout)
+	return sqlmodule.ValidateQueryTimeout("sqlite", s.QueryTimeout)
 }
 
 // Cleanup releases the database if this instance took it; it is closed
@@ -173,7 +174,7 @@ func (s *Store) Cleanup() error {
 // The path and the block are optional. The dispenser may start at the
 // module name (as caddyfile.UnmarshalModule provides it) or just after it.
 func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return sqlstore.UnmarshalCaddyfile(d, "sqlite", false, &s.Path, &s.QueryTimeout)
+	return sqlmodule.UnmarshalCaddyfile(d, "sqlite", false, &s.Path, &s.QueryTimeout)
 }
 
 // Interface guards.

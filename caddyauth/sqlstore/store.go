@@ -1,4 +1,4 @@
-// Package sqlstore implements caddyauth.Store over database/sql, once for
+// Package sqlstore implements account.Store over database/sql, once for
 // every SQL database; a Dialect holds the few differences. Timestamps are
 // stored as unix microseconds (so they round-trip at microsecond precision
 // and come back in UTC), booleans as BOOLEAN.
@@ -40,6 +40,10 @@ type Store struct {
 	tx      *sql.Tx // non-nil when bound to a transaction of InTx
 	dialect Dialect
 }
+
+// MigrateTimeout bounds the schema migration run when a database is
+// opened.
+const MigrateTimeout = time.Minute
 
 // New returns a Store over db, whose schema must be up to date (see Migrate).
 func New(db *sql.DB, d Dialect) *Store {

@@ -1,4 +1,8 @@
-package sqlstore
+// Package sqlmodule is what the Caddy store modules built on sqlstore
+// (postgres, sqlite) have in common: the pool of open databases they share
+// across module instances and config reloads, and the query_timeout
+// option. It keeps Caddy out of sqlstore itself.
+package sqlmodule
 
 import (
 	"database/sql"
@@ -7,15 +11,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlstore"
 )
-
-// This file holds what the Caddy store modules built on Store (postgres,
-// sqlite) have in common: the pool of open databases they share across
-// module instances and config reloads, and the query_timeout option.
-
-// MigrateTimeout bounds the schema migration run when a module opens a
-// database.
-const MigrateTimeout = time.Minute
 
 // Pool holds one open database per key, shared by every module instance
 // (and every config generation during a reload) that uses it. A database
@@ -40,7 +38,7 @@ func (p *pooledDB) Destruct() error { return p.db.Close() }
 // that database yet, open opens it (and readies its schema). loaded tells
 // whether the database was already open. Each successful Acquire takes a
 // reference that Release gives back.
-func (p *Pool) Acquire(key string, dialect Dialect, queryTimeout time.Duration, open func() (*sql.DB, error)) (s *Store, loaded bool, err error) {
+func (p *Pool) Acquire(key string, dialect sqlstore.Dialect, queryTimeout time.Duration, open func() (*sql.DB, error)) (s *sqlstore.Store, loaded bool, err error) {
 	val, loaded, err := p.usage.LoadOrNew(key, func() (caddy.Destructor, error) {
 		db, err := open()
 		if err != nil {
@@ -51,7 +49,7 @@ func (p *Pool) Acquire(key string, dialect Dialect, queryTimeout time.Duration, 
 	if err != nil {
 		return nil, false, err
 	}
-	s = New(val.(*pooledDB).db, dialect)
+	s = sqlstore.New(val.(*pooledDB).db, dialect)
 	s.QueryTimeout = queryTimeout
 	return s, loaded, nil
 }
@@ -71,11 +69,11 @@ func (p *Pool) Release(lease *string) error {
 // whether the pool has it.
 func (p *Pool) References(key string) (int, bool) { return p.usage.References(key) }
 
-// QueryTimeout returns the configured query timeout, or DefaultQueryTimeout
+// QueryTimeout returns the configured query timeout, or sqlstore.DefaultQueryTimeout
 // when it is not set.
 func QueryTimeout(configured caddy.Duration) time.Duration {
 	if configured <= 0 {
-		return DefaultQueryTimeout
+		return sqlstore.DefaultQueryTimeout
 	}
 	return time.Duration(configured)
 }
