@@ -7,7 +7,7 @@
 # (bench/load -mode password-flood), with both sides' statuses. The
 # password-check and login throttles are off, so that every flooding
 # request reaches the hasher: what is measured is the hasher's fair share
-# (caddyauth/password.go), not the throttles, which would stop this flood
+# (caddyauth/account/hasher.go), not the throttles, which would stop this flood
 # after 20 requests a minute. Loopback only, bounded.
 #
 #   bash bench/password_flood.sh [duration=10s] [flood-connections=64] [victims=2]

@@ -29,8 +29,8 @@ import (
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
-// End-to-end proof of MFA TOTP (issue #3): mfa-totp-spec.txt and
-// behaviour.md §5, §8.6–8.8, against a real Caddy on SQLite and PostgreSQL.
+// End-to-end proof of MFA TOTP (issue #3): the reference's MFA endpoints
+// and their scenarios, against a real Caddy on SQLite and PostgreSQL.
 // Codes are computed from the secret the server hands out, as an
 // authenticator app would, with pquerna/otp at the realm's time. Each time
 // step is accepted once per user, so the tests move the realm clock to the
@@ -504,7 +504,7 @@ func mustUser(t *testing.T, email string) account.User {
 	return u
 }
 
-// TestMFAOptionalFlowE2E is behaviour.md §8.6 (M1–M11) plus the storage
+// TestMFAOptionalFlowE2E is the reference's optional-mode scenario (M1–M11) plus the storage
 // properties: secrets sealed at rest, recovery codes hashed.
 func TestMFAOptionalFlowE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
@@ -754,7 +754,7 @@ func assertHashedRecovery(t *testing.T, db *sql.DB, userID int64, codes []string
 	}
 }
 
-// TestMFARequiredBootstrapE2E is behaviour.md §8.8 Q1–Q4 (and the spec's
+// TestMFARequiredBootstrapE2E is the reference's required-mode scenario Q1–Q4 (and the spec's
 // required-mode flow), with the refresh token in the cookie and in the body.
 func TestMFARequiredBootstrapE2E(t *testing.T) {
 	for _, mode := range []string{"cookie", "body"} {
@@ -939,7 +939,7 @@ func (s *site) loginLockedOut(email string, lo, hi int) int {
 	return wait
 }
 
-// TestMFABruteForceWorkedExampleE2E walks behaviour.md §5.6's worked
+// TestMFABruteForceWorkedExampleE2E walks the reference's worked
 // example with the default limits (5 per challenge, 10 per user in 15
 // minutes) to the 429 and past its end.
 func TestMFABruteForceWorkedExampleE2E(t *testing.T) {
@@ -981,7 +981,7 @@ func TestMFABruteForceWorkedExampleE2E(t *testing.T) {
 	})
 }
 
-// TestMFABruteForceSmallLimitsE2E is behaviour.md §8.7 F1–F10 with limits
+// TestMFABruteForceSmallLimitsE2E is the reference's brute-force scenario F1–F10 with limits
 // 2 per challenge and 3 per user in 600 s, set in the Caddyfile.
 func TestMFABruteForceSmallLimitsE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
@@ -1194,7 +1194,7 @@ func TestMFARecoveryRegenerateE2E(t *testing.T) {
 
 // TestMFAInactiveAccountE2E: an account disabled between the password and
 // the second factor gets no session (the reference does not re-check,
-// behaviour.md 9.10), and nothing is spent by the refusal.
+// the reference does otherwise), and nothing is spent by the refusal.
 func TestMFAInactiveAccountE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
 		s := startCaddy(t, caddyfile(store, mfaOptions("optional"), defaultBody))

@@ -8,7 +8,7 @@ import (
 )
 
 // hopGrace is how long the refresh hop takes a just-rotated refresh token
-// (refreshHopGrace in account.go).
+// (account.RefreshHopGrace, caddyauth/account/sessions.go).
 const hopGrace = 5 * time.Second
 
 // hopAnswer is what one refresh hop gave the browser.

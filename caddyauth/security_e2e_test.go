@@ -603,7 +603,7 @@ func sameAnswer(t *testing.T, what string, a, b reply) {
 // unknown address, a disabled account, an unverified one (mandatory
 // verification) and one locked out of MFA are refused exactly like a wrong
 // password. Only the holder of the right password learns the account's
-// state, in the reference's words (behaviour.md §3.1).
+// state, in the reference's words.
 func TestSecurityLoginRefusalsE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
 		s := startCaddy(t, caddyfile(store, mfaOptions("optional", "email_verification mandatory"), defaultBody))

@@ -189,7 +189,7 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 	}
 	// Failures that can no longer count are purged here, not only by the
 	// background purge, so the table cannot grow under a steady attack
-	// between two purges (behaviour.md F10). Outside the lock: the rows
+	// between two purges (the reference's scenario F10). Outside the lock: the rows
 	// are other users' too.
 	if _, err := rl.store.PurgeTokens(ctx, purposeMFAAttempt, rl.now().Add(-rl.attemptRetention())); err != nil {
 		return err
@@ -309,7 +309,7 @@ func (rl *Challenges) completeChallenge(ctx context.Context, ch Token, spend fun
 		if _, err := tx.ConsumeToken(ctx, purposeMFALoginChallenge, ch.Token, time.Time{}); err != nil {
 			return err
 		}
-		// Unlike the reference (behaviour.md 9.10), an account disabled
+		// Unlike the reference, an account disabled
 		// since the first factor gets no session; it is refused in login's
 		// words, and nothing is spent.
 		if !u.IsActive {

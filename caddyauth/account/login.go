@@ -21,10 +21,9 @@ type Step struct {
 // Pending reports whether a second step is due, so there is no session.
 func (s Step) Pending() bool { return s.Challenge != "" || s.SetupChallenge != "" }
 
-// Login is every login by e-mail and password, JSON or HTML
-// (behaviour.md §3.1): the login throttles (before any hashing), the
-// password, the account's state, the MFA gate, then the session,
-// recording the login time. Each outcome is counted and audited here.
+// Login is every login by e-mail and password, JSON or HTML: the login
+// throttles (before any hashing), the password, the account's state, the
+// MFA gate, then the session, recording the login time. Each outcome is counted and audited here.
 func (rl *Sessions) Login(ctx context.Context, o Origin, email, password string) (Step, error) {
 	ctx = withOrigin(ctx, o)
 	if err := rl.throttle(ctx, throttleLoginIP, rl.clientKey(o.IP)); err != nil {

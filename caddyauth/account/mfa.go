@@ -20,7 +20,7 @@ const (
 	authRecoveryCodes = "recovery_codes"
 )
 
-// Messages of the MFA endpoints (mfa-totp-spec.txt, behaviour.md §5).
+// Messages of the MFA endpoints, in the reference's words.
 const (
 	MsgMFADisabled        = "MFA TOTP is disabled."
 	msgMFARequired        = "MFA TOTP is required and cannot be disabled."

@@ -51,7 +51,7 @@ func (in NewPassword) check(fe *FieldErrors, email string) string {
 }
 
 // RequestReset is POST {prefix}/password/reset/ and the forgot-password
-// page (behaviour.md §3.6), for the address email (normalised) with the
+// page, for the address email (normalised) with the
 // body as decoded: always the same success after the same floor; a link
 // is mailed only to an active account with a usable password, its address
 // confirmed or not (following the link proves the address, see
@@ -353,7 +353,7 @@ type PasswordChange struct {
 }
 
 // Change saves a new password for the caller of the access token given
-// the old one (behaviour.md §3.7): every session and pending link of the
+// the old one: every session and pending link of the
 // user is revoked, and a new session is opened for the caller.
 func (rl *Passwords) Change(ctx context.Context, o Origin, access string, in PasswordChange) (TokenPair, error) {
 	ctx = withOrigin(ctx, o)

@@ -139,8 +139,8 @@ func tokenProblem(err error) string {
 	return tokens.ErrInvalid.Error()
 }
 
-// Refresh spends a refresh token and returns the session's next pair
-// (behaviour.md §3.2). A token presented twice revokes its whole session;
+// Refresh spends a refresh token and returns the session's next pair. A
+// token presented twice revokes its whole session;
 // so does a session past session_lifetime or a user who is gone or
 // disabled. With a grace (the browser's refresh hop, see RefreshHopGrace),
 // a token rotated at most grace ago is not a reuse: it gets its successor.
@@ -298,7 +298,7 @@ func (rl *Sessions) successorPair(ctx context.Context, u User, session string, s
 }
 
 // Logout ends the session of the refresh token raw, which must belong to
-// the caller (behaviour.md §3.3). Any refusal is "Invalid token.".
+// the caller. Any refusal is "Invalid token.".
 func (rl *Sessions) Logout(ctx context.Context, o Origin, caller tokens.Claims, raw string) error {
 	ctx = withOrigin(ctx, o)
 	invalid := refuse(Invalid, "Invalid token.")

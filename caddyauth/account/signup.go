@@ -62,7 +62,7 @@ type SignedUp struct {
 	MailSent bool
 }
 
-// SignUp is a sign-up (POST {prefix}/registration/, behaviour.md §3.8, and
+// SignUp is a sign-up (POST {prefix}/registration/, and
 // the sign-up page). Under mandatory verification a taken address answers
 // exactly like a free one (its owner gets an "account exists" mail);
 // otherwise it is refused on `email`. A pending sign-up for the address
@@ -246,7 +246,7 @@ type Followed struct {
 }
 
 // FollowLink follows the link key of a confirmation or invitation mail
-// (GET {prefix}/registration/verification/<key>/, behaviour.md §3.9). A
+// (GET {prefix}/registration/verification/<key>/). A
 // confirmation link works once: the address is confirmed (the
 // `email_verified` claim follows at the next refresh). An invitation link
 // leads to the set-password step and works until the password is set.
@@ -378,8 +378,8 @@ type Invitee struct {
 }
 
 // Invite creates an account without a password for the invitee and mails
-// the invitation link (POST {prefix}/registration/user-register/,
-// behaviour.md §3.10). The caller of the access token must hold an
+// the invitation link (POST {prefix}/registration/user-register/). The
+// caller of the access token must hold an
 // `invite_roles` role (re-read from the database). A pending invitation
 // or an abandoned sign-up for the address is replaced; a used account is
 // refused.
@@ -456,8 +456,7 @@ func (rl *Signup) Invite(ctx context.Context, o Origin, access string, in Invite
 
 // SetPassword sets an invited user's first password with the set-password
 // capability c (verified by Passwords.ParseCapability, and its CSRF value
-// by the caller): POST {prefix}/registration/set-password/, behaviour.md
-// §3.11. The invitation is claimed in the same transaction as the
+// by the caller): POST {prefix}/registration/set-password/. The invitation is claimed in the same transaction as the
 // password, so of many capabilities for one invitation only one can set
 // it. In MFA required mode it leads to the setup bootstrap instead of a
 // session.

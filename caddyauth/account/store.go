@@ -191,7 +191,7 @@ type Store interface {
 	SwapAuthenticatorData(ctx context.Context, id int64, old, data []byte) (bool, error)
 
 	// Settings: small named values shared by every node. Never key
-	// material: keys live in Caddy's storage (see keys.go).
+	// material: keys live in Caddy's storage (see caddyauth/keys.go).
 
 	// LoadOrStoreSetting stores value under name unless a value is already
 	// there, and returns the stored value (so concurrent first starts agree).

@@ -104,7 +104,7 @@ type NameChange struct {
 	Invalid                   FieldErrors
 }
 
-// ChangeNames applies a PATCH of the caller's profile (behaviour.md §3.5)
+// ChangeNames applies a PATCH of the caller's profile
 // once the caller's session is known live, with the row locked while the
 // names change: a slow body cannot carry a stale copy of the row past a
 // concurrent change.

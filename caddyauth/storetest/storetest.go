@@ -346,7 +346,7 @@ func testRaceUserForUpdate(t *testing.T, s account.Store) {
 }
 
 // testRaceUserForUpdateTokenBudget is how the MFA limits are kept (see
-// countedCheck in caddyauth/mfa.go): with the user's row locked, token rows
+// countedCheck in caddyauth/account/challenges.go): with the user's row locked, token rows
 // another transaction wrote before it let go of the lock are seen, so
 // "count, refuse at the limit, else insert" never lets more in.
 func testRaceUserForUpdateTokenBudget(t *testing.T, s account.Store) {

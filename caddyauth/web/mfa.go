@@ -7,7 +7,7 @@ import (
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 )
 
-// mfaAPI is the MFA endpoints (mfa-totp-spec.txt, behaviour.md §5).
+// mfaAPI is the MFA endpoints.
 type mfaAPI struct{ *Handler }
 
 // enrolment reads the body of a setup or activation call.

@@ -12,7 +12,7 @@ import (
 // change.
 type passwordAPI struct{ *Handler }
 
-// reset answers POST {prefix}/password/reset/ (behaviour.md §3.6): the
+// reset answers POST {prefix}/password/reset/: the
 // same success whatever the address.
 func (h passwordAPI) reset(w http.ResponseWriter, r *http.Request) error {
 	f := readForm(w, r)
@@ -67,7 +67,7 @@ func (h passwordAPI) resetSetNew(w http.ResponseWriter, r *http.Request) error {
 	return h.writeStep(w, http.StatusOK, done.Step, map[string]any{"detail": done.Detail})
 }
 
-// change answers POST {prefix}/password/change/ (behaviour.md §3.7): with
+// change answers POST {prefix}/password/change/: with
 // the old password, the new one is saved, every session and pending link
 // of the user is revoked, and a new session is opened for the caller.
 func (h passwordAPI) change(w http.ResponseWriter, r *http.Request) error {

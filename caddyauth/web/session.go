@@ -13,7 +13,7 @@ const RefreshCookie = "refresh_token"
 // sessionAPI is login, refresh, logout and the profile.
 type sessionAPI struct{ *Handler }
 
-// login answers POST {prefix}/login/ (behaviour.md §3.1).
+// login answers POST {prefix}/login/.
 func (h sessionAPI) login(w http.ResponseWriter, r *http.Request) error {
 	f := readForm(w, r)
 	email := f.Str("email", true, true)
@@ -49,7 +49,7 @@ func (h *Handler) writeStep(w http.ResponseWriter, status int, step account.Step
 	return writeJSON(w, status, body)
 }
 
-// refresh answers POST {prefix}/refresh/ (behaviour.md §3.2): the refresh
+// refresh answers POST {prefix}/refresh/: the refresh
 // token rotates; a token presented twice revokes its whole session.
 func (h sessionAPI) refresh(w http.ResponseWriter, r *http.Request) error {
 	raw, err := h.presentedRefresh(w, r, func() error {
@@ -83,7 +83,7 @@ func (h sessionAPI) presentedRefresh(w http.ResponseWriter, r *http.Request, mis
 	return tok, nil
 }
 
-// logout answers POST {prefix}/logout/ (behaviour.md §3.3). Unlike the
+// logout answers POST {prefix}/logout/. Unlike the
 // reference, it also clears the refresh cookie.
 func (h sessionAPI) logout(w http.ResponseWriter, r *http.Request) error {
 	caller, err := h.svc.Sessions.Check(r.Context(), bearerToken(r), false)
@@ -113,7 +113,7 @@ func (h sessionAPI) logoutAll(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Successfully logged out from all devices."})
 }
 
-// user answers GET and PATCH {prefix}/user/ (behaviour.md §3.5).
+// user answers GET and PATCH {prefix}/user/.
 func (h sessionAPI) user(w http.ResponseWriter, r *http.Request) error {
 	caller, err := h.svc.Sessions.Check(r.Context(), bearerToken(r), false)
 	if err != nil {

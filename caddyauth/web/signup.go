@@ -28,7 +28,7 @@ func registrant(f *form) account.Registrant {
 	}
 }
 
-// register answers POST {prefix}/registration/ (behaviour.md §3.8).
+// register answers POST {prefix}/registration/.
 func (h signupAPI) register(w http.ResponseWriter, r *http.Request) error {
 	f := readForm(w, r)
 	in := registrant(f)
@@ -48,7 +48,7 @@ func (h signupAPI) register(w http.ResponseWriter, r *http.Request) error {
 }
 
 // followLink answers GET {prefix}/registration/verification/<key>/, the
-// link of a confirmation or invitation mail (behaviour.md §3.9): the
+// link of a confirmation or invitation mail: the
 // browser goes to email_verified_redirect or the built-in page, or, for an
 // invited user without a password, on to the set-password step with its
 // capability.
@@ -76,8 +76,7 @@ func (h signupAPI) followLink(w http.ResponseWriter, r *http.Request) error {
 	return redirect(w, target)
 }
 
-// invite answers POST {prefix}/registration/user-register/ (behaviour.md
-// §3.10): a holder of an `invite_roles` role creates an account without a
+// invite answers POST {prefix}/registration/user-register/: a holder of an `invite_roles` role creates an account without a
 // password for `email` with `role`, and the invitation link is mailed.
 func (h signupAPI) invite(w http.ResponseWriter, r *http.Request) error {
 	f := readForm(w, r)
@@ -92,8 +91,7 @@ func (h signupAPI) invite(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, map[string]any{})
 }
 
-// setPassword answers POST {prefix}/registration/set-password/ (behaviour.md
-// §3.11), authorised by the set_password_access_token cookie and the CSRF
+// setPassword answers POST {prefix}/registration/set-password/, authorised by the set_password_access_token cookie and the CSRF
 // header. In MFA required mode the answer is the setup bootstrap instead of
 // tokens.
 func (h signupAPI) setPassword(w http.ResponseWriter, r *http.Request) error {
