@@ -2,11 +2,7 @@ package caddyauth_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
 	"crypto/sha256"
-	"encoding/base32"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -16,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/coretest"
 )
 
 const newPass = "N3w-Pasw0rd-42"
@@ -46,22 +43,11 @@ func newPasswords(p string) map[string]string {
 // realm's clock.
 func totpCode(t *testing.T, secret string) string {
 	t.Helper()
-	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.TrimRight(strings.ToUpper(secret), "="))
-	if err != nil {
-		t.Fatalf("secret %q: %v", secret, err)
-	}
 	now, err := caddyauth.Now()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var msg [8]byte
-	binary.BigEndian.PutUint64(msg[:], uint64(now.Unix()/30))
-	mac := hmac.New(sha1.New, key)
-	mac.Write(msg[:])
-	sum := mac.Sum(nil)
-	off := sum[len(sum)-1] & 0x0f
-	v := binary.BigEndian.Uint32(sum[off:off+4]) & 0x7fffffff
-	return fmt.Sprintf("%06d", v%1_000_000)
+	return coretest.TOTPCode(t, secret, now)
 }
 
 func TestPasswordResetE2E(t *testing.T) {

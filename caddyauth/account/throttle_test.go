@@ -4,19 +4,20 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/slogtest"
 )
 
 // throttleRealm is a throttler with a counting metrics sink and an audit
 // log the test reads, on a clock the test moves.
-func throttleRealm(t *testing.T, configured map[string]Throttle) (*throttler, *Clock, *auditRecords) {
+func throttleRealm(t *testing.T, configured map[string]Throttle) (*throttler, *Clock, *slogtest.Records) {
 	t.Helper()
 	clk := new(Clock)
-	logs := new(auditRecords)
+	logs := new(slogtest.Records)
 	return &throttler{
 		auditor: &auditor{
 			auditLog: slog.New(logs),
@@ -28,40 +29,6 @@ func throttleRealm(t *testing.T, configured map[string]Throttle) (*throttler, *C
 		ipv6Prefix: DefaultIPv6Prefix,
 		logger:     slog.New(slog.DiscardHandler),
 	}, clk, logs
-}
-
-// auditRecords keeps the records of an audit log, each as its message and
-// its attributes.
-type auditRecords struct {
-	mu      sync.Mutex
-	records []auditRecord
-}
-
-type auditRecord struct {
-	level slog.Level
-	msg   string
-	attrs map[string]string
-}
-
-func (a *auditRecords) Enabled(context.Context, slog.Level) bool { return true }
-func (a *auditRecords) WithAttrs([]slog.Attr) slog.Handler       { return a }
-func (a *auditRecords) WithGroup(string) slog.Handler            { return a }
-func (a *auditRecords) Handle(_ context.Context, r slog.Record) error {
-	rec := auditRecord{level: r.Level, msg: r.Message, attrs: map[string]string{}}
-	r.Attrs(func(at slog.Attr) bool {
-		rec.attrs[at.Key] = at.Value.String()
-		return true
-	})
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.records = append(a.records, rec)
-	return nil
-}
-
-func (a *auditRecords) all() []auditRecord {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.records)
 }
 
 // countingMetrics counts the throttle refusals by name.
@@ -156,12 +123,12 @@ func TestThrottleRefusesWithDRFShape(t *testing.T) {
 	if n := rl.metrics.(*countingMetrics).throttled[throttleLoginEmail]; n != 1 {
 		t.Fatalf("throttled metric %v", n)
 	}
-	recs := logs.all()
-	if len(recs) != 1 || recs[0].level != slog.LevelDebug || recs[0].attrs["throttle"] != throttleLoginEmail {
+	recs := logs.All()
+	if len(recs) != 1 || recs[0].Level != slog.LevelDebug || recs[0].Attrs["throttle"] != throttleLoginEmail {
 		t.Fatalf("audit lines %+v", recs)
 	}
 	for _, e := range recs {
-		for k, v := range e.attrs {
+		for k, v := range e.Attrs {
 			if strings.Contains(v, "a@x.org") {
 				t.Fatalf("log field %s shows the address", k)
 			}
@@ -323,18 +290,18 @@ func TestAuditLine(t *testing.T) {
 	ctx := withOrigin(context.Background(), Origin{IP: "192.0.2.7"})
 	rl.audit(ctx, auditLoginFailed, 0, slog.String("reason", "credentials"), rl.emailHash(" Alice@Example.com"))
 	rl.audit(ctx, auditPasswordChanged, 7, slog.String("how", "change"))
-	all := logs.all()
-	if len(all) != 2 || all[0].level != slog.LevelInfo || all[0].msg != auditLoginFailed {
+	all := logs.All()
+	if len(all) != 2 || all[0].Level != slog.LevelInfo || all[0].Event != auditLoginFailed {
 		t.Fatalf("audit lines %+v", all)
 	}
-	f := all[0].attrs
+	f := all[0].Attrs
 	if f["event"] != auditLoginFailed || f["email_hash"] == "" || f["user_id"] != "" || f["client_ip"] != "192.0.2.7" {
 		t.Fatalf("fields %v", f)
 	}
 	if h := rl.emailHash("alice@example.com").Value.String(); h != f["email_hash"] || len(h) != 16 {
 		t.Fatalf("hash of the normalised address differs: %s vs %v", h, f["email_hash"])
 	}
-	if g := all[1].attrs; g["user_id"] != "7" || g["how"] != "change" {
+	if g := all[1].Attrs; g["user_id"] != "7" || g["how"] != "change" {
 		t.Fatalf("fields %v", g)
 	}
 }

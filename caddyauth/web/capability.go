@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -84,6 +85,27 @@ func (h *Handler) capability(r *http.Request, cookie, permission string) (tokens
 		return tokens.Claims{}, err
 	}
 	return c, h.checkCSRF(r, c.ID)
+}
+
+// setWithCapability answers a password set by the capability in the
+// cookie named cookie (of permission): the capability and its CSRF value
+// are checked, the body read, and set sets the password; the spent
+// capability's cookie is cleared.
+func (h *Handler) setWithCapability(w http.ResponseWriter, r *http.Request, cookie, permission string,
+	set func(ctx context.Context, o account.Origin, c tokens.Claims, in account.NewPassword) (account.Done, error)) error {
+	c, err := h.capability(r, cookie, permission)
+	if err != nil {
+		return err
+	}
+	f := readForm(w, r)
+	in := f.newPassword()
+	in.Form = f.core()
+	done, err := set(r.Context(), h.origin(r), c, in)
+	if err != nil {
+		return err
+	}
+	h.clearCapabilityCookie(w, cookie)
+	return h.writeStep(w, http.StatusOK, done.Step, map[string]any{"detail": done.Detail})
 }
 
 // checkCSRF is the double-submit check: the X-CSRFToken header must equal

@@ -52,19 +52,7 @@ func (h passwordAPI) resetConfirm(w http.ResponseWriter, r *http.Request) error 
 // the password_reset_access_token cookie and the CSRF header; the answer
 // goes through the MFA gate.
 func (h passwordAPI) resetSetNew(w http.ResponseWriter, r *http.Request) error {
-	c, err := h.capability(r, resetCookie, account.PurposePassResetAccess)
-	if err != nil {
-		return err
-	}
-	f := readForm(w, r)
-	in := f.newPassword()
-	in.Form = f.core()
-	done, err := h.svc.Passwords.SetNew(r.Context(), h.origin(r), c, in)
-	if err != nil {
-		return err
-	}
-	h.clearCapabilityCookie(w, resetCookie)
-	return h.writeStep(w, http.StatusOK, done.Step, map[string]any{"detail": done.Detail})
+	return h.setWithCapability(w, r, resetCookie, account.PurposePassResetAccess, h.svc.Passwords.SetNew)
 }
 
 // change answers POST {prefix}/password/change/: with

@@ -91,23 +91,11 @@ func (h signupAPI) invite(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, map[string]any{})
 }
 
-// setPassword answers POST {prefix}/registration/set-password/, authorised by the set_password_access_token cookie and the CSRF
-// header. In MFA required mode the answer is the setup bootstrap instead of
-// tokens.
+// setPassword answers POST {prefix}/registration/set-password/, authorised
+// by the set_password_access_token cookie and the CSRF header. In MFA
+// required mode the answer is the setup bootstrap instead of tokens.
 func (h signupAPI) setPassword(w http.ResponseWriter, r *http.Request) error {
-	c, err := h.capability(r, setPasswordCookie, account.PurposePassSetAccess)
-	if err != nil {
-		return err
-	}
-	f := readForm(w, r)
-	in := f.newPassword()
-	in.Form = f.core()
-	done, err := h.svc.Signup.SetPassword(r.Context(), h.origin(r), c, in)
-	if err != nil {
-		return err
-	}
-	h.clearCapabilityCookie(w, setPasswordCookie)
-	return h.writeStep(w, http.StatusOK, done.Step, map[string]any{"detail": done.Detail})
+	return h.setWithCapability(w, r, setPasswordCookie, account.PurposePassSetAccess, h.svc.Signup.SetPassword)
 }
 
 // resend answers POST {prefix}/registration/resend-email/: a new

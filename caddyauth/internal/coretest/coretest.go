@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/slogtest"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/testrand"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlite"
@@ -32,7 +33,7 @@ type Realm struct {
 	Clock  *account.Clock
 	Store  account.Store
 	Outbox *Outbox
-	Audit  *Records
+	Audit  *slogtest.Records
 }
 
 // New builds a core with cfg (zero durations and modes take the
@@ -59,7 +60,7 @@ func New(t testing.TB, cfg account.Config) *Realm {
 	}
 	defaults(&cfg)
 	clk := new(account.Clock)
-	rl := &Realm{Clock: clk, Store: st, Outbox: new(Outbox), Audit: new(Records)}
+	rl := &Realm{Clock: clk, Store: st, Outbox: new(Outbox), Audit: new(slogtest.Records)}
 	rl.Service, err = account.New(cfg, account.Deps{
 		Store:   st,
 		Limiter: account.NewMemoryLimiter(clk.Now),
@@ -138,49 +139,6 @@ func (o *Outbox) Last(kind, to string) (account.Mail, bool) {
 		}
 	}
 	return account.Mail{}, false
-}
-
-// Record is one audit line: its level, event and attributes.
-type Record struct {
-	Level slog.Level
-	Event string
-	Attrs map[string]string
-}
-
-// Records is an slog handler keeping every record.
-type Records struct {
-	mu      sync.Mutex
-	records []Record
-}
-
-func (a *Records) Enabled(context.Context, slog.Level) bool { return true }
-func (a *Records) WithAttrs([]slog.Attr) slog.Handler       { return a }
-func (a *Records) WithGroup(string) slog.Handler            { return a }
-
-// Handle keeps r.
-func (a *Records) Handle(_ context.Context, r slog.Record) error {
-	rec := Record{Level: r.Level, Event: r.Message, Attrs: map[string]string{}}
-	r.Attrs(func(at slog.Attr) bool {
-		rec.Attrs[at.Key] = at.Value.String()
-		return true
-	})
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.records = append(a.records, rec)
-	return nil
-}
-
-// Events are the audit lines of event so far.
-func (a *Records) Events(event string) []Record {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []Record
-	for _, r := range a.records {
-		if r.Event == event {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // TOTPCode computes the RFC 6238 code (SHA-1, 30 s, six digits) of the
