@@ -2,6 +2,7 @@ package caddyauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -101,13 +102,20 @@ func HoldHashSlots() (release func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	// With a context already ended, Hold takes a free slot and gives up
+	// at once when none is left.
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
 	var held []func()
-	for range rl.hasher.Slots() {
-		r, err := rl.hasher.Hold(context.Background())
+	for {
+		r, err := rl.hasher.Hold(ended)
 		if err != nil {
-			return nil, err
+			break
 		}
 		held = append(held, r)
+	}
+	if len(held) == 0 {
+		return nil, errors.New("no hashing slot was free")
 	}
 	return func() {
 		for _, r := range held {

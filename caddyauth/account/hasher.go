@@ -192,9 +192,6 @@ func (h *Hasher) Hold(ctx context.Context, owners ...string) (release func(), er
 	return func() { h.release(owners) }, nil
 }
 
-// Slots is how many hashes may run at once.
-func (h *Hasher) Slots() int { return h.slots }
-
 // Hash returns the argon2id PHC string of password. owners are whom the
 // hash is for (see acquire); none for a command-line tool.
 func (h *Hasher) Hash(ctx context.Context, password string, owners ...string) (string, error) {

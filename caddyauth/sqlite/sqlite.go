@@ -142,18 +142,6 @@ func open(ctx context.Context, path string) (*sql.DB, error) {
 	return db, nil
 }
 
-// Open opens (creating it if need be) and migrates the database at path
-// as a store of its own, outside Caddy's pool of shared databases: for
-// the account core's tests and tools, which run no Caddy. Close its DB
-// when done.
-func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
-	db, err := open(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	return sqlstore.New(db, sqlstore.SQLite), nil
-}
-
 // Validate checks the configuration.
 func (s *Store) Validate() error {
 	return sqlmodule.ValidateQueryTimeout("sqlite", s.QueryTimeout)

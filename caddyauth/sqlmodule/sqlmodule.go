@@ -65,10 +65,6 @@ func (p *Pool) Release(lease *string) error {
 	return err
 }
 
-// References returns how many users hold the database under key, and
-// whether the pool has it.
-func (p *Pool) References(key string) (int, bool) { return p.usage.References(key) }
-
 // QueryTimeout returns the configured query timeout, or sqlstore.DefaultQueryTimeout
 // when it is not set.
 func QueryTimeout(configured caddy.Duration) time.Duration {

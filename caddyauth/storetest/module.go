@@ -17,7 +17,7 @@ type Module interface {
 // Provision provisions and validates m in a new Caddy context, failing the
 // test on an error, and cleans m up when the test ends, failing it if that
 // errs.
-func Provision(t *testing.T, m Module) {
+func Provision(t testing.TB, m Module) {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)

@@ -5,7 +5,6 @@
 package coretest
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base32"
@@ -24,6 +23,7 @@ import (
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/testrand"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlite"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/storetest"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -40,12 +40,10 @@ type Realm struct {
 // defaults of the Caddy adapter) on a fresh SQLite database.
 func New(t testing.TB, cfg account.Config) *Realm {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "auth.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.DB().Close() })
+	// The store module opens and migrates the database; nothing else of
+	// Caddy runs.
+	st := &sqlite.Store{Path: filepath.Join(t.TempDir(), "auth.db")}
+	storetest.Provision(t, st)
 	seed, err := tokens.GenerateEd25519Key(testrand.New(1))
 	if err != nil {
 		t.Fatal(err)
