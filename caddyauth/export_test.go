@@ -74,7 +74,7 @@ func Now() (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	return rl.svc.Now(), nil
+	return rl.clock.Now(), nil
 }
 
 // ThrottleNames lists every throttle the realm knows.

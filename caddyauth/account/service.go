@@ -271,12 +271,6 @@ func (s *Service) Config() Config { return s.core.policy }
 // Keys is the realm's key set.
 func (s *Service) Keys() *tokens.KeySet { return s.core.keys }
 
-// Store is the realm's store.
-func (s *Service) Store() Store { return s.core.store }
-
-// Now is the realm's clock.
-func (s *Service) Now() time.Time { return s.core.now() }
-
 func (rl *core) now() time.Time { return rl.clock.Now() }
 
 // PurgeLoop deletes expired rows every few minutes until ctx ends, then
