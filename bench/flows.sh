@@ -28,9 +28,8 @@ drop_schema() {
 }
 bench_cleanup_extra=drop_schema
 
-echo "building Caddy with the plugin (./cmd/caddy), and the load generator..."
 build_caddy
-go build -o "$work/load" ./bench/load
+build_load
 
 run() { # name store-line
 	local name=$1 store=$2
@@ -44,8 +43,8 @@ run() { # name store-line
 	start_caddy "$work/caddy-$name.log" /auth/login/
 	local args=(-base "http://127.0.0.1:$port/auth" -email "bench-$name@example.com" -password "$password" -c "$clients" -d "$duration")
 	echo "== $name"
-	"$work/load" -mode refresh "${args[@]}"
-	"$work/load" -mode mfa-wrong "${args[@]}"
+	"$load" -mode refresh "${args[@]}"
+	"$load" -mode mfa-wrong "${args[@]}"
 	echo "caddy peak memory (VmHWM): $(caddy_peak_memory)"
 	stop_caddy
 }

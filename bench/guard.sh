@@ -14,7 +14,6 @@ port=18480
 . "$(dirname "$0")/lib.sh"
 need_wrk
 
-echo "building Caddy with the plugin (./cmd/caddy)..."
 build_caddy
 
 write_caddyfile "store sqlite $work/bench.db" "" '	handle /open {

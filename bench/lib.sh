@@ -7,10 +7,20 @@
 # directory $work (Caddy's data and config go there too) and removes it on
 # exit, with the Caddy it started. A script with more to undo sets
 # bench_cleanup_extra to a function name.
+#
+# Prebuilt binaries (bench/compare.sh sets both): JWT_ALLAUTH_BENCH_CADDY
+# names a Caddy with the plugin that build_caddy uses instead of building
+# ./cmd/caddy, JWT_ALLAUTH_BENCH_LOAD a bench/load that build_load uses
+# instead of building it. Relative paths are taken from where the script
+# was started.
 set -euo pipefail
+prebuilt_caddy=${JWT_ALLAUTH_BENCH_CADDY:+$(realpath -e "$JWT_ALLAUTH_BENCH_CADDY")}
+prebuilt_load=${JWT_ALLAUTH_BENCH_LOAD:+$(realpath -e "$JWT_ALLAUTH_BENCH_LOAD")}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 work=$(mktemp -d)
+caddy="$work/caddy"
+load="$work/load"
 caddy_pid=""
 bench_cleanup_extra=""
 bench_cleanup() {
@@ -27,9 +37,28 @@ need_wrk() {
 	command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
 }
 
-# build_caddy builds Caddy with the plugin into $work/caddy.
+# build_caddy builds Caddy with the plugin into $caddy, or points $caddy
+# at JWT_ALLAUTH_BENCH_CADDY.
 build_caddy() {
-	go build -o "$work/caddy" ./cmd/caddy
+	if [ -n "$prebuilt_caddy" ]; then
+		echo "Caddy: $prebuilt_caddy (JWT_ALLAUTH_BENCH_CADDY)"
+		caddy=$prebuilt_caddy
+	else
+		echo "building Caddy with the plugin (./cmd/caddy)..."
+		go build -o "$caddy" ./cmd/caddy
+	fi
+}
+
+# build_load builds the load generator (./bench/load) into $load, or points
+# $load at JWT_ALLAUTH_BENCH_LOAD.
+build_load() {
+	if [ -n "$prebuilt_load" ]; then
+		echo "load generator: $prebuilt_load (JWT_ALLAUTH_BENCH_LOAD)"
+		load=$prebuilt_load
+	else
+		echo "building the load generator (./bench/load)..."
+		go build -o "$load" ./bench/load
+	fi
 }
 
 # write_caddyfile STORE [REALM-OPTIONS [SITE-ROUTES]] writes $work/Caddyfile:
@@ -62,16 +91,23 @@ CADDY
 
 # create_user EMAIL PASSWORD adds an account with the command line.
 create_user() {
-	printf '%s\n' "$2" | "$work/caddy" jwt-allauth create-user --config "$work/Caddyfile" \
+	printf '%s\n' "$2" | "$caddy" jwt-allauth create-user --config "$work/Caddyfile" \
 		--email "$1" --password-stdin >/dev/null
 }
 
 # start_caddy LOG PATH runs Caddy in the background, logging to LOG, and
-# waits (10s at most) until PATH answers.
+# waits (10s at most) until PATH answers. It stops the script when
+# something already answers on the port (a Caddy left from another run
+# would be measured instead) or when Caddy exits.
 start_caddy() {
-	"$work/caddy" run --config "$work/Caddyfile" >"$1" 2>&1 &
+	if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+		echo "something already answers on 127.0.0.1:$port" >&2
+		exit 1
+	fi
+	"$caddy" run --config "$work/Caddyfile" >"$1" 2>&1 &
 	caddy_pid=$!
 	for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port$2" && break; sleep 0.2; done
+	kill -0 "$caddy_pid" 2>/dev/null || { echo "caddy exited" >&2; cat "$1" >&2; caddy_pid=""; exit 1; }
 }
 
 # caddy_peak_memory prints the running Caddy's VmHWM.

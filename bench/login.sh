@@ -14,13 +14,13 @@ password='Quartz-Lantern-8812'
 need_wrk
 
 echo "machine: $(nproc) CPUs, $(go env GOARCH), load average $(cut -d' ' -f1-3 /proc/loadavg) (other load skews every figure)"
+build_load
 echo "argon2id hash rate (the module's parameters: 19 MiB, t=2, p=1)..."
 single_ns=$(go test -run '^$' -bench '^BenchmarkArgon2idHash$' -benchtime 3s ./caddyauth/passwords/ | awk '/^BenchmarkArgon2idHash/ {print $3}')
-parallel=$(go run ./bench/load -mode hashrate -c "$(nproc)" -d 5s | awk '{print $2}')
+parallel=$("$load" -mode hashrate -c "$(nproc)" -d 5s | awk '{print $2}')
 awk -v ns="$single_ns" -v n="$(nproc)" -v p="$parallel" 'BEGIN {
 	printf "  one goroutine: %.1f ms/hash (%.1f hashes/s); %d goroutines: %.1f hashes/s\n", ns/1e6, 1e9/ns, n, p }'
 
-echo "building Caddy with the plugin (./cmd/caddy)..."
 build_caddy
 
 # The login throttles are per client address and per e-mail; one client
@@ -49,7 +49,7 @@ hwm=$(caddy_peak_memory)
 stop_caddy
 # Measured again with the server stopped; the higher rate is the ceiling
 # (other load on the machine only lowers it).
-again=$(go run ./bench/load -mode hashrate -c "$(nproc)" -d 5s | awk '{print $2}')
+again=$("$load" -mode hashrate -c "$(nproc)" -d 5s | awk '{print $2}')
 echo "argon2id hash rate again after the run: $again hashes/s"
 parallel=$(awk -v a="$parallel" -v b="$again" 'BEGIN {print (a > b ? a : b)}')
 echo "logins: $rps req/s, p50 $p50, p99 $p99, non-2xx ${non2xx:-0}"

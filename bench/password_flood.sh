@@ -19,9 +19,8 @@ password='Quartz-Lantern-8812'
 . "$(dirname "$0")/lib.sh"
 
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (other load skews every figure)"
-echo "building Caddy with the plugin (./cmd/caddy), and the load generator..."
 build_caddy
-go build -o "$work/load" ./bench/load
+build_load
 
 write_caddyfile "store sqlite $work/bench.db" "		throttle login_ip off
 		throttle login_email off
@@ -32,7 +31,7 @@ create_user victim@example.com "$password"
 start_caddy "$work/caddy.log" /auth/login/
 
 echo "victim: $victims clients logging in; flood: $conns connections of wrong password changes, $duration each phase..."
-"$work/load" -mode password-flood -base "http://127.0.0.1:$port/auth" \
+"$load" -mode password-flood -base "http://127.0.0.1:$port/auth" \
 	-email flooder@example.com -password "$password" \
 	-victim-email victim@example.com -victim-password "$password" \
 	-victims "$victims" -c "$conns" -d "$duration"
