@@ -32,14 +32,14 @@ const (
 // alignStep moves the realm's clock to just past the start of the next
 // TOTP step, so a code computed now stays current while the test runs.
 func alignStep(rl *coretest.Realm) {
-	into := time.Duration(rl.Now().UnixNano() % int64(totpStep))
+	into := time.Duration(rl.Clock.Now().UnixNano() % int64(totpStep))
 	rl.Clock.Advance(totpStep - into + 100*time.Millisecond)
 }
 
 // totp is the code of secret at the realm's time.
 func totp(t *testing.T, rl *coretest.Realm, secret string) string {
 	t.Helper()
-	return coretest.TOTPCode(t, secret, rl.Now())
+	return coretest.TOTPCode(t, secret, rl.Clock.Now())
 }
 
 // wrongCode is a six-digit code other than right.
@@ -285,7 +285,7 @@ func TestMFAVerifyTOTP(t *testing.T) {
 
 	rl.Clock.Advance(totpStep)
 	code := totp(t, rl, secret)
-	before := rl.Now().Truncate(time.Second)
+	before := rl.Clock.Now().Truncate(time.Second)
 	pair, err := verify(rl, ch, code)
 	wantSession(t, rl, pair, err, u.ID)
 	if ll := stored(t, rl, u.ID).LastLogin; ll.Before(before) {
@@ -419,7 +419,7 @@ func TestMFARequiredBootstrap(t *testing.T) {
 	_, err = rl.MFA.Activate(ctx, origin, bySetup, wrongCode(code))
 	wantRefusal(t, err, account.Invalid, msgInvalidCode, "")
 
-	before := rl.Now().Truncate(time.Second)
+	before := rl.Clock.Now().Truncate(time.Second)
 	act, err := rl.MFA.Activate(ctx, origin, bySetup, code)
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +553,7 @@ func TestMFAVerifyRace(t *testing.T) {
 	ch := challenge(t, rl, "ada@example.com")
 
 	pairs := make([]account.TokenPair, raceN)
-	errs := race(func(i int) (err error) {
+	errs := race(raceN, func(i int) (err error) {
 		pairs[i], err = verify(rl, ch, code)
 		return err
 	})
@@ -591,7 +591,7 @@ func TestMFAVerifyRaceTwoChallenges(t *testing.T) {
 	chs := [2]string{challenge(t, rl, "ada@example.com"), challenge(t, rl, "ada@example.com")}
 
 	pairs := make([]account.TokenPair, raceN)
-	errs := race(func(i int) (err error) {
+	errs := race(raceN, func(i int) (err error) {
 		pairs[i], err = verify(rl, chs[i%2], code)
 		return err
 	})

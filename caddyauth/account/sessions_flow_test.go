@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,15 +35,7 @@ func newUser(t *testing.T, rl *coretest.Realm, email string) account.User {
 	return u
 }
 
-// login logs in and wants no refusal.
-func login(t *testing.T, rl *coretest.Realm, email, pw string) account.Step {
-	t.Helper()
-	step, err := rl.Sessions.Login(ctx, origin, email, pw)
-	if err != nil {
-		t.Fatalf("login %s: %v", email, err)
-	}
-	return step
-}
+// login (signup_flow_test.go) logs in and wants no refusal.
 
 // signIn logs in with the right password and wants a session.
 func signIn(t *testing.T, rl *coretest.Realm, email string) account.TokenPair {
@@ -72,7 +63,7 @@ func wantRefusal(t *testing.T, err error, kind account.Kind, detail, code string
 // claimsOf parses a token of typ on the realm's keys at the realm's time.
 func claimsOf(t *testing.T, rl *coretest.Realm, raw, typ string) tokens.Claims {
 	t.Helper()
-	c, err := rl.Keys().Parse(raw, typ, rl.Now())
+	c, err := rl.Keys().Parse(raw, typ, rl.Clock.Now())
 	if err != nil {
 		t.Fatalf("parsing a %s token: %v", typ, err)
 	}
@@ -120,7 +111,7 @@ const msgTokenInvalid = "Token is invalid or expired"
 func TestLoginMFADisabledOpensSession(t *testing.T) {
 	rl := coretest.New(t, account.Config{})
 	u := newUser(t, rl, "ada@example.com")
-	before := rl.Now().Truncate(time.Second)
+	before := rl.Clock.Now().Truncate(time.Second)
 
 	// The address is normalised before the lookup.
 	step := login(t, rl, "  ADA@Example.com ", password)
@@ -135,7 +126,7 @@ func TestLoginMFADisabledOpensSession(t *testing.T) {
 	if len(ac.Session) != 32 || rc.Session != ac.Session {
 		t.Fatalf("sessions %q / %q, want one 32-hex id", ac.Session, rc.Session)
 	}
-	if ac.SessionIAT != rc.SessionIAT || ac.SessionIAT < before.Unix() || ac.SessionIAT > rl.Now().Unix() {
+	if ac.SessionIAT != rc.SessionIAT || ac.SessionIAT < before.Unix() || ac.SessionIAT > rl.Clock.Now().Unix() {
 		t.Fatalf("session_iat %d / %d, want the login time", ac.SessionIAT, rc.SessionIAT)
 	}
 	if ac.Role != account.RoleUser || !ac.EmailVerified || ac.ID == rc.ID {
@@ -147,7 +138,7 @@ func TestLoginMFADisabledOpensSession(t *testing.T) {
 	if d := rc.ExpiresAt.Sub(rc.IssuedAt.Time); d != 14*24*time.Hour {
 		t.Fatalf("refresh lifetime %v, want 14 days", d)
 	}
-	if _, err := rl.Keys().Parse(step.Pair.Access, tokens.TypeRefresh, rl.Now()); !errors.Is(err, tokens.ErrWrongType) {
+	if _, err := rl.Keys().Parse(step.Pair.Access, tokens.TypeRefresh, rl.Clock.Now()); !errors.Is(err, tokens.ErrWrongType) {
 		t.Fatalf("the access token as a refresh token: %v, want ErrWrongType", err)
 	}
 	if !live(t, rl, ac.Session) {
@@ -156,7 +147,7 @@ func TestLoginMFADisabledOpensSession(t *testing.T) {
 	if c, err := rl.Sessions.LiveAccess(ctx, step.Pair.Access); err != nil || c.Session != ac.Session {
 		t.Fatalf("LiveAccess: %+v, %v", c, err)
 	}
-	if ll := stored(t, rl, u.ID).LastLogin; ll.Before(before) || ll.After(rl.Now()) {
+	if ll := stored(t, rl, u.ID).LastLogin; ll.Before(before) || ll.After(rl.Clock.Now()) {
 		t.Fatalf("last_login %v, want the login time (from %v)", ll, before)
 	}
 	ev := rl.Audit.Events("login_succeeded")
@@ -409,7 +400,7 @@ func TestSessionLifetime(t *testing.T) {
 	// A session older than the lifetime whose refresh token is not capped
 	// (issued before the lifetime was set): refused as expired, its rows
 	// deleted.
-	now := rl.Now()
+	now := rl.Clock.Now()
 	c := tokens.Claims{
 		TokenType:  tokens.TypeRefresh,
 		UserID:     strconv.FormatInt(u.ID, 10),
@@ -601,22 +592,6 @@ func TestCheckWithoutSessionCheck(t *testing.T) {
 // raceN is how many goroutines spend one single-use item at once.
 const raceN = 20
 
-// race runs f raceN times at once and returns the errors, by index.
-func race(f func(i int) error) []error {
-	errs := make([]error, raceN)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range raceN {
-		wg.Go(func() {
-			<-start
-			errs[i] = f(i)
-		})
-	}
-	close(start)
-	wg.Wait()
-	return errs
-}
-
 // Concurrent rotations of one refresh token without a grace: the first
 // to delete its row wins, and every later one finds the row gone, which
 // is a reuse and revokes the session (sessions.go, rotateRecorded). So
@@ -629,7 +604,7 @@ func TestRefreshRaceWithoutGrace(t *testing.T) {
 	session := claimsOf(t, rl, p.Refresh, tokens.TypeRefresh).Session
 
 	pairs := make([]account.TokenPair, raceN)
-	errs := race(func(i int) (err error) {
+	errs := race(raceN, func(i int) (err error) {
 		pairs[i], err = rl.Sessions.Refresh(ctx, origin, p.Refresh, 0)
 		return err
 	})
@@ -660,7 +635,7 @@ func TestRefreshRaceWithinGrace(t *testing.T) {
 	session := claimsOf(t, rl, p.Refresh, tokens.TypeRefresh).Session
 
 	pairs := make([]account.TokenPair, raceN)
-	errs := race(func(i int) (err error) {
+	errs := race(raceN, func(i int) (err error) {
 		pairs[i], err = rl.Sessions.Refresh(ctx, origin, p.Refresh, account.RefreshHopGrace)
 		return err
 	})

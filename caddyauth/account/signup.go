@@ -25,6 +25,8 @@ const (
 	msgRoleAboveMaximum  = "Ensure this value is less than or equal to 32767."
 	msgPasswordSetDetail = "Password set."
 	msgPasswordSetMFA    = "Password set. Please configure MFA to complete registration."
+	msgSignupClosed      = "Sign-up is closed."
+	msgInvitationsOff    = "Invitations are not part of this site's registration."
 )
 
 // claimedForSignup reports whether an existing account holds its address
@@ -72,6 +74,9 @@ type SignedUp struct {
 // sign-up for the address (its link expired) is replaced.
 func (rl *Signup) SignUp(ctx context.Context, o Origin, in Registrant) (SignedUp, error) {
 	ctx = withOrigin(ctx, o)
+	if !rl.policy.Registration.SignupOpen() {
+		return SignedUp{}, refuse(Forbidden, msgSignupClosed)
+	}
 	if in.Refused != nil {
 		return SignedUp{}, in.Refused
 	}
@@ -385,6 +390,9 @@ type Invitee struct {
 // refused.
 func (rl *Signup) Invite(ctx context.Context, o Origin, access string, in Invitee) error {
 	ctx = withOrigin(ctx, o)
+	if !rl.policy.Registration.InvitationsOn() {
+		return refuse(Forbidden, msgInvitationsOff)
+	}
 	caller, err := rl.sessions.Check(ctx, access, false)
 	if err != nil {
 		return err
@@ -485,6 +493,9 @@ func (rl *Signup) SetPassword(ctx context.Context, o Origin, c tokens.Claims, in
 // invited users get their link again by a new invitation.
 func (rl *Signup) Resend(ctx context.Context, o Origin, email string, in Form) error {
 	ctx = withOrigin(ctx, o)
+	if !rl.policy.Registration.SignupOpen() {
+		return refuse(Forbidden, msgSignupClosed)
+	}
 	if in.Refused != nil {
 		return in.Refused
 	}

@@ -16,9 +16,8 @@ import (
 
 // The flows of sign-up, address confirmation and invitation, run on a
 // real core (internal/coretest) with no HTTP around them. Shared helpers
-// of these tests and of passwords_flow_test.go are at the end.
-
-var origin = account.Origin{IP: "192.0.2.1", Host: "auth.example.com", Site: "https://auth.example.com/auth"}
+// of these tests and of passwords_flow_test.go are at the end; origin is
+// in sessions_flow_test.go.
 
 const (
 	pw1 = "Val1dPasw0rd"
@@ -410,10 +409,7 @@ func TestSignUpMFARequired(t *testing.T) {
 func TestConfirmationLink(t *testing.T) {
 	rl := coretest.New(t, account.Config{EmailVerification: account.VerifyMandatory})
 	ctx := context.Background()
-	if _, err := rl.Signup.SignUp(ctx, origin, registrant("jane@example.com", pw1)); err != nil {
-		t.Fatal(err)
-	}
-	key := confirmationKey(t, onlyMail(t, rl, account.MailEmailConfirmation, "jane@example.com"))
+	key := signUpPending(t, rl, "jane@example.com", pw1)
 	for _, bad := range []string{"", "not-a-key", key + "x", strings.Repeat("k", 129)} {
 		if _, err := rl.Signup.FollowLink(ctx, origin, bad); !errors.Is(err, account.ErrLinkInvalid) {
 			t.Fatalf("key %q: %v, want ErrLinkInvalid", bad, err)
@@ -435,10 +431,7 @@ func TestConfirmationLink(t *testing.T) {
 func TestConfirmationLinkExpires(t *testing.T) {
 	rl := coretest.New(t, account.Config{EmailVerification: account.VerifyMandatory})
 	ctx := context.Background()
-	if _, err := rl.Signup.SignUp(ctx, origin, registrant("jane@example.com", pw1)); err != nil {
-		t.Fatal(err)
-	}
-	key := confirmationKey(t, onlyMail(t, rl, account.MailEmailConfirmation, "jane@example.com"))
+	key := signUpPending(t, rl, "jane@example.com", pw1)
 	rl.Clock.Advance(rl.Config().EmailConfirmationTTL + time.Second)
 	if _, err := rl.Signup.FollowLink(ctx, origin, key); !errors.Is(err, account.ErrLinkInvalid) {
 		t.Fatalf("expired link: %v, want ErrLinkInvalid", err)
@@ -851,10 +844,7 @@ func TestSignUpRace(t *testing.T) {
 func TestConfirmationLinkRace(t *testing.T) {
 	rl := coretest.New(t, account.Config{EmailVerification: account.VerifyMandatory})
 	ctx := context.Background()
-	if _, err := rl.Signup.SignUp(ctx, origin, registrant("jane@example.com", pw1)); err != nil {
-		t.Fatal(err)
-	}
-	key := confirmationKey(t, onlyMail(t, rl, account.MailEmailConfirmation, "jane@example.com"))
+	key := signUpPending(t, rl, "jane@example.com", pw1)
 	errs := race(20, func(int) error {
 		_, err := rl.Signup.FollowLink(ctx, origin, key)
 		return err
@@ -916,6 +906,16 @@ func userByEmail(t *testing.T, rl *coretest.Realm, email string) account.User {
 		t.Fatalf("user %s: %v", email, err)
 	}
 	return u
+}
+
+// signUpPending signs email up under a verification mode that mails a
+// link and returns the link's key.
+func signUpPending(t *testing.T, rl *coretest.Realm, email, password string) string {
+	t.Helper()
+	if _, err := rl.Signup.SignUp(context.Background(), origin, registrant(email, password)); err != nil {
+		t.Fatal(err)
+	}
+	return confirmationKey(t, onlyMail(t, rl, account.MailEmailConfirmation, email))
 }
 
 func userCount(t *testing.T, rl *coretest.Realm) int {
@@ -1115,4 +1115,30 @@ func oneWinner(t *testing.T, errs []error) int {
 		t.Fatalf("no call succeeded: %v", errs)
 	}
 	return winner
+}
+
+// The core refuses the registration flows a policy leaves out, whatever
+// the web layer routes.
+func TestRegistrationModesRefuseClosedFlows(t *testing.T) {
+	ctx := context.Background()
+	closed := coretest.New(t, account.Config{Registration: account.RegistrationClosed, EmailVerification: account.VerifyOptional})
+	_, err := closed.Signup.SignUp(ctx, origin, account.Registrant{Email: "new@example.com", Password1: "Quiet-Harbor-7731", Password2: "Quiet-Harbor-7731", FirstName: "Ann", LastName: "Lee"})
+	wantForbidden(t, err, "Sign-up is closed.")
+	wantForbidden(t, closed.Signup.Resend(ctx, origin, "new@example.com", account.Form{}), "Sign-up is closed.")
+	if _, err := closed.Store.UserByEmail(ctx, "new@example.com"); !errors.Is(err, account.ErrNotFound) {
+		t.Fatalf("a closed sign-up created a user: %v", err)
+	}
+	if n := len(closed.Outbox.Mails()); n != 0 {
+		t.Fatalf("%d mails sent", n)
+	}
+	open := coretest.New(t, account.Config{Registration: account.RegistrationOpen})
+	wantForbidden(t, open.Signup.Invite(ctx, origin, "", account.Invitee{Email: "invitee@example.com"}), "Invitations are not part of this site's registration.")
+}
+
+func wantForbidden(t *testing.T, err error, detail string) {
+	t.Helper()
+	var r *account.Refusal
+	if !errors.As(err, &r) || r.Kind != account.Forbidden || r.Detail != detail {
+		t.Fatalf("got %v, want Forbidden %q", err, detail)
+	}
 }

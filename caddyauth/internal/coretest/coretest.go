@@ -10,6 +10,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -37,7 +38,7 @@ type Realm struct {
 }
 
 // New builds a core with cfg (zero durations and modes take the
-// defaults of the Caddy adapter) on a fresh SQLite database.
+// defaults of the Caddy adapter; see defaults) on a fresh SQLite database.
 func New(t testing.TB, cfg account.Config) *Realm {
 	t.Helper()
 	// The store module opens and migrates the database; nothing else of
@@ -65,11 +66,11 @@ func New(t testing.TB, cfg account.Config) *Realm {
 		Keys:    keys,
 		Secrets: box,
 		HashKey: []byte("test-only-hash-key-0123456789abcdef"),
-		Hasher:  account.NewHasher(testrand.New(2), time.Second, nil),
+		Hasher:  account.NewHasher(&lockedReader{r: testrand.New(2)}, time.Second, nil),
 		Outbox:  rl.Outbox,
 		Audit:   slog.New(rl.Audit),
 		Clock:   clk,
-		Rand:    testrand.New(3),
+		Rand:    &lockedReader{r: testrand.New(3)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +78,21 @@ func New(t testing.TB, cfg account.Config) *Realm {
 	return rl
 }
 
-// defaults fills in what the Caddy adapter defaults (caddyauth/app.go).
+// lockedReader makes a seeded random source safe for the concurrent flows
+// of a race test, as the system's is.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
+}
+
+// defaults fills in what the Caddy adapter defaults (caddyauth/app.go),
+// but TOTPSkew, whose 0 is a setting of its own (no step either side).
 func defaults(c *account.Config) {
 	set := func(d *time.Duration, def time.Duration) {
 		if *d == 0 {

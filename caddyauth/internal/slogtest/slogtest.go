@@ -24,8 +24,8 @@ type Records struct {
 }
 
 func (a *Records) Enabled(context.Context, slog.Level) bool { return true }
-func (a *Records) WithAttrs([]slog.Attr) slog.Handler      { return a }
-func (a *Records) WithGroup(string) slog.Handler           { return a }
+func (a *Records) WithAttrs([]slog.Attr) slog.Handler       { return a }
+func (a *Records) WithGroup(string) slog.Handler            { return a }
 
 // Handle keeps r.
 func (a *Records) Handle(_ context.Context, r slog.Record) error {
