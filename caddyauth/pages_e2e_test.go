@@ -599,6 +599,17 @@ func TestSignupPageE2E(t *testing.T) {
 				t.Fatalf("refused sign-up lacks %q:\n%s", want, p.body)
 			}
 		}
+		// The fields the endpoint requires are required here too.
+		blank := signupForm(csrf, "/dash", uniqueEmail(t, "signup-blank"), userPass)
+		blank.Set("first_name", " ")
+		blank.Del("last_name")
+		blank.Set("password2", "")
+		p = b.post("/auth/page/signup", blank).expect(t, http.StatusBadRequest)
+		for _, want := range []string{"This field may not be blank.", "This field is required.", `class="field-error" id="first_name-error"`, `class="field-error" id="last_name-error"`, `class="field-error" id="password2-error"`} {
+			if !strings.Contains(p.body, want) {
+				t.Fatalf("sign-up with blank fields lacks %q:\n%s", want, p.body)
+			}
+		}
 		email := uniqueEmail(t, "signup-page")
 		f := signupForm(csrf, "/dash", email, userPass)
 		f.Set("password2", userPass+"x")

@@ -50,19 +50,22 @@ func (discardOutbox) Send(Mail) {}
 // and the address filled in.
 func (rl *core) sendMail(o Origin, kind, to string, data MailData) {
 	if data.SiteName == "" {
-		data.SiteName = rl.siteName(o)
+		data.SiteName = rl.siteName(o.Site)
 	}
 	data.Email = to
 	rl.outbox.Send(Mail{Kind: kind, To: to, Data: data})
 }
 
-// siteName is `site_name`, else the host of the site o was made to.
-func (rl *core) siteName(o Origin) string {
+// SiteName is how mails and pages name the site at the URL site:
+// `site_name`, else its host.
+func (s *Service) SiteName(site string) string { return s.core.siteName(site) }
+
+func (rl *core) siteName(site string) string {
 	if rl.policy.SiteName != "" {
 		return rl.policy.SiteName
 	}
 	for _, scheme := range []string{"https://", "http://"} {
-		if rest, ok := strings.CutPrefix(o.Site, scheme); ok && rest != "" {
+		if rest, ok := strings.CutPrefix(site, scheme); ok && rest != "" {
 			host, _, _ := strings.Cut(rest, "/")
 			return host
 		}

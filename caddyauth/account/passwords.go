@@ -155,11 +155,14 @@ func trimPadding(s string) string {
 	return s
 }
 
-// Done is a successful credential change: Detail for the answer, and
-// where it leads (the session, or the second step first).
+// Done is a credential change by capability: Detail for the answer, and
+// where it leads (the session, or the second step first). Saved is true
+// once the password is saved and the capability spent, even when what
+// follows (the MFA gate, the session) fails.
 type Done struct {
 	Step
 	Detail string
+	Saved  bool
 }
 
 // SetNew sets a new password with the reset capability c (verified by
@@ -328,21 +331,22 @@ func savePassword(ctx context.Context, tx Store, userID int64, hash string, with
 // without TOTP the setup bootstrap), else a new session. detail is the
 // answer's; bootstrapDetail replaces it in the bootstrap answer when set.
 func (rl *core) afterCredentialChange(ctx context.Context, u User, detail, bootstrapDetail string) (Done, error) {
+	saved := Done{Saved: true}
 	step, err := rl.challenges.gate(ctx, u)
 	if err != nil {
-		return Done{}, err
+		return saved, err
 	}
 	if step.Pending() {
 		if step.SetupChallenge != "" && bootstrapDetail != "" {
 			detail = bootstrapDetail
 		}
-		return Done{Step: step, Detail: detail}, nil
+		return Done{Step: step, Detail: detail, Saved: true}, nil
 	}
 	pair, err := rl.openLoginSession(ctx, u)
 	if err != nil {
-		return Done{}, err
+		return saved, err
 	}
-	return Done{Step: Step{Pair: pair}, Detail: detail}, nil
+	return Done{Step: Step{Pair: pair}, Detail: detail, Saved: true}, nil
 }
 
 // PasswordChange is POST {prefix}/password/change/'s body: the old

@@ -173,6 +173,11 @@ const DefaultIPv6Prefix = 64
 // it. ip is the client address of an Origin; anything else is used as
 // given.
 func (rl *throttler) clientKey(ip string) string {
+	if ip == "" {
+		// A flow called without its Origin: all such calls count as one
+		// client, so a throttle still holds rather than never refusing.
+		return "unknown client"
+	}
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		ap, err := netip.ParseAddrPort(ip)

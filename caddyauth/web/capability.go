@@ -89,8 +89,8 @@ func (h *Handler) capability(r *http.Request, cookie, permission string) (tokens
 
 // setWithCapability answers a password set by the capability in the
 // cookie named cookie (of permission): the capability and its CSRF value
-// are checked, the body read, and set sets the password; the spent
-// capability's cookie is cleared.
+// are checked, the body read, and set sets the password; once it is saved
+// the spent capability's cookie is cleared, whatever follows.
 func (h *Handler) setWithCapability(w http.ResponseWriter, r *http.Request, cookie, permission string,
 	set func(ctx context.Context, o account.Origin, c tokens.Claims, in account.NewPassword) (account.Done, error)) error {
 	c, err := h.capability(r, cookie, permission)
@@ -101,10 +101,12 @@ func (h *Handler) setWithCapability(w http.ResponseWriter, r *http.Request, cook
 	in := f.newPassword()
 	in.Form = f.core()
 	done, err := set(r.Context(), h.origin(r), c, in)
+	if done.Saved {
+		h.clearCapabilityCookie(w, cookie)
+	}
 	if err != nil {
 		return err
 	}
-	h.clearCapabilityCookie(w, cookie)
 	return h.writeStep(w, http.StatusOK, done.Step, map[string]any{"detail": done.Detail})
 }
 

@@ -62,7 +62,9 @@ func (h pages) signup(w http.ResponseWriter, r *http.Request) error {
 	d.Email = strings.TrimSpace(r.PostForm.Get("email"))
 	d.FirstName = strings.TrimSpace(r.PostForm.Get("first_name"))
 	d.LastName = strings.TrimSpace(r.PostForm.Get("last_name"))
-	in := registrant(formOf(r.PostForm, signupFields...))
+	f := formOf(r.PostForm, signupFields...)
+	in := registrant(f)
+	in.Form = f.core()
 	res, err := h.svc.Signup.SignUp(r.Context(), h.origin(r), in)
 	if status, fields, msg, ok := fieldErrors(w, err, signupFields); ok {
 		d.Fields, d.Error = fields, msg
@@ -98,7 +100,8 @@ func (h pages) passwordReset(w http.ResponseWriter, r *http.Request) error {
 	}
 	d.Email = strings.TrimSpace(r.PostForm.Get("email"))
 	f := formOf(r.PostForm, "email")
-	err := h.svc.Passwords.RequestReset(r.Context(), h.origin(r), f.Str("email", true, true), f.core())
+	email := f.Str("email", true, true)
+	err := h.svc.Passwords.RequestReset(r.Context(), h.origin(r), email, f.core())
 	if status, fields, msg, ok := fieldErrors(w, err, []string{"email"}); ok {
 		d.Fields, d.Error = fields, msg
 		return h.render(w, r, status, "password-reset", d)

@@ -5,8 +5,10 @@
 package web
 
 import (
+	"crypto/rand"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -82,7 +84,21 @@ type endpoint struct {
 // templates.
 func New(svc *account.Service, cfg Config) (*Handler, error) {
 	if cfg.ClientIP == nil {
-		cfg.ClientIP = func(r *http.Request) string { return r.RemoteAddr }
+		cfg.ClientIP = func(r *http.Request) string {
+			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+				return host
+			}
+			return r.RemoteAddr
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Failures == nil {
+		cfg.Failures = noFailures{}
 	}
 	h := &Handler{cfg: cfg, svc: svc, policy: svc.Config()}
 	h.cookies = &cookies{cfg: &h.cfg}
@@ -209,6 +225,10 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) (handled bool, e
 func (h *Handler) writeError(w http.ResponseWriter, err error) error {
 	return WriteError(w, h.cfg.Logger, h.cfg.Failures, err)
 }
+
+type noFailures struct{}
+
+func (noFailures) Unavailable(error) {}
 
 // origin is where r came from, as the core sees it.
 func (h *Handler) origin(r *http.Request) account.Origin {

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
-	"strings"
 )
 
 // The built-in pages behind mailed links, used unless a redirect URL is
@@ -26,7 +25,7 @@ const (
 // password forms post with a script (the set-password endpoints want the
 // CSRF header), allowed by a per-response nonce and only there.
 func (h pages) linkPage(w http.ResponseWriter, r *http.Request, status int, kind pageKind) error {
-	d := pageData{SiteName: h.siteName()}
+	d := pageData{SiteName: h.svc.SiteName(h.cfg.PublicURL)}
 	switch kind {
 	case pageResetForm:
 		d.Title, d.Message = "Choose a new password", "Enter your new password twice. Saving it signs you out everywhere."
@@ -77,17 +76,4 @@ func (h pages) setPasswordForm(w http.ResponseWriter, r *http.Request) error {
 // verified answers GET {prefix}/registration/verified/.
 func (h pages) verified(w http.ResponseWriter, r *http.Request) error {
 	return h.linkPage(w, r, http.StatusOK, pageVerified)
-}
-
-// siteName is `site_name`, else the host of the site's public URL.
-func (h *Handler) siteName() string {
-	if h.policy.SiteName != "" {
-		return h.policy.SiteName
-	}
-	for _, scheme := range []string{"https://", "http://"} {
-		if host, ok := strings.CutPrefix(h.cfg.PublicURL, scheme); ok && host != "" {
-			return host
-		}
-	}
-	return "our site"
 }

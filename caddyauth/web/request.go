@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -50,9 +51,10 @@ func refusedForm(err error) *form {
 	return &form{Form: jsonform.FromStrings(func(string) (string, bool) { return "", false }), refused: err}
 }
 
-// core is the form as the core judges it.
+// core is the form as the core judges it: a copy of its messages, which
+// the core adds its own to.
 func (f *form) core() account.Form {
-	return account.Form{Refused: f.refused, Invalid: f.Errors()}
+	return account.Form{Refused: f.refused, Invalid: maps.Clone(f.Errors())}
 }
 
 // err is the body's refusal, or its field errors as a refusal, or nil.

@@ -133,7 +133,7 @@ func (h sessionAPI) user(w http.ResponseWriter, r *http.Request) error {
 		if in.SetLastName {
 			in.LastName = f.Str("last_name", false, true)
 		}
-		in.Invalid = f.Errors()
+		in.Invalid = f.core().Invalid
 		p, err = h.svc.Users.ChangeNames(r.Context(), caller, in)
 	} else {
 		p, err = h.svc.Users.Profile(r.Context(), caller)
