@@ -27,6 +27,12 @@ var caddySide = map[string]bool{
 	"caddyauth/storetest":  true,
 }
 
+// leaves are the small pure packages the core builds on.
+var leaves = map[string]bool{
+	"caddyauth/tokens": true, "caddyauth/passwords": true, "caddyauth/otpcode": true,
+	"caddyauth/secretbox": true, "caddyauth/jsonform": true, "caddyauth/mail": true,
+}
+
 // htmlLeaves may render HTML without speaking HTTP: the mail leaf's
 // templates have HTML bodies.
 var htmlLeaves = map[string]bool{"caddyauth/mail": true}
@@ -61,6 +67,8 @@ func TestLayers(t *testing.T) {
 			switch {
 			case dep == adapter || strings.HasPrefix(dep, "github.com/caddyserver/"):
 				t.Errorf("%s depends on %s: the core, the leaves and the web layer never import Caddy", rel, dep)
+			case leaves[rel] && dep == modulePath+"/caddyauth/account":
+				t.Errorf("%s depends on the core: the arrows point from the core to the leaves", rel)
 			case dep == modulePath+"/caddyauth/web" && !web:
 				t.Errorf("%s depends on the web layer: the arrows point from web to the core", rel)
 			case !web && dep == "net/http":

@@ -1142,3 +1142,26 @@ func wantForbidden(t *testing.T, err error, detail string) {
 		t.Fatalf("got %v, want Forbidden %q", err, detail)
 	}
 }
+
+// The command line's accounts get roles in the range invitations grant.
+func TestUsersRoleRange(t *testing.T) {
+	rl := coretest.New(t, account.Config{})
+	ctx := context.Background()
+	for _, role := range []int{-1, 32768, 99999} {
+		if _, err := rl.Users.Create(ctx, "r@example.com", pw1, role); err == nil || !strings.Contains(err.Error(), "is not a role") {
+			t.Fatalf("create with role %d: %v", role, err)
+		}
+	}
+	if _, err := rl.Store.UserByEmail(ctx, "r@example.com"); !errors.Is(err, account.ErrNotFound) {
+		t.Fatalf("a refused role created the user: %v", err)
+	}
+	if _, err := rl.Users.Create(ctx, "r@example.com", pw1, 32767); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rl.Users.SetRole(ctx, "r@example.com", 40000); err == nil {
+		t.Fatal("set-role 40000 accepted")
+	}
+	if u, _ := rl.Store.UserByEmail(ctx, "r@example.com"); u.Role != 32767 {
+		t.Fatalf("role %d after a refused set-role", u.Role)
+	}
+}

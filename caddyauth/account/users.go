@@ -145,6 +145,9 @@ func (rl *Users) ChangeNames(ctx context.Context, c tokens.Claims, in NameChange
 // Create adds an active account with a verified address, as an
 // administrator does from the command line.
 func (rl *Users) Create(ctx context.Context, email, password string, role int) (User, error) {
+	if err := checkRole(role); err != nil {
+		return User{}, err
+	}
 	email = NormalizeEmail(email)
 	if !ValidEmail(email) {
 		return User{}, fmt.Errorf("%q is not a valid e-mail address", email)
@@ -171,6 +174,15 @@ func (rl *Users) Create(ctx context.Context, email, password string, role int) (
 	return u, err
 }
 
+// checkRole refuses a role outside the range an invitation may grant (0
+// to 32767, the reference's small integer).
+func checkRole(role int) error {
+	if role < 0 || role > maxRole {
+		return fmt.Errorf("role %d is not a role (0 to %d)", role, maxRole)
+	}
+	return nil
+}
+
 // lookup finds the account of an address for the command line.
 func (rl *Users) lookup(ctx context.Context, email string) (User, error) {
 	u, err := rl.store.UserByEmail(ctx, NormalizeEmail(email))
@@ -183,6 +195,9 @@ func (rl *Users) lookup(ctx context.Context, email string) (User, error) {
 // SetRole gives the account of email a role; tokens carry it from their
 // next refresh.
 func (rl *Users) SetRole(ctx context.Context, email string, role int) (User, error) {
+	if err := checkRole(role); err != nil {
+		return User{}, err
+	}
 	u, err := rl.lookup(ctx, email)
 	if err != nil {
 		return User{}, err
