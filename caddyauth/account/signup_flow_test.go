@@ -1165,3 +1165,31 @@ func TestUsersRoleRange(t *testing.T) {
 		t.Fatalf("role %d after a refused set-role", u.Role)
 	}
 }
+
+// Disabling an account kills what it had pending: after enabling it again
+// no earlier login challenge or reset link works.
+func TestDisableRevokesPending(t *testing.T) {
+	rl := coretest.New(t, account.Config{})
+	ctx := context.Background()
+	if _, err := rl.Users.Create(ctx, "d@example.com", pw1, account.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	if err := rl.Passwords.RequestReset(ctx, origin, "d@example.com", account.Form{}); err != nil {
+		t.Fatal(err)
+	}
+	m, ok := rl.Outbox.Last(account.MailPasswordReset, "d@example.com")
+	if !ok {
+		t.Fatal("no reset mail")
+	}
+	rest := strings.TrimSuffix(strings.TrimPrefix(m.Data.Link, origin.Site+"/password/reset/confirm/"), "/")
+	uid, secret, _ := strings.Cut(rest, "/")
+	if _, err := rl.Users.Disable(ctx, "d@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rl.Users.Enable(ctx, "d@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rl.Passwords.FollowResetLink(ctx, origin, uid, secret); !errors.Is(err, account.ErrLinkInvalid) {
+		t.Fatalf("a reset link from before disable: %v", err)
+	}
+}

@@ -205,7 +205,8 @@ func (rl *Users) SetRole(ctx context.Context, email string, role int) (User, err
 	return u, rl.store.SetRole(ctx, u.ID, role)
 }
 
-// Disable disables the account of email and ends its sessions.
+// Disable disables the account of email and ends its sessions and its
+// pending links, capabilities and MFA challenges.
 func (rl *Users) Disable(ctx context.Context, email string) (User, error) {
 	u, err := rl.lookup(ctx, email)
 	if err != nil {
@@ -215,8 +216,9 @@ func (rl *Users) Disable(ctx context.Context, email string) (User, error) {
 		if err := tx.SetActive(ctx, u.ID, false); err != nil {
 			return err
 		}
-		_, err := tx.RevokeUserSessions(ctx, u.ID)
-		return err
+		// Every session, and every link, capability and challenge issued
+		// before: enabling the account again revives none of them.
+		return revokeCredentials(ctx, tx, u.ID)
 	})
 	if err != nil {
 		return User{}, err
