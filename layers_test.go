@@ -33,6 +33,11 @@ var leaves = map[string]bool{
 	"caddyauth/secretbox": true, "caddyauth/jsonform": true, "caddyauth/mail": true,
 }
 
+// outbound packages make HTTP calls to outside services (the identity
+// providers of social login): net/http as a client, never the core, the
+// web layer or Caddy.
+var outbound = map[string]bool{"caddyauth/social": true}
+
 // htmlLeaves may render HTML without speaking HTTP: the mail leaf's
 // templates have HTML bodies.
 var htmlLeaves = map[string]bool{"caddyauth/mail": true}
@@ -63,6 +68,7 @@ func TestLayers(t *testing.T) {
 			continue
 		}
 		web := rel == "caddyauth/web" || strings.HasPrefix(rel, "caddyauth/web/")
+		client := outbound[rel]
 		for _, dep := range deps(t, pkg) {
 			switch {
 			case dep == adapter || strings.HasPrefix(dep, "github.com/caddyserver/"):
@@ -71,7 +77,9 @@ func TestLayers(t *testing.T) {
 				t.Errorf("%s depends on the core: the arrows point from the core to the leaves", rel)
 			case dep == modulePath+"/caddyauth/web" && !web:
 				t.Errorf("%s depends on the web layer: the arrows point from web to the core", rel)
-			case !web && dep == "net/http":
+			case client && (dep == modulePath+"/caddyauth/account" || dep == "html/template"):
+				t.Errorf("%s depends on %s: a client of outside services judges what they answer, no more", rel, dep)
+			case !web && !client && dep == "net/http":
 				t.Errorf("%s depends on %s: only the web layer speaks HTTP", rel, dep)
 			case !web && dep == "html/template" && !htmlLeaves[rel]:
 				t.Errorf("%s depends on %s: only the web layer and the mail leaf render HTML", rel, dep)
