@@ -26,6 +26,7 @@ import (
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/mail"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/social"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
 )
@@ -214,6 +215,10 @@ type App struct {
 	// IPv4 clients are always counted by address. Default: 64.
 	ThrottleIPv6Prefix *int `json:"throttle_ipv6_prefix,omitempty"`
 
+	// The identity providers of social login, in the order the pages list
+	// them (see SocialProvider).
+	Social []SocialProvider `json:"social,omitempty"`
+
 	realm   *realm
 	logger  *zap.Logger
 	stop    context.CancelFunc
@@ -358,6 +363,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if rl.social, site.SocialProviders, err = buildSocial(a.Social, repl); err != nil {
+		return err
+	}
 	site.CSRFKey = rl.csrfKey
 	rl.site = site
 	a.logger.Info("jwt_allauth ready", zap.String("signing", rl.keys.Algorithm()), zap.String("kid", rl.keys.KeyID()))
@@ -382,6 +390,7 @@ type realm struct {
 	logger   *zap.Logger
 	metrics  *metrics
 	mails    map[string]mail.Template
+	social   map[string]*social.OIDC // by provider id; the flows that use them come with issue #11
 	mail     *mailQueue
 }
 
@@ -455,6 +464,9 @@ func (a *App) Validate() error {
 	}
 	if p := a.ThrottleIPv6Prefix; p != nil && (*p < 1 || *p > 128) {
 		return errors.New("throttle_ipv6_prefix must be between 1 and 128")
+	}
+	if err := validateSocial(a.Social); err != nil {
+		return err
 	}
 	return account.ValidateThrottles(coreThrottles(a.Throttles))
 }

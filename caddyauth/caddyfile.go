@@ -77,6 +77,7 @@ func init() {
 //		rate_limit memory|redis <url> [{ timeout <duration>; key_prefix <prefix> }]
 //		throttle <name> <limit> <window> | throttle <name> off
 //		throttle_ipv6_prefix <bits>
+//		social <id> [<kind> [<issuer>]] { client_id …; client_secret …; name …; scopes …; tenant … }
 //	}
 //
 // `throttle` may be repeated, once per name (see Throttle for the names).
@@ -185,6 +186,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			continue
 		case opt == "mail":
 			if err := a.unmarshalMail(d); err != nil {
+				return err
+			}
+			continue
+		case opt == "social":
+			if err := a.unmarshalSocial(d); err != nil {
 				return err
 			}
 			continue

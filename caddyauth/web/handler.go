@@ -47,6 +47,10 @@ type Config struct {
 	PasswordResetRedirect string
 	PasswordSetRedirect   string
 
+	// SocialProviders are the identity providers configured, in order;
+	// {prefix}/social/ is served only when there are some.
+	SocialProviders []SocialProvider
+
 	CSRFKey  []byte                     // keys the pages' and capabilities' CSRF values
 	ClientIP func(*http.Request) string // the client's address as the server trusts it
 	Rand     io.Reader
@@ -164,6 +168,9 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		if h.cfg.EmailVerifiedRedirect == "" {
 			routes["/registration/verified"] = endpoint{get, pg.verified}
 		}
+	}
+	if len(h.cfg.SocialProviders) > 0 {
+		routes["/social/providers"] = endpoint{get, h.socialProviders}
 	}
 	routes["/page/style.css"] = endpoint{get, pg.stylesheet}
 	if !h.cfg.DisablePages {
