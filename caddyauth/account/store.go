@@ -81,6 +81,17 @@ type Authenticator struct {
 	LastUsedAt time.Time // zero when never used
 }
 
+// SocialAccount links an account to its identity at an identity
+// provider: the provider's id and its stable subject for the person.
+type SocialAccount struct {
+	ID        int64
+	UserID    int64
+	Provider  string
+	UID       string
+	Created   time.Time
+	LastLogin time.Time // zero: never used to sign in
+}
+
 // Store is what a realm needs from its database. Every method is safe for
 // concurrent use, honours the context deadline, and every "consume" method is
 // one atomic statement (or transaction): under concurrent calls with the same
@@ -189,6 +200,23 @@ type Store interface {
 	// SwapAuthenticatorData sets the data of authenticator id to data only
 	// if it still holds old, and reports whether it did.
 	SwapAuthenticatorData(ctx context.Context, id int64, old, data []byte) (bool, error)
+
+	// Social accounts.
+
+	// CreateSocialAccount inserts a (a.ID is ignored) and returns its id;
+	// ErrConflict when the provider's subject is linked already.
+	CreateSocialAccount(ctx context.Context, a SocialAccount) (int64, error)
+	// SocialAccountByUID returns the link of the provider's subject uid;
+	// ErrNotFound when there is none.
+	SocialAccountByUID(ctx context.Context, provider, uid string) (SocialAccount, error)
+	// SocialAccounts returns the user's links, by ascending id.
+	SocialAccounts(ctx context.Context, userID int64) ([]SocialAccount, error)
+	// DeleteSocialAccount deletes the link id if it is the user's, and
+	// reports whether it did.
+	DeleteSocialAccount(ctx context.Context, userID, id int64) (bool, error)
+	// SetSocialLogin writes the link's last_login only; ErrNotFound when
+	// the link is gone.
+	SetSocialLogin(ctx context.Context, id int64, at time.Time) error
 
 	// Settings: small named values shared by every node. Never key
 	// material: keys live in Caddy's storage (see caddyauth/keys.go).

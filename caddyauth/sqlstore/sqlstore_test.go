@@ -98,9 +98,13 @@ func TestSQLiteMigrateConcurrently(t *testing.T) {
 			t.Errorf("Migrate %d: %v", i, err)
 		}
 	}
+	list, err := SQLite.migrationList()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var n int
-	if err := dbs[0].QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("schema_migrations has %d rows (%v), want 1", n, err)
+	if err := dbs[0].QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(list) || len(list) < 2 {
+		t.Fatalf("schema_migrations has %d rows (%v), want one per migration (%d)", n, err, len(list))
 	}
 	// The schema is usable.
 	s := New(dbs[0], SQLite)

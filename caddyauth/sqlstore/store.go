@@ -590,6 +590,86 @@ func (s *Store) PurgeTokens(ctx context.Context, purpose string, t time.Time) (i
 		`DELETE FROM tokens WHERE purpose = $1 AND created < $2`, purpose, micros(t)))
 }
 
+// Social accounts.
+
+const socialColumns = `id, user_id, provider, uid, created, last_login`
+
+func scanSocial(r scanner) (account.SocialAccount, error) {
+	var a account.SocialAccount
+	var created int64
+	var last sql.NullInt64
+	if err := r.Scan(&a.ID, &a.UserID, &a.Provider, &a.UID, &created, &last); err != nil {
+		return account.SocialAccount{}, err
+	}
+	a.Created = fromMicros(created)
+	a.LastLogin = fromNullMicros(last)
+	return a, nil
+}
+
+// CreateSocialAccount inserts a; ErrConflict when the subject is linked.
+func (s *Store) CreateSocialAccount(ctx context.Context, a account.SocialAccount) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if a.Created.IsZero() {
+		a.Created = time.Now()
+	}
+	return s.insertID(ctx, `INSERT INTO social_accounts (user_id, provider, uid, created, last_login)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id`,
+		a.UserID, a.Provider, a.UID, micros(a.Created), nullMicros(a.LastLogin))
+}
+
+// SocialAccountByUID returns the link of the provider's subject uid.
+func (s *Store) SocialAccountByUID(ctx context.Context, provider, uid string) (account.SocialAccount, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	a, err := scanSocial(s.q.QueryRowContext(ctx, `SELECT `+socialColumns+`
+		FROM social_accounts WHERE provider = $1 AND uid = $2`, provider, uid))
+	if errors.Is(err, sql.ErrNoRows) {
+		return account.SocialAccount{}, account.ErrNotFound
+	}
+	return a, err
+}
+
+// SocialAccounts returns the user's links, by ascending id.
+func (s *Store) SocialAccounts(ctx context.Context, userID int64) ([]account.SocialAccount, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.q.QueryContext(ctx, `SELECT `+socialColumns+`
+		FROM social_accounts WHERE user_id = $1 ORDER BY id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []account.SocialAccount
+	for rows.Next() {
+		a, err := scanSocial(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, a)
+	}
+	return list, rows.Err()
+}
+
+// DeleteSocialAccount deletes the link id if it is the user's.
+func (s *Store) DeleteSocialAccount(ctx context.Context, userID, id int64) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `DELETE FROM social_accounts WHERE id = $1 AND user_id = $2`, id, userID))
+	return n > 0, err
+}
+
+// SetSocialLogin writes the link's last_login only.
+func (s *Store) SetSocialLogin(ctx context.Context, id int64, at time.Time) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE social_accounts SET last_login = $1 WHERE id = $2`, micros(at), id))
+	if err == nil && n == 0 {
+		return account.ErrNotFound
+	}
+	return err
+}
+
 // MFA authenticators.
 
 // typeRecoveryCodes is the authenticator type whose deletion also deletes

@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"AdvanceTOTPStep", testAdvanceTOTPStep},
 		{"RecoveryCodes", testRecoveryCodes},
 		{"DeleteAuthenticators", testDeleteAuthenticators},
+		{"SocialAccounts", testSocialAccounts},
 		{"Settings", testSettings},
 		{"ResealTOTP", testResealTOTP},
 		{"InTx", testInTx},
@@ -51,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"RaceLoadOrStoreSetting", testRaceLoadOrStoreSetting},
 		{"RaceUserForUpdate", testRaceUserForUpdate},
 		{"RaceUserForUpdateTokenBudget", testRaceUserForUpdateTokenBudget},
+		{"RaceCreateSocialAccount", testRaceCreateSocialAccount},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -979,6 +981,85 @@ func testDeleteAuthenticators(t *testing.T, s account.Store) {
 	// A new TOTP factor can be enrolled once the old one is gone.
 	_, err = s.CreateAuthenticator(c, account.Authenticator{UserID: v, Type: "totp", CreatedAt: now()})
 	must(t, "CreateAuthenticator after delete", err)
+}
+
+func testSocialAccounts(t *testing.T, s account.Store) {
+	c := ctx(t)
+	ada := mustUser(t, s, "ada@example.com")
+	bob := mustUser(t, s, "bob@example.com")
+	_, err := s.SocialAccountByUID(c, "google", "g-1")
+	wantErr(t, "SocialAccountByUID of nothing", err, account.ErrNotFound)
+	at := now()
+	id, err := s.CreateSocialAccount(c, account.SocialAccount{UserID: ada, Provider: "google", UID: "g-1", Created: at})
+	must(t, "CreateSocialAccount", err)
+	_, err = s.CreateSocialAccount(c, account.SocialAccount{UserID: bob, Provider: "google", UID: "g-1", Created: at})
+	wantErr(t, "a subject linked twice", err, account.ErrConflict)
+	// The same subject at another provider is another identity.
+	other, err := s.CreateSocialAccount(c, account.SocialAccount{UserID: bob, Provider: "company", UID: "g-1", Created: at})
+	must(t, "CreateSocialAccount at another provider", err)
+	got, err := s.SocialAccountByUID(c, "google", "g-1")
+	must(t, "SocialAccountByUID", err)
+	if got != (account.SocialAccount{ID: id, UserID: ada, Provider: "google", UID: "g-1", Created: at}) {
+		t.Fatalf("link %+v", got)
+	}
+	_, err = s.SocialAccountByUID(c, "google", "G-1")
+	wantErr(t, "subjects compare exactly", err, account.ErrNotFound)
+
+	used := at.Add(time.Minute)
+	must(t, "SetSocialLogin", s.SetSocialLogin(c, id, used))
+	wantErr(t, "SetSocialLogin of nothing", s.SetSocialLogin(c, id+other+100, used), account.ErrNotFound)
+	if got, _ := s.SocialAccountByUID(c, "google", "g-1"); !got.LastLogin.Equal(used) || got.UserID != ada {
+		t.Fatalf("after SetSocialLogin: %+v", got)
+	}
+	second, err := s.CreateSocialAccount(c, account.SocialAccount{UserID: ada, Provider: "company", UID: "c-9", Created: at})
+	must(t, "CreateSocialAccount", err)
+	list, err := s.SocialAccounts(c, ada)
+	must(t, "SocialAccounts", err)
+	if len(list) != 2 || list[0].ID != id || list[1].ID != second {
+		t.Fatalf("ada's links %+v", list)
+	}
+	ok, err := s.DeleteSocialAccount(c, bob, id)
+	must(t, "DeleteSocialAccount of another's link", err)
+	if ok {
+		t.Fatal("a user deleted another user's link")
+	}
+	ok, err = s.DeleteSocialAccount(c, ada, id)
+	must(t, "DeleteSocialAccount", err)
+	if !ok {
+		t.Fatal("the user's own link was not deleted")
+	}
+	// A freed subject may be linked again.
+	_, err = s.CreateSocialAccount(c, account.SocialAccount{UserID: bob, Provider: "google", UID: "g-1", Created: at})
+	must(t, "CreateSocialAccount of a freed subject", err)
+	// Deleting the user deletes its links.
+	must(t, "DeleteUser", s.DeleteUser(c, ada))
+	_, err = s.SocialAccountByUID(c, "company", "c-9")
+	wantErr(t, "a deleted user's link", err, account.ErrNotFound)
+	if list, _ := s.SocialAccounts(c, bob); len(list) != 2 {
+		t.Fatalf("bob's links after ada's deletion: %+v", list)
+	}
+}
+
+// Many first logins of one provider subject at once link it once.
+func testRaceCreateSocialAccount(t *testing.T, s account.Store) {
+	c := ctx(t)
+	users := make([]int64, racers)
+	for i := range users {
+		users[i] = mustUser(t, s, fmt.Sprintf("racer%d@example.com", i))
+	}
+	_, errs := race(func(i int) (int64, error) {
+		return s.CreateSocialAccount(c, account.SocialAccount{UserID: users[i], Provider: "google", UID: "contested", Created: now()})
+	})
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, account.ErrConflict):
+			t.Errorf("CreateSocialAccount: %v", err)
+		}
+	}
+	wantInt(t, "links of one subject", wins, 1)
 }
 
 func testSettings(t *testing.T, s account.Store) {
