@@ -53,7 +53,9 @@ func (r Registration) InvitationsOn() bool {
 	return r == RegistrationInvitations || r == RegistrationAdminManaged
 }
 
-// Config is the realm's policy, defaults applied by the caller.
+// Config is the realm's policy. New gives a zero duration, mode or role
+// list its default (withDefaults); a zero count, skew or issuer is a
+// setting of its own and stays.
 type Config struct {
 	AccessTTL       time.Duration
 	RefreshTTL      time.Duration
@@ -84,6 +86,38 @@ type Config struct {
 	// IPv6Prefix is how many leading bits of an IPv6 address are one
 	// client; 0 means DefaultIPv6Prefix.
 	IPv6Prefix int
+}
+
+// withDefaults is c with the defaults of what it leaves unset.
+func (c Config) withDefaults() Config {
+	set := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	set(&c.AccessTTL, 30*time.Minute)
+	set(&c.RefreshTTL, 14*24*time.Hour)
+	set(&c.ReauthWindow, 10*time.Minute)
+	set(&c.MFAChallengeTTL, 5*time.Minute)
+	set(&c.MFALockout, 15*time.Minute)
+	set(&c.EmailConfirmationTTL, 3*24*time.Hour)
+	set(&c.PasswordResetTTL, time.Hour)
+	if c.MFA == "" {
+		c.MFA = MFADisabled
+	}
+	if c.EmailVerification == "" {
+		c.EmailVerification = VerifyNone
+	}
+	if c.Registration == "" {
+		c.Registration = RegistrationOpen
+	}
+	if c.InviteRoles == nil {
+		c.InviteRoles = []int{RoleStaff, RoleSuperuser}
+	}
+	if c.IPv6Prefix == 0 {
+		c.IPv6Prefix = DefaultIPv6Prefix
+	}
+	return c
 }
 
 // Deps are what the core is built from besides its policy.
@@ -235,9 +269,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Outbox == nil {
 		d.Outbox = discardOutbox{}
 	}
-	if cfg.IPv6Prefix == 0 {
-		cfg.IPv6Prefix = DefaultIPv6Prefix
-	}
+	cfg = cfg.withDefaults()
 	c := &core{
 		throttler: &throttler{
 			auditor:    &auditor{auditLog: d.Audit, hashKey: d.HashKey, metrics: d.Metrics},

@@ -37,8 +37,9 @@ type Realm struct {
 	Audit  *slogtest.Records
 }
 
-// New builds a core with cfg (zero durations and modes take the
-// defaults of the Caddy adapter; see defaults) on a fresh SQLite database.
+// New builds a core with cfg on a fresh SQLite database. The core gives
+// zero durations and modes their defaults; a zero count or TOTP skew is a
+// setting (no limit, no step either side), as the core takes it.
 func New(t testing.TB, cfg account.Config) *Realm {
 	t.Helper()
 	// The store module opens and migrates the database; nothing else of
@@ -57,7 +58,9 @@ func New(t testing.TB, cfg account.Config) *Realm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defaults(&cfg)
+	if cfg.TOTPIssuer == "" {
+		cfg.TOTPIssuer = "JWT-Allauth" // the adapter's default; the core keeps "" as a setting
+	}
 	clk := new(account.Clock)
 	rl := &Realm{Clock: clk, Store: st, Outbox: new(Outbox), Audit: new(slogtest.Records)}
 	rl.Service, err = account.New(cfg, account.Deps{
@@ -89,38 +92,6 @@ func (l *lockedReader) Read(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.r.Read(p)
-}
-
-// defaults fills in what the Caddy adapter defaults (caddyauth/app.go),
-// but TOTPSkew, whose 0 is a setting of its own (no step either side).
-func defaults(c *account.Config) {
-	set := func(d *time.Duration, def time.Duration) {
-		if *d == 0 {
-			*d = def
-		}
-	}
-	set(&c.AccessTTL, 30*time.Minute)
-	set(&c.RefreshTTL, 14*24*time.Hour)
-	set(&c.ReauthWindow, 10*time.Minute)
-	set(&c.MFAChallengeTTL, 5*time.Minute)
-	set(&c.MFALockout, 15*time.Minute)
-	set(&c.EmailConfirmationTTL, 3*24*time.Hour)
-	set(&c.PasswordResetTTL, time.Hour)
-	if c.MFA == "" {
-		c.MFA = account.MFADisabled
-	}
-	if c.EmailVerification == "" {
-		c.EmailVerification = account.VerifyNone
-	}
-	if c.Registration == "" {
-		c.Registration = account.RegistrationOpen
-	}
-	if c.InviteRoles == nil {
-		c.InviteRoles = []int{account.RoleStaff, account.RoleSuperuser}
-	}
-	if c.TOTPIssuer == "" {
-		c.TOTPIssuer = "JWT-Allauth"
-	}
 }
 
 // Outbox keeps the mails the core sends.
