@@ -26,7 +26,6 @@ import (
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/mail"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/social"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
 )
@@ -270,34 +269,31 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.metrics = m
 	cfg := account.Config{
-		AccessTTL:       durationOr(a.AccessTTL, 30*time.Minute),
-		RefreshTTL:      durationOr(a.RefreshTTL, 14*24*time.Hour),
+		AccessTTL:       time.Duration(a.AccessTTL),
+		RefreshTTL:      time.Duration(a.RefreshTTL),
 		SessionLifetime: time.Duration(a.SessionLifetime),
 		Leeway:          time.Duration(a.Leeway),
 		SessionCheck:    a.SessionCheck,
-		ReauthWindow:    durationOr(a.ReauthWindow, 10*time.Minute),
+		ReauthWindow:    time.Duration(a.ReauthWindow),
 
-		MFA:             account.MFAMode(orDefault(a.MFATOTPMode, string(account.MFADisabled))),
-		MFAChallengeTTL: durationOr(a.MFAChallengeTTL, 5*time.Minute),
+		MFA:             account.MFAMode(a.MFATOTPMode),
+		MFAChallengeTTL: time.Duration(a.MFAChallengeTTL),
 		MFAChallengeMax: intOr(a.MFAChallengeMaxAttempts, 5),
 		MFAUserMax:      intOr(a.MFAMaxAttempts, 10),
-		MFALockout:      durationOr(a.MFALockout, 15*time.Minute),
+		MFALockout:      time.Duration(a.MFALockout),
 		TOTPSkew:        intOr(a.TOTPSkew, 1),
 		TOTPIssuer:      "JWT-Allauth",
 
 		SiteName:                a.SiteName,
-		EmailVerification:       account.Verification(orDefault(a.EmailVerification, string(account.VerifyNone))),
-		Registration:            account.Registration(orDefault(a.Registration, string(account.RegistrationOpen))),
+		EmailVerification:       account.Verification(a.EmailVerification),
+		Registration:            account.Registration(a.Registration),
 		InviteRoles:             a.InviteRoles,
-		EmailConfirmationTTL:    durationOr(a.EmailConfirmationTTL, 3*24*time.Hour),
-		PasswordResetTTL:        durationOr(a.PasswordResetTTL, time.Hour),
+		EmailConfirmationTTL:    time.Duration(a.EmailConfirmationTTL),
+		PasswordResetTTL:        time.Duration(a.PasswordResetTTL),
 		PasswordResetRequestURL: repl.ReplaceAll(a.PasswordResetRequestURL, ""),
 
 		Throttles:  coreThrottles(a.Throttles),
-		IPv6Prefix: intOr(a.ThrottleIPv6Prefix, account.DefaultIPv6Prefix),
-	}
-	if cfg.InviteRoles == nil {
-		cfg.InviteRoles = []int{account.RoleStaff, account.RoleSuperuser}
+		IPv6Prefix: intOr(a.ThrottleIPv6Prefix, 0),
 	}
 	if a.TOTPIssuer != nil {
 		cfg.TOTPIssuer = *a.TOTPIssuer
@@ -363,9 +359,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	if rl.social, site.SocialProviders, err = buildSocial(a.Social, repl); err != nil {
-		return err
-	}
+	site.SocialProviders = socialList(a.Social, repl)
 	site.CSRFKey = rl.csrfKey
 	rl.site = site
 	a.logger.Info("jwt_allauth ready", zap.String("signing", rl.keys.Algorithm()), zap.String("kid", rl.keys.KeyID()))
@@ -390,7 +384,6 @@ type realm struct {
 	logger   *zap.Logger
 	metrics  *metrics
 	mails    map[string]mail.Template
-	social   map[string]*social.OIDC // by provider id; the flows that use them come with issue #11
 	mail     *mailQueue
 }
 
@@ -572,13 +565,6 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
-}
-
-func durationOr(d caddy.Duration, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return time.Duration(d)
 }
 
 func intOr(p *int, def int) int {

@@ -102,21 +102,12 @@ func validateSocial(providers []SocialProvider) error {
 	return nil
 }
 
-// buildSocial makes the providers' clients, their placeholders expanded,
-// and the list the providers endpoint shows.
-func buildSocial(providers []SocialProvider, repl *caddy.Replacer) (map[string]*social.OIDC, []web.SocialProvider, error) {
-	clients := map[string]*social.OIDC{}
+// socialList is the list the providers endpoint shows, placeholders
+// expanded. The providers' clients (caddyauth/social) are made when the
+// sign-in flows that call them are served.
+func socialList(providers []SocialProvider, repl *caddy.Replacer) []web.SocialProvider {
 	var listed []web.SocialProvider
 	for _, p := range providers {
-		clientID := repl.ReplaceAll(p.ClientID, "")
-		c, err := social.NewOIDC(social.OIDCConfig{
-			ID: p.ID, Issuer: p.issuer(), ClientID: clientID,
-			ClientSecret: repl.ReplaceAll(p.ClientSecret, ""), Scopes: p.Scopes,
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		clients[p.ID] = c
 		name := p.Name
 		if name == "" {
 			name = socialKinds[p.Kind].name
@@ -124,9 +115,9 @@ func buildSocial(providers []SocialProvider, repl *caddy.Replacer) (map[string]*
 		if name == "" {
 			name = p.ID
 		}
-		listed = append(listed, web.SocialProvider{ID: p.ID, Name: name, ClientID: clientID})
+		listed = append(listed, web.SocialProvider{ID: p.ID, Name: name, ClientID: repl.ReplaceAll(p.ClientID, "")})
 	}
-	return clients, listed, nil
+	return listed
 }
 
 // unmarshalSocial reads one provider:
