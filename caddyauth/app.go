@@ -217,6 +217,9 @@ type App struct {
 	// The identity providers of social login, in the order the pages list
 	// them (see SocialProvider).
 	Social []SocialProvider `json:"social,omitempty"`
+	// The redirect URIs a client may redeem a code for in the code flow
+	// ({prefix}/social/<provider>/code/): exact URLs.
+	SocialCallbackURLs []string `json:"social_callback_urls,omitempty"`
 
 	realm   *realm
 	logger  *zap.Logger
@@ -292,6 +295,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		PasswordResetTTL:        time.Duration(a.PasswordResetTTL),
 		PasswordResetRequestURL: repl.ReplaceAll(a.PasswordResetRequestURL, ""),
 
+		SocialCallbackURLs: a.SocialCallbackURLs,
+
 		Throttles:  coreThrottles(a.Throttles),
 		IPv6Prefix: intOr(a.ThrottleIPv6Prefix, 0),
 	}
@@ -342,6 +347,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := rl.loadKeys(keyCtx, ctx.Storage(), signingKey, secretsKey); err != nil {
 		return err
 	}
+	providers, err := coreProviders(a.Social, repl)
+	if err != nil {
+		return err
+	}
 	rl.svc, err = account.New(cfg, account.Deps{
 		Store:   store,
 		Limiter: limiter,
@@ -355,6 +364,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Audit:   slog.New(zapslog.NewHandler(a.logger.Core(), zapslog.WithName(a.logger.Name()+".audit"))),
 		Clock:   clk,
 		Rand:    rand.Reader,
+
+		Providers: providers,
 	})
 	if err != nil {
 		return err
@@ -459,6 +470,9 @@ func (a *App) Validate() error {
 		return errors.New("throttle_ipv6_prefix must be between 1 and 128")
 	}
 	if err := validateSocial(a.Social); err != nil {
+		return err
+	}
+	if err := checkCallbackURLs(a.SocialCallbackURLs); err != nil {
 		return err
 	}
 	return account.ValidateThrottles(coreThrottles(a.Throttles))

@@ -77,7 +77,8 @@ func init() {
 //		rate_limit memory|redis <url> [{ timeout <duration>; key_prefix <prefix> }]
 //		throttle <name> <limit> <window> | throttle <name> off
 //		throttle_ipv6_prefix <bits>
-//		social <id> [<kind> [<issuer>]] { client_id …; client_secret …; name …; scopes …; tenant … }
+//		social <id> [<kind> [<issuer>]] { client_id …; client_secret …; name …; scopes …; tenant …; link_by_email on|off; signup on|off }
+//		social_callback_urls <url...>
 //	}
 //
 // `throttle` may be repeated, once per name (see Throttle for the names).
@@ -194,6 +195,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			continue
+		case opt == "social_callback_urls":
+			if a.SocialCallbackURLs = d.RemainingArgs(); len(a.SocialCallbackURLs) == 0 {
+				return d.ArgErr()
+			}
+			if err := checkCallbackURLs(a.SocialCallbackURLs); err != nil {
+				return d.Err(err.Error())
+			}
 		case opt == "store":
 			if !d.NextArg() {
 				return d.ArgErr()

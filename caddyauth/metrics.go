@@ -28,6 +28,8 @@ import (
 //	caddy_jwt_allauth_limiter_fallbacks_total               (redis limiter) checks decided in memory
 //	caddy_jwt_allauth_mails_sent_total{kind}                mails handed to the transport, by template name
 //	caddy_jwt_allauth_mails_not_sent_total{kind,reason}     reason queue_full, kind_limit, recipient_limit, send_failed, shutdown, render_failed
+//	caddy_jwt_allauth_social_logins_total{provider,result}  sign-ins with a provider; results as for logins
+//	caddy_jwt_allauth_social_links_total{provider,action}   action signup, link (by e-mail), connect, unlink
 //
 // Every method is safe on a nil *metrics, which counts nothing.
 type metrics struct {
@@ -40,6 +42,8 @@ type metrics struct {
 	hashQueueWait  prometheus.Histogram
 	mailsSent      *prometheus.CounterVec
 	mailsNotSent   *prometheus.CounterVec
+	socialLogins   *prometheus.CounterVec
+	socialLinks    *prometheus.CounterVec
 }
 
 // newMetrics registers the metrics in reg. A collector that a previous
@@ -113,6 +117,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.socialLogins, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "social_logins_total",
+		Help: "Sign-ins with an identity provider, by provider and result.",
+	}, []string{"provider", "result"}))
+	if err != nil {
+		return nil, err
+	}
+	m.socialLinks, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "social_links_total",
+		Help: "Links between accounts and identity providers made or removed, by provider and action.",
+	}, []string{"provider", "action"}))
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range []string{account.ResultSuccess, account.ResultMFARequired, account.ResultFailure, account.ResultLocked, account.ResultThrottled, account.ResultError} {
 		m.logins.WithLabelValues(r)
 	}
@@ -167,7 +185,7 @@ func (m *metrics) registerIn(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.logins, m.mfa, m.lockouts, m.throttled, m.storeErrors, m.hashRejections, m.hashQueueWait, m.mailsSent, m.mailsNotSent} {
+	for _, c := range []prometheus.Collector{m.logins, m.mfa, m.lockouts, m.throttled, m.storeErrors, m.hashRejections, m.hashQueueWait, m.mailsSent, m.mailsNotSent, m.socialLogins, m.socialLinks} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) || are.ExistingCollector != c {
@@ -249,5 +267,17 @@ func (m *metrics) mailSent(kind string) {
 func (m *metrics) mailNotSent(kind, reason string) {
 	if m != nil {
 		m.mailsNotSent.WithLabelValues(kind, reason).Inc()
+	}
+}
+
+func (m *metrics) SocialLogin(provider, result string) {
+	if m != nil {
+		m.socialLogins.WithLabelValues(provider, result).Inc()
+	}
+}
+
+func (m *metrics) SocialLink(provider, action string) {
+	if m != nil {
+		m.socialLinks.WithLabelValues(provider, action).Inc()
 	}
 }

@@ -1,7 +1,10 @@
 package caddyauth
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -9,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/social"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
 )
@@ -18,8 +22,7 @@ import (
 // issuer: `google`, `microsoft` (the tenant's issuer), `gitlab` and
 // `oidc` (any issuer URL). Discovery and keys are fetched on first use,
 // so a provider that is down never stops a start. The sign-in flows that
-// use these providers are not served yet: configured providers are
-// checked at start and listed at {prefix}/social/providers/.
+// use them are served under {prefix}/social/ (see README).
 type SocialProvider struct {
 	// The provider's id in paths, e.g. `google` or `company`: lower-case
 	// letters, digits, `-` and `_`.
@@ -39,6 +42,15 @@ type SocialProvider struct {
 	Name string `json:"name,omitempty"`
 	// The scopes asked for. Default: openid email profile.
 	Scopes []string `json:"scopes,omitempty"`
+	// Whether a first sign-in may reach an existing account by the
+	// address the provider vouches for, when that account's owner has
+	// proven control of the mailbox (`link_by_email off` refuses it with
+	// email_already_registered). Default: on.
+	LinkByEmail *bool `json:"link_by_email,omitempty"`
+	// Whether a first sign-in with an unknown address creates an account,
+	// as `registration` allows (`signup off`: signup_not_allowed).
+	// Default: on.
+	Signup *bool `json:"signup,omitempty"`
 }
 
 // socialKinds are the OpenID Connect providers known by name, with their
@@ -102,9 +114,20 @@ func validateSocial(providers []SocialProvider) error {
 	return nil
 }
 
+// checkCallbackURLs accepts absolute http(s) URLs without a fragment:
+// the redirect URIs a client registered at its providers.
+func checkCallbackURLs(urls []string) error {
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+			return fmt.Errorf("social_callback_urls: %q is not an absolute http(s) URL", raw)
+		}
+	}
+	return nil
+}
+
 // socialList is the list the providers endpoint shows, placeholders
-// expanded. The providers' clients (caddyauth/social) are made when the
-// sign-in flows that call them are served.
+// expanded.
 func socialList(providers []SocialProvider, repl *caddy.Replacer) []web.SocialProvider {
 	var listed []web.SocialProvider
 	for _, p := range providers {
@@ -120,6 +143,65 @@ func socialList(providers []SocialProvider, repl *caddy.Replacer) []web.SocialPr
 	return listed
 }
 
+// coreProviders makes the providers' clients, placeholders expanded. No
+// provider is called here: discovery and keys are fetched on first use.
+func coreProviders(providers []SocialProvider, repl *caddy.Replacer) ([]account.Provider, error) {
+	var out []account.Provider
+	for _, p := range providers {
+		clientID := repl.ReplaceAll(p.ClientID, "")
+		secret := repl.ReplaceAll(p.ClientSecret, "")
+		c, err := social.NewOIDC(social.OIDCConfig{ID: p.ID, Issuer: repl.ReplaceAll(p.issuer(), ""), ClientID: clientID, ClientSecret: secret, Scopes: p.Scopes})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, account.Provider{
+			ID: p.ID, ClientID: clientID,
+			EmailLinking: p.LinkByEmail == nil || *p.LinkByEmail,
+			Signup:       p.Signup == nil || *p.Signup,
+			Client:       oidcClient{c},
+		})
+	}
+	return out, nil
+}
+
+// oidcClient is an OpenID Connect provider as the core asks for it.
+type oidcClient struct{ p *social.OIDC }
+
+// VerifyToken checks an ID token. An access token alone cannot be bound
+// to this site's client, so it is not a flow an OpenID provider offers
+// here.
+func (c oidcClient) VerifyToken(ctx context.Context, idToken, _ string) (account.SocialIdentity, error) {
+	if idToken == "" {
+		return account.SocialIdentity{}, account.ErrFlowNotSupported
+	}
+	id, err := c.p.VerifyIDToken(ctx, idToken, "")
+	return coreIdentity(id, err)
+}
+
+func (c oidcClient) Exchange(ctx context.Context, redirect, code, verifier, nonce string) (account.SocialIdentity, error) {
+	id, err := c.p.Exchange(ctx, redirect, code, verifier, nonce)
+	return coreIdentity(id, err)
+}
+
+func (c oidcClient) AuthCodeURL(ctx context.Context, redirect, state, nonce, verifier string) (string, error) {
+	return c.p.AuthCodeURL(ctx, redirect, social.Attempt{State: state, Nonce: nonce, Verifier: verifier})
+}
+
+// coreIdentity is a provider's answer in the core's terms: its verdicts
+// become the core's errors; an unreachable provider stays a failure.
+func coreIdentity(id social.Identity, err error) (account.SocialIdentity, error) {
+	switch {
+	case errors.Is(err, social.ErrAudience):
+		return account.SocialIdentity{}, fmt.Errorf("%w: %v", account.ErrSocialAudience, err)
+	case errors.Is(err, social.ErrInvalidToken):
+		return account.SocialIdentity{}, fmt.Errorf("%w: %v", account.ErrSocialToken, err)
+	case err != nil:
+		return account.SocialIdentity{}, err
+	}
+	first, last, _ := strings.Cut(strings.TrimSpace(id.Name), " ")
+	return account.SocialIdentity{Subject: id.Subject, Email: id.Email, EmailVerified: id.EmailVerified, FirstName: first, LastName: last}, nil
+}
+
 // unmarshalSocial reads one provider:
 //
 //	social <id> [<kind> [<issuer>]] {
@@ -128,6 +210,8 @@ func socialList(providers []SocialProvider, repl *caddy.Replacer) []web.SocialPr
 //		name <display name>
 //		scopes <scope...>
 //		tenant <tenant>
+//		link_by_email on|off
+//		signup on|off
 //	}
 func (a *App) unmarshalSocial(d *caddyfile.Dispenser) error {
 	var p SocialProvider
@@ -146,8 +230,18 @@ func (a *App) unmarshalSocial(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	fields := map[string]*string{"client_id": &p.ClientID, "client_secret": &p.ClientSecret, "name": &p.Name, "tenant": &p.Tenant}
+	switches := map[string]**bool{"link_by_email": &p.LinkByEmail, "signup": &p.Signup}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if dst := switches[opt]; dst != nil {
+			var v string
+			if !d.AllArgs(&v) || (v != "on" && v != "off") {
+				return d.Errf("social %s: %s takes on or off", p.ID, opt)
+			}
+			on := v == "on"
+			*dst = &on
+			continue
+		}
 		if opt == "scopes" {
 			if p.Scopes = d.RemainingArgs(); len(p.Scopes) == 0 {
 				return d.ArgErr()

@@ -25,6 +25,13 @@ const (
 	auditPasswordChanged = "password_changed"
 	auditSetupRemoved    = "unconfirmed_setup_removed"
 	auditThrottled       = "throttled" // at debug level: a flood must not flood the log
+	// Social login, with the provider's id: a sign-in (created: a new
+	// account), a refused one (reason), a link made (how: signup, email,
+	// connect) or removed.
+	auditSocialLogin       = "social_login_succeeded"
+	auditSocialLoginFailed = "social_login_failed"
+	auditSocialLinked      = "social_linked"
+	auditSocialUnlinked    = "social_unlinked"
 )
 
 // auditPasswordCheckFailed is a wrong password given by a signed-in user

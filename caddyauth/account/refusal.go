@@ -20,6 +20,11 @@ const (
 	Forbidden
 	// Throttled: too many requests or failures; RetryAfter says how long.
 	Throttled
+	// NotFound: what the request names does not exist (for the caller).
+	NotFound
+	// Conflict: the request clashes with what exists (an address or an
+	// identity that belongs to another account).
+	Conflict
 )
 
 // Refusal is a request the rules turn down, in the terms the API answers

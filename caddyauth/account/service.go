@@ -82,6 +82,10 @@ type Config struct {
 	// new password ("" leaves the hint out).
 	PasswordResetRequestURL string
 
+	// SocialCallbackURLs are the redirect URIs the code flow accepts
+	// (`social_callback_urls`): a code is redeemed only for one of them.
+	SocialCallbackURLs []string
+
 	Throttles map[string]Throttle // by name; missing names keep DefaultThrottles
 	// IPv6Prefix is how many leading bits of an IPv6 address are one
 	// client; 0 means DefaultIPv6Prefix.
@@ -134,6 +138,8 @@ type Deps struct {
 	Audit   *slog.Logger // the audit log; nil writes none
 	Clock   *Clock       // nil: the system clock
 	Rand    io.Reader
+	// Providers are the identity providers of social login.
+	Providers []Provider
 }
 
 // Metrics counts what the core does; the Caddy adapter exports them.
@@ -142,6 +148,10 @@ type Metrics interface {
 	MFAVerification(method, result string)
 	Lockout(kind string)
 	Throttle(name string)
+	// SocialLogin counts a sign-in with provider by result; SocialLink a
+	// link made or removed (action: signup, link, connect, unlink).
+	SocialLogin(provider, result string)
+	SocialLink(provider, action string)
 }
 
 // Results and methods the metrics are labelled with.
@@ -163,6 +173,8 @@ func (noMetrics) Login(string)                   {}
 func (noMetrics) MFAVerification(string, string) {}
 func (noMetrics) Lockout(string)                 {}
 func (noMetrics) Throttle(string)                {}
+func (noMetrics) SocialLogin(string, string)     {}
+func (noMetrics) SocialLink(string, string)      {}
 
 // Clock is the core's one time source: the system clock plus an offset
 // that stays zero in service and that tests move forward, so expiries can
@@ -211,6 +223,7 @@ type Service struct {
 	Signup     *Signup
 	Passwords  *Passwords
 	Users      *Users
+	Social     *Social
 	core       *core
 }
 
@@ -226,6 +239,7 @@ type core struct {
 	clock   *Clock
 	rand    io.Reader
 
+	providers  []Provider
 	sessions   *Sessions
 	mfa        *MFA
 	challenges *Challenges
@@ -279,7 +293,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 			logger:     d.Logger,
 		},
 		store: d.Store, keys: d.Keys, secrets: d.Secrets, hasher: d.Hasher, outbox: d.Outbox,
-		policy: cfg, clock: d.Clock, rand: d.Rand,
+		policy: cfg, clock: d.Clock, rand: d.Rand, providers: d.Providers,
 	}
 	c.verified = newAccessCache()
 	c.liveCache = newSessionCache(c.store, 2*time.Second, c.now)
@@ -293,6 +307,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		Signup:     &Signup{c},
 		Passwords:  &Passwords{c},
 		Users:      &Users{c},
+		Social:     &Social{c},
 		core:       c,
 	}, nil
 }
@@ -335,6 +350,8 @@ func (rl *core) purgeRetention() map[string]time.Duration {
 		purposeInvitation:        rl.policy.EmailConfirmationTTL,
 		purposeSignupChallenge:   rl.policy.EmailConfirmationTTL,
 		purposeEmailConfirmation: rl.policy.EmailConfirmationTTL,
+		purposeSocialAttempt:     socialAttemptTTL,
+		purposeSocialPending:     rl.policy.MFAChallengeTTL,
 	}
 }
 

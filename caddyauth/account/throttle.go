@@ -36,6 +36,7 @@ const (
 	throttlePasswordResetEmail      = "password_reset_email"
 	throttleVerificationResendIP    = "verification_resend_ip"
 	throttleVerificationResendEmail = "verification_resend_email"
+	throttleSocialIP                = "social_ip"
 )
 
 // DefaultThrottles are the throttles a Config does not set, by name:
@@ -51,6 +52,7 @@ const (
 //	password_reset_email       5 per 1m   password reset request, per e-mail address
 //	verification_resend_ip    20 per 1m   verification mail resend, per client
 //	verification_resend_email  3 per 3m   verification mail resend, per e-mail address
+//	social_ip                 20 per 1m   sign-ins with a provider (each flow, the browser's start and return), connects, per client
 //
 // Every request counts, successful or not, except for login_email, which
 // counts failures: a wrong password, or any password for an address with
@@ -72,6 +74,7 @@ var DefaultThrottles = map[string]Throttle{
 	throttlePasswordResetEmail:      {5, (time.Minute)},
 	throttleVerificationResendIP:    {20, (time.Minute)},
 	throttleVerificationResendEmail: {3, (3 * time.Minute)},
+	throttleSocialIP:                {20, (time.Minute)},
 }
 
 // ErrUnknownThrottle is a call naming a throttle that does not exist: a

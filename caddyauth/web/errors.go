@@ -43,6 +43,10 @@ func statusOf(kind account.Kind) int {
 		return http.StatusForbidden
 	case account.Throttled:
 		return http.StatusTooManyRequests
+	case account.NotFound:
+		return http.StatusNotFound
+	case account.Conflict:
+		return http.StatusConflict
 	default:
 		return http.StatusBadRequest
 	}

@@ -170,7 +170,13 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		}
 	}
 	if len(h.cfg.SocialProviders) > 0 {
-		routes["/social/providers"] = endpoint{get, h.socialProviders}
+		so := socialAPI{h}
+		routes["/social/providers"] = endpoint{get, so.providers}
+		routes["/social/accounts"] = endpoint{get, so.accounts}
+		// After the mailed links, the longer prefix first.
+		prefixed = append(prefixed,
+			prefixRoute{"/social/accounts/", endpoint{[]string{http.MethodDelete}, so.disconnect}},
+			prefixRoute{"/social/", endpoint{[]string{http.MethodGet, http.MethodHead, http.MethodPost}, so.provider}})
 	}
 	routes["/page/style.css"] = endpoint{get, pg.stylesheet}
 	if !h.cfg.DisablePages {
