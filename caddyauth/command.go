@@ -33,6 +33,8 @@ same --config (and environment) as the server, so it opens the same store.
   caddy jwt-allauth enable      --config Caddyfile --email a@example.com
   caddy jwt-allauth reset-mfa   --config Caddyfile --email a@example.com
   caddy jwt-allauth list-users  --config Caddyfile
+  caddy jwt-allauth list-social --config Caddyfile --email a@example.com
+  caddy jwt-allauth unlink      --config Caddyfile --email a@example.com --provider google
 `,
 		CobraFunc: addUserCommands,
 	})
@@ -52,11 +54,14 @@ func addUserCommands(cmd *cobra.Command) {
 	cmd.AddCommand(userCommand("enable", "Enables a disabled user", true, false, runEnable))
 	cmd.AddCommand(userCommand("reset-mfa", "Removes a user's TOTP and recovery codes and lifts an MFA lockout", true, false, runResetMFA))
 	cmd.AddCommand(userCommand("list-users", "Lists the users", false, false, runListUsers))
+	cmd.AddCommand(userCommand("list-social", "Lists the identity providers a user is linked to", true, false, runListSocial))
+	cmd.AddCommand(userCommand("unlink", "Removes a user's link to an identity provider (never the last way to sign in)", true, false, runUnlink))
 }
 
 // userOptions are the flags of the user subcommands.
 type userOptions struct {
 	email         string
+	provider      string
 	role          int
 	passwordStdin bool
 	out           io.Writer
@@ -98,6 +103,10 @@ func userCommand(name, short string, email, role bool, run func(context.Context,
 	}
 	if name == "create-user" {
 		c.Flags().BoolVar(&opts.passwordStdin, "password-stdin", false, "Read the password from standard input")
+	}
+	if name == "unlink" {
+		c.Flags().StringVar(&opts.provider, "provider", "", "Id of the provider, as in the social option")
+		_ = c.MarkFlagRequired("provider")
 	}
 	return c
 }
@@ -208,13 +217,42 @@ func runListUsers(ctx context.Context, rl *realm, o userOptions) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tACTIVE\tVERIFIED\tTOTP\tLAST LOGIN")
+	fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tACTIVE\tVERIFIED\tTOTP\tPROVIDERS\tLAST LOGIN")
 	for _, u := range users {
-		last := "-"
-		if !u.LastLogin.IsZero() {
-			last = u.LastLogin.UTC().Format(time.RFC3339)
+		providers := "-"
+		if len(u.Providers) > 0 {
+			providers = strings.Join(u.Providers, ",")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%t\t%t\t%t\t%s\n", u.ID, u.Email, u.Role, u.IsActive, u.EmailVerified, u.TOTP, last)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%t\t%t\t%t\t%s\t%s\n", u.ID, u.Email, u.Role, u.IsActive, u.EmailVerified, u.TOTP, providers, orDash(u.LastLogin))
 	}
 	return tw.Flush()
+}
+
+// orDash is a time as the lists show it, "-" for none.
+func orDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func runListSocial(ctx context.Context, rl *realm, o userOptions) error {
+	links, err := rl.svc.Users.Links(ctx, o.email)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPROVIDER\tUID\tLINKED\tLAST LOGIN")
+	for _, l := range links {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", l.ID, l.Provider, l.UID, orDash(l.DateJoined), orDash(l.LastLogin))
+	}
+	return tw.Flush()
+}
+
+func runUnlink(ctx context.Context, rl *realm, o userOptions) error {
+	if err := rl.svc.Users.Unlink(ctx, o.email, o.provider); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "%s: link to %s removed\n", o.email, o.provider)
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -723,7 +724,8 @@ func (rl *Users) Links(ctx context.Context, email string) ([]SocialLink, error) 
 }
 
 // Unlink removes the link of the account with this address to provider,
-// as Disconnect does (never the last way in).
+// as Disconnect does (never the last way in), with the command line's
+// errors.
 func (rl *Users) Unlink(ctx context.Context, email, provider string) error {
 	u, err := rl.lookup(ctx, email)
 	if err != nil {
@@ -736,7 +738,13 @@ func (rl *Users) Unlink(ctx context.Context, email, provider string) error {
 		}
 		return links[i], true
 	})
-	if err != nil {
+	var r *Refusal
+	switch {
+	case errors.As(err, &r) && r.Kind == NotFound:
+		return fmt.Errorf("%s is not linked to %s", u.Email, provider)
+	case errors.As(err, &r):
+		return errors.New(r.Detail)
+	case err != nil:
 		return err
 	}
 	rl.metrics.SocialLink(provider, "unlink")

@@ -256,10 +256,12 @@ func (rl *Users) ResetMFA(ctx context.Context, email string) (User, error) {
 // Listed is one account as the command line lists it.
 type Listed struct {
 	User
-	TOTP bool
+	TOTP      bool
+	Providers []string // the providers it is linked to, in link order
 }
 
-// List returns every account, with whether it has TOTP.
+// List returns every account, with whether it has TOTP and the providers
+// it is linked to.
 func (rl *Users) List(ctx context.Context) ([]Listed, error) {
 	users, err := rl.store.ListUsers(ctx)
 	if err != nil {
@@ -271,7 +273,15 @@ func (rl *Users) List(ctx context.Context) ([]Listed, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Listed{User: u, TOTP: totp})
+		links, err := rl.store.SocialAccounts(ctx, u.ID)
+		if err != nil {
+			return nil, err
+		}
+		l := Listed{User: u, TOTP: totp}
+		for _, a := range links {
+			l.Providers = append(l.Providers, a.Provider)
+		}
+		out = append(out, l)
 	}
 	return out, nil
 }
