@@ -320,7 +320,7 @@ func (rl *Challenges) completeChallenge(ctx context.Context, ch Token, spend fun
 		if _, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt); err != nil {
 			return err
 		}
-		if err := rl.completePendingLinks(ctx, tx, &u, ch); err != nil {
+		if err := rl.social.completePendingLinks(ctx, tx, &u, ch); err != nil {
 			return err
 		}
 		if err := tx.SetLastLogin(ctx, u.ID, rl.now()); err != nil {

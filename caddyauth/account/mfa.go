@@ -249,7 +249,7 @@ func (rl *MFA) activateTOTP(ctx context.Context, u User, ch *Token, code, ip str
 		if !cur.IsActive {
 			return refuse(Unauthenticated, MsgNoActiveAccount)
 		}
-		if err := rl.completePendingLinks(ctx, tx, &cur, *ch); err != nil {
+		if err := rl.social.completePendingLinks(ctx, tx, &cur, *ch); err != nil {
 			return err
 		}
 		if err := tx.SetLastLogin(ctx, cur.ID, now); err != nil {

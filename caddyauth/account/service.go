@@ -243,6 +243,7 @@ type core struct {
 	sessions   *Sessions
 	mfa        *MFA
 	challenges *Challenges
+	social     *Social
 	verified   *accessCache
 	liveCache  *sessionCache
 }
@@ -300,6 +301,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	c.sessions = &Sessions{c}
 	c.mfa = &MFA{c}
 	c.challenges = &Challenges{c}
+	c.social = &Social{c}
 	return &Service{
 		Sessions:   c.sessions,
 		MFA:        c.mfa,
@@ -307,7 +309,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		Signup:     &Signup{c},
 		Passwords:  &Passwords{c},
 		Users:      &Users{c},
-		Social:     &Social{c},
+		Social:     c.social,
 		core:       c,
 	}, nil
 }

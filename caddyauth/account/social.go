@@ -376,7 +376,7 @@ func (rl *Social) mailboxProven(ctx context.Context, u User) (bool, error) {
 // new link to an account confirms its address (the provider vouched for
 // it) and ends its invitations, which a password would have answered. A
 // subject linked to another account meanwhile is refused.
-func (rl *core) writeLink(ctx context.Context, tx Store, u *User, provider, subject string) error {
+func (rl *Social) writeLink(ctx context.Context, tx Store, u *User, provider, subject string) error {
 	link, err := tx.SocialAccountByUID(ctx, provider, subject)
 	switch {
 	case err == nil && link.UserID != u.ID:
@@ -415,7 +415,7 @@ func pendingLink(ch, provider, subject string) string {
 // completePendingLinks writes, through tx, the links held back for the
 // second step whose challenge (login or setup) is the row ch, now
 // answered for u (locked).
-func (rl *core) completePendingLinks(ctx context.Context, tx Store, u *User, ch Token) error {
+func (rl *Social) completePendingLinks(ctx context.Context, tx Store, u *User, ch Token) error {
 	rows, err := tx.UserTokens(ctx, u.ID, purposeSocialPending, rl.now().Add(-rl.policy.MFAChallengeTTL))
 	if err != nil || len(rows) == 0 {
 		return err
@@ -558,7 +558,7 @@ func (rl *Social) Accounts(ctx context.Context, access string) ([]SocialLink, er
 	return rl.links(ctx, u.ID)
 }
 
-func (rl *core) links(ctx context.Context, userID int64) ([]SocialLink, error) {
+func (rl *Social) links(ctx context.Context, userID int64) ([]SocialLink, error) {
 	rows, err := rl.store.SocialAccounts(ctx, userID)
 	if err != nil {
 		return nil, err
@@ -598,7 +598,7 @@ func (rl *Social) Disconnect(ctx context.Context, o Origin, access string, id in
 // unlink deletes the user's link that pick chooses, in one transaction
 // with the user's row locked, so that two removals at once cannot take
 // the last two ways in. It returns the link's provider.
-func (rl *core) unlink(ctx context.Context, userID int64, pick func([]SocialAccount) (SocialAccount, bool)) (string, error) {
+func (rl *Social) unlink(ctx context.Context, userID int64, pick func([]SocialAccount) (SocialAccount, bool)) (string, error) {
 	var provider string
 	err := rl.store.InTx(ctx, func(tx Store) error {
 		u, err := tx.UserForUpdate(ctx, userID)
@@ -720,7 +720,7 @@ func (rl *Users) Links(ctx context.Context, email string) ([]SocialLink, error) 
 	if err != nil {
 		return nil, err
 	}
-	return rl.links(ctx, u.ID)
+	return rl.social.links(ctx, u.ID)
 }
 
 // Unlink removes the link of the account with this address to provider,
@@ -731,7 +731,7 @@ func (rl *Users) Unlink(ctx context.Context, email, provider string) error {
 	if err != nil {
 		return err
 	}
-	_, err = rl.unlink(ctx, u.ID, func(links []SocialAccount) (SocialAccount, bool) {
+	_, err = rl.social.unlink(ctx, u.ID, func(links []SocialAccount) (SocialAccount, bool) {
 		i := slices.IndexFunc(links, func(a SocialAccount) bool { return a.Provider == provider })
 		if i < 0 {
 			return SocialAccount{}, false
