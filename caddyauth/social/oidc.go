@@ -1,8 +1,14 @@
 // Package social speaks to the identity providers of social login: any
 // OpenID Connect provider by its issuer (discovery, JWKS, the code flow
-// with PKCE and a nonce, ID tokens checked fully). It makes the outgoing
-// HTTP calls and judges what comes back; it knows nothing of accounts,
-// of the endpoints that use it, or of Caddy.
+// with PKCE and a nonce, ID tokens checked fully), Sign in with Apple as
+// one of them with a client secret it signs itself (apple.go), and
+// GitHub, which speaks plain OAuth 2.0: the code flow with PKCE, then its
+// REST API for the user and their addresses, and access tokens proven to
+// be issued to our app (github.go). OIDC and GitHub have the same
+// AuthCodeURL and Exchange, so one interface of the caller serves both;
+// only GitHub can verify a bare access token. The package makes the
+// outgoing HTTP calls and judges what comes back; it knows nothing of
+// accounts, of the endpoints that use it, or of Caddy.
 package social
 
 import (
@@ -36,15 +42,16 @@ type Identity struct {
 
 // Errors of a sign-in with a provider.
 var (
-	// ErrUnavailable: the provider could not be reached or answered
-	// nonsense (discovery, keys, token endpoint); its flows fail, others
-	// do not.
+	// ErrUnavailable: the provider could not be reached, answered
+	// nonsense (discovery, keys, token endpoint), or refused our client
+	// credentials; its flows fail, others do not.
 	ErrUnavailable = errors.New("identity provider unavailable")
 	// ErrInvalidToken: the credential did not verify (signature, issuer,
 	// expiry, nonce, a refused code or verifier).
 	ErrInvalidToken = errors.New("invalid social token")
-	// ErrAudience: the ID token was issued to another client.
-	ErrAudience = errors.New("id token for another client")
+	// ErrAudience: the ID token or access token was issued to another
+	// client.
+	ErrAudience = errors.New("social token for another client")
 )
 
 // signingAlgs are the ID token algorithms accepted: asymmetric ones only,
@@ -61,7 +68,15 @@ type OIDCConfig struct {
 	Issuer       string // https, or http on a loopback address (tests)
 	ClientID     string
 	ClientSecret string
-	Scopes       []string // default: openid email profile
+	// ClientSecretFunc, instead of ClientSecret, gives the secret of each
+	// token request: Apple's is a JWT signed with our key (AppleSecret).
+	ClientSecretFunc func() (string, error)
+	Scopes           []string // default: openid email profile
+	// FormPost asks the provider to send the browser back with a POST of
+	// the code and state (response_mode=form_post) rather than a query
+	// string: Apple requires it when the scopes ask for the name or the
+	// address.
+	FormPost bool
 	// HTTPClient makes the calls to the provider; nil means one with a 10 s
 	// timeout.
 	HTTPClient *http.Client
@@ -91,6 +106,9 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 	if err := CheckIssuer(cfg.Issuer); err != nil {
 		return nil, fmt.Errorf("social %s: %w", cfg.ID, err)
 	}
+	if cfg.ClientSecret != "" && cfg.ClientSecretFunc != nil {
+		return nil, fmt.Errorf("social %s: a client secret and a client secret function both given", cfg.ID)
+	}
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = []string{oidc.ScopeOpenID, "email", "profile"}
 	}
@@ -109,9 +127,15 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 // CheckIssuer accepts an absolute https URL, or an http one whose host is
 // a loopback address.
 func CheckIssuer(issuer string) error {
-	u, err := url.Parse(issuer)
+	return checkURL("issuer", issuer)
+}
+
+// checkURL is CheckIssuer for any base URL of a provider, named what in
+// its errors.
+func checkURL(what, raw string) error {
+	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("issuer %q is not an absolute URL", issuer)
+		return fmt.Errorf("%s %q is not an absolute URL", what, raw)
 	}
 	switch u.Scheme {
 	case "https":
@@ -121,7 +145,7 @@ func CheckIssuer(issuer string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("issuer %q must be https (plain http only on a loopback address)", issuer)
+	return fmt.Errorf("%s %q must be https (plain http only on a loopback address)", what, raw)
 }
 
 // discover returns the provider's discovered endpoints and its ID token
@@ -150,14 +174,37 @@ func (p *OIDC) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTokenVerif
 	return p.provider, p.verifier, nil
 }
 
+// oauth is the OAuth 2.0 side of the provider, without the client
+// secret: only the token request needs it (clientSecret). The secret goes
+// in the request body when the provider takes it there (Apple takes it
+// nowhere else); otherwise the library finds out, trying the header first.
 func (p *OIDC) oauth(prov *oidc.Provider, redirect string) *oauth2.Config {
-	return &oauth2.Config{
-		ClientID:     p.cfg.ClientID,
-		ClientSecret: p.cfg.ClientSecret,
-		Endpoint:     prov.Endpoint(),
-		RedirectURL:  redirect,
-		Scopes:       p.cfg.Scopes,
+	endpoint := prov.Endpoint()
+	var d struct {
+		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 	}
+	if prov.Claims(&d) == nil && slices.Contains(d.AuthMethods, "client_secret_post") {
+		endpoint.AuthStyle = oauth2.AuthStyleInParams
+	}
+	return &oauth2.Config{
+		ClientID:    p.cfg.ClientID,
+		Endpoint:    endpoint,
+		RedirectURL: redirect,
+		Scopes:      p.cfg.Scopes,
+	}
+}
+
+// clientSecret is the configured secret, or a fresh one from
+// ClientSecretFunc.
+func (p *OIDC) clientSecret() (string, error) {
+	if p.cfg.ClientSecretFunc == nil {
+		return p.cfg.ClientSecret, nil
+	}
+	secret, err := p.cfg.ClientSecretFunc()
+	if err != nil {
+		return "", fmt.Errorf("%w: %s client secret: %v", ErrUnavailable, p.cfg.ID, err)
+	}
+	return secret, nil
 }
 
 // Attempt is what a browser's sign-in keeps server-side between the
@@ -188,15 +235,19 @@ func Challenge(verifier string) string {
 
 // AuthCodeURL is where a browser is sent to sign in with the provider and
 // come back to redirect with a code: the attempt's state, nonce and PKCE
-// challenge (S256) go with it.
+// challenge (S256) go with it, and response_mode=form_post with FormPost.
 func (p *OIDC) AuthCodeURL(ctx context.Context, redirect string, a Attempt) (string, error) {
 	prov, _, err := p.discover(ctx)
 	if err != nil {
 		return "", err
 	}
-	return p.oauth(prov, redirect).AuthCodeURL(a.State, oidc.Nonce(a.Nonce),
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(a.Nonce),
 		oauth2.SetAuthURLParam("code_challenge", Challenge(a.Verifier)),
-		oauth2.SetAuthURLParam("code_challenge_method", "S256")), nil
+		oauth2.SetAuthURLParam("code_challenge_method", "S256")}
+	if p.cfg.FormPost {
+		opts = append(opts, oauth2.SetAuthURLParam("response_mode", "form_post"))
+	}
+	return p.oauth(prov, redirect).AuthCodeURL(a.State, opts...), nil
 }
 
 // Exchange redeems a code the provider sent back to redirect, with the
@@ -212,9 +263,16 @@ func (p *OIDC) Exchange(ctx context.Context, redirect, code, verifier, nonce str
 	if verifier != "" {
 		opts = append(opts, oauth2.VerifierOption(verifier))
 	}
-	tok, err := p.oauth(prov, redirect).Exchange(oidc.ClientContext(ctx, p.cfg.HTTPClient), code, opts...)
+	conf := p.oauth(prov, redirect)
+	if conf.ClientSecret, err = p.clientSecret(); err != nil {
+		return Identity{}, err
+	}
+	tok, err := conf.Exchange(oidc.ClientContext(ctx, p.cfg.HTTPClient), code, opts...)
 	if err != nil {
 		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.ErrorCode == "invalid_client" {
+			return Identity{}, fmt.Errorf("%w: %s refused our client_id or client_secret: %v", ErrUnavailable, p.cfg.ID, err)
+		}
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			return Identity{}, fmt.Errorf("%w: the provider refused the code: %v", ErrInvalidToken, err)
 		}

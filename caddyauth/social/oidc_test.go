@@ -138,6 +138,17 @@ func TestCodeFlowRefusals(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("wrong client secret", func(t *testing.T) {
+		wrong, err := NewOIDC(OIDCConfig{ID: "test", Issuer: m.Issuer(), ClientID: m.ClientID, ClientSecret: "not-the-secret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := attempt(t)
+		// A misconfiguration, not the user's bad code: unavailable.
+		if _, err := wrong.Exchange(ctx, redirect, authorize(t, p, a), a.Verifier, a.Nonce); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("got %v", err)
+		}
+	})
 }
 
 // idToken returns an ID token of the provider for its client, by a real
