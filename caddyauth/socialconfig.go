@@ -40,8 +40,19 @@ type SocialProvider struct {
 	ClientSecret string `json:"client_secret,omitempty"`
 	// The name shown on buttons. Default: the kind's, or the id.
 	Name string `json:"name,omitempty"`
-	// The scopes asked for. Default: openid email profile.
+	// The scopes asked for. Default: openid email profile (apple: openid
+	// name email; github: read:user user:email).
 	Scopes []string `json:"scopes,omitempty"`
+	// Apple only: the team id, the key id and the `.p8` private key (its
+	// PEM text, e.g. `{file./run/secrets/apple.p8}`) that sign the client
+	// secret; client_id is the Services ID.
+	TeamID     string `json:"team_id,omitempty"`
+	KeyID      string `json:"key_id,omitempty"`
+	PrivateKey string `json:"private_key,omitempty"`
+	// GitHub only: the web and API addresses of a GitHub Enterprise
+	// Server (default https://github.com and https://api.github.com).
+	WebURL string `json:"web_url,omitempty"`
+	APIURL string `json:"api_url,omitempty"`
 	// Whether a first sign-in may reach an existing account by the
 	// address the provider vouches for, when that account's owner has
 	// proven control of the mailbox (`link_by_email off` refuses it with
@@ -53,12 +64,14 @@ type SocialProvider struct {
 	Signup *bool `json:"signup,omitempty"`
 }
 
-// socialKinds are the OpenID Connect providers known by name, with their
-// issuer and display name.
+// socialKinds are the providers known by name, with their issuer (for
+// the OpenID Connect ones) and display name.
 var socialKinds = map[string]struct{ issuer, name string }{
 	"google":    {"https://accounts.google.com", "Google"},
 	"microsoft": {"https://login.microsoftonline.com/%s/v2.0", "Microsoft"},
 	"gitlab":    {"https://gitlab.com", "GitLab"},
+	"apple":     {social.AppleIssuer, "Apple"},
+	"github":    {"", "GitHub"},
 	"oidc":      {"", ""},
 }
 
@@ -92,7 +105,7 @@ func validateSocial(providers []SocialProvider) error {
 				kinds = append(kinds, k)
 			}
 			slices.Sort(kinds)
-			return fmt.Errorf("social %s: unknown kind %q (want one of %s; github and apple are not supported yet)", p.ID, p.Kind, strings.Join(kinds, ", "))
+			return fmt.Errorf("social %s: unknown kind %q (want one of %s)", p.ID, p.Kind, strings.Join(kinds, ", "))
 		}
 		if p.ClientID == "" {
 			return fmt.Errorf("social %s: client_id is required", p.ID)
@@ -106,6 +119,22 @@ func validateSocial(providers []SocialProvider) error {
 			return fmt.Errorf("social %s: microsoft needs `tenant <tenant id or domain>`", p.ID)
 		case p.Kind != "microsoft" && p.Tenant != "":
 			return fmt.Errorf("social %s: tenant is a microsoft option", p.ID)
+		}
+		apple := p.Kind == "apple"
+		switch {
+		case apple && (p.TeamID == "" || p.KeyID == "" || p.PrivateKey == ""):
+			return fmt.Errorf("social %s: apple needs team_id, key_id and private_key (the .p8 key, e.g. {file./run/secrets/apple.p8})", p.ID)
+		case !apple && (p.TeamID != "" || p.KeyID != "" || p.PrivateKey != ""):
+			return fmt.Errorf("social %s: team_id, key_id and private_key are apple options", p.ID)
+		case apple && p.ClientSecret != "":
+			return fmt.Errorf("social %s: apple's client secret is made from private_key; give no client_secret", p.ID)
+		case p.Kind == "github" && p.ClientSecret == "":
+			return fmt.Errorf("social %s: github needs its client_secret", p.ID)
+		case p.Kind != "github" && (p.WebURL != "" || p.APIURL != ""):
+			return fmt.Errorf("social %s: web_url and api_url are github options", p.ID)
+		}
+		if p.Kind == "github" {
+			continue
 		}
 		if err := social.CheckIssuer(p.issuer()); err != nil {
 			return fmt.Errorf("social %s: %v", p.ID, err)
@@ -144,24 +173,71 @@ func socialList(providers []SocialProvider, repl *caddy.Replacer) []web.SocialPr
 }
 
 // coreProviders makes the providers' clients, placeholders expanded. No
-// provider is called here: discovery and keys are fetched on first use.
+// provider is called here: discovery and keys are fetched on first use;
+// an Apple key that does not parse is refused now.
 func coreProviders(providers []SocialProvider, repl *caddy.Replacer) ([]account.Provider, error) {
 	var out []account.Provider
 	for _, p := range providers {
-		clientID := repl.ReplaceAll(p.ClientID, "")
-		secret := repl.ReplaceAll(p.ClientSecret, "")
-		c, err := social.NewOIDC(social.OIDCConfig{ID: p.ID, Issuer: repl.ReplaceAll(p.issuer(), ""), ClientID: clientID, ClientSecret: secret, Scopes: p.Scopes})
+		client, err := p.client(repl)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, account.Provider{
-			ID: p.ID, ClientID: clientID,
+			ID: p.ID, ClientID: repl.ReplaceAll(p.ClientID, ""),
 			EmailLinking: p.LinkByEmail == nil || *p.LinkByEmail,
 			Signup:       p.Signup == nil || *p.Signup,
-			Client:       oidcClient{c},
+			Client:       client,
 		})
 	}
 	return out, nil
+}
+
+// client is the provider's client, placeholders expanded.
+func (p SocialProvider) client(repl *caddy.Replacer) (account.IdentityClient, error) {
+	expand := func(s string) string { return repl.ReplaceAll(s, "") }
+	switch p.Kind {
+	case "github":
+		g, err := social.NewGitHub(social.GitHubConfig{ID: p.ID, ClientID: expand(p.ClientID), ClientSecret: expand(p.ClientSecret),
+			WebURL: expand(p.WebURL), APIURL: expand(p.APIURL), Scopes: p.Scopes})
+		return githubClient{g}, err
+	case "apple":
+		secret, err := social.NewAppleSecret(social.AppleConfig{TeamID: expand(p.TeamID), KeyID: expand(p.KeyID),
+			ClientID: expand(p.ClientID), Key: []byte(expand(p.PrivateKey))})
+		if err != nil {
+			return nil, fmt.Errorf("social %s: private_key: %w", p.ID, err)
+		}
+		scopes := p.Scopes
+		if len(scopes) == 0 {
+			scopes = []string{"openid", "name", "email"}
+		}
+		c, err := social.NewOIDC(social.OIDCConfig{ID: p.ID, Issuer: social.AppleIssuer, ClientID: expand(p.ClientID),
+			ClientSecretFunc: secret.Secret, Scopes: scopes, FormPost: true})
+		return oidcClient{c}, err
+	}
+	c, err := social.NewOIDC(social.OIDCConfig{ID: p.ID, Issuer: expand(p.issuer()), ClientID: expand(p.ClientID),
+		ClientSecret: expand(p.ClientSecret), Scopes: p.Scopes})
+	return oidcClient{c}, err
+}
+
+// githubClient is GitHub as the core asks for it: an access token is
+// proven ours with the app's credentials; GitHub issues no ID token.
+type githubClient struct{ g *social.GitHub }
+
+func (c githubClient) VerifyToken(ctx context.Context, _, accessToken string) (account.SocialIdentity, error) {
+	if accessToken == "" {
+		return account.SocialIdentity{}, account.ErrFlowNotSupported
+	}
+	id, err := c.g.VerifyAccessToken(ctx, accessToken)
+	return coreIdentity(id, err)
+}
+
+func (c githubClient) Exchange(ctx context.Context, redirect, code, verifier, nonce string) (account.SocialIdentity, error) {
+	id, err := c.g.Exchange(ctx, redirect, code, verifier, nonce)
+	return coreIdentity(id, err)
+}
+
+func (c githubClient) AuthCodeURL(ctx context.Context, redirect, state, nonce, verifier string) (string, error) {
+	return c.g.AuthCodeURL(ctx, redirect, social.Attempt{State: state, Nonce: nonce, Verifier: verifier})
 }
 
 // oidcClient is an OpenID Connect provider as the core asks for it.
@@ -209,7 +285,9 @@ func coreIdentity(id social.Identity, err error) (account.SocialIdentity, error)
 //		client_secret <secret>
 //		name <display name>
 //		scopes <scope...>
-//		tenant <tenant>
+//		tenant <tenant>                       (microsoft)
+//		team_id <id>; key_id <id>; private_key <pem> (apple)
+//		web_url <url>; api_url <url>          (github: Enterprise Server)
 //		link_by_email on|off
 //		signup on|off
 //	}
@@ -229,7 +307,8 @@ func (a *App) unmarshalSocial(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	fields := map[string]*string{"client_id": &p.ClientID, "client_secret": &p.ClientSecret, "name": &p.Name, "tenant": &p.Tenant}
+	fields := map[string]*string{"client_id": &p.ClientID, "client_secret": &p.ClientSecret, "name": &p.Name, "tenant": &p.Tenant,
+		"team_id": &p.TeamID, "key_id": &p.KeyID, "private_key": &p.PrivateKey, "web_url": &p.WebURL, "api_url": &p.APIURL}
 	switches := map[string]**bool{"link_by_email": &p.LinkByEmail, "signup": &p.Signup}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
