@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -110,4 +112,56 @@ func (r reply) wantCode(t *testing.T, code string) reply {
 		t.Fatalf("code %q, want %q: %s", got, code, r.raw)
 	}
 	return r
+}
+
+// The command line lists an account's links and removes one, never the
+// last way in; list-users shows the providers.
+func TestSocialCommandsE2E(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store string) {
+		gh := githubtest.New("gh-client", "gh-test-secret")
+		t.Cleanup(gh.Close)
+		gh.AddUser(githubtest.User{ID: 9, Login: "ada", Name: "Ada",
+			Emails: []githubtest.Email{{Email: "ada@example.com", Primary: true, Verified: true}}})
+		opts := fmt.Sprintf(`social github {
+			client_id gh-client
+			client_secret gh-test-secret
+			web_url %[1]s
+			api_url %[1]s
+		}
+		social work github {
+			client_id gh-client
+			client_secret gh-test-secret
+			web_url %[1]s
+			api_url %[1]s
+		}`, gh.URL())
+		cf := caddyfile(store, opts, defaultBody)
+		path := filepath.Join(t.TempDir(), "Caddyfile")
+		if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := []string{"--config", path, "--adapter", "caddyfile"}
+		s := startCaddy(t, cf)
+		for _, p := range []string{"github", "work"} {
+			s.post("/auth/social/"+p+"/token/", map[string]string{"access_token": gh.MintToken("gh-client", "ada", ""), "client_id": "gh-client"}).expect(t, http.StatusOK)
+		}
+		out, err := runCLI(t, "", append([]string{"list-users"}, cfg...)...)
+		if err != nil || !strings.Contains(out, "PROVIDERS") || !strings.Contains(out, "github,work") {
+			t.Fatalf("list-users: %v\n%s", err, out)
+		}
+		out, err = runCLI(t, "", append([]string{"list-social", "--email", "ada@example.com"}, cfg...)...)
+		if err != nil || !strings.Contains(out, "github") || !strings.Contains(out, "work") || strings.Count(out, "\t9\t")+strings.Count(out, " 9 ") == 0 {
+			t.Fatalf("list-social: %v\n%s", err, out)
+		}
+		if out, err := runCLI(t, "", append([]string{"unlink", "--email", "ada@example.com", "--provider", "work"}, cfg...)...); err != nil || !strings.Contains(out, "removed") {
+			t.Fatalf("unlink: %v\n%s", err, out)
+		}
+		// The account has no password: its last link stays.
+		if _, err := runCLI(t, "", append([]string{"unlink", "--email", "ada@example.com", "--provider", "github"}, cfg...)...); err == nil || !strings.Contains(err.Error(), "last way to sign in") {
+			t.Fatalf("unlinking the last way in: %v", err)
+		}
+		if _, err := runCLI(t, "", append([]string{"unlink", "--email", "ada@example.com", "--provider", "work"}, cfg...)...); err == nil || !strings.Contains(err.Error(), "not linked to work") {
+			t.Fatalf("unlinking twice: %v", err)
+		}
+		s.post("/auth/social/github/token/", map[string]string{"access_token": gh.MintToken("gh-client", "ada", ""), "client_id": "gh-client"}).expect(t, http.StatusOK)
+	})
 }
