@@ -17,7 +17,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -207,24 +206,11 @@ func (p *OIDC) clientSecret() (string, error) {
 	return secret, nil
 }
 
-// Attempt is what a browser's sign-in keeps server-side between the
-// redirect to the provider and its return: the state naming the attempt,
-// the nonce the ID token must carry, and the PKCE verifier.
+// Attempt is what a browser's sign-in keeps between the redirect to the
+// provider and its return: the state naming the attempt, the nonce the ID
+// token must carry, and the PKCE verifier (the caller draws them).
 type Attempt struct {
 	State, Nonce, Verifier string
-}
-
-// NewAttempt draws an attempt's secrets from r.
-func NewAttempt(r io.Reader) (Attempt, error) {
-	var out [3]string
-	for i := range out {
-		b := make([]byte, 32)
-		if _, err := io.ReadFull(r, b); err != nil {
-			return Attempt{}, err
-		}
-		out[i] = base64.RawURLEncoding.EncodeToString(b)
-	}
-	return Attempt{State: out[0], Nonce: out[1], Verifier: out[2]}, nil
 }
 
 // Challenge is the PKCE S256 challenge of a verifier.
