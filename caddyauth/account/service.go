@@ -352,7 +352,7 @@ func (rl *core) purgeRetention() map[string]time.Duration {
 		purposeInvitation:        rl.policy.EmailConfirmationTTL,
 		purposeSignupChallenge:   rl.policy.EmailConfirmationTTL,
 		purposeEmailConfirmation: rl.policy.EmailConfirmationTTL,
-		purposeSocialAttempt:     socialAttemptTTL,
+		purposeSocialAttempt:     SocialAttemptTTL,
 		purposeSocialPending:     rl.policy.MFAChallengeTTL,
 	}
 }

@@ -116,8 +116,9 @@ const (
 	purposeSocialPending = "social_pending_link"
 )
 
-// socialAttemptTTL is how long a browser may take at the provider.
-const socialAttemptTTL = 10 * time.Minute
+// SocialAttemptTTL is how long a browser may take at the provider: the
+// web layer's attempt cookie lives as long.
+const SocialAttemptTTL = 10 * time.Minute
 
 // provider is the configured provider id.
 func (rl *Social) provider(id string) (*Provider, error) {
@@ -697,7 +698,7 @@ func (rl *Social) Finish(ctx context.Context, o Origin, provider, redirect strin
 		rl.socialFailed(ctx, p.ID, 0, "state", dead)
 		return Step{}, dead
 	}
-	_, err = rl.store.ConsumeToken(ctx, purposeSocialAttempt, attemptRow(in.State, p.ID, in.Next), rl.now().Add(-socialAttemptTTL))
+	_, err = rl.store.ConsumeToken(ctx, purposeSocialAttempt, attemptRow(in.State, p.ID, in.Next), rl.now().Add(-SocialAttemptTTL))
 	if errors.Is(err, ErrNotFound) {
 		rl.socialFailed(ctx, p.ID, 0, "state", dead)
 		return Step{}, dead

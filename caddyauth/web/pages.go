@@ -143,7 +143,8 @@ type pageData struct {
 	QR        template.URL // data: URI of the QR code
 	Codes     []string
 	Continue  string
-	Recovery  bool // the MFA page shows the recovery-code form
+	Refresh   string // the page moves on to this same-site path at once
+	Recovery  bool   // the MFA page shows the recovery-code form
 	LoginPage string
 	Referrer  string // the page's Referrer-Policy
 
@@ -154,6 +155,9 @@ type pageData struct {
 	FirstName  string
 	LastName   string
 	Fields     map[string]string
+	// The identity providers the login and sign-up pages offer a button
+	// for (socialpages.go).
+	Social []SocialProvider
 
 	// The pages behind mailed links.
 	Message  string
@@ -183,6 +187,13 @@ func (h pages) routes(routes map[string]endpoint) {
 // `application/x-www-form-urlencoded`, at most 64 KiB) and its CSRF token
 // checked; a failing dependency gets a 503 page rather than JSON.
 func (h pages) pageHandler(serve func(w http.ResponseWriter, r *http.Request) error) func(w http.ResponseWriter, r *http.Request) error {
+	return h.servePage(true, serve)
+}
+
+// servePage is pageHandler, with the CSRF check of posted forms only
+// when csrf is set: a post this site's forms did not make (a provider's
+// return to the social callback) is bound to its browser otherwise.
+func (h pages) servePage(csrf bool, serve func(w http.ResponseWriter, r *http.Request) error) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		setPageHeaders(w)
 		if r.Method == http.MethodPost {
@@ -193,7 +204,7 @@ func (h pages) pageHandler(serve func(w http.ResponseWriter, r *http.Request) er
 			if err := r.ParseForm(); err != nil {
 				return h.messagePage(w, r, http.StatusBadRequest, "Bad request", "The form could not be read.")
 			}
-			if !h.csrfValid(r) {
+			if csrf && !h.csrfValid(r) {
 				h.cfg.Logger.Debug("page form refused: CSRF token missing or wrong", zap.String("path", r.URL.Path), zap.String("client_ip", h.cfg.ClientIP(r)))
 				return h.messagePage(w, r, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Go back, reload the page and try again.")
 			}
@@ -241,6 +252,7 @@ func (h *Handler) writePage(w http.ResponseWriter, r *http.Request, status int, 
 		if h.policy.Registration.SignupOpen() {
 			d.SignupPage = h.cfg.Prefix + "/page/signup"
 		}
+		d.Social = h.cfg.SocialProviders
 	}
 	d.Referrer = w.Header().Get("Referrer-Policy")
 	var buf bytes.Buffer
@@ -386,16 +398,24 @@ func (h pages) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return seeOther(w, h.loginStep(w, step, next))
+}
+
+// loginStep hands the browser what a login came to, and returns where it
+// goes on: the second factor or TOTP setup (the challenge in its flow
+// cookie), or, with the session's cookies, `next`. The login page and the
+// social callback answer so.
+func (h *Handler) loginStep(w http.ResponseWriter, step account.Step, next string) string {
 	switch {
 	case step.Challenge != "":
 		h.setFlowCookie(w, challengeCookie, step.Challenge)
-		return seeOther(w, withNext(h.cfg.Prefix+"/page/mfa", next))
+		return withNext(h.cfg.Prefix+"/page/mfa", next)
 	case step.SetupChallenge != "":
 		h.setFlowCookie(w, setupCookie, step.SetupChallenge)
-		return seeOther(w, withNext(h.cfg.Prefix+"/page/mfa-setup", next))
+		return withNext(h.cfg.Prefix+"/page/mfa-setup", next)
 	}
 	h.setSession(w, step.Pair)
-	return seeOther(w, next)
+	return next
 }
 
 // mfa is GET/POST {prefix}/page/mfa: the TOTP code, or a recovery code,

@@ -45,6 +45,9 @@ var socialActions = map[string]socialAction{
 	"code":          {[]string{http.MethodPost}, socialAPI.credential},
 	"connect/token": {[]string{http.MethodPost}, socialAPI.credential},
 	"connect/code":  {[]string{http.MethodPost}, socialAPI.credential},
+	// The browser's flow (socialpages.go).
+	"login":    {[]string{http.MethodGet}, socialAPI.startPage},
+	"callback": {[]string{http.MethodGet, http.MethodPost}, socialAPI.callbackPage},
 }
 
 // provider answers every path {prefix}/social/<provider>/<action>/.
