@@ -14,7 +14,7 @@ import (
 // the return, the second factor, and the pages of a refused sign-in.
 
 // atProvider waits until the tab shows the provider's login page.
-func (c *chrome) atProvider(p *idp) {
+func (c *chrome) atProvider(p *loginProvider) {
 	c.t.Helper()
 	c.run("the provider's login page", chromedp.WaitVisible(chromedp.CSS("#idp-email")))
 	if loc := value(c, "location", chromedp.Location()); !strings.HasPrefix(loc, p.AuthorizationEndpoint()+"?") {
@@ -24,7 +24,7 @@ func (c *chrome) atProvider(p *idp) {
 
 // signInAtProvider types email into the provider's login page and posts
 // it.
-func (c *chrome) signInAtProvider(p *idp, email string) {
+func (c *chrome) signInAtProvider(p *loginProvider, email string) {
 	c.t.Helper()
 	c.atProvider(p)
 	c.run("the provider's form", chromedp.SendKeys(chromedp.CSS("#idp-email"), email))
@@ -56,7 +56,7 @@ func (c *chrome) logout() {
 
 func TestSocialBrowserE2E(t *testing.T) {
 	c := newChrome(t)
-	p := startIdP(t)
+	p := startLoginProvider(t)
 	s := startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", p.socialOption(t)+`
 		email_verification optional
 		mfa_totp_mode optional
@@ -104,7 +104,7 @@ func TestSocialBrowserE2E(t *testing.T) {
 		t.Fatalf("after the second factor: %q", text)
 	}
 	links := s.get("/auth/social/accounts/", bearer(c.accessCookie())).expect(t, 200)
-	if len(links.list) != 1 || links.list[0].(map[string]any)["uid"] != idpSubject(email) {
+	if len(links.list) != 1 || links.list[0].(map[string]any)["uid"] != loginSubject(email) {
 		t.Fatalf("the account's links after the second factor: %s", links.raw)
 	}
 

@@ -19,9 +19,9 @@ import (
 // under {prefix}/social/<provider>/login/, the attempt cookie, and the
 // callback's answers, against a real OpenID provider on loopback.
 
-// idp is an OpenID provider on loopback (mockoidc) with a login page of
-// its own in front of its authorize endpoint, as a real provider has: the
-// page asks who signs in; its form queues that user in mockoidc and hands
+// loginProvider is an OpenID provider on loopback (mockoidc) with a login
+// page of its own in front of its authorize endpoint, as a real provider
+// has: the page asks who signs in; its form queues that user in mockoidc and hands
 // the request (all its parameters) on to mockoidc's authorize, which
 // answers as it always does, with the code and the state back to the
 // redirect URI. Its Cancel button answers `error=access_denied`.
@@ -29,13 +29,13 @@ import (
 // It listens on 127.0.0.1 but is addressed as http://localhost:<port>:
 // another site than the test site at 127.0.0.1, so a browser coming back
 // from it makes a cross-site navigation, as from a real provider.
-type idp struct {
+type loginProvider struct {
 	*mockoidc.MockOIDC
 }
 
-// idpSubject is the subject the provider gives the person signing in
+// loginSubject is the subject the provider gives the person signing in
 // with email.
-func idpSubject(email string) string { return "idp-" + email }
+func loginSubject(email string) string { return "idp-" + email }
 
 var idpLoginPage = template.Must(template.New("idp").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Example Identity Provider</title>
@@ -61,7 +61,7 @@ type namedAddr string
 func (namedAddr) Network() string  { return "tcp" }
 func (a namedAddr) String() string { return string(a) }
 
-func startIdP(t *testing.T) *idp {
+func startLoginProvider(t *testing.T) *loginProvider {
 	t.Helper()
 	m, err := mockoidc.NewServer(nil)
 	if err != nil {
@@ -98,7 +98,7 @@ func startIdP(t *testing.T) *idp {
 				return
 			}
 			email := r.Form.Get("idp_email")
-			m.QueueUser(&mockoidc.MockUser{Subject: idpSubject(email), Email: email, EmailVerified: true})
+			m.QueueUser(&mockoidc.MockUser{Subject: loginSubject(email), Email: email, EmailVerified: true})
 			next.ServeHTTP(w, r)
 		})
 	}); err != nil {
@@ -108,11 +108,11 @@ func startIdP(t *testing.T) *idp {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Shutdown() })
-	return &idp{m}
+	return &loginProvider{m}
 }
 
 // socialOption is the `social` option of the provider as `company`.
-func (p *idp) socialOption(t *testing.T) string {
+func (p *loginProvider) socialOption(t *testing.T) string {
 	t.Helper()
 	t.Setenv("JWT_ALLAUTH_TEST_SOCIAL_SECRET", p.ClientSecret)
 	return fmt.Sprintf(`social company oidc %s {
@@ -125,7 +125,7 @@ func (p *idp) socialOption(t *testing.T) string {
 // signIn plays the person at the provider's login page of authURL: it
 // posts the page's form for email and returns where the provider sends
 // the browser back.
-func (p *idp) signIn(t *testing.T, authURL, email string) *url.URL {
+func (p *loginProvider) signIn(t *testing.T, authURL, email string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(authURL)
 	if err != nil || !strings.HasPrefix(authURL, p.AuthorizationEndpoint()+"?") {
@@ -170,8 +170,8 @@ func (s *site) startSocial(next string) socialAttempt {
 	return socialAttempt{authURL: r.header.Get("Location"), cookie: c}
 }
 
-// callback is the path and query of the provider's return.
-func callback(t *testing.T, back *url.URL) string {
+// returnPath is the path and query of the provider's return.
+func returnPath(t *testing.T, back *url.URL) string {
 	t.Helper()
 	if got := back.Scheme + "://" + back.Host + back.Path; got != testBase+"/auth/social/company/callback/" {
 		t.Fatalf("the provider returned to %s", got)
@@ -221,7 +221,7 @@ func (r reply) cleared() bool {
 const msgAttemptInvalid = "This sign-in attempt is unknown or has expired: start again."
 
 func TestSocialPagesE2E(t *testing.T) {
-	p := startIdP(t)
+	p := startLoginProvider(t)
 	s := startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", p.socialOption(t), browserBody))
 	kept := func(a socialAttempt) string { return "Cookie: jwt_allauth_social=" + a.cookie.Value }
 
@@ -246,7 +246,7 @@ func TestSocialPagesE2E(t *testing.T) {
 
 	t.Run("a new account, then next; the return once only", func(t *testing.T) {
 		a := s.startSocial("/docs/x?y=1")
-		back := callback(t, p.signIn(t, a.authURL, "new-"+randomHex(t, 4)+"@example.com"))
+		back := returnPath(t, p.signIn(t, a.authURL, "new-"+randomHex(t, 4)+"@example.com"))
 		r := s.get(back, kept(a))
 		if loc := r.continuesTo(t); loc != "/docs/x?y=1" {
 			t.Fatalf("signed in, sent to %q", loc)
@@ -263,7 +263,7 @@ func TestSocialPagesE2E(t *testing.T) {
 			if _, enc, _ := strings.Cut(a.cookie.Value, "."); enc != base64.RawURLEncoding.EncodeToString([]byte("/")) {
 				t.Fatalf("next %q kept as %q", next, enc)
 			}
-			back := callback(t, p.signIn(t, a.authURL, "safe-"+randomHex(t, 4)+"@example.com"))
+			back := returnPath(t, p.signIn(t, a.authURL, "safe-"+randomHex(t, 4)+"@example.com"))
 			if loc := s.get(back, kept(a)).continuesTo(t); loc != "/" {
 				t.Fatalf("next %q: sent to %q", next, loc)
 			}
@@ -272,7 +272,7 @@ func TestSocialPagesE2E(t *testing.T) {
 
 	t.Run("a return without the cookie, then with it", func(t *testing.T) {
 		a := s.startSocial("/docs/y")
-		back := callback(t, p.signIn(t, a.authURL, "nocookie-"+randomHex(t, 4)+"@example.com"))
+		back := returnPath(t, p.signIn(t, a.authURL, "nocookie-"+randomHex(t, 4)+"@example.com"))
 		s.get(back).page(t, http.StatusBadRequest, msgAttemptInvalid)
 		// Not spent by a browser that never started it.
 		if loc := s.get(back, kept(a)).continuesTo(t); loc != "/docs/y" {
@@ -283,7 +283,7 @@ func TestSocialPagesE2E(t *testing.T) {
 	t.Run("the cookie of another attempt", func(t *testing.T) {
 		first := s.startSocial("/first")
 		second := s.startSocial("/second")
-		back := callback(t, p.signIn(t, first.authURL, "foreign-"+randomHex(t, 4)+"@example.com"))
+		back := returnPath(t, p.signIn(t, first.authURL, "foreign-"+randomHex(t, 4)+"@example.com"))
 		r := s.get(back, kept(second)).page(t, http.StatusBadRequest, msgAttemptInvalid)
 		if _, set := r.cookie("jwt_allauth_social"); set {
 			t.Fatal("a foreign return touched the other attempt's cookie")
@@ -292,7 +292,7 @@ func TestSocialPagesE2E(t *testing.T) {
 		if loc := s.get(back, kept(first)).continuesTo(t); loc != "/first" {
 			t.Fatalf("first attempt: sent to %q", loc)
 		}
-		back2 := callback(t, p.signIn(t, second.authURL, "foreign2-"+randomHex(t, 4)+"@example.com"))
+		back2 := returnPath(t, p.signIn(t, second.authURL, "foreign2-"+randomHex(t, 4)+"@example.com"))
 		if loc := s.get(back2, kept(second)).continuesTo(t); loc != "/second" {
 			t.Fatalf("second attempt: sent to %q", loc)
 		}
@@ -301,7 +301,7 @@ func TestSocialPagesE2E(t *testing.T) {
 	t.Run("a cookie whose next was changed", func(t *testing.T) {
 		a := s.startSocial("/docs/z")
 		state, _, _ := strings.Cut(a.cookie.Value, ".")
-		back := callback(t, p.signIn(t, a.authURL, "changed-"+randomHex(t, 4)+"@example.com"))
+		back := returnPath(t, p.signIn(t, a.authURL, "changed-"+randomHex(t, 4)+"@example.com"))
 		forged := "Cookie: jwt_allauth_social=" + state + "." + base64.RawURLEncoding.EncodeToString([]byte("/admin"))
 		s.get(back, forged).page(t, http.StatusBadRequest, msgAttemptInvalid)
 	})
@@ -333,7 +333,7 @@ func TestSocialPagesE2E(t *testing.T) {
 		email := uniqueEmail(t, "taken")
 		mustCreateUser(t, email, userPass, 0)
 		a := s.startSocial("/")
-		back := callback(t, p.signIn(t, a.authURL, email))
+		back := returnPath(t, p.signIn(t, a.authURL, email))
 		s.get(back, kept(a)).page(t, http.StatusConflict, "An account already uses this e-mail address")
 	})
 
@@ -361,7 +361,7 @@ func TestSocialPagesProviderDownE2E(t *testing.T) {
 // With the pages off, the browser's flow is not served; the JSON flows
 // stay.
 func TestSocialPagesOffE2E(t *testing.T) {
-	p := startIdP(t)
+	p := startLoginProvider(t)
 	body := strings.Replace(browserBody, "prefix /auth", "prefix /auth\n\t\tpages off", 1)
 	s := startCaddy(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", p.socialOption(t), body))
 	s.get("/auth/social/company/login/").expect(t, http.StatusNotFound)
