@@ -855,6 +855,19 @@ func TestSocialInvitationE2E(t *testing.T) {
 	})
 }
 
+// A provider may not take the name of a fixed endpoint under
+// {prefix}/social/: `accounts` would have every path of its flows
+// answered by the removal of links.
+func TestSocialReservedIDsE2E(t *testing.T) {
+	p := startIdP(t)
+	for _, id := range []string{"accounts", "providers"} {
+		t.Run(id, func(t *testing.T) {
+			opts := fmt.Sprintf("social %s oidc %s {\n\t\t\tclient_id %s\n\t\t}", id, p.m.Issuer(), p.m.ClientID)
+			refusesToStart(t, caddyfile("store sqlite "+t.TempDir()+"/a.db", opts, defaultBody), "social "+id+": the id is reserved")
+		})
+	}
+}
+
 // social_ip counts every sign-in with a provider from one client, good or
 // bad, before the provider is asked.
 func TestSocialThrottleE2E(t *testing.T) {
