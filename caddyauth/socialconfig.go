@@ -25,7 +25,7 @@ import (
 // use them are served under {prefix}/social/ (see README).
 type SocialProvider struct {
 	// The provider's id in paths, e.g. `google` or `company`: lower-case
-	// letters, digits, `-` and `_`.
+	// letters, digits, `-` and `_`, but not `accounts` or `providers`.
 	ID string `json:"id"`
 	// google, microsoft, gitlab or oidc. Default: the id.
 	Kind string `json:"kind,omitempty"`
@@ -77,6 +77,11 @@ var socialKinds = map[string]struct{ issuer, name string }{
 
 var socialIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 
+// socialReservedIDs are the names of the fixed endpoints under
+// {prefix}/social/: a provider so named would have its paths answered by
+// them (social/accounts/<anything>/ is the removal of a link).
+var socialReservedIDs = []string{"accounts", "providers"}
+
 // issuer is the provider's issuer URL.
 func (p SocialProvider) issuer() string {
 	switch p.Kind {
@@ -94,6 +99,9 @@ func validateSocial(providers []SocialProvider) error {
 	for _, p := range providers {
 		if !socialIDPattern.MatchString(p.ID) {
 			return fmt.Errorf("social %q: an id is 1 to 32 lower-case letters, digits, '-' or '_'", p.ID)
+		}
+		if slices.Contains(socialReservedIDs, p.ID) {
+			return fmt.Errorf("social %s: the id is reserved for the endpoints under {prefix}/social/ (%s); choose another", p.ID, strings.Join(socialReservedIDs, ", "))
 		}
 		if seen[p.ID] {
 			return fmt.Errorf("social %s: the id is used twice", p.ID)
