@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/social"
 )
 
 // metrics are the realm's Prometheus metrics, registered in the registry of
@@ -23,6 +24,7 @@ import (
 //	caddy_jwt_allauth_lockouts_total{kind}                  kind mfa: a user reached the MFA failure limit
 //	caddy_jwt_allauth_throttled_total{throttle}             requests refused by a throttle (login_ip, ...)
 //	caddy_jwt_allauth_store_errors_total                    requests answered 503 because the store failed
+//	caddy_jwt_allauth_provider_errors_total                 requests answered 503 because an identity provider could not be reached
 //	caddy_jwt_allauth_hash_queue_rejections_total           requests answered 503 because no hashing slot freed up
 //	caddy_jwt_allauth_hash_queue_wait_seconds               time spent waiting for a hashing slot
 //	caddy_jwt_allauth_limiter_fallbacks_total               (redis limiter) checks decided in memory
@@ -38,6 +40,7 @@ type metrics struct {
 	lockouts       *prometheus.CounterVec
 	throttled      *prometheus.CounterVec
 	storeErrors    prometheus.Counter
+	providerErrors prometheus.Counter
 	hashRejections prometheus.Counter
 	hashQueueWait  prometheus.Histogram
 	mailsSent      *prometheus.CounterVec
@@ -84,6 +87,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.storeErrors, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "store_errors_total",
 		Help: "Requests answered 503 because the store failed.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	m.providerErrors, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "provider_errors_total",
+		Help: "Requests answered 503 because an identity provider could not be reached or answered nonsense.",
 	}))
 	if err != nil {
 		return nil, err
@@ -185,7 +195,7 @@ func (m *metrics) registerIn(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.logins, m.mfa, m.lockouts, m.throttled, m.storeErrors, m.hashRejections, m.hashQueueWait, m.mailsSent, m.mailsNotSent, m.socialLogins, m.socialLinks} {
+	for _, c := range []prometheus.Collector{m.logins, m.mfa, m.lockouts, m.throttled, m.storeErrors, m.providerErrors, m.hashRejections, m.hashQueueWait, m.mailsSent, m.mailsNotSent, m.socialLogins, m.socialLinks} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) || are.ExistingCollector != c {
@@ -244,11 +254,14 @@ func (m *metrics) Unavailable(err error) {
 	if m == nil || errors.Is(err, context.Canceled) {
 		return
 	}
-	if errors.Is(err, account.ErrHasherBusy) {
+	switch {
+	case errors.Is(err, account.ErrHasherBusy):
 		m.hashRejections.Inc()
-		return
+	case errors.Is(err, social.ErrUnavailable):
+		m.providerErrors.Inc()
+	default:
+		m.storeErrors.Inc()
 	}
-	m.storeErrors.Inc()
 }
 
 // hashWait records a wait for a hashing slot, in seconds.

@@ -814,12 +814,18 @@ func TestSocialAuditAndMetricsE2E(t *testing.T) {
 
 		const downErrors = `caddy_jwt_allauth_social_logins_total{provider="down",result="error"}`
 		before := metric(t, downErrors)
+		const providerErrors, storeErrors = `caddy_jwt_allauth_provider_errors_total`, `caddy_jwt_allauth_store_errors_total`
+		providerBefore, storeBefore := metric(t, providerErrors), metric(t, storeErrors)
 		r := s.post("/auth/social/down/token/", map[string]string{"id_token": p.idToken("sub-down", "down@example.com"), "client_id": "down-client"})
 		if r.status != http.StatusServiceUnavailable || r.str("code") != "service_unavailable" {
 			t.Fatalf("a provider that is down: %d %s", r.status, r.raw)
 		}
 		if d := metric(t, downErrors) - before; d != 1 {
 			t.Fatalf("social logins error for the provider that is down grew by %v, want 1", d)
+		}
+		// The outage is the provider's, not the store's.
+		if dp, ds := metric(t, providerErrors)-providerBefore, metric(t, storeErrors)-storeBefore; dp != 1 || ds != 0 {
+			t.Fatalf("provider errors grew by %v, store errors by %v; want 1 and 0", dp, ds)
 		}
 		// The other provider still works.
 		s.socialToken(p, p.idToken("sub-audit", "audit@example.com")).session(t, false)

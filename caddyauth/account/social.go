@@ -91,7 +91,7 @@ const (
 	msgClientIDMismatch      = "The credential was not issued to this site's client."
 	msgProviderEmailUnverif  = "The provider did not give a verified e-mail address."
 	msgEmailRegistered       = "An account already uses this e-mail address: sign in to it and connect the provider there."
-	msgLocalUnverified       = "An account with this e-mail address awaits confirmation: confirm it, then sign in with the provider."
+	msgLocalUnverified       = "An account with this e-mail address was created but never confirmed. If it is not yours, reset its password to take the address back (that removes what was set up before); if it is, confirm it. Then sign in with the provider."
 	msgSocialSignupClosed    = "Sign-up is closed."
 	msgSocialSignupOff       = "Sign-up through this provider is not allowed."
 	msgCallbackNotAllowed    = "callback_url is not allowed."
