@@ -149,8 +149,15 @@ func (c *chrome) at(wantPath string) string {
 // loaded (a mark left on the old document must be gone).
 func (c *chrome) clickAndWait(sel string) {
 	c.t.Helper()
+	c.actAndWait("clicking "+sel, chromedp.Click(chromedp.CSS(sel)))
+}
+
+// actAndWait runs action (a click, a key) and waits for the new page it
+// leads to.
+func (c *chrome) actAndWait(what string, action chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
 	value(c, "marking the page", chromedp.Evaluate[bool]("window.__before_click = true"))
-	c.run("clicking "+sel, chromedp.Click(chromedp.CSS(sel)))
+	c.run(what, action)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		done, err := chromedp.Run(c.ctx, chromedp.Evaluate[bool](`!window.__before_click && document.readyState === "complete"`))
@@ -159,7 +166,7 @@ func (c *chrome) clickAndWait(sel string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c.t.Fatalf("clicking %s led to no new page", sel)
+	c.t.Fatalf("%s led to no new page", what)
 }
 
 // submitLogin fills in and posts the login form.

@@ -34,17 +34,7 @@ func (c *chrome) signInAtProvider(p *loginProvider, email string) {
 // pressAndWait presses a key and waits for the page it leads to.
 func (c *chrome) pressAndWait(key string) {
 	c.t.Helper()
-	value(c, "marking the page", chromedp.Evaluate[bool]("window.__before_click = true"))
-	c.run("pressing a key", chromedp.KeyEvent(key))
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		done, err := chromedp.Run(c.ctx, chromedp.Evaluate[bool](`!window.__before_click && document.readyState === "complete"`))
-		if err == nil && done {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c.t.Fatal("the key led to no new page")
+	c.actAndWait("pressing a key", chromedp.KeyEvent(key))
 }
 
 func (c *chrome) logout() {

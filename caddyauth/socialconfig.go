@@ -207,7 +207,7 @@ func (p SocialProvider) client(repl *caddy.Replacer) (account.IdentityClient, er
 	case "github":
 		g, err := social.NewGitHub(social.GitHubConfig{ID: p.ID, ClientID: expand(p.ClientID), ClientSecret: expand(p.ClientSecret),
 			WebURL: expand(p.WebURL), APIURL: expand(p.APIURL), Scopes: p.Scopes})
-		return githubClient{g}, err
+		return githubClient{codeClient{g}, g}, err
 	case "apple":
 		secret, err := social.NewAppleSecret(social.AppleConfig{TeamID: expand(p.TeamID), KeyID: expand(p.KeyID),
 			ClientID: expand(p.ClientID), Key: []byte(expand(p.PrivateKey))})
@@ -220,36 +220,49 @@ func (p SocialProvider) client(repl *caddy.Replacer) (account.IdentityClient, er
 		}
 		c, err := social.NewOIDC(social.OIDCConfig{ID: p.ID, Issuer: social.AppleIssuer, ClientID: expand(p.ClientID),
 			ClientSecretFunc: secret.Secret, Scopes: scopes, FormPost: true})
-		return oidcClient{c}, err
+		return oidcClient{codeClient{c}, c}, err
 	}
 	c, err := social.NewOIDC(social.OIDCConfig{ID: p.ID, Issuer: expand(p.issuer()), ClientID: expand(p.ClientID),
 		ClientSecret: expand(p.ClientSecret), Scopes: p.Scopes})
-	return oidcClient{c}, err
+	return oidcClient{codeClient{c}, c}, err
+}
+
+// codeClient is a provider's code flow as the core asks for it, for the
+// clients of caddyauth/social.
+type codeClient struct {
+	flow interface {
+		AuthCodeURL(ctx context.Context, redirect string, a social.Attempt) (string, error)
+		Exchange(ctx context.Context, redirect, code, verifier, nonce string) (social.Identity, error)
+	}
+}
+
+func (c codeClient) Exchange(ctx context.Context, redirect, code, verifier, nonce string) (account.SocialIdentity, error) {
+	return coreIdentity(c.flow.Exchange(ctx, redirect, code, verifier, nonce))
+}
+
+func (c codeClient) AuthCodeURL(ctx context.Context, redirect, state, nonce, verifier string) (string, error) {
+	return c.flow.AuthCodeURL(ctx, redirect, social.Attempt{State: state, Nonce: nonce, Verifier: verifier})
 }
 
 // githubClient is GitHub as the core asks for it: an access token is
 // proven ours with the app's credentials; GitHub issues no ID token.
-type githubClient struct{ g *social.GitHub }
+type githubClient struct {
+	codeClient
+	g *social.GitHub
+}
 
 func (c githubClient) VerifyToken(ctx context.Context, _, accessToken string) (account.SocialIdentity, error) {
 	if accessToken == "" {
 		return account.SocialIdentity{}, account.ErrFlowNotSupported
 	}
-	id, err := c.g.VerifyAccessToken(ctx, accessToken)
-	return coreIdentity(id, err)
-}
-
-func (c githubClient) Exchange(ctx context.Context, redirect, code, verifier, nonce string) (account.SocialIdentity, error) {
-	id, err := c.g.Exchange(ctx, redirect, code, verifier, nonce)
-	return coreIdentity(id, err)
-}
-
-func (c githubClient) AuthCodeURL(ctx context.Context, redirect, state, nonce, verifier string) (string, error) {
-	return c.g.AuthCodeURL(ctx, redirect, social.Attempt{State: state, Nonce: nonce, Verifier: verifier})
+	return coreIdentity(c.g.VerifyAccessToken(ctx, accessToken))
 }
 
 // oidcClient is an OpenID Connect provider as the core asks for it.
-type oidcClient struct{ p *social.OIDC }
+type oidcClient struct {
+	codeClient
+	p *social.OIDC
+}
 
 // VerifyToken checks an ID token. An access token alone cannot be bound
 // to this site's client, so it is not a flow an OpenID provider offers
@@ -258,17 +271,7 @@ func (c oidcClient) VerifyToken(ctx context.Context, idToken, _ string) (account
 	if idToken == "" {
 		return account.SocialIdentity{}, account.ErrFlowNotSupported
 	}
-	id, err := c.p.VerifyIDToken(ctx, idToken, "")
-	return coreIdentity(id, err)
-}
-
-func (c oidcClient) Exchange(ctx context.Context, redirect, code, verifier, nonce string) (account.SocialIdentity, error) {
-	id, err := c.p.Exchange(ctx, redirect, code, verifier, nonce)
-	return coreIdentity(id, err)
-}
-
-func (c oidcClient) AuthCodeURL(ctx context.Context, redirect, state, nonce, verifier string) (string, error) {
-	return c.p.AuthCodeURL(ctx, redirect, social.Attempt{State: state, Nonce: nonce, Verifier: verifier})
+	return coreIdentity(c.p.VerifyIDToken(ctx, idToken, ""))
 }
 
 // coreIdentity is a provider's answer in the core's terms: its verdicts

@@ -130,6 +130,20 @@ func (rl *Social) provider(id string) (*Provider, error) {
 	return nil, refuseCode(NotFound, msgProviderNotConfigured, "provider_not_configured")
 }
 
+// admit finds the provider a call names and counts the call towards the
+// client's social_ip throttle (a refusal is counted and audited).
+func (rl *Social) admit(ctx context.Context, provider, ip string) (*Provider, error) {
+	p, err := rl.provider(provider)
+	if err != nil {
+		return nil, err
+	}
+	if err := rl.throttle(ctx, throttleSocialIP, rl.clientKey(ip)); err != nil {
+		rl.socialFailed(ctx, p.ID, 0, "throttled", err)
+		return nil, err
+	}
+	return p, nil
+}
+
 // identify checks a credential in the reference's order (the body, the
 // client id, the callback URL) and asks the provider who it names.
 func (rl *Social) identify(ctx context.Context, p *Provider, in SocialCredential, code bool) (SocialIdentity, error) {
@@ -176,12 +190,8 @@ func socialRefusal(err error) error {
 // second step.
 func (rl *Social) SignIn(ctx context.Context, o Origin, provider string, in SocialCredential, code bool) (Step, error) {
 	ctx = withOrigin(ctx, o)
-	p, err := rl.provider(provider)
+	p, err := rl.admit(ctx, provider, o.IP)
 	if err != nil {
-		return Step{}, err
-	}
-	if err := rl.throttle(ctx, throttleSocialIP, rl.clientKey(o.IP)); err != nil {
-		rl.socialFailed(ctx, p.ID, 0, "throttled", err)
 		return Step{}, err
 	}
 	id, err := rl.identify(ctx, p, in, code)
@@ -506,11 +516,8 @@ func (rl *Social) Connect(ctx context.Context, o Origin, access, provider string
 	if err != nil {
 		return SocialLink{}, err
 	}
-	p, err := rl.provider(provider)
+	p, err := rl.admit(ctx, provider, o.IP)
 	if err != nil {
-		return SocialLink{}, err
-	}
-	if err := rl.throttle(ctx, throttleSocialIP, rl.clientKey(o.IP)); err != nil {
 		return SocialLink{}, err
 	}
 	if err := rl.reauthenticate(ctx, c, u, in.Password); err != nil {
@@ -651,11 +658,8 @@ func (rl *Social) attemptSecret(label, state string) string {
 // attempt is kept server-side, single-use, for a few minutes.
 func (rl *Social) Begin(ctx context.Context, o Origin, provider, redirect, next string) (Attempt, error) {
 	ctx = withOrigin(ctx, o)
-	p, err := rl.provider(provider)
+	p, err := rl.admit(ctx, provider, o.IP)
 	if err != nil {
-		return Attempt{}, err
-	}
-	if err := rl.throttle(ctx, throttleSocialIP, rl.clientKey(o.IP)); err != nil {
 		return Attempt{}, err
 	}
 	state, err := newLinkSecret(rl.rand)
@@ -685,12 +689,8 @@ type Return struct {
 // identity signs in as in SignIn.
 func (rl *Social) Finish(ctx context.Context, o Origin, provider, redirect string, in Return) (Step, error) {
 	ctx = withOrigin(ctx, o)
-	p, err := rl.provider(provider)
+	p, err := rl.admit(ctx, provider, o.IP)
 	if err != nil {
-		return Step{}, err
-	}
-	if err := rl.throttle(ctx, throttleSocialIP, rl.clientKey(o.IP)); err != nil {
-		rl.socialFailed(ctx, p.ID, 0, "throttled", err)
 		return Step{}, err
 	}
 	dead := refuse(Invalid, msgSocialAttemptInvalid).because(ErrSocialAttempt)
