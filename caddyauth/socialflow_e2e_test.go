@@ -337,13 +337,31 @@ func TestSocialSignupAndLinkingRulesE2E(t *testing.T) {
 			t.Fatalf("linked with link_by_email off: %+v", l)
 		}
 
+		// Lookups fold case the Unicode way; a provider's address that
+		// reaches the account only so (a Kelvin sign for the K, a dotted
+		// capital I) is another mailbox.
+		s.reload(caddyfile(store, p.options("", "email_verification optional"), defaultBody))
+		kate := mustCreateUser(t, "kate@example.com", userPass, 0)
+		tim := mustCreateUser(t, "tim@example.com", userPass, 0)
+		for _, folded := range []string{"\u212Aate@example.com", "\u212AATE@EXAMPLE.COM", "t\u0130m@example.com"} {
+			s.socialToken(p, p.idToken("sub-fold", folded)).refusal(t, 409, "email_already_registered")
+		}
+		if l := append(links(t, kate.ID), links(t, tim.ID)...); len(l) != 0 {
+			t.Fatalf("a folded address linked: %+v", l)
+		}
+		// ASCII case is the same mailbox.
+		access, _ := s.socialToken(p, p.idToken("sub-kate", "KATE@Example.com")).session(t, false)
+		if fmt.Sprint(claims(t, access)["user_id"]) != fmt.Sprint(kate.ID) {
+			t.Fatalf("KATE@Example.com signed in as %v, want %d", claims(t, access)["user_id"], kate.ID)
+		}
+
 		s.reload(caddyfile(store, p.options("signup off", "email_verification optional"), defaultBody))
 		n := userCount(t)
 		s.socialToken(p, p.idToken("sub-new", "new@example.com")).refusal(t, 400, "signup_not_allowed")
 		if userCount(t) != n {
 			t.Fatal("signup off created an account")
 		}
-		access, _ := s.socialToken(p, p.idToken("sub-known", "known@example.com")).session(t, false)
+		access, _ = s.socialToken(p, p.idToken("sub-known", "known@example.com")).session(t, false)
 		if fmt.Sprint(claims(t, access)["user_id"]) != fmt.Sprint(known.ID) {
 			t.Fatalf("signed in as %v, want %d", claims(t, access)["user_id"], known.ID)
 		}

@@ -308,6 +308,10 @@ func (rl *Social) resolve(ctx context.Context, p *Provider, id SocialIdentity) (
 		return resolved{}, err
 	case !u.IsActive:
 		return resolved{user: u}, refuse(Unauthenticated, MsgNoActiveAccount)
+	case !sameMailbox(id.Email, u.Email):
+		// Found only through Unicode case folding (a Kelvin sign for a
+		// K, a dotted capital I): another mailbox than the account's.
+		return resolved{}, refuseCode(Conflict, msgEmailRegistered, "email_already_registered")
 	default:
 		proven, err := rl.mailboxProven(ctx, u)
 		switch {
@@ -365,6 +369,26 @@ func (rl *Social) resolve(ctx context.Context, p *Provider, id SocialIdentity) (
 	rl.metrics.SocialLink(p.ID, "signup")
 	rl.audit(ctx, auditSocialLinked, nu.ID, slog.String("provider", p.ID), slog.String("how", "signup"))
 	return resolved{user: nu, created: true}, nil
+}
+
+// sameMailbox reports whether a provider's address names the stored one
+// up to ASCII case: lookups fold case the Unicode way, which would let
+// another mailbox (say with a Kelvin sign for its K) reach the account.
+func sameMailbox(given, stored string) bool {
+	given = strings.TrimSpace(given)
+	if len(given) != len(stored) {
+		return false
+	}
+	for i := 0; i < len(given); i++ {
+		a, b := given[i], stored[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 // mailboxProven reports whether u's owner has shown control of its
