@@ -61,7 +61,7 @@ func addUserCommands(cmd *cobra.Command) {
 // userOptions are the flags of the user subcommands.
 type userOptions struct {
 	email         string
-	provider      string
+	provider, uid string
 	role          int
 	passwordStdin bool
 	out           io.Writer
@@ -107,6 +107,7 @@ func userCommand(name, short string, email, role bool, run func(context.Context,
 	if name == "unlink" {
 		c.Flags().StringVar(&opts.provider, "provider", "", "Id of the provider, as in the social option")
 		_ = c.MarkFlagRequired("provider")
+		c.Flags().StringVar(&opts.uid, "uid", "", "The provider's subject of the link, when the user is linked to that provider twice")
 	}
 	return c
 }
@@ -250,7 +251,7 @@ func runListSocial(ctx context.Context, rl *realm, o userOptions) error {
 }
 
 func runUnlink(ctx context.Context, rl *realm, o userOptions) error {
-	if err := rl.svc.Users.Unlink(ctx, o.email, o.provider); err != nil {
+	if err := rl.svc.Users.Unlink(ctx, o.email, o.provider, o.uid); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.out, "%s: link to %s removed\n", o.email, o.provider)

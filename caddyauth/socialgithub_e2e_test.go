@@ -152,6 +152,17 @@ func TestSocialCommandsE2E(t *testing.T) {
 		if err != nil || !strings.Contains(out, "github") || !strings.Contains(out, "work") || strings.Count(out, "\t9\t")+strings.Count(out, " 9 ") == 0 {
 			t.Fatalf("list-social: %v\n%s", err, out)
 		}
+		// A second GitHub identity vouching for the same address joins the
+		// account: two links to one provider need the subject to unlink.
+		gh.AddUser(githubtest.User{ID: 10, Login: "ada-work", Name: "Ada",
+			Emails: []githubtest.Email{{Email: "ada@example.com", Primary: true, Verified: true}}})
+		s.post("/auth/social/github/token/", map[string]string{"access_token": gh.MintToken("gh-client", "ada-work", ""), "client_id": "gh-client"}).expect(t, http.StatusOK)
+		if _, err := runCLI(t, "", append([]string{"unlink", "--email", "ada@example.com", "--provider", "github"}, cfg...)...); err == nil || !strings.Contains(err.Error(), "--uid") {
+			t.Fatalf("unlinking one of two links to github: %v", err)
+		}
+		if out, err := runCLI(t, "", append([]string{"unlink", "--email", "ada@example.com", "--provider", "github", "--uid", "10"}, cfg...)...); err != nil || !strings.Contains(out, "removed") {
+			t.Fatalf("unlink --uid: %v\n%s", err, out)
+		}
 		if out, err := runCLI(t, "", append([]string{"unlink", "--email", "ada@example.com", "--provider", "work"}, cfg...)...); err != nil || !strings.Contains(out, "removed") {
 			t.Fatalf("unlink: %v\n%s", err, out)
 		}

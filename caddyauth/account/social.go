@@ -748,23 +748,33 @@ func (rl *Users) Links(ctx context.Context, email string) ([]SocialLink, error) 
 	return rl.social.links(ctx, u.ID)
 }
 
-// Unlink removes the link of the account with this address to provider,
-// as Disconnect does (never the last way in), with the command line's
+// Unlink removes the link of the account with this address to provider
+// (with subject uid, needed only when it is linked to provider twice), as
+// Disconnect does (never the last way in), with the command line's
 // errors.
-func (rl *Users) Unlink(ctx context.Context, email, provider string) error {
+func (rl *Users) Unlink(ctx context.Context, email, provider, uid string) error {
 	u, err := rl.lookup(ctx, email)
 	if err != nil {
 		return err
 	}
+	ambiguous := false
 	_, err = rl.social.unlink(ctx, u.ID, func(links []SocialAccount) (SocialAccount, bool) {
-		i := slices.IndexFunc(links, func(a SocialAccount) bool { return a.Provider == provider })
-		if i < 0 {
+		var match []SocialAccount
+		for _, a := range links {
+			if a.Provider == provider && (uid == "" || a.UID == uid) {
+				match = append(match, a)
+			}
+		}
+		ambiguous = len(match) > 1
+		if len(match) != 1 {
 			return SocialAccount{}, false
 		}
-		return links[i], true
+		return match[0], true
 	})
 	var r *Refusal
 	switch {
+	case ambiguous:
+		return fmt.Errorf("%s is linked to %s more than once: name the link with --uid (see list-social)", u.Email, provider)
 	case errors.As(err, &r) && r.Kind == NotFound:
 		return fmt.Errorf("%s is not linked to %s", u.Email, provider)
 	case errors.As(err, &r):

@@ -103,35 +103,41 @@ func (h pages) socialCallback(w http.ResponseWriter, r *http.Request, provider s
 	// cookie) from this site. So this page moves on itself, with a
 	// navigation of its own, and shows a link in case it does not.
 	target := h.loginStep(w, step, next)
-	return h.render(w, r, http.StatusOK, "message", pageData{Title: "Signing you in", Info: "Back from " + h.socialName(provider) + ". Continuing…", Continue: target, Refresh: target})
+	name, _ := h.socialName(provider)
+	return h.render(w, r, http.StatusOK, "message", pageData{Title: "Signing you in", Info: "Back from " + name + ". Continuing…", Continue: target, Refresh: target})
 }
 
 // providerRefusal is the status and the message of a provider's `error`
 // answer. Its error_description is not shown: anyone can make a link to
 // the callback with words of their choosing in it.
 func (h pages) providerRefusal(provider, code string) (int, string) {
-	name := h.socialName(provider)
+	name, _ := h.socialName(provider)
 	switch code {
 	case "access_denied":
 		return http.StatusForbidden, "The sign-in was cancelled at " + name + ", or " + name + " refused it."
 	case "temporarily_unavailable", "server_error":
-		return http.StatusServiceUnavailable, name + " is not available right now. Please try again in a moment."
+		return http.StatusServiceUnavailable, "Signing in with " + name + " is not possible right now. Please try again in a moment."
 	}
-	return http.StatusBadRequest, name + " could not sign you in. Please try again."
+	return http.StatusBadRequest, "Could not sign you in with " + name + ". Please try again."
 }
 
-// socialName is the configured provider's display name, else its id.
-func (h pages) socialName(provider string) string {
+// socialName is the configured provider's display name; a provider id
+// that is not configured (a path segment of the request) is never shown.
+func (h pages) socialName(provider string) (string, bool) {
 	for _, p := range h.cfg.SocialProviders {
 		if p.ID == provider {
-			return p.Name
+			return p.Name, true
 		}
 	}
-	return provider
+	return "the provider", false
 }
 
+// socialTitle heads a social page.
 func (h pages) socialTitle(provider string) string {
-	return "Sign in with " + h.socialName(provider)
+	if name, ok := h.socialName(provider); ok {
+		return "Sign in with " + name
+	}
+	return "Sign in"
 }
 
 // socialCallbackURL is the redirect URI of a provider: the callback under
