@@ -92,6 +92,26 @@ type SocialAccount struct {
 	LastLogin time.Time // zero: never used to sign in
 }
 
+// Passkey is a WebAuthn credential of an account: its id and public key,
+// the authenticator's signature counter, a name the user chose, and what
+// the authenticator said of itself when it was registered.
+type Passkey struct {
+	ID             int64
+	UserID         int64
+	CredentialID   []byte
+	PublicKey      []byte
+	SignCount      uint32
+	Name           string
+	AAGUID         []byte
+	Transports     []string
+	UserVerified   bool // the registration verified the user (PIN, biometrics)
+	BackupEligible bool // a synced passkey
+	BackupState    bool
+	Locked         bool // its counter went backwards: it signs in no more
+	Created        time.Time
+	LastUsed       time.Time // zero: never used
+}
+
 // Store is what a realm needs from its database. Every method is safe for
 // concurrent use, honours the context deadline, and every "consume" method is
 // one atomic statement (or transaction): under concurrent calls with the same
@@ -217,6 +237,30 @@ type Store interface {
 	// SetSocialLogin writes the link's last_login only; ErrNotFound when
 	// the link is gone.
 	SetSocialLogin(ctx context.Context, id int64, at time.Time) error
+
+	// Passkeys.
+
+	// CreatePasskey inserts p (p.ID is ignored) and returns its id;
+	// ErrConflict when the credential id is registered already.
+	CreatePasskey(ctx context.Context, p Passkey) (int64, error)
+	// Passkeys returns the user's passkeys, by ascending id.
+	Passkeys(ctx context.Context, userID int64) ([]Passkey, error)
+	// PasskeyByCredentialID returns the passkey of a credential id;
+	// ErrNotFound when there is none.
+	PasskeyByCredentialID(ctx context.Context, credentialID []byte) (Passkey, error)
+	// RenamePasskey writes the name of the user's passkey id only, and
+	// reports whether there was one.
+	RenamePasskey(ctx context.Context, userID, id int64, name string) (bool, error)
+	// DeletePasskeys deletes the user's passkeys of the given ids (all of
+	// them when none is given) and returns how many it deleted.
+	DeletePasskeys(ctx context.Context, userID int64, ids ...int64) (int, error)
+	// UsePasskey records a use of passkey id: its counter moves from old
+	// to next and last_used to at, only if the counter is still old and
+	// the passkey is not locked; it reports whether it did, so of
+	// concurrent uses with one counter value exactly one succeeds.
+	UsePasskey(ctx context.Context, id int64, old, next uint32, at time.Time) (bool, error)
+	// LockPasskey sets the passkey's locked flag only.
+	LockPasskey(ctx context.Context, id int64) error
 
 	// Settings: small named values shared by every node. Never key
 	// material: keys live in Caddy's storage (see caddyauth/keys.go).

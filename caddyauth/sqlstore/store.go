@@ -7,6 +7,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -886,3 +887,126 @@ func (s *Store) DeleteSetting(ctx context.Context, name string) error {
 
 // Interface guards.
 var _ account.Store = (*Store)(nil)
+
+// Passkeys.
+
+const passkeyColumns = `id, user_id, credential_id, public_key, sign_count, name, aaguid, transports,
+	user_verified, backup_eligible, backup_state, locked, created, last_used`
+
+func scanPasskey(r scanner) (account.Passkey, error) {
+	var p account.Passkey
+	var credID, transports string
+	var count, created int64
+	var last sql.NullInt64
+	err := r.Scan(&p.ID, &p.UserID, &credID, &p.PublicKey, &count, &p.Name, &p.AAGUID, &transports,
+		&p.UserVerified, &p.BackupEligible, &p.BackupState, &p.Locked, &created, &last)
+	if err != nil {
+		return account.Passkey{}, err
+	}
+	if p.CredentialID, err = base64.RawURLEncoding.DecodeString(credID); err != nil {
+		return account.Passkey{}, fmt.Errorf("passkey %d: credential id: %v", p.ID, err)
+	}
+	if transports != "" {
+		p.Transports = strings.Split(transports, ",")
+	}
+	p.SignCount = uint32(count)
+	p.Created = fromMicros(created)
+	p.LastUsed = fromNullMicros(last)
+	return p, nil
+}
+
+// CreatePasskey inserts p; ErrConflict when its credential id is taken.
+func (s *Store) CreatePasskey(ctx context.Context, p account.Passkey) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if p.Created.IsZero() {
+		p.Created = time.Now()
+	}
+	if p.AAGUID == nil {
+		p.AAGUID = []byte{}
+	}
+	return s.insertID(ctx, `INSERT INTO passkeys (user_id, credential_id, public_key, sign_count, name, aaguid, transports,
+		user_verified, backup_eligible, backup_state, locked, created, last_used)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING id`,
+		p.UserID, base64.RawURLEncoding.EncodeToString(p.CredentialID), p.PublicKey, int64(p.SignCount), p.Name, p.AAGUID,
+		strings.Join(p.Transports, ","), p.UserVerified, p.BackupEligible, p.BackupState, p.Locked, micros(p.Created), nullMicros(p.LastUsed))
+}
+
+// Passkeys returns the user's passkeys, by ascending id.
+func (s *Store) Passkeys(ctx context.Context, userID int64) ([]account.Passkey, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.q.QueryContext(ctx, `SELECT `+passkeyColumns+` FROM passkeys WHERE user_id = $1 ORDER BY id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []account.Passkey
+	for rows.Next() {
+		p, err := scanPasskey(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, p)
+	}
+	return list, rows.Err()
+}
+
+// PasskeyByCredentialID returns the passkey of a credential id.
+func (s *Store) PasskeyByCredentialID(ctx context.Context, credentialID []byte) (account.Passkey, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	p, err := scanPasskey(s.q.QueryRowContext(ctx, `SELECT `+passkeyColumns+` FROM passkeys WHERE credential_id = $1`,
+		base64.RawURLEncoding.EncodeToString(credentialID)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return account.Passkey{}, account.ErrNotFound
+	}
+	return p, err
+}
+
+// RenamePasskey writes the name of the user's passkey id only.
+func (s *Store) RenamePasskey(ctx context.Context, userID, id int64, name string) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE passkeys SET name = $1 WHERE id = $2 AND user_id = $3`, name, id, userID))
+	return n > 0, err
+}
+
+// DeletePasskeys deletes the user's passkeys of ids (all when none).
+func (s *Store) DeletePasskeys(ctx context.Context, userID int64, ids ...int64) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if len(ids) == 0 {
+		return affected(s.q.ExecContext(ctx, `DELETE FROM passkeys WHERE user_id = $1`, userID))
+	}
+	total := 0
+	for _, id := range ids {
+		n, err := affected(s.q.ExecContext(ctx, `DELETE FROM passkeys WHERE user_id = $1 AND id = $2`, userID, id))
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// UsePasskey moves the counter of passkey id from old to next, and
+// last_used to at, if it is still old and the passkey is not locked.
+func (s *Store) UsePasskey(ctx context.Context, id int64, old, next uint32, at time.Time) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE passkeys SET sign_count = $1, last_used = $2
+		WHERE id = $3 AND sign_count = $4 AND NOT locked`, int64(next), micros(at), id, int64(old)))
+	return n > 0, err
+}
+
+// LockPasskey sets the passkey's locked flag only.
+func (s *Store) LockPasskey(ctx context.Context, id int64) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE passkeys SET locked = $1 WHERE id = $2`, true, id))
+	if err == nil && n == 0 {
+		return account.ErrNotFound
+	}
+	return err
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"RecoveryCodes", testRecoveryCodes},
 		{"DeleteAuthenticators", testDeleteAuthenticators},
 		{"SocialAccounts", testSocialAccounts},
+		{"Passkeys", testPasskeys},
 		{"Settings", testSettings},
 		{"ResealTOTP", testResealTOTP},
 		{"InTx", testInTx},
@@ -53,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"RaceUserForUpdate", testRaceUserForUpdate},
 		{"RaceUserForUpdateTokenBudget", testRaceUserForUpdateTokenBudget},
 		{"RaceCreateSocialAccount", testRaceCreateSocialAccount},
+		{"RaceUsePasskey", testRaceUsePasskey},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1060,6 +1063,97 @@ func testRaceCreateSocialAccount(t *testing.T, s account.Store) {
 		}
 	}
 	wantInt(t, "links of one subject", wins, 1)
+}
+
+func testPasskeys(t *testing.T, s account.Store) {
+	c := ctx(t)
+	ada := mustUser(t, s, "ada@example.com")
+	bob := mustUser(t, s, "bob@example.com")
+	_, err := s.PasskeyByCredentialID(c, []byte{1, 2, 3})
+	wantErr(t, "PasskeyByCredentialID of nothing", err, account.ErrNotFound)
+	at := now()
+	pk := account.Passkey{UserID: ada, CredentialID: []byte{0, 1, 2, 250}, PublicKey: []byte("cose key"), SignCount: 7,
+		Name: "Laptop", AAGUID: []byte{9, 9}, Transports: []string{"internal", "hybrid"}, UserVerified: true,
+		BackupEligible: true, BackupState: true, Created: at}
+	id, err := s.CreatePasskey(c, pk)
+	must(t, "CreatePasskey", err)
+	pk.ID = id
+	_, err = s.CreatePasskey(c, account.Passkey{UserID: bob, CredentialID: pk.CredentialID, PublicKey: []byte("k"), Name: "x", Created: at})
+	wantErr(t, "a credential id registered twice", err, account.ErrConflict)
+	got, err := s.PasskeyByCredentialID(c, pk.CredentialID)
+	must(t, "PasskeyByCredentialID", err)
+	if !reflect.DeepEqual(got, pk) {
+		t.Fatalf("passkey %+v, want %+v", got, pk)
+	}
+	second, err := s.CreatePasskey(c, account.Passkey{UserID: ada, CredentialID: []byte("second"), PublicKey: []byte("k2"), Name: "Phone", Created: at})
+	must(t, "CreatePasskey", err)
+	if list, _ := s.Passkeys(c, ada); len(list) != 2 || list[0].ID != id || list[1].ID != second || list[1].Transports != nil || len(list[1].AAGUID) != 0 {
+		t.Fatalf("ada's passkeys %+v", list)
+	}
+
+	ok, err := s.RenamePasskey(c, bob, id, "Mine now")
+	must(t, "RenamePasskey of another's", err)
+	if ok {
+		t.Fatal("a user renamed another user's passkey")
+	}
+	ok, err = s.RenamePasskey(c, ada, id, "Work laptop")
+	must(t, "RenamePasskey", err)
+	if got, _ := s.PasskeyByCredentialID(c, pk.CredentialID); !ok || got.Name != "Work laptop" || got.SignCount != 7 {
+		t.Fatalf("after RenamePasskey: %v %+v", ok, got)
+	}
+
+	used := at.Add(time.Minute)
+	ok, err = s.UsePasskey(c, id, 6, 8, used)
+	must(t, "UsePasskey with a stale counter", err)
+	if ok {
+		t.Fatal("UsePasskey moved a counter it did not hold")
+	}
+	ok, err = s.UsePasskey(c, id, 7, 8, used)
+	must(t, "UsePasskey", err)
+	if got, _ := s.PasskeyByCredentialID(c, pk.CredentialID); !ok || got.SignCount != 8 || !got.LastUsed.Equal(used) || got.Name != "Work laptop" {
+		t.Fatalf("after UsePasskey: %v %+v", ok, got)
+	}
+	must(t, "LockPasskey", s.LockPasskey(c, id))
+	wantErr(t, "LockPasskey of nothing", s.LockPasskey(c, id+second+100), account.ErrNotFound)
+	ok, err = s.UsePasskey(c, id, 8, 9, used)
+	must(t, "UsePasskey of a locked passkey", err)
+	if got, _ := s.PasskeyByCredentialID(c, pk.CredentialID); ok || !got.Locked || got.SignCount != 8 {
+		t.Fatalf("a locked passkey was used: %v %+v", ok, got)
+	}
+
+	n, err := s.DeletePasskeys(c, bob, id)
+	must(t, "DeletePasskeys of another's", err)
+	wantInt(t, "another user's passkeys deleted", n, 0)
+	n, err = s.DeletePasskeys(c, ada, second)
+	must(t, "DeletePasskeys", err)
+	wantInt(t, "passkeys deleted", n, 1)
+	_, err = s.CreatePasskey(c, account.Passkey{UserID: ada, CredentialID: []byte("third"), PublicKey: []byte("k3"), Name: "Key", Created: at})
+	must(t, "CreatePasskey", err)
+	n, err = s.DeletePasskeys(c, ada)
+	must(t, "DeletePasskeys of all", err)
+	wantInt(t, "all of ada's passkeys deleted", n, 2)
+	_, err = s.CreatePasskey(c, account.Passkey{UserID: bob, CredentialID: []byte("bob's"), PublicKey: []byte("k"), Name: "Key", Created: at})
+	must(t, "CreatePasskey", err)
+	must(t, "DeleteUser", s.DeleteUser(c, bob))
+	_, err = s.PasskeyByCredentialID(c, []byte("bob's"))
+	wantErr(t, "a deleted user's passkey", err, account.ErrNotFound)
+}
+
+// Many uses of one passkey with one counter value: exactly one moves it.
+func testRaceUsePasskey(t *testing.T, s account.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "racer@example.com")
+	id, err := s.CreatePasskey(c, account.Passkey{UserID: u, CredentialID: []byte("contested"), PublicKey: []byte("k"), SignCount: 1, Name: "Key", Created: now()})
+	must(t, "CreatePasskey", err)
+	oks, errs := race(func(i int) (bool, error) { return s.UsePasskey(c, id, 1, 2, now()) })
+	wins := 0
+	for i, err := range errs {
+		must(t, "UsePasskey", err)
+		if oks[i] {
+			wins++
+		}
+	}
+	wantInt(t, "uses of one counter value", wins, 1)
 }
 
 func testSettings(t *testing.T, s account.Store) {
