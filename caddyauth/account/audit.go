@@ -32,6 +32,12 @@ const (
 	auditSocialLoginFailed = "social_login_failed"
 	auditSocialLinked      = "social_linked"
 	auditSocialUnlinked    = "social_unlinked"
+	// Passkeys, with the passkey's id: registered, removed, and locked
+	// because its signature counter went backwards (a cloned
+	// authenticator).
+	auditPasskeyAdded   = "passkey_added"
+	auditPasskeyRemoved = "passkey_removed"
+	auditPasskeyLocked  = "passkey_locked"
 )
 
 // auditPasswordCheckFailed is a wrong password given by a signed-in user
@@ -93,8 +99,11 @@ func (rl *auditor) keyedHash(label, value string) string {
 // message a failure of that factor answers, tells the method.
 func (rl *auditor) mfaOutcome(ctx context.Context, userID int64, wrong, result string) {
 	method := MethodTOTP
-	if wrong == msgInvalidRecovery {
+	switch wrong {
+	case msgInvalidRecovery:
 		method = MethodRecoveryCode
+	case msgPasskeyInvalid:
+		method = MethodPasskey
 	}
 	rl.metrics.MFAVerification(method, result)
 	event := auditMFAFailed

@@ -28,7 +28,11 @@ func (rl *Challenges) gate(ctx context.Context, u User) (Step, error) {
 	if err != nil {
 		return Step{}, err
 	}
-	if !hasTOTP {
+	hasPasskey, err := rl.hasPasskey(ctx, u.ID)
+	if err != nil {
+		return Step{}, err
+	}
+	if !hasTOTP && !hasPasskey {
 		if rl.policy.MFA == MFARequired {
 			id, err := rl.newChallenge(ctx, rl.store, u, purposeMFASetupChallenge)
 			return Step{SetupChallenge: id}, err
@@ -43,7 +47,17 @@ func (rl *Challenges) gate(ctx context.Context, u User) (Step, error) {
 		return Step{}, errThrottled(msgLockedOut, wait)
 	}
 	id, err := rl.newChallenge(ctx, rl.store, u, purposeMFALoginChallenge)
-	return Step{Challenge: id}, err
+	var methods Methods
+	if hasTOTP {
+		methods |= WithTOTP
+	}
+	if n, err := rl.store.CountRecoveryCodes(ctx, u.ID); err == nil && n > 0 {
+		methods |= WithRecoveryCodes
+	}
+	if hasPasskey {
+		methods |= WithPasskey
+	}
+	return Step{Challenge: id, Methods: methods}, err
 }
 
 // spendTOTP compares code with secret and, when it matches, moves the
@@ -347,6 +361,9 @@ type SecondFactor struct {
 	Form
 	Challenge, Code string
 	Recovery        bool
+	// Passkey is a passkey's assertion (the browser's JSON) instead of a
+	// code.
+	Passkey []byte
 }
 
 // Verify completes a login challenge (POST {prefix}/mfa/verify/ with a
@@ -359,6 +376,9 @@ func (rl *Challenges) Verify(ctx context.Context, o Origin, in SecondFactor) (To
 	}
 	if err := in.err(); err != nil {
 		return TokenPair{}, err
+	}
+	if in.Passkey != nil {
+		return rl.verifyPasskeyChallenge(ctx, in.Challenge, in.Passkey, o.IP)
 	}
 	if in.Recovery {
 		return rl.verifyRecoveryChallenge(ctx, in.Challenge, in.Code, o.IP)

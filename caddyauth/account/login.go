@@ -16,6 +16,33 @@ type Step struct {
 	// SetupChallenge is the id of a setup challenge: in MFA required mode,
 	// TOTP must be set up before there is a session.
 	SetupChallenge string
+	// Methods are the second factors a login challenge may be answered
+	// with.
+	Methods Methods
+}
+
+// Methods is a set of second factors.
+type Methods uint8
+
+// Second factors of a login challenge.
+const (
+	WithTOTP Methods = 1 << iota
+	WithRecoveryCodes
+	WithPasskey
+)
+
+// Names are the set's factors as the API names them, in a fixed order.
+func (m Methods) Names() []string {
+	names := []string{}
+	for _, f := range []struct {
+		bit  Methods
+		name string
+	}{{WithTOTP, MethodTOTP}, {WithRecoveryCodes, "recovery_codes"}, {WithPasskey, MethodPasskey}} {
+		if m&f.bit != 0 {
+			names = append(names, f.name)
+		}
+	}
+	return names
 }
 
 // Pending reports whether a second step is due, so there is no session.

@@ -245,17 +245,7 @@ func (rl *MFA) activateTOTP(ctx context.Context, u User, ch *Token, code, ip str
 		if !openSession {
 			return nil
 		}
-		// An account disabled since the setup began gets no session.
-		if !cur.IsActive {
-			return refuse(Unauthenticated, MsgNoActiveAccount)
-		}
-		if err := rl.social.completePendingLinks(ctx, tx, &cur, *ch); err != nil {
-			return err
-		}
-		if err := tx.SetLastLogin(ctx, cur.ID, now); err != nil {
-			return err
-		}
-		pair, err = rl.openSession(ctx, tx, cur, ip)
+		pair, err = rl.openBootstrapSession(ctx, tx, &cur, *ch, ip)
 		return err
 	})
 	switch {
@@ -268,6 +258,23 @@ func (rl *MFA) activateTOTP(ctx context.Context, u User, ch *Token, code, ip str
 		return Activation{}, err
 	}
 	return Activation{Codes: codes, Opened: openSession, Pair: pair}, nil
+}
+
+// openBootstrapSession opens, through tx, the session the required-mode
+// bootstrap held back once u (locked) has enrolled a factor with the
+// setup challenge ch: the links held back with ch are written first. An
+// account disabled since the setup began gets none.
+func (rl *MFA) openBootstrapSession(ctx context.Context, tx Store, u *User, ch Token, ip string) (TokenPair, error) {
+	if !u.IsActive {
+		return TokenPair{}, refuse(Unauthenticated, MsgNoActiveAccount)
+	}
+	if err := rl.social.completePendingLinks(ctx, tx, u, ch); err != nil {
+		return TokenPair{}, err
+	}
+	if err := tx.SetLastLogin(ctx, u.ID, rl.now()); err != nil {
+		return TokenPair{}, err
+	}
+	return rl.openSession(ctx, tx, *u, ip)
 }
 
 // ErrTOTPActive is the reason of a refusal to set up TOTP for a user who

@@ -82,6 +82,10 @@ type Config struct {
 	// new password ("" leaves the hint out).
 	PasswordResetRequestURL string
 
+	// Passkeys is the WebAuthn policy; "" means second_factor when MFA
+	// is not disabled, else off.
+	Passkeys PasskeyMode
+
 	// SocialCallbackURLs are the redirect URIs the code flow accepts
 	// (`social_callback_urls`): a code is redeemed only for one of them.
 	SocialCallbackURLs []string
@@ -121,6 +125,12 @@ func (c Config) withDefaults() Config {
 	if c.IPv6Prefix == 0 {
 		c.IPv6Prefix = DefaultIPv6Prefix
 	}
+	if c.Passkeys == "" {
+		c.Passkeys = PasskeysOff
+		if c.MFA != MFADisabled {
+			c.Passkeys = PasskeysSecondFactor
+		}
+	}
 	return c
 }
 
@@ -140,6 +150,8 @@ type Deps struct {
 	Rand    io.Reader
 	// Providers are the identity providers of social login.
 	Providers []Provider
+	// WebAuthn checks passkey ceremonies; nil turns passkeys off.
+	WebAuthn WebAuthn
 }
 
 // Metrics counts what the core does; the Caddy adapter exports them.
@@ -165,6 +177,7 @@ const (
 
 	MethodTOTP         = "totp"
 	MethodRecoveryCode = "recovery_code"
+	MethodPasskey      = "webauthn"
 )
 
 type noMetrics struct{}
@@ -224,6 +237,7 @@ type Service struct {
 	Passwords  *Passwords
 	Users      *Users
 	Social     *Social
+	Passkeys   *Passkeys
 	core       *core
 }
 
@@ -240,10 +254,12 @@ type core struct {
 	rand    io.Reader
 
 	providers  []Provider
+	webauthn   WebAuthn
 	sessions   *Sessions
 	mfa        *MFA
 	challenges *Challenges
 	social     *Social
+	passkeys   *Passkeys
 	verified   *accessCache
 	liveCache  *sessionCache
 }
@@ -294,7 +310,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 			logger:     d.Logger,
 		},
 		store: d.Store, keys: d.Keys, secrets: d.Secrets, hasher: d.Hasher, outbox: d.Outbox,
-		policy: cfg, clock: d.Clock, rand: d.Rand, providers: d.Providers,
+		policy: cfg, clock: d.Clock, rand: d.Rand, providers: d.Providers, webauthn: d.WebAuthn,
 	}
 	c.verified = newAccessCache()
 	c.liveCache = newSessionCache(c.store, 2*time.Second, c.now)
@@ -302,6 +318,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	c.mfa = &MFA{c}
 	c.challenges = &Challenges{c}
 	c.social = &Social{c}
+	c.passkeys = &Passkeys{c}
 	return &Service{
 		Sessions:   c.sessions,
 		MFA:        c.mfa,
@@ -310,6 +327,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		Passwords:  &Passwords{c},
 		Users:      &Users{c},
 		Social:     c.social,
+		Passkeys:   c.passkeys,
 		core:       c,
 	}, nil
 }
@@ -354,6 +372,9 @@ func (rl *core) purgeRetention() map[string]time.Duration {
 		purposeEmailConfirmation: rl.policy.EmailConfirmationTTL,
 		purposeSocialAttempt:     SocialAttemptTTL,
 		purposeSocialPending:     rl.policy.MFAChallengeTTL,
+		purposePasskeyRegister:   rl.policy.MFAChallengeTTL,
+		purposePasskeyAssert:     rl.policy.MFAChallengeTTL,
+		purposePasskeyLogin:      rl.policy.MFAChallengeTTL,
 	}
 }
 

@@ -247,6 +247,9 @@ func (rl *Users) ResetMFA(ctx context.Context, email string) (User, error) {
 		if _, err := tx.DeleteAuthenticators(ctx, u.ID); err != nil {
 			return err
 		}
+		if _, err := tx.DeletePasskeys(ctx, u.ID); err != nil {
+			return err
+		}
 		_, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt, purposeMFALoginChallenge, purposeMFASetupSecret)
 		return err
 	})

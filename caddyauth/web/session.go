@@ -40,6 +40,9 @@ func (h *Handler) writeStep(w http.ResponseWriter, status int, step account.Step
 	case step.Challenge != "":
 		body["mfa_required"] = true
 		body["challenge_id"] = step.Challenge
+		// Beyond the reference (an additive field): what the challenge
+		// may be answered with.
+		body["methods"] = step.Methods.Names()
 	case step.SetupChallenge != "":
 		body["mfa_setup_required"] = true
 		body["setup_challenge_id"] = step.SetupChallenge
