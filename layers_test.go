@@ -34,10 +34,11 @@ var leaves = map[string]bool{
 	"caddyauth/passkey": true,
 }
 
-// httpThroughLibrary are leaves that depend on net/http only through the
-// library they wrap: go-webauthn, under the passkey leaf, reads requests
-// and fetches metadata with it. The leaf itself never imports it.
-var httpThroughLibrary = map[string]bool{"caddyauth/passkey": true}
+// httpThroughLibrary are packages that depend on net/http only through
+// the library they wrap: go-webauthn, under the passkey leaf (and the
+// relyingparty bridge between it and the core), reads requests and
+// fetches metadata with it. They never import it themselves.
+var httpThroughLibrary = map[string]bool{"caddyauth/passkey": true, "caddyauth/relyingparty": true}
 
 // outbound packages make HTTP calls to outside services (the identity
 // providers of social login): net/http as a client, never the core, the

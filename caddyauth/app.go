@@ -101,6 +101,14 @@ type App struct {
 	// MFA with TOTP: "disabled" (default), "optional" or "required".
 	MFATOTPMode string `json:"mfa_totp_mode,omitempty"`
 
+	// Passkeys (WebAuthn): "off", "second_factor" (the default when MFA
+	// is not disabled, else off) or "passwordless" (second factor too).
+	Passkeys string `json:"passkeys,omitempty"`
+	// The WebAuthn relying party ID, default the host of public_url, and
+	// the origins allowed, default public_url's scheme and host.
+	PasskeyRPID    string   `json:"passkey_rp_id,omitempty"`
+	PasskeyOrigins []string `json:"passkey_origins,omitempty"`
+
 	// How long MFA challenges and pending setup secrets live. Default: 5m.
 	MFAChallengeTTL caddy.Duration `json:"mfa_challenge_ttl,omitempty"`
 
@@ -280,6 +288,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ReauthWindow:    time.Duration(a.ReauthWindow),
 
 		MFA:             account.MFAMode(a.MFATOTPMode),
+		Passkeys:        account.PasskeyMode(a.Passkeys),
 		MFAChallengeTTL: time.Duration(a.MFAChallengeTTL),
 		MFAChallengeMax: intOr(a.MFAChallengeMaxAttempts, 5),
 		MFAUserMax:      intOr(a.MFAMaxAttempts, 10),
@@ -351,6 +360,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	webauthn, err := a.relyingParty(cfg.PasskeyModeResolved(), site.PublicURL)
+	if err != nil {
+		return err
+	}
 	rl.svc, err = account.New(cfg, account.Deps{
 		Store:   store,
 		Limiter: limiter,
@@ -366,6 +379,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Rand:    rand.Reader,
 
 		Providers: providers,
+		WebAuthn:  webauthn,
 	})
 	if err != nil {
 		return err
@@ -414,6 +428,7 @@ func (a *App) Validate() error {
 	}{
 		{"refresh_token", a.RefreshToken, []string{"", "cookie", "body"}},
 		{"mfa_totp_mode", a.MFATOTPMode, []string{"", string(account.MFADisabled), string(account.MFAOptional), string(account.MFARequired)}},
+		{"passkeys", a.Passkeys, []string{"", string(account.PasskeysOff), string(account.PasskeysSecondFactor), string(account.PasskeysPasswordless)}},
 		{"email_verification", a.EmailVerification, []string{"", string(account.VerifyNone), string(account.VerifyOptional), string(account.VerifyMandatory)}},
 		{"registration", a.Registration, []string{"", string(account.RegistrationOpen), string(account.RegistrationInvitations), string(account.RegistrationAdminManaged), string(account.RegistrationClosed)}},
 		{"cookie_samesite", a.CookieSameSite, []string{"", "lax", "strict", "none"}},

@@ -79,6 +79,9 @@ func init() {
 //		throttle_ipv6_prefix <bits>
 //		social <id> [<kind> [<issuer>]] { client_id …; client_secret …; name …; scopes …; tenant …; link_by_email on|off; signup on|off }
 //		social_callback_urls <url...>
+//		passkeys off|second_factor|passwordless
+//		passkey_rp_id <host>
+//		passkey_origins <origin...>
 //	}
 //
 // `throttle` may be repeated, once per name (see Throttle for the names).
@@ -103,6 +106,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"audience":           &a.Audience,
 		"refresh_token":      &a.RefreshToken,
 		"mfa_totp_mode":      &a.MFATOTPMode,
+		"passkeys":           &a.Passkeys,
+		"passkey_rp_id":      &a.PasskeyRPID,
 		"site_name":          &a.SiteName,
 		"email_verification": &a.EmailVerification,
 		"registration":       &a.Registration,
@@ -193,6 +198,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case opt == "social":
 			if err := a.unmarshalSocial(d); err != nil {
 				return err
+			}
+			continue
+		case opt == "passkey_origins":
+			if a.PasskeyOrigins = d.RemainingArgs(); len(a.PasskeyOrigins) == 0 {
+				return d.ArgErr()
 			}
 			continue
 		case opt == "social_callback_urls":

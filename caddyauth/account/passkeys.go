@@ -86,6 +86,10 @@ const (
 // passkeyTTL is how long a ceremony may take: the MFA challenges'.
 func (rl *Passkeys) passkeyTTL() time.Duration { return rl.policy.MFAChallengeTTL }
 
+// Available reports whether passkeys are served: a relying party is
+// configured and the policy does not turn them off.
+func (rl *Passkeys) Available() bool { return rl.enabled() == nil }
+
 func (rl *Passkeys) enabled() error {
 	if rl.webauthn == nil || rl.policy.Passkeys == PasskeysOff {
 		return refuse(Forbidden, msgPasskeysOff)

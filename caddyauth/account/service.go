@@ -96,6 +96,10 @@ type Config struct {
 	IPv6Prefix int
 }
 
+// PasskeyModeResolved is the passkey mode c runs with, its default
+// applied.
+func (c Config) PasskeyModeResolved() PasskeyMode { return c.withDefaults().Passkeys }
+
 // withDefaults is c with the defaults of what it leaves unset.
 func (c Config) withDefaults() Config {
 	set := func(d *time.Duration, def time.Duration) {

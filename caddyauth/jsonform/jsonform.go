@@ -129,6 +129,40 @@ func (f *Form) Str(name string, required, trim bool) string {
 	return s
 }
 
+// Object reads a field that holds a JSON object and returns it as it
+// came; a missing (when required), null or other value records the
+// message DRF gives a dict field.
+func (f *Form) Object(name string, required bool) []byte {
+	raw, ok := f.fields[name]
+	switch {
+	case !ok:
+		if required {
+			f.Fail(name, MsgRequired)
+		}
+		return nil
+	case string(raw) == "null":
+		f.Fail(name, "This field may not be null.")
+		return nil
+	case len(raw) == 0 || raw[0] != '{':
+		f.Fail(name, `Expected a dictionary of items but got type "`+jsonType(raw)+`".`)
+		return nil
+	}
+	return raw
+}
+
+// jsonType names the JSON type of raw as Python would.
+func jsonType(raw json.RawMessage) string {
+	switch raw[0] {
+	case '"':
+		return "str"
+	case '[':
+		return "list"
+	case 't', 'f':
+		return "bool"
+	}
+	return "int"
+}
+
 // MaxLen records the DRF message when s has more than n characters.
 func (f *Form) MaxLen(name, s string, n int) {
 	if utf8.RuneCountInString(s) > n {

@@ -3,6 +3,7 @@ package jsonform
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -129,4 +130,28 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestObject(t *testing.T) {
+	f, err := Decode([]byte(`{"credential": {"id": "x", "response": {}}, "name": "n", "list": [1], "none": null}`), "application/json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(f.Object("credential", true)); got != `{"id": "x", "response": {}}` {
+		t.Fatalf("credential %q", got)
+	}
+	for _, name := range []string{"name", "list", "none", "missing"} {
+		if f.Object(name, true) != nil {
+			t.Fatalf("%s read as an object", name)
+		}
+	}
+	want := map[string][]string{
+		"name":    {`Expected a dictionary of items but got type "str".`},
+		"list":    {`Expected a dictionary of items but got type "list".`},
+		"none":    {"This field may not be null."},
+		"missing": {MsgRequired},
+	}
+	if got := f.Errors(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("errors %v, want %v", got, want)
+	}
 }

@@ -169,6 +169,18 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 			routes["/registration/verified"] = endpoint{get, pg.verified}
 		}
 	}
+	if pol.Passkeys != account.PasskeysOff && h.svc.Passkeys.Available() {
+		pk := passkeyAPI{h}
+		routes["/mfa/webauthn/register/begin"] = endpoint{post, pk.registerBegin}
+		routes["/mfa/webauthn/register/finish"] = endpoint{post, pk.registerFinish}
+		routes["/mfa/webauthn/begin"] = endpoint{post, pk.begin}
+		routes["/mfa/webauthn/verify"] = endpoint{post, pk.verify}
+		prefixed = append(prefixed, prefixRoute{"/mfa/webauthn/", endpoint{[]string{http.MethodPatch, http.MethodDelete}, pk.passkey}})
+		if pol.Passkeys == account.PasskeysPasswordless {
+			routes["/passkey/login/begin"] = endpoint{post, pk.loginBegin}
+			routes["/passkey/login/finish"] = endpoint{post, pk.loginFinish}
+		}
+	}
 	if len(h.cfg.SocialProviders) > 0 {
 		so := socialAPI{h}
 		routes["/social/providers"] = endpoint{get, so.providers}

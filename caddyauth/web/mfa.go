@@ -119,6 +119,17 @@ func (h mfaAPI) authenticators(w http.ResponseWriter, r *http.Request) error {
 			"last_used_at": lastUsed,
 		})
 	}
+	if h.svc.Passkeys.Available() {
+		// Beyond the reference (additive entries): the passkeys, with
+		// their names.
+		keys, err := h.svc.Passkeys.List(r.Context(), bearerToken(r))
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			list = append(list, passkeyJSON(k))
+		}
+	}
 	return writeJSON(w, http.StatusOK, list)
 }
 

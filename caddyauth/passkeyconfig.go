@@ -1,0 +1,44 @@
+package caddyauth
+
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passkey"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/relyingparty"
+)
+
+// relyingParty is the realm's WebAuthn for mode (as the core resolves
+// it), or nil when passkeys are off. The RP ID is the host of public_url
+// and the origin its scheme and host, unless passkey_rp_id and
+// passkey_origins say otherwise. A mode left to its default turns
+// passkeys off, with a note in the log, where no RP ID can be had (no
+// public_url, or an IP address); a mode asked for refuses to start.
+func (a *App) relyingParty(mode account.PasskeyMode, publicURL string) (account.WebAuthn, error) {
+	if mode == account.PasskeysOff {
+		return nil, nil
+	}
+	rpID, origins := a.PasskeyRPID, a.PasskeyOrigins
+	if u, err := url.Parse(publicURL); err == nil && publicURL != "" {
+		if rpID == "" {
+			rpID = u.Hostname()
+		}
+		if len(origins) == 0 {
+			origins = []string{u.Scheme + "://" + u.Host}
+		}
+	}
+	name := a.SiteName
+	if name == "" {
+		name = rpID
+	}
+	rp, err := relyingparty.New(passkey.Config{RPID: rpID, RPName: name, Origins: origins})
+	if err != nil {
+		if a.Passkeys == "" {
+			a.logger.Info("passkeys off: no usable relying party ID (set public_url to the site's https address, or passkey_rp_id and passkey_origins)")
+			return nil, nil
+		}
+		return nil, fmt.Errorf("passkeys %s: %v (the RP ID is the host of public_url unless passkey_rp_id gives it)", mode, err)
+	}
+	return rp, nil
+}
