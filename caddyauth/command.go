@@ -35,6 +35,8 @@ same --config (and environment) as the server, so it opens the same store.
   caddy jwt-allauth list-users  --config Caddyfile
   caddy jwt-allauth list-social --config Caddyfile --email a@example.com
   caddy jwt-allauth unlink      --config Caddyfile --email a@example.com --provider google
+  caddy jwt-allauth list-passkeys  --config Caddyfile --email a@example.com
+  caddy jwt-allauth remove-passkey --config Caddyfile --email a@example.com --id 3
 `,
 		CobraFunc: addUserCommands,
 	})
@@ -52,16 +54,19 @@ func addUserCommands(cmd *cobra.Command) {
 	cmd.AddCommand(userCommand("set-role", "Sets the role of a user", true, true, runSetRole))
 	cmd.AddCommand(userCommand("disable", "Disables a user and ends their sessions", true, false, runDisable))
 	cmd.AddCommand(userCommand("enable", "Enables a disabled user", true, false, runEnable))
-	cmd.AddCommand(userCommand("reset-mfa", "Removes a user's TOTP and recovery codes and lifts an MFA lockout", true, false, runResetMFA))
+	cmd.AddCommand(userCommand("reset-mfa", "Removes a user's TOTP, recovery codes and passkeys and lifts an MFA lockout", true, false, runResetMFA))
 	cmd.AddCommand(userCommand("list-users", "Lists the users", false, false, runListUsers))
 	cmd.AddCommand(userCommand("list-social", "Lists the identity providers a user is linked to", true, false, runListSocial))
 	cmd.AddCommand(userCommand("unlink", "Removes a user's link to an identity provider (never the last way to sign in)", true, false, runUnlink))
+	cmd.AddCommand(userCommand("list-passkeys", "Lists a user's passkeys", true, false, runListPasskeys))
+	cmd.AddCommand(userCommand("remove-passkey", "Removes one of a user's passkeys (a lost device)", true, false, runRemovePasskey))
 }
 
 // userOptions are the flags of the user subcommands.
 type userOptions struct {
 	email         string
 	provider, uid string
+	passkey       int64
 	role          int
 	passwordStdin bool
 	out           io.Writer
@@ -103,6 +108,10 @@ func userCommand(name, short string, email, role bool, run func(context.Context,
 	}
 	if name == "create-user" {
 		c.Flags().BoolVar(&opts.passwordStdin, "password-stdin", false, "Read the password from standard input")
+	}
+	if name == "remove-passkey" {
+		c.Flags().Int64Var(&opts.passkey, "id", 0, "Id of the passkey, as list-passkeys shows it")
+		_ = c.MarkFlagRequired("id")
 	}
 	if name == "unlink" {
 		c.Flags().StringVar(&opts.provider, "provider", "", "Id of the provider, as in the social option")
@@ -208,7 +217,7 @@ func runResetMFA(ctx context.Context, rl *realm, o userOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.out, "user %d <%s>: TOTP and recovery codes removed, MFA lockout lifted\n", u.ID, u.Email)
+	fmt.Fprintf(o.out, "user %d <%s>: TOTP, recovery codes and passkeys removed, MFA lockout lifted\n", u.ID, u.Email)
 	return nil
 }
 
@@ -218,13 +227,13 @@ func runListUsers(ctx context.Context, rl *realm, o userOptions) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tACTIVE\tVERIFIED\tTOTP\tPROVIDERS\tLAST LOGIN")
+	fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tACTIVE\tVERIFIED\tTOTP\tPASSKEYS\tPROVIDERS\tLAST LOGIN")
 	for _, u := range users {
 		providers := "-"
 		if len(u.Providers) > 0 {
 			providers = strings.Join(u.Providers, ",")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%t\t%t\t%t\t%s\t%s\n", u.ID, u.Email, u.Role, u.IsActive, u.EmailVerified, u.TOTP, providers, orDash(u.LastLogin))
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%t\t%t\t%t\t%d\t%s\t%s\n", u.ID, u.Email, u.Role, u.IsActive, u.EmailVerified, u.TOTP, u.Passkeys, providers, orDash(u.LastLogin))
 	}
 	return tw.Flush()
 }
@@ -255,5 +264,26 @@ func runUnlink(ctx context.Context, rl *realm, o userOptions) error {
 		return err
 	}
 	fmt.Fprintf(o.out, "%s: link to %s removed\n", o.email, o.provider)
+	return nil
+}
+
+func runListPasskeys(ctx context.Context, rl *realm, o userOptions) error {
+	keys, err := rl.svc.Users.UserPasskeys(ctx, o.email)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSYNCED\tLOCKED\tADDED\tLAST USED")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%d\t%s\t%t\t%t\t%s\t%s\n", k.ID, k.Name, k.BackupEligible, k.Locked, orDash(k.Created), orDash(k.LastUsed))
+	}
+	return tw.Flush()
+}
+
+func runRemovePasskey(ctx context.Context, rl *realm, o userOptions) error {
+	if err := rl.svc.Users.RemovePasskey(ctx, o.email, o.passkey); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "%s: passkey %d removed\n", o.email, o.passkey)
 	return nil
 }

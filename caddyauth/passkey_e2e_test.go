@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,3 +123,49 @@ func TestPasskeyRoundTripE2E(t *testing.T) {
 	})
 }
 
+
+// The command line lists a user's passkeys and removes one; reset-mfa
+// removes them all.
+func TestPasskeyCommandsE2E(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store string) {
+		cf := caddyfile(store, passkeyOptions, defaultBody)
+		path := filepath.Join(t.TempDir(), "Caddyfile")
+		if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := []string{"--config", path, "--adapter", "caddyfile"}
+		s := startCaddy(t, cf)
+		mustCreateUser(t, "pk@example.com", userPass, 0)
+		access, _ := s.login("pk@example.com", userPass)
+		var ids []string
+		for _, name := range []string{"Laptop", "Phone"} {
+			dev := newSoftKey(t)
+			opts := s.post("/auth/mfa/webauthn/register/begin/", nil, bearer(access)).expect(t, http.StatusOK)
+			reg := s.post("/auth/mfa/webauthn/register/finish/", map[string]any{"name": name, "credential": dev.attest(opts)}, bearer(access)).expect(t, http.StatusCreated)
+			ids = append(ids, fmt.Sprint(reg.body["id"]))
+		}
+		out, err := runCLI(t, "", append([]string{"list-passkeys", "--email", "pk@example.com"}, cfg...)...)
+		if err != nil || !strings.Contains(out, "Laptop") || !strings.Contains(out, "Phone") {
+			t.Fatalf("list-passkeys: %v\n%s", err, out)
+		}
+		if out, err := runCLI(t, "", append([]string{"remove-passkey", "--email", "pk@example.com", "--id", ids[0]}, cfg...)...); err != nil || !strings.Contains(out, "removed") {
+			t.Fatalf("remove-passkey: %v\n%s", err, out)
+		}
+		if _, err := runCLI(t, "", append([]string{"remove-passkey", "--email", "pk@example.com", "--id", ids[0]}, cfg...)...); err == nil || !strings.Contains(err.Error(), "has no passkey") {
+			t.Fatalf("removing a passkey twice: %v", err)
+		}
+		out, err = runCLI(t, "", append([]string{"list-users"}, cfg...)...)
+		if err != nil || !strings.Contains(out, "PASSKEYS") {
+			t.Fatalf("list-users: %v\n%s", err, out)
+		}
+		if _, err := runCLI(t, "", append([]string{"reset-mfa", "--email", "pk@example.com"}, cfg...)...); err != nil {
+			t.Fatal(err)
+		}
+		out, err = runCLI(t, "", append([]string{"list-passkeys", "--email", "pk@example.com"}, cfg...)...)
+		if err != nil || strings.Contains(out, "Phone") {
+			t.Fatalf("passkeys after reset-mfa: %v\n%s", err, out)
+		}
+		// Without a passkey the login needs no second step.
+		s.post("/auth/login/", map[string]string{"email": "pk@example.com", "password": userPass}).expect(t, http.StatusOK).session(t, false)
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -609,4 +610,34 @@ func (rl *Passkeys) LoginFinish(ctx context.Context, o Origin, response []byte) 
 	rl.metrics.Login(ResultSuccess)
 	rl.audit(ctx, auditLoginSucceeded, userID, slog.String("method", "passkey"))
 	return Step{Pair: pair}, nil
+}
+
+// UserPasskeys lists the passkeys of the account with this address (the
+// command line's list).
+func (rl *Users) UserPasskeys(ctx context.Context, email string) ([]Passkey, error) {
+	u, err := rl.lookup(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	return rl.store.Passkeys(ctx, u.ID)
+}
+
+// RemovePasskey removes the passkey id of the account with this address,
+// as an administrator does from the command line (a lost device): unlike
+// Delete, even the last factor in required mode, whose owner then meets
+// the setup bootstrap at the next sign-in.
+func (rl *Users) RemovePasskey(ctx context.Context, email string, id int64) error {
+	u, err := rl.lookup(ctx, email)
+	if err != nil {
+		return err
+	}
+	n, err := rl.store.DeletePasskeys(ctx, u.ID, id)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%s has no passkey %d (see list-passkeys)", u.Email, id)
+	}
+	rl.audit(ctx, auditPasskeyRemoved, u.ID, slog.Int64("passkey_id", id), slog.String("by", "command_line"))
+	return nil
 }

@@ -260,6 +260,7 @@ func (rl *Users) ResetMFA(ctx context.Context, email string) (User, error) {
 type Listed struct {
 	User
 	TOTP      bool
+	Passkeys  int
 	Providers []string // the providers it is linked to, in link order
 }
 
@@ -280,7 +281,11 @@ func (rl *Users) List(ctx context.Context) ([]Listed, error) {
 		if err != nil {
 			return nil, err
 		}
-		l := Listed{User: u, TOTP: totp}
+		keys, err := rl.store.Passkeys(ctx, u.ID)
+		if err != nil {
+			return nil, err
+		}
+		l := Listed{User: u, TOTP: totp, Passkeys: len(keys)}
 		for _, a := range links {
 			l.Providers = append(l.Providers, a.Provider)
 		}
