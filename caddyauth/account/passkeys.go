@@ -129,7 +129,8 @@ func (rl *Passkeys) ceremony(ctx context.Context, purpose string, userID int64) 
 
 // spendCeremony spends, through st, the live ceremony of purpose that
 // response answers, and returns its challenge and row; a response to no
-// live ceremony (unknown, spent, expired) is ErrNotFound.
+// live ceremony (unknown, spent, expired) is ErrNotFound. One statement:
+// of concurrent answers to one ceremony, one spends it.
 func (rl *Passkeys) spendCeremony(ctx context.Context, st Store, purpose string, response []byte) ([]byte, Token, error) {
 	challenge, err := rl.webauthn.ChallengeOf(response)
 	if err != nil || len(challenge) == 0 {
@@ -231,17 +232,19 @@ func (rl *Passkeys) RegisterFinish(ctx context.Context, o Origin, in PasskeyEnro
 	if err != nil {
 		return Registered{}, err
 	}
+	// The ceremony is spent first, on its own: an answer that fails
+	// below does not leave it open for another try.
+	challenge, row, err := rl.spendCeremony(ctx, rl.store, purposePasskeyRegister, in.Response)
+	if errors.Is(err, ErrNotFound) || (err == nil && row.UserID != e.user.ID) {
+		return Registered{}, refuse(Invalid, msgCeremonyInvalid)
+	}
+	if err != nil {
+		return Registered{}, err
+	}
 	openSession := e.ch != nil && rl.policy.MFA == MFARequired
 	var out Registered
 	err = rl.store.InTx(ctx, func(tx Store) error {
 		cur, err := tx.UserForUpdate(ctx, e.user.ID)
-		if err != nil {
-			return err
-		}
-		challenge, row, err := rl.spendCeremony(ctx, tx, purposePasskeyRegister, in.Response)
-		if errors.Is(err, ErrNotFound) || (err == nil && row.UserID != cur.ID) {
-			return refuse(Invalid, msgCeremonyInvalid)
-		}
 		if err != nil {
 			return err
 		}
@@ -548,16 +551,19 @@ func (rl *Passkeys) LoginFinish(ctx context.Context, o Origin, response []byte) 
 		rl.metrics.Login(ResultFailure)
 		rl.audit(ctx, auditLoginFailed, userID, slog.String("reason", reason), slog.String("method", "passkey"))
 	}
+	// The ceremony is spent first, on its own: of concurrent answers one
+	// goes on, and an answer that fails does not leave it open.
+	challenge, _, err := rl.spendCeremony(ctx, rl.store, purposePasskeyLogin, response)
+	if errors.Is(err, ErrNotFound) {
+		failed(0, "ceremony")
+		return Step{}, refuse(Invalid, msgCeremonyInvalid)
+	}
+	if err != nil {
+		return Step{}, err
+	}
 	var pair TokenPair
 	var userID int64
-	err := rl.store.InTx(ctx, func(tx Store) error {
-		challenge, _, err := rl.spendCeremony(ctx, tx, purposePasskeyLogin, response)
-		if errors.Is(err, ErrNotFound) {
-			return refuse(Invalid, msgCeremonyInvalid)
-		}
-		if err != nil {
-			return err
-		}
+	err = rl.store.InTx(ctx, func(tx Store) error {
 		credID, handle, err := rl.webauthn.AssertionIDs(response)
 		if err != nil {
 			return refuse(Unauthenticated, msgPasskeyInvalid)
