@@ -13,6 +13,7 @@ import (
 	"image/color"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -247,10 +248,18 @@ func (r reply) session(t *testing.T, bodyMode bool) (access, refresh string) {
 func (s *site) challenge(email string) string {
 	s.t.Helper()
 	r := s.post("/auth/login/", map[string]string{"email": email, "password": mfaPass}).expect(s.t, 200).noSession(s.t)
-	if r.body["mfa_required"] != true || !hex32.MatchString(r.str("challenge_id")) || len(r.body) != 2 {
+	if !r.isChallenge("totp") {
 		s.t.Fatalf("login of an enrolled user: %s", r.raw)
 	}
 	return r.str("challenge_id")
+}
+
+// isChallenge reports whether r is the reference's login challenge,
+// `{"mfa_required": true, "challenge_id"}`, plus the additive `methods`,
+// which names method.
+func (r reply) isChallenge(method string) bool {
+	methods, _ := r.body["methods"].([]any)
+	return r.body["mfa_required"] == true && hex32.MatchString(r.str("challenge_id")) && len(r.body) == 3 && slices.Contains(methods, any(method))
 }
 
 // bootstrap logs in a user without TOTP in required mode and returns the

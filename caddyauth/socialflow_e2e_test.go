@@ -386,7 +386,7 @@ func TestSocialMFAGateE2E(t *testing.T) {
 		access, _ := s.login("totp@example.com", mfaPass)
 		enr := s.enrol(access)
 		r := s.socialToken(p, p.idToken("sub-totp", "totp@example.com")).expect(t, 200).noSession(t)
-		if r.body["mfa_required"] != true || !hex32.MatchString(r.str("challenge_id")) || len(r.body) != 2 {
+		if !r.isChallenge("totp") {
 			t.Fatalf("social sign-in of an enrolled account: %s", r.raw)
 		}
 		if l := s.linkList(access); len(l) != 0 {
