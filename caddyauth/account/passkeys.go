@@ -186,6 +186,9 @@ func (rl *Passkeys) RegisterBegin(ctx context.Context, o Origin, in PasskeyEnrol
 // enrolee is who a registration is for, let through as a TOTP enrolment
 // is (MFA.subject, MFA.allowed).
 func (rl *Passkeys) enrolee(ctx context.Context, in PasskeyEnrolment) (Enrolee, error) {
+	if err := rl.throttle(ctx, throttlePasskeyRegisterIP, rl.clientKey(originOf(ctx).IP)); err != nil {
+		return Enrolee{}, err
+	}
 	if in.Refused != nil {
 		return Enrolee{}, in.Refused
 	}
