@@ -445,8 +445,11 @@ func (rl *Passkeys) SecondFactorBegin(ctx context.Context, o Origin, challengeID
 // verifyPasskeyChallenge completes a login challenge with a passkey's
 // assertion, counted as every second-factor check is (completeChallenge):
 // a wrong assertion is a failure towards the challenge's and the user's
-// limits.
+// limits. With passkeys off it is refused before anything is counted.
 func (rl *Challenges) verifyPasskeyChallenge(ctx context.Context, challengeID string, response []byte, ip string) (TokenPair, error) {
+	if err := rl.passkeys.enabled(); err != nil {
+		return TokenPair{}, err
+	}
 	ch, err := rl.loginChallenge(ctx, challengeID, ip)
 	if err != nil {
 		return TokenPair{}, err
