@@ -354,7 +354,9 @@ func (rl *Passkeys) Rename(ctx context.Context, o Origin, access string, id int6
 // Delete removes the caller's passkey id (DELETE
 // {prefix}/mfa/webauthn/<id>/); the session must be live and have proved
 // itself recently, or the password is given. In required mode the
-// account's last second factor stays.
+// account's last usable second factor stays: a passkey that is not
+// locked, with no other such passkey and no TOTP beside it. A locked
+// passkey signs in no more, so it is never that factor and may always go.
 func (rl *Passkeys) Delete(ctx context.Context, o Origin, in Enrolment, id int64) error {
 	ctx = withOrigin(ctx, o)
 	c, err := rl.sessions.LiveAccess(ctx, in.Access)
@@ -379,14 +381,20 @@ func (rl *Passkeys) Delete(ctx context.Context, o Origin, in Enrolment, id int64
 		if err != nil {
 			return err
 		}
-		mine := false
-		for _, k := range keys {
-			mine = mine || k.ID == id
+		var target *Passkey
+		usable := 0
+		for i, k := range keys {
+			if k.ID == id {
+				target = &keys[i]
+			}
+			if !k.Locked {
+				usable++
+			}
 		}
-		if !mine {
+		if target == nil {
 			return refuse(NotFound, msgPasskeyNotFound)
 		}
-		if rl.policy.MFA == MFARequired && len(keys) == 1 {
+		if rl.policy.MFA == MFARequired && !target.Locked && usable == 1 {
 			auths, err := tx.Authenticators(ctx, u.ID)
 			if err != nil {
 				return err
