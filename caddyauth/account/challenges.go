@@ -16,7 +16,8 @@ type Challenges struct{ *core }
 
 // gate runs after the first factor. It returns a Step that is not
 // Pending when the user may have a session now, else the second step: a
-// login challenge for a user with TOTP, or, in required mode, the setup
+// login challenge for a user with TOTP or passkeys (locked ones too: the
+// challenge then names the recovery codes only), or, in required mode, the setup
 // bootstrap (login, password reset and invitation set-password answer it
 // instead of tokens; sign-up builds its own, see signupOutcome). A
 // locked out user is refused.
@@ -28,7 +29,7 @@ func (rl *Challenges) gate(ctx context.Context, u User) (Step, error) {
 	if err != nil {
 		return Step{}, err
 	}
-	hasPasskey, err := rl.hasPasskey(ctx, u.ID)
+	hasPasskey, usablePasskey, err := rl.passkeyFactor(ctx, u.ID)
 	if err != nil {
 		return Step{}, err
 	}
@@ -54,7 +55,7 @@ func (rl *Challenges) gate(ctx context.Context, u User) (Step, error) {
 	if n, err := rl.store.CountRecoveryCodes(ctx, u.ID); err == nil && n > 0 {
 		methods |= WithRecoveryCodes
 	}
-	if hasPasskey {
+	if usablePasskey {
 		methods |= WithPasskey
 	}
 	return Step{Challenge: id, Methods: methods}, err

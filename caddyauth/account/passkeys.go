@@ -140,18 +140,19 @@ func (rl *Passkeys) spendCeremony(ctx context.Context, st Store, purpose string,
 	return challenge, row, err
 }
 
-// hasPasskey reports whether the user has a passkey that may sign in.
-func (rl *core) hasPasskey(ctx context.Context, userID int64) (bool, error) {
+// passkeyFactor reports whether the user has registered passkeys
+// (enrolled) and whether one of them may sign in (usable). A locked
+// passkey is still enrolled: its lock does not take the account's second
+// factor away, so the gate keeps asking for one (the recovery codes).
+func (rl *core) passkeyFactor(ctx context.Context, userID int64) (enrolled, usable bool, err error) {
 	if rl.webauthn == nil || rl.policy.Passkeys == PasskeysOff {
-		return false, nil
+		return false, false, nil
 	}
 	keys, err := rl.store.Passkeys(ctx, userID)
 	for _, k := range keys {
-		if !k.Locked {
-			return true, err
-		}
+		usable = usable || !k.Locked
 	}
-	return false, err
+	return len(keys) > 0, usable, err
 }
 
 // PasskeyEnrolment is a registration call: who (as for TOTP, an
