@@ -479,7 +479,8 @@ func (rl *Challenges) verifyPasskeyChallenge(ctx context.Context, challengeID st
 // assert checks, through tx, an assertion of a passkey of userID against
 // challenge and records its use; false for one that does not verify, or
 // whose credential is not the user's or is locked. A counter that went
-// backwards locks the passkey (audited).
+// backwards locks the passkey (audited). A valid assertion without the
+// user verification requireUV asks for is refused, as a refusal.
 func (rl *Passkeys) assert(ctx context.Context, tx Store, userID int64, challenge, response []byte, requireUV bool) (bool, error) {
 	credID, _, err := rl.webauthn.AssertionIDs(response)
 	if err != nil {
@@ -509,6 +510,10 @@ func (rl *Passkeys) assert(ctx context.Context, tx Store, userID int64, challeng
 		rl.metrics.Lockout("passkey")
 		rl.audit(ctx, auditPasskeyLocked, userID, slog.Int64("passkey_id", key.ID))
 		return false, nil
+	case errors.Is(err, ErrPasskeyUserVerification):
+		// Reported only for an assertion valid in every other way, to
+		// its holder: the refusal says what to do.
+		return false, refuse(Unauthenticated, msgPasskeyNoUV)
 	case err != nil && IsRefusal(passkeyRefusal(err)):
 		return false, nil
 	case err != nil:
@@ -552,7 +557,8 @@ func (rl *Passkeys) passwordless() error {
 // named by the answer must be the account's (its user handle too), must
 // verify its user and must not be locked; a user-verified passkey is a
 // second factor by itself, so the session opens without the MFA gate.
-// Unknown passkeys and wrong answers are refused alike, as logins are.
+// Unknown passkeys and wrong answers are refused alike, as logins are;
+// a right answer without user verification is told so.
 func (rl *Passkeys) LoginFinish(ctx context.Context, o Origin, response []byte) (Step, error) {
 	ctx = withOrigin(ctx, o)
 	if err := rl.passwordless(); err != nil {
