@@ -268,19 +268,22 @@ func (rl *Passkeys) RegisterFinish(ctx context.Context, o Origin, in PasskeyEnro
 			return err
 		}
 		out.Passkey = pk
-		if n, err := tx.CountRecoveryCodes(ctx, cur.ID); err != nil || n > 0 {
+		n, err := tx.CountRecoveryCodes(ctx, cur.ID)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.DeleteAuthenticators(ctx, cur.ID, authRecoveryCodes); err != nil {
-			return err
+		if n == 0 {
+			if _, err := tx.DeleteAuthenticators(ctx, cur.ID, authRecoveryCodes); err != nil {
+				return err
+			}
+			if _, err := tx.CreateAuthenticator(ctx, Authenticator{UserID: cur.ID, Type: authRecoveryCodes, CreatedAt: rl.now()}); err != nil {
+				return err
+			}
+			if err := tx.ReplaceRecoveryCodes(ctx, cur.ID, hashes); err != nil {
+				return err
+			}
+			out.Codes = codes
 		}
-		if _, err := tx.CreateAuthenticator(ctx, Authenticator{UserID: cur.ID, Type: authRecoveryCodes, CreatedAt: rl.now()}); err != nil {
-			return err
-		}
-		if err := tx.ReplaceRecoveryCodes(ctx, cur.ID, hashes); err != nil {
-			return err
-		}
-		out.Codes = codes
 		if e.ch != nil {
 			if _, err := tx.ConsumeToken(ctx, purposeMFASetupChallenge, e.ch.Token, time.Time{}); err != nil {
 				return err
