@@ -22,6 +22,8 @@ import (
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/slogtest"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/testrand"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passkey"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/relyingparty"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/secretbox"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlite"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/storetest"
@@ -37,10 +39,33 @@ type Realm struct {
 	Audit  *slogtest.Records
 }
 
-// New builds a core with cfg on a fresh SQLite database. The core gives
-// zero durations and modes their defaults; a zero count or TOTP skew is a
-// setting (no limit, no step either side), as the core takes it.
-func New(t testing.TB, cfg account.Config) *Realm {
+// Option changes what a realm's core is built from.
+type Option func(testing.TB, *account.Deps)
+
+// The relying party of WithWebAuthn: pages at PasskeyOrigin, RP ID
+// PasskeyRPID, for which a software authenticator signs.
+const (
+	PasskeyRPID   = "localhost"
+	PasskeyOrigin = "http://localhost:8443"
+)
+
+// WithWebAuthn gives the core the realm's WebAuthn as the adapter builds
+// it (relyingparty over the passkey leaf), for pages at PasskeyOrigin;
+// the passkey mode is the Config's.
+func WithWebAuthn(t testing.TB, d *account.Deps) {
+	t.Helper()
+	rp, err := relyingparty.New(passkey.Config{RPID: PasskeyRPID, Origins: []string{PasskeyOrigin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.WebAuthn = rp
+}
+
+// New builds a core with cfg on a fresh SQLite database, with what opts
+// add. The core gives zero durations and modes their defaults; a zero
+// count or TOTP skew is a setting (no limit, no step either side), as the
+// core takes it.
+func New(t testing.TB, cfg account.Config, opts ...Option) *Realm {
 	t.Helper()
 	// The store module opens and migrates the database; nothing else of
 	// Caddy runs.
@@ -63,7 +88,7 @@ func New(t testing.TB, cfg account.Config) *Realm {
 	}
 	clk := new(account.Clock)
 	rl := &Realm{Clock: clk, Store: st, Outbox: new(Outbox), Audit: new(slogtest.Records)}
-	rl.Service, err = account.New(cfg, account.Deps{
+	deps := account.Deps{
 		Store:   st,
 		Limiter: account.NewMemoryLimiter(clk.Now),
 		Keys:    keys,
@@ -74,7 +99,11 @@ func New(t testing.TB, cfg account.Config) *Realm {
 		Audit:   slog.New(rl.Audit),
 		Clock:   clk,
 		Rand:    &lockedReader{r: testrand.New(3)},
-	})
+	}
+	for _, o := range opts {
+		o(t, &deps)
+	}
+	rl.Service, err = account.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
