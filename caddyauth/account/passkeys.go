@@ -222,6 +222,9 @@ func (rl *Passkeys) RegisterFinish(ctx context.Context, o Origin, in PasskeyEnro
 	if err != nil {
 		return Registered{}, err
 	}
+	if err := in.Invalid.errOf("name", "credential"); err != nil {
+		return Registered{}, err
+	}
 	name := strings.TrimSpace(in.Name)
 	if name == "" {
 		name = "Passkey"
