@@ -14,9 +14,12 @@ import (
 // and the origin its scheme and host, unless passkey_rp_id and
 // passkey_origins say otherwise. A mode left to its default turns
 // passkeys off, with a note in the log, where no RP ID can be had (no
-// public_url, or an IP address); a mode asked for refuses to start.
+// public_url, or an IP address); a mode asked for refuses to start. An
+// unknown mode builds nothing and is left to Validate.
 func (a *App) relyingParty(mode account.PasskeyMode, publicURL string) (account.WebAuthn, error) {
-	if mode == account.PasskeysOff {
+	if mode != account.PasskeysSecondFactor && mode != account.PasskeysPasswordless {
+		// Off, or a mode Validate refuses in its own words: Caddy
+		// validates an app after provisioning it.
 		return nil, nil
 	}
 	rpID, origins := a.PasskeyRPID, a.PasskeyOrigins
