@@ -1,6 +1,7 @@
 package caddyauth
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 
@@ -14,9 +15,13 @@ import (
 // and the origin its scheme and host, unless passkey_rp_id and
 // passkey_origins say otherwise. A mode left to its default turns
 // passkeys off, with a note in the log, where no RP ID can be had (no
-// public_url, or an IP address); a mode asked for refuses to start. An
+// public_url, or an IP address); a mode asked for refuses to start, as
+// second_factor does with MFA disabled, where no login asks for one. An
 // unknown mode builds nothing and is left to Validate.
 func (a *App) relyingParty(mode account.PasskeyMode, publicURL string) (account.WebAuthn, error) {
+	if a.Passkeys == string(account.PasskeysSecondFactor) && account.MFAMode(a.MFATOTPMode) != account.MFAOptional && account.MFAMode(a.MFATOTPMode) != account.MFARequired {
+		return nil, errors.New("passkeys second_factor: needs mfa_totp_mode optional or required (with MFA disabled no login asks for a second factor; passwordless works without it)")
+	}
 	if mode != account.PasskeysSecondFactor && mode != account.PasskeysPasswordless {
 		// Off, or a mode Validate refuses in its own words: Caddy
 		// validates an app after provisioning it.
