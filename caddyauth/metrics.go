@@ -20,8 +20,8 @@ import (
 // keeps the counts:
 //
 //	caddy_jwt_allauth_logins_total{result}                  success, mfa_required, failure, locked, throttled, error
-//	caddy_jwt_allauth_mfa_verifications_total{method,result} method totp|recovery_code; result success|failure
-//	caddy_jwt_allauth_lockouts_total{kind}                  kind mfa: a user reached the MFA failure limit
+//	caddy_jwt_allauth_mfa_verifications_total{method,result} method totp|recovery_code|webauthn; result success|failure
+//	caddy_jwt_allauth_lockouts_total{kind}                  kind mfa: a user reached the MFA failure limit; passkey: a counter regression locked a passkey
 //	caddy_jwt_allauth_throttled_total{throttle}             requests refused by a throttle (login_ip, ...)
 //	caddy_jwt_allauth_store_errors_total                    requests answered 503 because the store failed
 //	caddy_jwt_allauth_provider_errors_total                 requests answered 503 because an identity provider could not be reached
@@ -65,14 +65,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.mfa, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "mfa_verifications_total",
-		Help: "MFA code checks by method and result.",
+		Help: "Second-factor checks (codes and passkeys) by method and result.",
 	}, []string{"method", "result"}))
 	if err != nil {
 		return nil, err
 	}
 	m.lockouts, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "lockouts_total",
-		Help: "Users who reached a failure limit and were locked out.",
+		Help: "Lockouts by kind: users who reached the MFA failure limit (mfa), passkeys locked by a counter regression (passkey).",
 	}, []string{"kind"}))
 	if err != nil {
 		return nil, err
@@ -144,12 +144,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{account.ResultSuccess, account.ResultMFARequired, account.ResultFailure, account.ResultLocked, account.ResultThrottled, account.ResultError} {
 		m.logins.WithLabelValues(r)
 	}
-	for _, method := range []string{account.MethodTOTP, account.MethodRecoveryCode} {
+	for _, method := range []string{account.MethodTOTP, account.MethodRecoveryCode, account.MethodPasskey} {
 		for _, r := range []string{account.ResultSuccess, account.ResultFailure} {
 			m.mfa.WithLabelValues(method, r)
 		}
 	}
 	m.lockouts.WithLabelValues("mfa")
+	m.lockouts.WithLabelValues("passkey")
 	return m, nil
 }
 
