@@ -1,11 +1,6 @@
 package account_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"slices"
 	"strconv"
@@ -17,6 +12,7 @@ import (
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/coretest"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/softkey"
 )
 
 // The flows of passkeys.go and the passkey paths of challenges.go, with
@@ -37,90 +33,11 @@ const (
 	msgNameTooLong     = "Ensure this field has no more than 64 characters."
 )
 
-// softKey is a software authenticator holding one passkey, for pages at
-// the realm's origin (page).
-type softKey struct {
-	auth virtualwebauthn.Authenticator
-	cred virtualwebauthn.Credential
-	page virtualwebauthn.RelyingParty
-}
-
 var passkeyPage = virtualwebauthn.RelyingParty{ID: coretest.PasskeyRPID, Name: coretest.PasskeyRPID, Origin: coretest.PasskeyOrigin}
 
-func newSoftKey(t *testing.T) *softKey {
-	return &softKey{auth: virtualwebauthn.NewAuthenticator(), cred: virtualwebauthn.Credential{ID: randomID(t), Key: p256Key(t)}, page: passkeyPage}
-}
-
-// p256Key is a new P-256 key whose coordinates are 32 bytes each: the
-// library writes them without leading zeros, which COSE (and so the
-// relying party) rightly refuses, one key in about 64.
-func p256Key(t *testing.T) *virtualwebauthn.Key {
-	t.Helper()
-	for {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(k.X.Bytes()) != 32 || len(k.Y.Bytes()) != 32 {
-			continue
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der).Key
-	}
-}
-
-func randomID(t *testing.T) []byte {
-	id := make([]byte, 32)
-	if _, err := rand.Read(id); err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
-// attest answers creation options, taking the user handle they name (the
-// options' user id, as the library decodes it).
-func (k *softKey) attest(t *testing.T, options []byte) []byte {
-	t.Helper()
-	opts, err := virtualwebauthn.ParseAttestationOptions(string(options))
-	if err != nil {
-		t.Fatalf("the authenticator reads the options: %v\n%s", err, options)
-	}
-	k.auth.Options.UserHandle = []byte(opts.UserID)
-	return []byte(virtualwebauthn.CreateAttestationResponse(k.page, k.auth, k.cred, *opts))
-}
-
-// assert answers request options with the next counter value.
-func (k *softKey) assert(t *testing.T, options []byte) []byte {
-	t.Helper()
-	k.cred.Counter++
-	return k.signed(t, options, k.cred.Counter)
-}
-
-// signed answers request options with the counter given.
-func (k *softKey) signed(t *testing.T, options []byte, counter uint32) []byte {
-	t.Helper()
-	opts, err := virtualwebauthn.ParseAssertionOptions(string(options))
-	if err != nil {
-		t.Fatalf("the authenticator reads the options: %v\n%s", err, options)
-	}
-	cred := k.cred
-	cred.Counter = counter
-	return []byte(virtualwebauthn.CreateAssertionResponse(k.page, k.auth, cred, *opts))
-}
-
-// forger is an authenticator that names k's credential (and user handle)
-// but signs with another key.
-func (k *softKey) forger(t *testing.T) *softKey {
-	f := *k
-	f.cred = virtualwebauthn.Credential{ID: k.cred.ID, Key: p256Key(t)}
-	return &f
-}
-
-// credentialID is the credential's id as the options write it.
-func (k *softKey) credentialID() string { return base64.RawURLEncoding.EncodeToString(k.cred.ID) }
+// newSoftKey is a software authenticator with a new passkey, on the
+// realm's page.
+func newSoftKey(t *testing.T) *softkey.Key { return softkey.New(t, passkeyPage) }
 
 // passkeyRealm is a core with WebAuthn and cfg; the per-address throttles
 // that every call here counts towards are out of the way.
@@ -137,13 +54,13 @@ func passkeyRealm(t *testing.T, cfg account.Config) *coretest.Realm {
 }
 
 // register registers k through in (begin and finish) under name.
-func register(t *testing.T, rl *coretest.Realm, in account.PasskeyEnrolment, k *softKey, name string) account.Registered {
+func register(t *testing.T, rl *coretest.Realm, in account.PasskeyEnrolment, k *softkey.Key, name string) account.Registered {
 	t.Helper()
 	options, err := rl.Passkeys.RegisterBegin(ctx, origin, in)
 	if err != nil {
 		t.Fatalf("register begin: %v", err)
 	}
-	in.Name, in.Response = name, k.attest(t, options)
+	in.Name, in.Response = name, k.Attest(t, options)
 	reg, err := rl.Passkeys.RegisterFinish(ctx, origin, in)
 	if err != nil {
 		t.Fatalf("register finish: %v", err)
@@ -152,7 +69,7 @@ func register(t *testing.T, rl *coretest.Realm, in account.PasskeyEnrolment, k *
 }
 
 // passkeyUser is a new signed-in user with one passkey, k.
-func passkeyUser(t *testing.T, rl *coretest.Realm, email string) (account.User, account.TokenPair, *softKey) {
+func passkeyUser(t *testing.T, rl *coretest.Realm, email string) (account.User, account.TokenPair, *softkey.Key) {
 	t.Helper()
 	u := newUser(t, rl, email)
 	p := signIn(t, rl, email)
@@ -243,7 +160,7 @@ func TestPasskeyRegister(t *testing.T) {
 		t.Fatalf("creation options %s", options)
 	}
 	laptop := newSoftKey(t)
-	reg, err := rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: byAccess.Enrolment, Name: "  Laptop ", Response: laptop.attest(t, options)})
+	reg, err := rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: byAccess.Enrolment, Name: "  Laptop ", Response: laptop.Attest(t, options)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,10 +180,10 @@ func TestPasskeyRegister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts, _ := virtualwebauthn.ParseAttestationOptions(string(options)); !slices.Equal(opts.ExcludeCredentials, []string{laptop.credentialID()}) {
-		t.Fatalf("excluded %q, want the laptop's %q", opts.ExcludeCredentials, laptop.credentialID())
+	if opts, _ := virtualwebauthn.ParseAttestationOptions(string(options)); !slices.Equal(opts.ExcludeCredentials, []string{laptop.CredentialID()}) {
+		t.Fatalf("excluded %q, want the laptop's %q", opts.ExcludeCredentials, laptop.CredentialID())
 	}
-	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: byAccess.Enrolment, Response: laptop.attest(t, options)})
+	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: byAccess.Enrolment, Response: laptop.Attest(t, options)})
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	phone := newSoftKey(t)
 	second := register(t, rl, byAccess, phone, " ")
@@ -289,7 +206,7 @@ func TestPasskeyRegister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: account.Enrolment{Access: bob.Access}, Response: stolen.attest(t, options)})
+	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: account.Enrolment{Access: bob.Access}, Response: stolen.Attest(t, options)})
 	wantRefusal(t, err, account.Invalid, msgPasskeyTaken, "")
 
 	// Names: at most 64 characters (not bytes).
@@ -297,7 +214,7 @@ func TestPasskeyRegister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	response := newSoftKey(t).attest(t, options)
+	response := newSoftKey(t).Attest(t, options)
 	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: byAccess.Enrolment, Name: strings.Repeat("é", 65), Response: response})
 	wantFields(t, err, account.FieldErrors{"name": {msgNameTooLong}})
 	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: byAccess.Enrolment, Name: "x"})
@@ -323,7 +240,7 @@ func TestPasskeyRegisterReauth(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newSoftKey(t)
-	response := k.attest(t, options)
+	response := k.Attest(t, options)
 	rl.Clock.Advance(4 * time.Minute)
 	if _, err := rl.Passkeys.RegisterBegin(ctx, origin, byAccess); err != nil {
 		t.Fatalf("inside the window: %v", err)
@@ -373,7 +290,7 @@ func TestPasskeyRequiredBootstrap(t *testing.T) {
 	// for a retry.
 	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: bySetup.Enrolment, Response: []byte(`{"id":"x"}`)})
 	wantRefusal(t, err, account.Invalid, msgCeremony, "")
-	reg, err := rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: bySetup.Enrolment, Name: "Key", Response: k.attest(t, options)})
+	reg, err := rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: bySetup.Enrolment, Name: "Key", Response: k.Attest(t, options)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +312,7 @@ func TestPasskeyRequiredBootstrap(t *testing.T) {
 	if step.Challenge == "" || step.SetupChallenge != "" || !slices.Equal(step.Methods.Names(), []string{"recovery_codes", "webauthn"}) {
 		t.Fatalf("login of a passkey-only account: %+v (methods %q)", step, step.Methods.Names())
 	}
-	pair, err := verifyPasskey(rl, step.Challenge, k.assert(t, secondFactorOptions(t, rl, step.Challenge)))
+	pair, err := verifyPasskey(rl, step.Challenge, k.Assert(t, secondFactorOptions(t, rl, step.Challenge)))
 	wantSession(t, rl, pair, err, u.ID)
 }
 
@@ -412,11 +329,11 @@ func TestPasskeyCeremonySingleUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	k2 := newSoftKey(t)
-	in := account.PasskeyEnrolment{Enrolment: byAccess.Enrolment, Response: k2.attest(t, options)}
+	in := account.PasskeyEnrolment{Enrolment: byAccess.Enrolment, Response: k2.Attest(t, options)}
 	if _, err := rl.Passkeys.RegisterFinish(ctx, origin, in); err != nil {
 		t.Fatal(err)
 	}
-	in.Response = newSoftKey(t).attest(t, options)
+	in.Response = newSoftKey(t).Attest(t, options)
 	_, err = rl.Passkeys.RegisterFinish(ctx, origin, in)
 	wantRefusal(t, err, account.Invalid, msgCeremony, "")
 
@@ -424,7 +341,7 @@ func TestPasskeyCeremonySingleUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in.Response = newSoftKey(t).attest(t, options)
+	in.Response = newSoftKey(t).Attest(t, options)
 	rl.Clock.Advance(5*time.Minute + time.Second)
 	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: account.Enrolment{Access: p.Access, Password: password}, Response: in.Response})
 	wantRefusal(t, err, account.Invalid, msgCeremony, "")
@@ -435,7 +352,7 @@ func TestPasskeyCeremonySingleUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: account.Enrolment{Access: p.Access, Password: password}, Response: newSoftKey(t).attest(t, options)})
+	_, err = rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: account.Enrolment{Access: p.Access, Password: password}, Response: newSoftKey(t).Attest(t, options)})
 	wantRefusal(t, err, account.Invalid, msgCeremony, "")
 	if n := len(passkeysOf(t, rl, u.ID)); n != 2 {
 		t.Fatalf("%d passkeys, want 2", n)
@@ -443,17 +360,17 @@ func TestPasskeyCeremonySingleUse(t *testing.T) {
 
 	// Passwordless: spent, expired.
 	options = loginOptions(t, rl)
-	response := k.assert(t, options)
+	response := k.Assert(t, options)
 	if _, err := rl.Passkeys.LoginFinish(ctx, origin, response); err != nil {
 		t.Fatal(err)
 	}
 	_, err = rl.Passkeys.LoginFinish(ctx, origin, response)
 	wantRefusal(t, err, account.Invalid, msgCeremony, "")
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, k.assert(t, options))
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, k.Assert(t, options))
 	wantRefusal(t, err, account.Invalid, msgCeremony, "")
 	options = loginOptions(t, rl)
 	rl.Clock.Advance(5*time.Minute + time.Second)
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, k.assert(t, options))
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, k.Assert(t, options))
 	wantRefusal(t, err, account.Invalid, msgCeremony, "")
 
 	// Second factor: a spent or expired ceremony is a wrong answer, counted.
@@ -461,9 +378,9 @@ func TestPasskeyCeremonySingleUse(t *testing.T) {
 	options = secondFactorOptions(t, rl, ch)
 	rl.Clock.Advance(5*time.Minute + time.Second)
 	ch = challenge(t, rl, "ada@example.com")
-	_, err = verifyPasskey(rl, ch, k.assert(t, options))
+	_, err = verifyPasskey(rl, ch, k.Assert(t, options))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
-	response = k.assert(t, secondFactorOptions(t, rl, ch))
+	response = k.Assert(t, secondFactorOptions(t, rl, ch))
 	pair, err := verifyPasskey(rl, ch, response)
 	wantSession(t, rl, pair, err, u.ID)
 	ch = challenge(t, rl, "ada@example.com")
@@ -473,7 +390,7 @@ func TestPasskeyCeremonySingleUse(t *testing.T) {
 		t.Fatalf("%d failures, want the replay's", n)
 	}
 	// A passwordless ceremony is no second factor's.
-	_, err = verifyPasskey(rl, ch, k.assert(t, loginOptions(t, rl)))
+	_, err = verifyPasskey(rl, ch, k.Assert(t, loginOptions(t, rl)))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	if n := failures(t, rl, u.ID); n != 2 {
 		t.Fatalf("%d failures, want 2", n)
@@ -614,11 +531,11 @@ func TestPasskeyDeleteRequired(t *testing.T) {
 	id2 := register(t, rl, account.PasskeyEnrolment{Enrolment: account.Enrolment{Access: p.Access}}, k2, "Clone").Passkey.ID
 	ch := challenge(t, rl, "ada@example.com")
 	options := secondFactorOptions(t, rl, ch)
-	if _, err := verifyPasskey(rl, ch, k2.signed(t, options, 5)); err != nil {
+	if _, err := verifyPasskey(rl, ch, k2.Signed(t, options, 5)); err != nil {
 		t.Fatal(err)
 	}
 	ch = challenge(t, rl, "ada@example.com")
-	_, err = verifyPasskey(rl, ch, k2.signed(t, secondFactorOptions(t, rl, ch), 3))
+	_, err = verifyPasskey(rl, ch, k2.Signed(t, secondFactorOptions(t, rl, ch), 3))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	if keys := passkeysOf(t, rl, u.ID); len(keys) != 2 || !keys[1].Locked {
 		t.Fatalf("passkeys %+v, want the second locked", keys)
@@ -659,22 +576,22 @@ func TestPasskeySecondFactor(t *testing.T) {
 	_, err = rl.Passkeys.SecondFactorBegin(ctx, origin, "")
 	wantDead(t, err, msgChallenge)
 	options := secondFactorOptions(t, rl, ch)
-	if opts, _ := virtualwebauthn.ParseAssertionOptions(string(options)); !slices.Equal(opts.AllowCredentials, []string{k.credentialID()}) ||
+	if opts, _ := virtualwebauthn.ParseAssertionOptions(string(options)); !slices.Equal(opts.AllowCredentials, []string{k.CredentialID()}) ||
 		opts.RelyingPartyID != coretest.PasskeyRPID || !strings.Contains(string(options), `"userVerification":"preferred"`) {
 		t.Fatalf("request options %s", options)
 	}
 
 	// Wrong answers: a forged signature, another user's passkey, garbage,
 	// a credential answering for another account's handle.
-	_, err = verifyPasskey(rl, ch, k.forger(t).assert(t, options))
+	_, err = verifyPasskey(rl, ch, k.Forger(t).Assert(t, options))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
-	_, err = verifyPasskey(rl, ch, bobKey.assert(t, secondFactorOptions(t, rl, ch)))
+	_, err = verifyPasskey(rl, ch, bobKey.Assert(t, secondFactorOptions(t, rl, ch)))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	_, err = verifyPasskey(rl, ch, []byte(`{"response":{}}`))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	swapped := *k
-	swapped.auth.Options.UserHandle = bobKey.auth.Options.UserHandle
-	_, err = verifyPasskey(rl, ch, swapped.assert(t, secondFactorOptions(t, rl, ch)))
+	swapped.Auth.Options.UserHandle = bobKey.Auth.Options.UserHandle
+	_, err = verifyPasskey(rl, ch, swapped.Assert(t, secondFactorOptions(t, rl, ch)))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	if n := failures(t, rl, u.ID); n != 4 {
 		t.Fatalf("%d failures, want 4", n)
@@ -683,7 +600,7 @@ func TestPasskeySecondFactor(t *testing.T) {
 
 	before := rl.Clock.Now().Truncate(time.Second)
 	rl.Clock.Advance(time.Second)
-	pair, err := verifyPasskey(rl, ch, k.signed(t, secondFactorOptions(t, rl, ch), 7))
+	pair, err := verifyPasskey(rl, ch, k.Signed(t, secondFactorOptions(t, rl, ch), 7))
 	wantSession(t, rl, pair, err, u.ID)
 	if n := failures(t, rl, u.ID); n != 0 {
 		t.Fatalf("%d failures left after a success", n)
@@ -717,17 +634,17 @@ func TestPasskeySecondFactor(t *testing.T) {
 func TestPasskeySecondFactorLimits(t *testing.T) {
 	rl := passkeyRealm(t, account.Config{MFA: account.MFAOptional, MFAChallengeMax: 3, MFAUserMax: 5, MFALockout: 15 * time.Minute})
 	u, _, k := passkeyUser(t, rl, "ada@example.com")
-	forged := k.forger(t)
+	forged := k.Forger(t)
 
 	ch := challenge(t, rl, "ada@example.com")
 	for range 2 {
-		_, err := verifyPasskey(rl, ch, forged.assert(t, secondFactorOptions(t, rl, ch)))
+		_, err := verifyPasskey(rl, ch, forged.Assert(t, secondFactorOptions(t, rl, ch)))
 		wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	}
 	options := secondFactorOptions(t, rl, ch)
-	_, err := verifyPasskey(rl, ch, forged.assert(t, options))
+	_, err := verifyPasskey(rl, ch, forged.Assert(t, options))
 	wantDead(t, err, msgExhausted)
-	_, err = verifyPasskey(rl, ch, k.assert(t, options))
+	_, err = verifyPasskey(rl, ch, k.Assert(t, options))
 	wantDead(t, err, msgChallenge)
 	_, err = rl.Passkeys.SecondFactorBegin(ctx, origin, ch)
 	wantDead(t, err, msgChallenge)
@@ -735,10 +652,10 @@ func TestPasskeySecondFactorLimits(t *testing.T) {
 	// The user's limit: 5 failures over challenges lock the account's MFA
 	// out; every live challenge dies, logins and passkey answers wait.
 	ch1, ch2 := challenge(t, rl, "ada@example.com"), challenge(t, rl, "ada@example.com")
-	_, err = verifyPasskey(rl, ch1, forged.assert(t, secondFactorOptions(t, rl, ch1)))
+	_, err = verifyPasskey(rl, ch1, forged.Assert(t, secondFactorOptions(t, rl, ch1)))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	options = secondFactorOptions(t, rl, ch2)
-	_, err = verifyPasskey(rl, ch1, forged.assert(t, secondFactorOptions(t, rl, ch1)))
+	_, err = verifyPasskey(rl, ch1, forged.Assert(t, secondFactorOptions(t, rl, ch1)))
 	r := wantRefusal(t, err, account.Throttled, msgLockedOut, "")
 	if r.RetryAfter < 1 || r.RetryAfter > 900 {
 		t.Fatalf("RetryAfter %d", r.RetryAfter)
@@ -746,14 +663,14 @@ func TestPasskeySecondFactorLimits(t *testing.T) {
 	if ev := rl.Audit.Events("mfa_lockout"); len(ev) != 1 || ev[0].Attrs["user_id"] != strconv.FormatInt(u.ID, 10) {
 		t.Fatalf("mfa_lockout lines %+v", ev)
 	}
-	_, err = verifyPasskey(rl, ch2, k.assert(t, options))
+	_, err = verifyPasskey(rl, ch2, k.Assert(t, options))
 	wantDead(t, err, msgChallenge)
 	_, err = rl.Sessions.Login(ctx, origin, "ada@example.com", password)
 	wantKind(t, err, account.Throttled)
 
 	rl.Clock.Advance(15*time.Minute + time.Second)
 	ch = challenge(t, rl, "ada@example.com")
-	pair, err := verifyPasskey(rl, ch, k.assert(t, secondFactorOptions(t, rl, ch)))
+	pair, err := verifyPasskey(rl, ch, k.Assert(t, secondFactorOptions(t, rl, ch)))
 	wantSession(t, rl, pair, err, u.ID)
 }
 
@@ -766,12 +683,12 @@ func TestPasskeyCounterRegression(t *testing.T) {
 	p := signIn(t, rl, "ada@example.com")
 	k := newSoftKey(t)
 	codes := register(t, rl, account.PasskeyEnrolment{Enrolment: account.Enrolment{Access: p.Access}}, k, "Laptop").Codes
-	step, err := rl.Passkeys.LoginFinish(ctx, origin, k.signed(t, loginOptions(t, rl), 5))
+	step, err := rl.Passkeys.LoginFinish(ctx, origin, k.Signed(t, loginOptions(t, rl), 5))
 	wantSession(t, rl, step.Pair, err, u.ID)
 
 	// The same counter again: the clone's mark.
 	ch := challenge(t, rl, "ada@example.com")
-	_, err = verifyPasskey(rl, ch, k.signed(t, secondFactorOptions(t, rl, ch), 5))
+	_, err = verifyPasskey(rl, ch, k.Signed(t, secondFactorOptions(t, rl, ch), 5))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	key := passkeysOf(t, rl, u.ID)[0]
 	if !key.Locked || key.SignCount != 5 {
@@ -783,9 +700,9 @@ func TestPasskeyCounterRegression(t *testing.T) {
 	}
 
 	// A higher counter does not unlock it.
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, k.signed(t, loginOptions(t, rl), 50))
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, k.Signed(t, loginOptions(t, rl), 50))
 	wantRefusal(t, err, account.Unauthenticated, msgPasskeyInvalid, "")
-	_, err = verifyPasskey(rl, ch, k.signed(t, []byte(`{"publicKey":{"challenge":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}`), 60))
+	_, err = verifyPasskey(rl, ch, k.Signed(t, []byte(`{"publicKey":{"challenge":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}`), 60))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	_, err = rl.Passkeys.SecondFactorBegin(ctx, origin, ch)
 	wantRefusal(t, err, account.Invalid, msgNoPasskeys, "")
@@ -819,7 +736,7 @@ func TestPasskeyPasswordless(t *testing.T) {
 		t.Fatalf("request options %s", options)
 	}
 	before := rl.Clock.Now().Truncate(time.Second)
-	step, err := rl.Passkeys.LoginFinish(ctx, origin, k.assert(t, options))
+	step, err := rl.Passkeys.LoginFinish(ctx, origin, k.Assert(t, options))
 	if step.Pending() {
 		t.Fatalf("step %+v, want a session", step)
 	}
@@ -833,22 +750,22 @@ func TestPasskeyPasswordless(t *testing.T) {
 
 	// No user verification.
 	unverified := *k
-	unverified.auth.Options.UserNotVerified = true
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, unverified.assert(t, loginOptions(t, rl)))
+	unverified.Auth.Options.UserNotVerified = true
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, unverified.Assert(t, loginOptions(t, rl)))
 	wantRefusal(t, err, account.Unauthenticated, msgPasskeyNoUV, "")
 	// A passkey never registered; a forged signature; another account's
 	// handle.
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, newSoftKey(t).assert(t, loginOptions(t, rl)))
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, newSoftKey(t).Assert(t, loginOptions(t, rl)))
 	wantRefusal(t, err, account.Unauthenticated, msgPasskeyInvalid, "")
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, k.forger(t).assert(t, loginOptions(t, rl)))
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, k.Forger(t).Assert(t, loginOptions(t, rl)))
 	wantRefusal(t, err, account.Unauthenticated, msgPasskeyInvalid, "")
 	swapped := *k
-	swapped.auth.Options.UserHandle = bobKey.auth.Options.UserHandle
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, swapped.assert(t, loginOptions(t, rl)))
+	swapped.Auth.Options.UserHandle = bobKey.Auth.Options.UserHandle
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, swapped.Assert(t, loginOptions(t, rl)))
 	wantRefusal(t, err, account.Unauthenticated, msgPasskeyInvalid, "")
 	noHandle := *k
-	noHandle.auth.Options.UserHandle = nil
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, noHandle.assert(t, loginOptions(t, rl)))
+	noHandle.Auth.Options.UserHandle = nil
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, noHandle.Assert(t, loginOptions(t, rl)))
 	wantRefusal(t, err, account.Unauthenticated, msgPasskeyInvalid, "")
 	_, err = rl.Passkeys.LoginFinish(ctx, origin, []byte(`{}`))
 	wantRefusal(t, err, account.Invalid, msgCeremony, "")
@@ -857,12 +774,12 @@ func TestPasskeyPasswordless(t *testing.T) {
 	if err := rl.Store.SetEmailVerified(ctx, bob.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, bobKey.assert(t, loginOptions(t, rl)))
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, bobKey.Assert(t, loginOptions(t, rl)))
 	wantRefusal(t, err, account.Unauthenticated, "User email is not verified", "email_not_verified")
 	if _, err := rl.Users.Disable(ctx, "bob@example.com"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = rl.Passkeys.LoginFinish(ctx, origin, bobKey.assert(t, loginOptions(t, rl)))
+	_, err = rl.Passkeys.LoginFinish(ctx, origin, bobKey.Assert(t, loginOptions(t, rl)))
 	wantRefusal(t, err, account.Unauthenticated, account.MsgNoActiveAccount, "")
 	var failed []string
 	for _, r := range rl.Audit.Events("login_failed") {
@@ -894,7 +811,7 @@ func TestPasskeyResetMFA(t *testing.T) {
 func TestPasskeyPasswordlessRace(t *testing.T) {
 	rl := passkeyRealm(t, account.Config{Passkeys: account.PasskeysPasswordless})
 	u, _, k := passkeyUser(t, rl, "ada@example.com")
-	response := k.assert(t, loginOptions(t, rl))
+	response := k.Assert(t, loginOptions(t, rl))
 	steps := make([]account.Step, raceN)
 	errs := race(raceN, func(i int) (err error) {
 		steps[i], err = rl.Passkeys.LoginFinish(ctx, origin, response)
@@ -920,7 +837,7 @@ func TestPasskeySecondFactorRace(t *testing.T) {
 	rl := passkeyRealm(t, account.Config{MFA: account.MFAOptional, MFAUserMax: 3})
 	u, _, k := passkeyUser(t, rl, "ada@example.com")
 	ch := challenge(t, rl, "ada@example.com")
-	response := k.assert(t, secondFactorOptions(t, rl, ch))
+	response := k.Assert(t, secondFactorOptions(t, rl, ch))
 	pairs := make([]account.TokenPair, raceN)
 	errs := race(raceN, func(i int) (err error) {
 		pairs[i], err = verifyPasskey(rl, ch, response)
@@ -956,7 +873,7 @@ func TestPasskeyRegisterRace(t *testing.T) {
 	}
 	responses := make([][]byte, raceN)
 	for i := range responses {
-		responses[i] = newSoftKey(t).attest(t, options)
+		responses[i] = newSoftKey(t).Attest(t, options)
 	}
 	errs := race(raceN, func(i int) error {
 		_, err := rl.Passkeys.RegisterFinish(ctx, origin, account.PasskeyEnrolment{Enrolment: byAccess, Response: responses[i]})
@@ -988,11 +905,11 @@ func TestPasskeyBootstrapWithRecoveryCodes(t *testing.T) {
 	sc := login(t, rl, "ada@example.com", password).SetupChallenge
 	reg := register(t, rl, account.PasskeyEnrolment{Enrolment: account.Enrolment{SetupChallenge: sc}}, k, "Key")
 	ch := challenge(t, rl, "ada@example.com")
-	if _, err := verifyPasskey(rl, ch, k.signed(t, secondFactorOptions(t, rl, ch), 5)); err != nil {
+	if _, err := verifyPasskey(rl, ch, k.Signed(t, secondFactorOptions(t, rl, ch), 5)); err != nil {
 		t.Fatal(err)
 	}
 	ch = challenge(t, rl, "ada@example.com")
-	_, err := verifyPasskey(rl, ch, k.signed(t, secondFactorOptions(t, rl, ch), 4))
+	_, err := verifyPasskey(rl, ch, k.Signed(t, secondFactorOptions(t, rl, ch), 4))
 	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
 	pair, err := verifyRecovery(rl, ch, reg.Codes[0])
 	wantSession(t, rl, pair, err, u.ID)
