@@ -327,6 +327,37 @@ func TestPasskeyBodyErrorsE2E(t *testing.T) {
 	}
 }
 
+// Rename and delete over HTTP: the owner only; deleting in an old
+// session needs the password.
+func TestPasskeyManageE2E(t *testing.T) {
+	s := startCaddy(t, caddyfile(backends()[0].store(t), passkeyOptions+"\n\t\treauth_window 10m", defaultBody))
+	mustCreateUser(t, "ada@example.com", userPass, 0)
+	mustCreateUser(t, "bob@example.com", userPass, 0)
+	access, _ := s.login("ada@example.com", userPass)
+	bobAccess, _ := s.login("bob@example.com", userPass)
+	s.registerPasskey(access, "Laptop")
+	auths := s.get("/auth/mfa/authenticators/", bearer(access)).expect(t, http.StatusOK)
+	var id string
+	for _, a := range auths.list {
+		if m, _ := a.(map[string]any); m["type"] == "webauthn" {
+			id = fmt.Sprint(m["id"])
+		}
+	}
+	path := "/auth/mfa/webauthn/" + id + "/"
+	s.req(http.MethodPatch, path, map[string]string{"name": "Mine"}, bearer(bobAccess)).detail(t, http.StatusNotFound, "Not found.")
+	r := s.req(http.MethodPatch, path, map[string]string{"name": " Work "}, bearer(access)).expect(t, http.StatusOK)
+	if r.str("name") != "Work" {
+		t.Fatalf("rename: %s", r.raw)
+	}
+	s.req(http.MethodDelete, path, nil, bearer(bobAccess)).detail(t, http.StatusNotFound, "Not found.")
+	advance(t, 10*time.Minute+time.Second)
+	s.req(http.MethodDelete, path, nil, bearer(access)).expect(t, http.StatusForbidden)
+	s.req(http.MethodDelete, path, map[string]string{"password": userPass}, bearer(access)).expect(t, http.StatusNoContent)
+	if auths := s.get("/auth/mfa/authenticators/", bearer(access)).expect(t, http.StatusOK); strings.Contains(string(auths.raw), `"webauthn"`) {
+		t.Fatalf("authenticators after the deletion: %s", auths.raw)
+	}
+}
+
 // One answer posted by 20 clients at once: one session, on either store.
 func TestPasskeyRaceE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
