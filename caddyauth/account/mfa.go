@@ -512,14 +512,28 @@ func (rl *MFA) Deactivate(ctx context.Context, o Origin, access string, in Passw
 	if !ok {
 		return refuse(Invalid, msgInvalidPassword)
 	}
-	n, err := rl.store.DeleteAuthenticators(ctx, u.ID)
+	// TOTP goes; the recovery codes go with it unless passkeys remain,
+	// whose fallback they are.
+	keys, err := rl.store.Passkeys(ctx, u.ID)
 	if err != nil {
 		return err
 	}
-	if n == 0 {
-		return refuse(Invalid, msgTOTPNotActivated)
-	}
-	return nil
+	return rl.store.InTx(ctx, func(tx Store) error {
+		if _, err := tx.UserForUpdate(ctx, u.ID); err != nil {
+			return err
+		}
+		n, err := tx.DeleteAuthenticators(ctx, u.ID, authTOTP)
+		switch {
+		case err != nil:
+			return err
+		case n == 0:
+			return refuse(Invalid, msgTOTPNotActivated)
+		case len(keys) > 0:
+			return nil
+		}
+		_, err = tx.DeleteAuthenticators(ctx, u.ID, authRecoveryCodes)
+		return err
+	})
 }
 
 // PasswordProof is a body that carries the caller's current password.

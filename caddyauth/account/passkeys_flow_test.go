@@ -932,3 +932,31 @@ func TestPasskeyBootstrapWithRecoveryCodes(t *testing.T) {
 	_, err = rl.Passkeys.RegisterBegin(ctx, origin, account.PasskeyEnrolment{Enrolment: account.Enrolment{SetupChallenge: sc}})
 	wantRefusal(t, err, account.Unauthenticated, account.MsgNoCredentials, "")
 }
+
+// Turning TOTP off keeps the recovery codes while passkeys remain (they
+// are the passkeys' fallback), and a passkey-only account has no TOTP to
+// turn off.
+func TestPasskeyDeactivateTOTP(t *testing.T) {
+	rl := passkeyRealm(t, account.Config{MFA: account.MFAOptional})
+	u, p, _ := passkeyUser(t, rl, "ada@example.com")
+	codes := recoveryLeft(t, rl, u.ID)
+	if codes == 0 {
+		t.Fatal("a passkey registration made no recovery codes")
+	}
+	err := rl.MFA.Deactivate(ctx, origin, p.Access, account.PasswordProof{Password: password})
+	wantRefusal(t, err, account.Invalid, "TOTP not activated.", "")
+	if n := recoveryLeft(t, rl, u.ID); n != codes {
+		t.Fatalf("%d recovery codes left, want %d", n, codes)
+	}
+
+	enrol(t, rl, p.Access)
+	if err := rl.MFA.Deactivate(ctx, origin, p.Access, account.PasswordProof{Password: password}); err != nil {
+		t.Fatal(err)
+	}
+	if n := recoveryLeft(t, rl, u.ID); n == 0 {
+		t.Fatal("turning TOTP off removed the passkey's fallback codes")
+	}
+	if keys := passkeysOf(t, rl, u.ID); len(keys) != 1 {
+		t.Fatalf("passkeys after turning TOTP off: %+v", keys)
+	}
+}
