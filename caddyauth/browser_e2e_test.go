@@ -37,11 +37,13 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// chrome is one headless browser tab.
+// chrome is one headless browser tab, at the site base (testBase unless
+// a test says otherwise).
 type chrome struct {
 	t    *testing.T
 	ctx  context.Context
 	dir  string
+	base string
 	mu   sync.Mutex
 	urls []string
 }
@@ -63,7 +65,7 @@ func newChrome(t *testing.T) *chrome {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := &chrome{t: t, dir: dir}
+	c := &chrome{t: t, dir: dir, base: testBase}
 	// Every request the tab makes, for the same-origin check.
 	record := func(ev any) {
 		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
@@ -131,7 +133,7 @@ func (c *chrome) at(wantPath string) string {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		loc, err := chromedp.Run(c.ctx, chromedp.Location())
-		got = strings.TrimPrefix(loc, testBase)
+		got = strings.TrimPrefix(loc, c.base)
 		if err == nil && got == wantPath {
 			ready, err := chromedp.Run(c.ctx, chromedp.Evaluate[bool](`document.readyState === "complete"`))
 			if err == nil && ready {

@@ -39,7 +39,7 @@ func (c *chrome) pressAndWait(key string) {
 
 func (c *chrome) logout() {
 	c.t.Helper()
-	c.run("logout page", chromedp.Navigate(testBase+"/auth/page/logout"))
+	c.run("logout page", chromedp.Navigate(c.base+"/auth/page/logout"))
 	c.clickAndWait("button[type=submit]")
 	c.at("/auth/page/login?logged_out=1")
 }

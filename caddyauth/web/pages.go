@@ -26,10 +26,12 @@ import (
 // The HTML pages under {prefix}/page/: login, the second factor, TOTP
 // setup, logout, the refresh hop the guard sends browsers through, and
 // sign-up and forgot-password (formpages.go).
-// They are plain forms (no JavaScript), post to themselves, carry a CSRF
-// token, and call the same core flows as the JSON endpoints. Every page
-// is sent with a strict Content-Security-Policy; its only resources are the
-// stylesheet served from the prefix and the QR code as a data: image.
+// They are plain forms, post to themselves, carry a CSRF token, and call
+// the same core flows as the JSON endpoints. Every page is sent with a
+// strict Content-Security-Policy; its only resources are the stylesheet
+// served from the prefix and the QR code as a data: image. The pages that
+// offer passkeys (passkeypages.go) also load the passkey script from the
+// prefix, and only they allow it.
 //
 // The built-in pages behind mailed links (linkpages.go) are rendered from
 // the same templates, with the same layout and headers.
@@ -44,8 +46,13 @@ const DefaultLoginPage = "/auth/page/login"
 // pageCSP is the Content-Security-Policy of every page.
 const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// scriptCSP is what a page running the passkey script adds to pageCSP:
+// scripts from this site only (never inline), and its requests for a
+// ceremony's options.
+const scriptCSP = "; script-src 'self'; connect-src 'self'"
+
 // pageNames lists the page templates; each is parsed with layout.html.
-var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message", "signup", "password-reset", linkPageName}
+var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message", "signup", "password-reset", "passkeys", linkPageName}
 
 // linkPageName is the template of the pages behind mailed links, which
 // are served even when the pages under {prefix}/page/ are not.
@@ -58,15 +65,16 @@ const (
 	setupCookie     = "jwt_allauth_setup"
 )
 
-// pageSet is the parsed templates and the stylesheet.
+// pageSet is the parsed templates, the stylesheet and the passkey script.
 type pageSet struct {
 	pages map[string]*template.Template
 	css   []byte
+	js    []byte
 }
 
 // loadPageSet parses the embedded templates of the named pages, each
 // replaced by the file of the same name in dir when dir is set and has one
-// (`login.html`, `layout.html`, `style.css`, ...).
+// (`login.html`, `layout.html`, `style.css`, `passkey.js`, ...).
 func loadPageSet(dir string, names []string) (*pageSet, error) {
 	if err := CheckTemplateDir(dir); err != nil {
 		return nil, err
@@ -108,6 +116,9 @@ func loadPageSet(dir string, names []string) (*pageSet, error) {
 		ps.pages[name] = t
 	}
 	if ps.css, err = read("style.css"); err != nil {
+		return nil, err
+	}
+	if ps.js, err = read("passkey.js"); err != nil {
 		return nil, err
 	}
 	return ps, nil
@@ -159,6 +170,19 @@ type pageData struct {
 	// for (socialpages.go).
 	Social []SocialProvider
 
+	// Passkeys (passkeypages.go). Script loads the passkey script (and
+	// the page's CSP allows it); PasskeyLogin: the login page offers a
+	// passwordless sign-in and autofill; PasskeyMFA: the MFA page offers
+	// a passkey, and PasskeyOnly: no TOTP code; PasskeysPage is the
+	// account's passkeys page ("" when not routed), Passkeys what it
+	// lists.
+	Script       bool
+	PasskeyLogin bool
+	PasskeyMFA   bool
+	PasskeyOnly  bool
+	PasskeysPage string
+	Passkeys     []passkeyRow
+
 	// The pages behind mailed links.
 	Message  string
 	Endpoint string // the password form posts here; "" means no form
@@ -178,6 +202,9 @@ func (h pages) routes(routes map[string]endpoint) {
 	routes["/page/logout"] = endpoint{getPost, h.pageHandler(h.logout)}
 	routes["/page/refresh"] = endpoint{get, h.pageHandler(h.refresh)}
 	routes["/page/password-reset"] = endpoint{getPost, h.pageHandler(h.passwordReset)}
+	if h.svc.Passkeys.Available() {
+		passkeyPages(h).routes(routes)
+	}
 	if h.policy.Registration.SignupOpen() {
 		routes["/page/signup"] = endpoint{getPost, h.pageHandler(h.signup)}
 	}
@@ -253,6 +280,14 @@ func (h *Handler) writePage(w http.ResponseWriter, r *http.Request, status int, 
 			d.SignupPage = h.cfg.Prefix + "/page/signup"
 		}
 		d.Social = h.cfg.SocialProviders
+		if h.svc.Passkeys.Available() {
+			d.PasskeysPage = h.cfg.Prefix + "/page/passkeys"
+			d.PasskeyLogin = h.policy.Passkeys == account.PasskeysPasswordless
+		}
+	}
+	d.Script = d.Script || (name == "login" && d.PasskeyLogin)
+	if d.Script {
+		w.Header().Set("Content-Security-Policy", pageCSP+scriptCSP)
 	}
 	d.Referrer = w.Header().Get("Referrer-Policy")
 	var buf bytes.Buffer
@@ -390,7 +425,14 @@ func (h pages) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	email := strings.TrimSpace(r.PostForm.Get("email"))
 	d := pageData{Title: "Sign in", Next: next, Email: email}
-	step, err := h.svc.Sessions.Login(ctx, h.origin(r), email, r.PostForm.Get("password"))
+	var step account.Step
+	var err error
+	if r.PostForm.Has("credential") {
+		// The passkey script's post: a passwordless sign-in.
+		step, err = passkeyPages(h).login(r)
+	} else {
+		step, err = h.svc.Sessions.Login(ctx, h.origin(r), email, r.PostForm.Get("password"))
+	}
 	if status, msg, ok := pageRefusal(w, err); ok {
 		d.Error = msg
 		return h.render(w, r, status, "login", d)
@@ -403,12 +445,13 @@ func (h pages) login(w http.ResponseWriter, r *http.Request) error {
 
 // loginStep hands the browser what a login came to, and returns where it
 // goes on: the second factor or TOTP setup (the challenge in its flow
-// cookie), or, with the session's cookies, `next`. The login page and the
+// cookie, with the factors it may be answered with), or, with the
+// session's cookies, `next`. The login page (password or passkey) and the
 // social callback answer so.
 func (h *Handler) loginStep(w http.ResponseWriter, step account.Step, next string) string {
 	switch {
 	case step.Challenge != "":
-		h.setFlowCookie(w, challengeCookie, step.Challenge)
+		h.setFlowCookie(w, challengeCookie, step.Challenge+"."+strconv.Itoa(int(step.Methods)))
 		return withNext(h.cfg.Prefix+"/page/mfa", next)
 	case step.SetupChallenge != "":
 		h.setFlowCookie(w, setupCookie, step.SetupChallenge)
@@ -418,20 +461,44 @@ func (h *Handler) loginStep(w http.ResponseWriter, step account.Step, next strin
 	return next
 }
 
-// mfa is GET/POST {prefix}/page/mfa: the TOTP code, or a recovery code,
-// for the login challenge the login page started.
+// loginChallengeOf reads the challenge cookie: the login challenge's id and
+// the factors it may be answered with. The factors only choose what the
+// page shows (the core decides what it takes); a cookie without them
+// offers the TOTP code and recovery codes.
+func loginChallengeOf(r *http.Request) (string, account.Methods) {
+	id, m, ok := strings.Cut(cookieValue(r, challengeCookie), ".")
+	methods, err := strconv.ParseUint(m, 10, 8)
+	if !ok || err != nil {
+		return id, account.WithTOTP | account.WithRecoveryCodes
+	}
+	return id, account.Methods(methods)
+}
+
+// mfa is GET/POST {prefix}/page/mfa: the TOTP code, a recovery code, or
+// (posted by the passkey script) a passkey's assertion, for the login
+// challenge the login page started.
 func (h pages) mfa(w http.ResponseWriter, r *http.Request) error {
 	next := nextOf(r)
-	id := cookieValue(r, challengeCookie)
+	id, methods := loginChallengeOf(r)
 	if id == "" || h.policy.MFA == account.MFADisabled {
 		return seeOther(w, withNext(h.cfg.Prefix+"/page/login", next))
 	}
 	d := pageData{Title: "Two-factor authentication", Next: next, Recovery: r.URL.Query().Get("recovery") != ""}
+	if methods&account.WithPasskey != 0 && h.svc.Passkeys.Available() {
+		d.PasskeyMFA, d.Script = true, true
+		d.PasskeyOnly = methods&account.WithTOTP == 0
+	}
 	if r.Method != http.MethodPost {
 		return h.render(w, r, http.StatusOK, "mfa", d)
 	}
 	in := account.SecondFactor{Challenge: id}
-	if r.PostForm.Has("recovery_code") {
+	if r.PostForm.Has("credential") {
+		in.Passkey = []byte(r.PostForm.Get("credential"))
+		if len(in.Passkey) == 0 {
+			d.Error = msgNoCredential
+			return h.render(w, r, http.StatusBadRequest, "mfa", d)
+		}
+	} else if r.PostForm.Has("recovery_code") {
 		d.Recovery, in.Recovery = true, true
 		in.Code = strings.TrimSpace(r.PostForm.Get("recovery_code"))
 		if in.Code == "" {
@@ -562,6 +629,16 @@ func (h pages) refresh(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.setSession(w, pair)
 	return seeOther(w, next)
+}
+
+// script is GET {prefix}/page/passkey.js, the passkey pages' script.
+func (h pages) script(w http.ResponseWriter, r *http.Request) error {
+	hd := w.Header()
+	hd.Set("Content-Type", "text/javascript; charset=utf-8")
+	hd.Set("Cache-Control", "public, max-age=3600")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, "passkey.js", time.Time{}, bytes.NewReader(h.pages.js))
+	return nil
 }
 
 // stylesheet is GET {prefix}/page/style.css, served with the pages behind
