@@ -187,7 +187,7 @@ func (rl *Passkeys) RegisterBegin(ctx context.Context, o Origin, in PasskeyEnrol
 // enrolee is who a registration is for, let through as a TOTP enrolment
 // is (MFA.subject, MFA.allowed).
 func (rl *Passkeys) enrolee(ctx context.Context, in PasskeyEnrolment) (Enrolee, error) {
-	if err := rl.throttle(ctx, throttlePasskeyRegisterIP, rl.clientKey(originOf(ctx).IP)); err != nil {
+	if err := rl.throttle(ctx, throttlePasskeyIP, rl.clientKey(originOf(ctx).IP)); err != nil {
 		return Enrolee{}, err
 	}
 	if in.Refused != nil {
@@ -532,13 +532,15 @@ func (rl *Passkeys) assert(ctx context.Context, tx Store, userID int64, challeng
 
 // LoginBegin starts a passwordless sign-in (POST
 // {prefix}/passkey/login/begin/): request options for a discoverable
-// passkey that verifies its user. The login_ip throttle applies.
+// passkey that verifies its user. It counts towards passkey_ip, not
+// login_ip: the login page starts one per view for autofill, and a
+// start proves nothing (the finish counts as a login).
 func (rl *Passkeys) LoginBegin(ctx context.Context, o Origin) ([]byte, error) {
 	ctx = withOrigin(ctx, o)
 	if err := rl.passwordless(); err != nil {
 		return nil, err
 	}
-	if err := rl.throttle(ctx, throttleLoginIP, rl.clientKey(o.IP)); err != nil {
+	if err := rl.throttle(ctx, throttlePasskeyIP, rl.clientKey(o.IP)); err != nil {
 		return nil, err
 	}
 	challenge, err := rl.ceremony(ctx, purposePasskeyLogin, 0)

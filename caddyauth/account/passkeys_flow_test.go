@@ -45,9 +45,9 @@ func passkeyRealm(t *testing.T, cfg account.Config) *coretest.Realm {
 	t.Helper()
 	if cfg.Throttles == nil {
 		cfg.Throttles = map[string]account.Throttle{
-			"login_ip":            {Limit: 10000, Window: time.Minute},
-			"mfa_verify_ip":       {Limit: 10000, Window: time.Minute},
-			"passkey_register_ip": {Limit: 10000, Window: time.Minute},
+			"login_ip":      {Limit: 10000, Window: time.Minute},
+			"mfa_verify_ip": {Limit: 10000, Window: time.Minute},
+			"passkey_ip":    {Limit: 10000, Window: time.Minute},
 		}
 	}
 	return coretest.New(t, cfg, coretest.WithWebAuthn)
