@@ -513,13 +513,14 @@ func (rl *MFA) Deactivate(ctx context.Context, o Origin, access string, in Passw
 		return refuse(Invalid, msgInvalidPassword)
 	}
 	// TOTP goes; the recovery codes go with it unless passkeys remain,
-	// whose fallback they are.
-	keys, err := rl.store.Passkeys(ctx, u.ID)
-	if err != nil {
-		return err
-	}
+	// whose fallback they are (read under the user's lock, as a passkey's
+	// removal reads TOTP).
 	return rl.store.InTx(ctx, func(tx Store) error {
 		if _, err := tx.UserForUpdate(ctx, u.ID); err != nil {
+			return err
+		}
+		keys, err := tx.Passkeys(ctx, u.ID)
+		if err != nil {
 			return err
 		}
 		n, err := tx.DeleteAuthenticators(ctx, u.ID, authTOTP)

@@ -380,11 +380,23 @@ func (rl *Passkeys) Delete(ctx context.Context, o Origin, in Enrolment, id int64
 	if err := rl.reauthenticate(ctx, c, u, in.Password); err != nil {
 		return err
 	}
-	err = rl.store.InTx(ctx, func(tx Store) error {
-		if _, err := tx.UserForUpdate(ctx, u.ID); err != nil {
+	if err := rl.deleteKey(ctx, u.ID, id, true); err != nil {
+		return err
+	}
+	rl.audit(ctx, auditPasskeyRemoved, u.ID, slog.Int64("passkey_id", id))
+	return nil
+}
+
+// deleteKey removes, in one transaction with the user's row locked, the
+// user's passkey id; with keepLast, in required mode, not the account's
+// last usable second factor. Removing the last factor removes the
+// recovery codes too.
+func (rl *Passkeys) deleteKey(ctx context.Context, userID, id int64, keepLast bool) error {
+	return rl.store.InTx(ctx, func(tx Store) error {
+		if _, err := tx.UserForUpdate(ctx, userID); err != nil {
 			return err
 		}
-		keys, err := tx.Passkeys(ctx, u.ID)
+		keys, err := tx.Passkeys(ctx, userID)
 		if err != nil {
 			return err
 		}
@@ -401,27 +413,28 @@ func (rl *Passkeys) Delete(ctx context.Context, o Origin, in Enrolment, id int64
 		if target == nil {
 			return refuse(NotFound, msgPasskeyNotFound)
 		}
-		if rl.policy.MFA == MFARequired && !target.Locked && usable == 1 {
-			auths, err := tx.Authenticators(ctx, u.ID)
-			if err != nil {
-				return err
-			}
-			totp := false
-			for _, a := range auths {
-				totp = totp || a.Type == authTOTP
-			}
-			if !totp {
-				return refuse(Invalid, msgLastFactor)
-			}
+		auths, err := tx.Authenticators(ctx, userID)
+		if err != nil {
+			return err
 		}
-		_, err = tx.DeletePasskeys(ctx, u.ID, id)
+		totp := false
+		for _, a := range auths {
+			totp = totp || a.Type == authTOTP
+		}
+		if keepLast && rl.policy.MFA == MFARequired && !target.Locked && usable == 1 && !totp {
+			return refuse(Invalid, msgLastFactor)
+		}
+		if _, err := tx.DeletePasskeys(ctx, userID, id); err != nil {
+			return err
+		}
+		if totp || len(keys) > 1 {
+			return nil
+		}
+		// The last factor gone: its fallback codes go with it, as when
+		// TOTP is turned off, so none outlives the factor it stood in for.
+		_, err = tx.DeleteAuthenticators(ctx, userID, authRecoveryCodes)
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	rl.audit(ctx, auditPasskeyRemoved, u.ID, slog.Int64("passkey_id", id))
-	return nil
 }
 
 // SecondFactorBegin starts a passkey answer to a login challenge (POST
@@ -666,12 +679,13 @@ func (rl *Users) RemovePasskey(ctx context.Context, email string, id int64) erro
 	if err != nil {
 		return err
 	}
-	n, err := rl.store.DeletePasskeys(ctx, u.ID, id)
+	err = rl.passkeys.deleteKey(ctx, u.ID, id, false)
+	var r *Refusal
+	if errors.As(err, &r) && r.Kind == NotFound {
+		return fmt.Errorf("%s has no passkey %d (see list-passkeys)", u.Email, id)
+	}
 	if err != nil {
 		return err
-	}
-	if n == 0 {
-		return fmt.Errorf("%s has no passkey %d (see list-passkeys)", u.Email, id)
 	}
 	rl.audit(ctx, auditPasskeyRemoved, u.ID, slog.Int64("passkey_id", id), slog.String("by", "command_line"))
 	return nil

@@ -895,10 +895,10 @@ func TestPasskeyRegisterRace(t *testing.T) {
 	}
 }
 
-// The bootstrap of an account that still has recovery codes (its only
-// passkey was locked, then removed) registers a passkey, opens the
-// session and keeps the codes.
-func TestPasskeyBootstrapWithRecoveryCodes(t *testing.T) {
+// The bootstrap of an account whose only passkey was locked, then
+// removed (its recovery codes went with it), registers a passkey, opens
+// the session and gives new codes.
+func TestPasskeyBootstrapAfterLastFactorRemoved(t *testing.T) {
 	rl := passkeyRealm(t, account.Config{MFA: account.MFARequired, MFAUserMax: 100})
 	u := newUser(t, rl, "ada@example.com")
 	k := newSoftKey(t)
@@ -922,12 +922,12 @@ func TestPasskeyBootstrapWithRecoveryCodes(t *testing.T) {
 		t.Fatal("no setup challenge for an account without a factor")
 	}
 	again := register(t, rl, account.PasskeyEnrolment{Enrolment: account.Enrolment{SetupChallenge: sc}}, newSoftKey(t), "New key")
-	if !again.Opened || again.Codes != nil {
-		t.Fatalf("bootstrap registration %+v, want a session and the codes kept", again)
+	if !again.Opened || len(again.Codes) == 0 || slices.Contains(again.Codes, reg.Codes[1]) {
+		t.Fatalf("bootstrap registration %+v, want a session and new codes", again)
 	}
 	wantSession(t, rl, again.Pair, nil, u.ID)
-	if n := recoveryLeft(t, rl, u.ID); n != 9 {
-		t.Fatalf("%d recovery codes, want the 9 left", n)
+	if n := recoveryLeft(t, rl, u.ID); n != len(again.Codes) {
+		t.Fatalf("%d recovery codes, want the %d new ones", n, len(again.Codes))
 	}
 	_, err = rl.Passkeys.RegisterBegin(ctx, origin, account.PasskeyEnrolment{Enrolment: account.Enrolment{SetupChallenge: sc}})
 	wantRefusal(t, err, account.Unauthenticated, account.MsgNoCredentials, "")
@@ -958,5 +958,57 @@ func TestPasskeyDeactivateTOTP(t *testing.T) {
 	}
 	if keys := passkeysOf(t, rl, u.ID); len(keys) != 1 {
 		t.Fatalf("passkeys after turning TOTP off: %+v", keys)
+	}
+}
+
+// A passkey a stranger registered to a sign-up of someone's address is
+// gone once the owner's reset proves the address first, as TOTP is: it
+// neither answers the owner's login challenge nor signs in without a
+// password (the attack review's pre-hijacking case).
+func TestPasskeyRemovedByFirstProofReset(t *testing.T) {
+	rl := passkeyRealm(t, account.Config{MFA: account.MFAOptional, EmailVerification: account.VerifyOptional, Passkeys: account.PasskeysPasswordless})
+	out, err := rl.Signup.SignUp(ctx, origin, registrant("jane@example.com", pw1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := newSoftKey(t)
+	register(t, rl, account.PasskeyEnrolment{Enrolment: account.Enrolment{Access: out.Pair.Access}}, stranger, "Stranger")
+	u := userByEmail(t, rl, "jane@example.com")
+
+	done, err := rl.Passwords.SetNew(ctx, origin, resetCapability(t, rl, u), newPassword(pw2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.Pending() || done.Pair.Access == "" {
+		t.Fatalf("reset = %+v, want a session: the stranger's passkey must not gate the owner", done)
+	}
+	if keys := passkeysOf(t, rl, u.ID); len(keys) != 0 {
+		t.Fatalf("passkeys left after the owner's first proof: %+v", keys)
+	}
+	if _, err := rl.Passkeys.LoginFinish(ctx, origin, stranger.Assert(t, loginOptions(t, rl))); err == nil {
+		t.Fatal("the stranger's passkey signed in after the owner's reset")
+	}
+	ev := rl.Audit.Events("unconfirmed_setup_removed")
+	if len(ev) != 1 || ev[0].Attrs["passkeys"] != "1" {
+		t.Fatalf("unconfirmed_setup_removed audit %+v", ev)
+	}
+}
+
+// Removing an account's last factor removes its recovery codes too: no
+// code outlives the factor it stood in for, and a later first factor
+// comes with new ones.
+func TestPasskeyDeleteLastFactorRemovesCodes(t *testing.T) {
+	rl := passkeyRealm(t, account.Config{MFA: account.MFAOptional})
+	u, p, _ := passkeyUser(t, rl, "ada@example.com")
+	keys := passkeysOf(t, rl, u.ID)
+	if err := rl.Passkeys.Delete(ctx, origin, account.Enrolment{Access: p.Access}, keys[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := recoveryLeft(t, rl, u.ID); n != 0 {
+		t.Fatalf("%d recovery codes outlived the last factor", n)
+	}
+	reg := register(t, rl, account.PasskeyEnrolment{Enrolment: account.Enrolment{Access: p.Access}}, newSoftKey(t), "Phone")
+	if len(reg.Codes) == 0 {
+		t.Fatal("the next first factor came without recovery codes")
 	}
 }

@@ -180,7 +180,7 @@ func (rl *Passwords) SetNew(ctx context.Context, o Origin, c tokens.Claims, in N
 	}
 	if proof.first {
 		rl.audit(ctx, auditSetupRemoved, u.ID,
-			slog.Int("authenticators", proof.authenticators), slog.Int("sessions", proof.sessions))
+			slog.Int("authenticators", proof.authenticators), slog.Int("passkeys", proof.passkeys), slog.Int("sessions", proof.sessions))
 	}
 	rl.audit(ctx, auditPasswordChanged, u.ID, slog.String("how", "reset"))
 	rl.auditSessionRevoked(ctx, u.ID, "password_reset")
@@ -196,8 +196,8 @@ func (rl *Passwords) SetNew(ctx context.Context, o Origin, c tokens.Claims, in N
 // TOTP. A creator who confirmed by the sign-up's link keeps what they set
 // up: their address is confirmed, so a later reset removes nothing.
 type resetProof struct {
-	first                    bool
-	authenticators, sessions int
+	first                              bool
+	authenticators, passkeys, sessions int
 }
 
 func (p *resetProof) apply(ctx context.Context, tx Store, u *User) error {
@@ -206,6 +206,14 @@ func (p *resetProof) apply(ctx context.Context, tx Store, u *User) error {
 	}
 	var err error
 	if p.authenticators, err = tx.DeleteAuthenticators(ctx, u.ID); err != nil {
+		return err
+	}
+	// Every factor the stranger may have set up: passkeys too, and the
+	// ceremonies begun for them.
+	if p.passkeys, err = tx.DeletePasskeys(ctx, u.ID); err != nil {
+		return err
+	}
+	if _, err := tx.DeleteUserTokens(ctx, u.ID, purposePasskeyRegister, purposePasskeyAssert); err != nil {
 		return err
 	}
 	if p.sessions, err = tx.RevokeUserSessions(ctx, u.ID); err != nil {
