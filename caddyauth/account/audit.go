@@ -32,11 +32,12 @@ const (
 	auditSocialLoginFailed = "social_login_failed"
 	auditSocialLinked      = "social_linked"
 	auditSocialUnlinked    = "social_unlinked"
-	// Passkeys, with the passkey's id: registered, removed, and locked
+	// Passkeys, with the passkey's id: registered, removed, renamed, and locked
 	// because its signature counter went backwards (a cloned
 	// authenticator).
 	auditPasskeyAdded   = "passkey_added"
 	auditPasskeyRemoved = "passkey_removed"
+	auditPasskeyRenamed = "passkey_renamed"
 	auditPasskeyLocked  = "passkey_locked"
 )
 

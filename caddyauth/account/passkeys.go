@@ -116,27 +116,29 @@ func (rl *Passkeys) passkeyUser(ctx context.Context, st Store, u User) (PasskeyU
 	return PasskeyUser{Handle: rl.handle(u.ID), Name: u.Email, DisplayName: name, Passkeys: keys}, nil
 }
 
-// ceremony stores a new ceremony of purpose for userID (0: none yet) and
-// returns its challenge.
-func (rl *Passkeys) ceremony(ctx context.Context, purpose string, userID int64) ([]byte, error) {
+// ceremony stores a new ceremony of purpose for userID (0: none yet),
+// bound to bind (the login challenge's row of a second factor, else ""),
+// and returns its challenge.
+func (rl *Passkeys) ceremony(ctx context.Context, purpose string, userID int64, bind string) ([]byte, error) {
 	challenge := make([]byte, 32)
 	if _, err := rl.rand.Read(challenge); err != nil {
 		return nil, err
 	}
-	_, err := rl.store.CreateToken(ctx, Token{UserID: userID, Purpose: purpose, Token: linkDigest(string(challenge)), Created: rl.now()})
+	_, err := rl.store.CreateToken(ctx, Token{UserID: userID, Purpose: purpose, Token: linkDigest(string(challenge) + bind), Created: rl.now()})
 	return challenge, err
 }
 
 // spendCeremony spends, through st, the live ceremony of purpose that
 // response answers, and returns its challenge and row; a response to no
-// live ceremony (unknown, spent, expired) is ErrNotFound. One statement:
+// live ceremony (unknown, spent, expired, or bound to something else than
+// bind) is ErrNotFound. One statement:
 // of concurrent answers to one ceremony, one spends it.
-func (rl *Passkeys) spendCeremony(ctx context.Context, st Store, purpose string, response []byte) ([]byte, Token, error) {
+func (rl *Passkeys) spendCeremony(ctx context.Context, st Store, purpose, bind string, response []byte) ([]byte, Token, error) {
 	challenge, err := rl.webauthn.ChallengeOf(response)
 	if err != nil || len(challenge) == 0 {
 		return nil, Token{}, ErrNotFound
 	}
-	row, err := st.ConsumeToken(ctx, purpose, linkDigest(string(challenge)), rl.now().Add(-rl.passkeyTTL()))
+	row, err := st.ConsumeToken(ctx, purpose, linkDigest(string(challenge)+bind), rl.now().Add(-rl.passkeyTTL()))
 	return challenge, row, err
 }
 
@@ -177,7 +179,7 @@ func (rl *Passkeys) RegisterBegin(ctx context.Context, o Origin, in PasskeyEnrol
 	if err != nil {
 		return nil, err
 	}
-	challenge, err := rl.ceremony(ctx, purposePasskeyRegister, e.user.ID)
+	challenge, err := rl.ceremony(ctx, purposePasskeyRegister, e.user.ID, "")
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +243,7 @@ func (rl *Passkeys) RegisterFinish(ctx context.Context, o Origin, in PasskeyEnro
 	}
 	// The ceremony is spent first, on its own: an answer that fails
 	// below does not leave it open for another try.
-	challenge, row, err := rl.spendCeremony(ctx, rl.store, purposePasskeyRegister, in.Response)
+	challenge, row, err := rl.spendCeremony(ctx, rl.store, purposePasskeyRegister, "", in.Response)
 	if errors.Is(err, ErrNotFound) || (err == nil && row.UserID != e.user.ID) {
 		return Registered{}, refuse(Invalid, msgCeremonyInvalid)
 	}
@@ -352,10 +354,14 @@ func (rl *Passkeys) Rename(ctx context.Context, o Origin, access string, id int6
 		return fieldError("name", msgPasskeyName)
 	}
 	ok, err := rl.store.RenamePasskey(ctx, c.NumericUserID(), id, name)
-	if err == nil && !ok {
+	switch {
+	case err != nil:
+		return err
+	case !ok:
 		return refuse(NotFound, msgPasskeyNotFound)
 	}
-	return err
+	rl.audit(ctx, auditPasskeyRenamed, c.NumericUserID(), slog.Int64("passkey_id", id))
+	return nil
 }
 
 // Delete removes the caller's passkey id (DELETE
@@ -463,7 +469,7 @@ func (rl *Passkeys) SecondFactorBegin(ctx context.Context, o Origin, challengeID
 	if len(usable) == 0 {
 		return nil, refuse(Invalid, msgNoPasskeys)
 	}
-	challenge, err := rl.ceremony(ctx, purposePasskeyAssert, ch.UserID)
+	challenge, err := rl.ceremony(ctx, purposePasskeyAssert, ch.UserID, ch.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +490,7 @@ func (rl *Challenges) verifyPasskeyChallenge(ctx context.Context, challengeID st
 	}
 	pk := rl.passkeys
 	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
-		challenge, row, err := pk.spendCeremony(ctx, tx, purposePasskeyAssert, response)
+		challenge, row, err := pk.spendCeremony(ctx, tx, purposePasskeyAssert, ch.Token, response)
 		if errors.Is(err, ErrNotFound) || (err == nil && row.UserID != ch.UserID) {
 			return false, nil
 		}
@@ -556,7 +562,7 @@ func (rl *Passkeys) LoginBegin(ctx context.Context, o Origin) ([]byte, error) {
 	if err := rl.throttle(ctx, throttlePasskeyIP, rl.clientKey(o.IP)); err != nil {
 		return nil, err
 	}
-	challenge, err := rl.ceremony(ctx, purposePasskeyLogin, 0)
+	challenge, err := rl.ceremony(ctx, purposePasskeyLogin, 0, "")
 	if err != nil {
 		return nil, err
 	}
@@ -595,7 +601,7 @@ func (rl *Passkeys) LoginFinish(ctx context.Context, o Origin, response []byte) 
 	}
 	// The ceremony is spent first, on its own: of concurrent answers one
 	// goes on, and an answer that fails does not leave it open.
-	challenge, _, err := rl.spendCeremony(ctx, rl.store, purposePasskeyLogin, response)
+	challenge, _, err := rl.spendCeremony(ctx, rl.store, purposePasskeyLogin, "", response)
 	if errors.Is(err, ErrNotFound) {
 		failed(0, "ceremony")
 		return Step{}, refuse(Invalid, msgCeremonyInvalid)

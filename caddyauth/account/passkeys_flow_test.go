@@ -1012,3 +1012,21 @@ func TestPasskeyDeleteLastFactorRemovesCodes(t *testing.T) {
 		t.Fatal("the next first factor came without recovery codes")
 	}
 }
+
+// A second factor's ceremony belongs to the login challenge it was begun
+// for: its answer at another challenge of the same user is a failure
+// there, and the first challenge still takes its own answer.
+func TestPasskeyCeremonyBoundToChallenge(t *testing.T) {
+	rl := passkeyRealm(t, account.Config{MFA: account.MFAOptional, MFAUserMax: 100})
+	u, _, k := passkeyUser(t, rl, "ada@example.com")
+	first := challenge(t, rl, "ada@example.com")
+	second := challenge(t, rl, "ada@example.com")
+	answer := k.Assert(t, secondFactorOptions(t, rl, first))
+	_, err := verifyPasskey(rl, second, answer)
+	wantRefusal(t, err, account.Invalid, msgPasskeyInvalid, "")
+	if n := failures(t, rl, u.ID); n != 1 {
+		t.Fatalf("%d failures, want 1", n)
+	}
+	pair, err := verifyPasskey(rl, first, k.Assert(t, secondFactorOptions(t, rl, first)))
+	wantSession(t, rl, pair, err, u.ID)
+}
