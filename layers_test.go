@@ -31,7 +31,7 @@ var caddySide = map[string]bool{
 var leaves = map[string]bool{
 	"caddyauth/tokens": true, "caddyauth/passwords": true, "caddyauth/otpcode": true,
 	"caddyauth/secretbox": true, "caddyauth/jsonform": true, "caddyauth/mail": true,
-	"caddyauth/passkey": true,
+	"caddyauth/passkey": true, "caddyauth/useragent": true,
 }
 
 // httpThroughLibrary are packages that depend on net/http only through

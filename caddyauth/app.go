@@ -191,6 +191,11 @@ type App struct {
 	// few seconds; when the database is down such requests get 503.
 	SessionCheck bool `json:"session_check,omitempty"`
 
+	// Whether a new session records the User-Agent header of the request
+	// that opened it (at most 512 bytes), for its owner's list of
+	// sessions ({prefix}/sessions/). Default: true; false stores none.
+	RecordUserAgent *bool `json:"record_user_agent,omitempty"`
+
 	// How recently a session must have checked a password or a second
 	// factor for an enrolment (TOTP setup and activation) to go ahead
 	// without the current password in the body's `password` field. A
@@ -286,6 +291,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Leeway:          time.Duration(a.Leeway),
 		SessionCheck:    a.SessionCheck,
 		ReauthWindow:    time.Duration(a.ReauthWindow),
+		OmitUserAgent:   a.RecordUserAgent != nil && !*a.RecordUserAgent,
 
 		MFA:             account.MFAMode(a.MFATOTPMode),
 		Passkeys:        account.PasskeyMode(a.Passkeys),

@@ -44,6 +44,7 @@ func init() {
 //		cookie_insecure
 //		cookie_samesite lax|strict|none
 //		session_check
+//		record_user_agent on|off
 //		reauth_window <duration>
 //		mfa_totp_mode disabled|optional|required
 //		mfa_challenge_ttl <duration>
@@ -170,6 +171,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			*ints[opt] = &n
 		case flags[opt] != nil:
 			*flags[opt] = true
+		case opt == "record_user_agent":
+			var v string
+			if !d.AllArgs(&v) || (v != "on" && v != "off") {
+				return d.Errf("record_user_agent: want on or off")
+			}
+			on := v == "on"
+			a.RecordUserAgent = &on
+			continue
 		case opt == "totp_issuer":
 			if !d.NextArg() {
 				return d.ArgErr()

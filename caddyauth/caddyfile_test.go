@@ -21,6 +21,9 @@ func TestAppCaddyfileErrors(t *testing.T) {
 		{"jwt_allauth {\n store nosuchdb x\n}", "jwt_allauth.stores.nosuchdb"},
 		{"jwt_allauth {\n rate_limit\n}", "wrong argument count"},
 		{"jwt_allauth {\n throttle login_ip 0 1m\n}", "throttle login_ip off"},
+		{"jwt_allauth {\n record_user_agent\n}", "record_user_agent: want on or off"},
+		{"jwt_allauth {\n record_user_agent no\n}", "record_user_agent: want on or off"},
+		{"jwt_allauth {\n record_user_agent off on\n}", "record_user_agent: want on or off"},
 	}
 	for _, tc := range cases {
 		var a App
@@ -41,9 +44,13 @@ func TestAppCaddyfileValues(t *testing.T) {
 		totp_issuer ""
 		cookie_insecure
 		access_cookie session
+		record_user_agent off
 	}`))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if a.RecordUserAgent == nil || *a.RecordUserAgent {
+		t.Fatalf("record_user_agent off parsed as %v", a.RecordUserAgent)
 	}
 	if a.SigningKey != "{env.K}" || a.AccessTTL != caddy.Duration(15*60e9) || a.RefreshToken != "body" ||
 		a.MFAChallengeMaxAttempts == nil || *a.MFAChallengeMaxAttempts != 0 || a.TOTPIssuer == nil || *a.TOTPIssuer != "" || !a.CookieInsecure || a.AccessCookie != "session" {

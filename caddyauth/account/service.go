@@ -63,6 +63,10 @@ type Config struct {
 	Leeway          time.Duration
 	SessionCheck    bool // every access check asks whether its session is live
 	ReauthWindow    time.Duration
+	// OmitUserAgent keeps the User-Agent header out of new sessions'
+	// rows (`record_user_agent off`); by default it is recorded, clipped
+	// (useragent.Clip), for the owner's list of sessions.
+	OmitUserAgent bool
 
 	MFA             MFAMode
 	MFAChallengeTTL time.Duration
@@ -212,11 +216,13 @@ func (c *Clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 // client's address (for throttles, the hasher's fair share, audit lines
 // and session rows), the host it named (a TOTP issuer's fallback), and
 // Site, the absolute URL under which the endpoints are served, the base
-// of every mailed link.
+// of every mailed link. UserAgent is the request's User-Agent header, as
+// sent: a session opened by the request records it (see OmitUserAgent).
 type Origin struct {
-	IP   string
-	Host string
-	Site string
+	IP        string
+	Host      string
+	Site      string
+	UserAgent string
 }
 
 type originKey struct{}

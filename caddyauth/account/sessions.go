@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/useragent"
 )
 
 // Sessions is login, refresh, logout and the checks of access tokens.
@@ -33,8 +34,9 @@ func (rl *core) openSession(ctx context.Context, st Store, u User, ip string) (T
 }
 
 // issuePair builds the refresh token of a session (and its access token),
-// then either inserts its whitelist row or, when oldJTI is set, rotates the
-// row oldJTI into it.
+// then either inserts its whitelist row, with the session's start and the
+// user agent of ctx's Origin, or, when oldJTI is set, rotates the row
+// oldJTI into it (the store carries those over).
 func (rl *core) issuePair(ctx context.Context, st Store, u User, session string, sessionIAT int64, ip, oldJTI string) (TokenPair, error) {
 	now := rl.now()
 	jti, err := tokens.NewID(rl.rand)
@@ -47,6 +49,10 @@ func (rl *core) issuePair(ctx context.Context, st Store, u User, session string,
 	}
 	row := RefreshToken{JTI: jti, Session: session, UserID: u.ID, Enabled: true, Created: now, Expires: refreshExp, IP: ip}
 	if oldJTI == "" {
+		row.Started = now
+		if !rl.policy.OmitUserAgent {
+			row.UserAgent = useragent.Clip(originOf(ctx).UserAgent)
+		}
 		err = st.InsertRefresh(ctx, row)
 	} else {
 		err = st.RotateRefresh(ctx, oldJTI, row)

@@ -46,7 +46,8 @@ type User struct {
 }
 
 // RefreshToken is one row of the refresh-token whitelist: one row per live
-// refresh token, grouped by session.
+// refresh token, grouped by session. Created is when the row was written:
+// the session's start, or its last refresh.
 type RefreshToken struct {
 	JTI     string
 	Session string
@@ -55,6 +56,12 @@ type RefreshToken struct {
 	Created time.Time
 	Expires time.Time
 	IP      string // client address when the row was written, may be ""
+	// Started is when the session opened (zero: not known, a row of an
+	// earlier version), and UserAgent the User-Agent header of the
+	// request that opened it ("" when not recorded). A rotation carries
+	// both to the next row.
+	Started   time.Time
+	UserAgent string
 }
 
 // Token is one row of the generic token table: single-use links, MFA
@@ -149,7 +156,8 @@ type Store interface {
 	// Refresh-token whitelist.
 
 	InsertRefresh(ctx context.Context, rt RefreshToken) error
-	// RotateRefresh atomically replaces the row oldJTI with next.
+	// RotateRefresh atomically replaces the row oldJTI with next, which
+	// takes the old row's Started and UserAgent (next's are ignored).
 	// When no row has oldJTI (replay, logout, forgery), it deletes every
 	// row of next.Session and returns ErrNotFound. When the row exists but is
 	// disabled, nothing changes and it returns ErrDisabled.
@@ -163,6 +171,9 @@ type Store interface {
 	RevokeUserSessions(ctx context.Context, userID int64) (int, error)
 	// SessionActive reports whether a session still has at least one row.
 	SessionActive(ctx context.Context, session string) (bool, error)
+	// UserRefreshTokens returns the user's rows that expire at or after
+	// t, newest first.
+	UserRefreshTokens(ctx context.Context, userID int64, t time.Time) ([]RefreshToken, error)
 	// PurgeRefresh deletes rows that expired before t.
 	PurgeRefresh(ctx context.Context, t time.Time) (int, error)
 

@@ -318,14 +318,16 @@ func (s *Store) InsertRefresh(ctx context.Context, rt account.RefreshToken) erro
 
 func (s *Store) insertRefresh(ctx context.Context, rt account.RefreshToken) error {
 	_, err := s.insertID(ctx, `INSERT INTO refresh_tokens
-		(user_id, jti, session, enabled, created, expires, ip)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		(user_id, jti, session, enabled, created, expires, ip, session_started, user_agent)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT DO NOTHING RETURNING id`,
-		rt.UserID, rt.JTI, rt.Session, rt.Enabled, micros(rt.Created), micros(rt.Expires), rt.IP)
+		rt.UserID, rt.JTI, rt.Session, rt.Enabled, micros(rt.Created), micros(rt.Expires), rt.IP,
+		nullMicros(rt.Started), rt.UserAgent)
 	return err
 }
 
-// RotateRefresh atomically replaces the row oldJTI with next.
+// RotateRefresh atomically replaces the row oldJTI with next, which takes
+// the old row's session start and user agent (next's are ignored).
 // When no row has oldJTI (replay, logout, forgery), it deletes every row of
 // next.Session and returns ErrNotFound; that deletion is committed, unless
 // the Store is bound to a transaction of InTx whose fn then fails. When the
@@ -340,11 +342,13 @@ func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next account.R
 		// no rollback is needed for it, and the row lock the DELETE takes
 		// makes concurrent rotations of one jti queue up: the first
 		// deletes the row, the others then find nothing.
-		var id int64
+		var started sql.NullInt64
 		err := tx.q.QueryRowContext(ctx,
-			`DELETE FROM refresh_tokens WHERE jti = $1 AND enabled RETURNING id`, oldJTI).Scan(&id)
+			`DELETE FROM refresh_tokens WHERE jti = $1 AND enabled RETURNING session_started, user_agent`,
+			oldJTI).Scan(&started, &next.UserAgent)
 		switch {
 		case err == nil:
+			next.Started = fromNullMicros(started)
 			return tx.insertRefresh(ctx, next)
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
@@ -417,6 +421,31 @@ func (s *Store) SessionActive(ctx context.Context, session string) (bool, error)
 	err := s.q.QueryRowContext(ctx,
 		`SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE session = $1)`, session).Scan(&ok)
 	return ok, err
+}
+
+// UserRefreshTokens returns the user's rows that expire at or after t,
+// newest first.
+func (s *Store) UserRefreshTokens(ctx context.Context, userID int64, t time.Time) ([]account.RefreshToken, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.q.QueryContext(ctx, `SELECT jti, session, user_id, enabled, created, expires, ip, session_started, user_agent
+		FROM refresh_tokens WHERE user_id = $1 AND expires >= $2 ORDER BY created DESC, id DESC`, userID, micros(t))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []account.RefreshToken
+	for rows.Next() {
+		var rt account.RefreshToken
+		var created, expires int64
+		var started sql.NullInt64
+		if err := rows.Scan(&rt.JTI, &rt.Session, &rt.UserID, &rt.Enabled, &created, &expires, &rt.IP, &started, &rt.UserAgent); err != nil {
+			return nil, err
+		}
+		rt.Created, rt.Expires, rt.Started = fromMicros(created), fromMicros(expires), fromNullMicros(started)
+		out = append(out, rt)
+	}
+	return out, rows.Err()
 }
 
 // PurgeRefresh deletes rows that expired before t and returns how many.

@@ -31,6 +31,8 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"Refresh", testRefresh},
 		{"RotateRefresh", testRotateRefresh},
 		{"RotateRefreshDisabled", testRotateRefreshDisabled},
+		{"SessionDetails", testSessionDetails},
+		{"UserRefreshTokens", testUserRefreshTokens},
 		{"DeleteRefresh", testDeleteRefresh},
 		{"Tokens", testTokens},
 		{"FindToken", testFindToken},
@@ -555,6 +557,112 @@ func testRotateRefreshDisabled(t *testing.T, s account.Store) {
 	n, err = s.RevokeSession(c, "S")
 	must(t, "RevokeSession", err)
 	wantInt(t, "rows of S (d0, d1)", n, 2)
+}
+
+// userRows is UserRefreshTokens at t, failing the test on error.
+func userRows(t *testing.T, s account.Store, user int64, at time.Time) []account.RefreshToken {
+	t.Helper()
+	rows, err := s.UserRefreshTokens(ctx(t), user, at)
+	must(t, "UserRefreshTokens", err)
+	return rows
+}
+
+// A session's start and user agent are kept as written, and every
+// rotation carries them to the next row, whatever that row says, while
+// the row's own time and address are the rotation's.
+func testSessionDetails(t *testing.T, s account.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "details@example.com")
+	started := now().Add(-time.Hour)
+	first := refresh(u, "j1", "S", true)
+	first.Created, first.Started = started, started
+	first.UserAgent = "Mozilla/5.0 (X11; Linux x86_64) Firefox/127.0 — ünïcode"
+	must(t, "InsertRefresh", s.InsertRefresh(c, first))
+	rows := userRows(t, s, u, now())
+	if len(rows) != 1 || !rows[0].Started.Equal(started) || rows[0].UserAgent != first.UserAgent || !rows[0].Created.Equal(started) || rows[0].IP != first.IP {
+		t.Fatalf("inserted row read back as %+v, want %+v", rows, first)
+	}
+
+	for i, jti := range []string{"j2", "j3"} {
+		next := refresh(u, jti, "S", true)
+		next.Created = started.Add(time.Duration(i+1) * time.Minute)
+		next.IP = fmt.Sprintf("2001:db8::%d", i+1)
+		next.Started = now() // ignored: the session started when it started
+		next.UserAgent = "curl/8.5.0"
+		must(t, "RotateRefresh to "+jti, s.RotateRefresh(c, []string{"j1", "j2"}[i], next))
+		rows = userRows(t, s, u, now())
+		if len(rows) != 1 {
+			t.Fatalf("after rotating to %s: %d rows, want 1", jti, len(rows))
+		}
+		got := rows[0]
+		if got.JTI != jti || !got.Started.Equal(started) || got.UserAgent != first.UserAgent {
+			t.Fatalf("after rotating to %s: %+v, want the start %v and the user agent %q carried", jti, got, started, first.UserAgent)
+		}
+		if !got.Created.Equal(next.Created) || got.IP != next.IP || !got.Expires.Equal(next.Expires) {
+			t.Fatalf("after rotating to %s: %+v, want the rotation's time, address and expiry", jti, got)
+		}
+	}
+
+	// A disabled row does not rotate, and keeps what it has.
+	held := refresh(u, "h1", "H", false)
+	held.Started, held.UserAgent = started, "held"
+	must(t, "InsertRefresh", s.InsertRefresh(c, held))
+	wantErr(t, "RotateRefresh of a disabled row", s.RotateRefresh(c, "h1", refresh(u, "h2", "H", true)), account.ErrDisabled)
+
+	// Without a start or a user agent (a row an earlier version wrote):
+	// the zero time and "".
+	must(t, "InsertRefresh", s.InsertRefresh(c, refresh(u, "b1", "B", true)))
+	must(t, "RotateRefresh b1", s.RotateRefresh(c, "b1", refresh(u, "b2", "B", true)))
+	for _, rt := range userRows(t, s, u, now()) {
+		switch rt.Session {
+		case "B":
+			if !rt.Started.IsZero() || rt.UserAgent != "" {
+				t.Fatalf("a row without details read back as %+v", rt)
+			}
+		case "H":
+			if rt.JTI != "h1" || !rt.Started.Equal(started) || rt.UserAgent != "held" {
+				t.Fatalf("the disabled row read back as %+v", rt)
+			}
+		}
+	}
+}
+
+// UserRefreshTokens lists one user's rows that have not expired, newest
+// first.
+func testUserRefreshTokens(t *testing.T, s account.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "rows@example.com")
+	v := mustUser(t, s, "rows2@example.com")
+	base := now()
+	for i, spec := range []struct {
+		user    int64
+		jti     string
+		created time.Duration
+		expires time.Duration
+	}{
+		{u, "old", -3 * time.Hour, time.Hour},
+		{u, "new", -time.Hour, time.Hour},
+		{u, "edge", -2 * time.Hour, 0}, // expires exactly at base: still listed
+		{u, "expired", -30 * time.Minute, -time.Microsecond},
+		{v, "other", 0, time.Hour},
+	} {
+		rt := refresh(spec.user, spec.jti, fmt.Sprintf("S%d", i), true)
+		rt.Created, rt.Expires = base.Add(spec.created), base.Add(spec.expires)
+		must(t, "InsertRefresh", s.InsertRefresh(c, rt))
+	}
+	var got []string
+	for _, rt := range userRows(t, s, u, base) {
+		if rt.UserID != u {
+			t.Fatalf("another user's row: %+v", rt)
+		}
+		got = append(got, rt.JTI)
+	}
+	if want := []string{"new", "edge", "old"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("UserRefreshTokens = %q, want %q", got, want)
+	}
+	if rows := userRows(t, s, mustUser(t, s, "rows3@example.com"), base); len(rows) != 0 {
+		t.Fatalf("a user without sessions: %+v", rows)
+	}
 }
 
 func testDeleteRefresh(t *testing.T, s account.Store) {

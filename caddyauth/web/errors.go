@@ -109,6 +109,10 @@ func refusalOf(err error) (status int, msg string, retryAfter int, ok bool) {
 	return statusOf(r.Kind), msg, r.RetryAfter, true
 }
 
+// drfTime is how a JSON body writes a time: UTC with microseconds, as
+// the store keeps them and as DRF writes times.
+const drfTime = "2006-01-02T15:04:05.000000Z07:00"
+
 // writeJSON writes v as the JSON body with status.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	b, err := json.Marshal(v)

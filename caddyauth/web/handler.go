@@ -132,6 +132,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		"/logout-all":            {post, s.logoutAll},
 		"/user":                  {[]string{http.MethodGet, http.MethodHead, http.MethodPatch}, s.user},
 		"/.well-known/jwks.json": {get, s.jwks},
+		"/sessions":              {get, sessionsAPI{h}.list},
 
 		"/mfa/setup":                     {post, m.setup},
 		"/mfa/activate":                  {post, m.activate},
@@ -145,7 +146,10 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		"/password/reset/set-new": {post, p.resetSetNew},
 		"/password/change":        {post, p.change},
 	}
-	prefixed := []prefixRoute{{"/password/reset/confirm/", endpoint{get, p.resetConfirm}}}
+	prefixed := []prefixRoute{
+		{"/password/reset/confirm/", endpoint{get, p.resetConfirm}},
+		{"/sessions/", endpoint{[]string{http.MethodDelete}, sessionsAPI{h}.revoke}},
+	}
 	pg := pages{h}
 	if h.cfg.PasswordResetRedirect == "" {
 		routes["/password/reset/default"] = endpoint{get, pg.resetForm}
@@ -257,5 +261,5 @@ func (noFailures) Unavailable(error) {}
 
 // origin is where r came from, as the core sees it.
 func (h *Handler) origin(r *http.Request) account.Origin {
-	return account.Origin{IP: h.cfg.ClientIP(r), Host: r.Host, Site: h.cfg.PublicURL + h.cfg.Prefix}
+	return account.Origin{IP: h.cfg.ClientIP(r), Host: r.Host, Site: h.cfg.PublicURL + h.cfg.Prefix, UserAgent: r.UserAgent()}
 }

@@ -52,7 +52,7 @@ const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; for
 const scriptCSP = "; script-src 'self'; connect-src 'self'"
 
 // pageNames lists the page templates; each is parsed with layout.html.
-var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message", "signup", "password-reset", "passkeys", linkPageName}
+var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message", "signup", "password-reset", "passkeys", "sessions", linkPageName}
 
 // linkPageName is the template of the pages behind mailed links, which
 // are served even when the pages under {prefix}/page/ are not.
@@ -183,6 +183,9 @@ type pageData struct {
 	PasskeysPage string
 	Passkeys     []passkeyRow
 
+	// The signed-in browser's sessions (mysessions.go).
+	Sessions []sessionView
+
 	// The pages behind mailed links.
 	Message  string
 	Endpoint string // the password form posts here; "" means no form
@@ -202,6 +205,7 @@ func (h pages) routes(routes map[string]endpoint) {
 	routes["/page/logout"] = endpoint{getPost, h.pageHandler(h.logout)}
 	routes["/page/refresh"] = endpoint{get, h.pageHandler(h.refresh)}
 	routes["/page/password-reset"] = endpoint{getPost, h.pageHandler(h.passwordReset)}
+	routes["/page/sessions"] = endpoint{getPost, h.pageHandler(sessionsAPI{h.Handler}.page)}
 	if h.svc.Passkeys.Available() {
 		passkeyPages(h).routes(routes)
 	}

@@ -110,18 +110,16 @@ func allowed(w http.ResponseWriter, r *http.Request, methods []string) bool {
 // linkJSON is a link as the reference shows it: never the provider's
 // profile.
 func linkJSON(l account.SocialLink) map[string]any {
-	// Microseconds, as the store keeps them (and as DRF writes times).
-	const layout = "2006-01-02T15:04:05.000000Z07:00"
 	var last any
 	if !l.LastLogin.IsZero() {
-		last = l.LastLogin.UTC().Format(layout)
+		last = l.LastLogin.UTC().Format(drfTime)
 	}
 	return map[string]any{
 		"id":          l.ID,
 		"provider":    l.Provider,
 		"uid":         l.UID,
 		"last_login":  last,
-		"date_joined": l.DateJoined.UTC().Format(layout),
+		"date_joined": l.DateJoined.UTC().Format(drfTime),
 	}
 }
 
