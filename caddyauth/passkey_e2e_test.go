@@ -276,6 +276,7 @@ func TestPasskeyStartupRefusalsE2E(t *testing.T) {
 		"an IP as the RP ID":        {"passkeys passwordless\n\t\tpasskey_rp_id 127.0.0.1\n\t\tmfa_totp_mode optional", `passkeys passwordless: passkey RP ID "127.0.0.1": an IP address, not a host name`},
 		"asked for on an IP":        {"passkeys second_factor\n\t\tmfa_totp_mode optional", `passkeys second_factor: passkey RP ID "127.0.0.1": an IP address`},
 		"an origin off the RP ID":   {"passkeys passwordless\n\t\tpasskey_rp_id localhost\n\t\tpasskey_origins https://evil.example", `passkey origin "https://evil.example"`},
+		"an RP ID on an IP site":    {"passkey_rp_id localhost\n\t\tmfa_totp_mode optional", `passkey origin "http://127.0.0.1:`},
 		"an unknown mode":           {"passkeys sideways", `passkeys: unknown value "sideways" (want one of off, second_factor, passwordless)`},
 		"second factor without MFA": {"passkeys second_factor\n\t\tpasskey_rp_id localhost\n\t\tpasskey_origins http://localhost:8443", "passkeys second_factor: needs mfa_totp_mode optional or required"},
 	} {

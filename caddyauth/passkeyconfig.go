@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/passkey"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/relyingparty"
@@ -42,11 +44,14 @@ func (a *App) relyingParty(mode account.PasskeyMode, publicURL string) (account.
 	}
 	rp, err := relyingparty.New(passkey.Config{RPID: rpID, RPName: name, Origins: origins})
 	if err != nil {
-		if a.Passkeys == "" {
-			a.logger.Info("passkeys off: no usable relying party ID (set public_url to the site's https address, or passkey_rp_id and passkey_origins)")
+		// Left to the default with no passkey option written: off, said
+		// once. Any passkey option written asks for passkeys.
+		if a.Passkeys == "" && a.PasskeyRPID == "" && len(a.PasskeyOrigins) == 0 {
+			a.logger.Info("passkeys off: no usable relying party ID (set the global public_url to the site's https address, or http://localhost:<port> to try them; or passkey_rp_id and passkey_origins)")
 			return nil, nil
 		}
-		return nil, fmt.Errorf("passkeys %s: %v (the RP ID is the host of public_url unless passkey_rp_id gives it)", mode, err)
+		return nil, fmt.Errorf("passkeys %s: %v (the RP ID is the host of the global public_url unless passkey_rp_id gives it; passkey_origins, default public_url's scheme and host, must be set without public_url)", mode, err)
 	}
+	a.logger.Info("passkeys on", zap.String("mode", string(mode)), zap.String("rp_id", rpID), zap.Strings("origins", origins))
 	return rp, nil
 }

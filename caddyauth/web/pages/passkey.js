@@ -120,14 +120,12 @@
 			}
 			autofill = new AbortController();
 			var signal = autofill.signal;
-			// An autofill request that ends without a passkey (none
-			// chosen, or none here) is no failure worth a word; the
-			// server's refusal is.
-			ceremony(signal).catch(function (err) {
-				if (!signal.aborted && err.name === "PasskeyRefused") {
-					show(explain(err));
-				}
-			});
+			// The autofill request starts with the page, before the
+			// person did anything: whatever stops it (no passkey chosen,
+			// none here, the start refused, e.g. throttled) is not worth
+			// a word on a page they came to for the password form. The
+			// button's own request says what went wrong.
+			ceremony(signal).catch(function () {});
 		});
 	}
 })();
