@@ -552,26 +552,7 @@ func TestMFAVerifyRace(t *testing.T) {
 	code := totp(t, rl, secret)
 	ch := challenge(t, rl, "ada@example.com")
 
-	pairs := make([]account.TokenPair, raceN)
-	errs := race(raceN, func(i int) (err error) {
-		pairs[i], err = verify(rl, ch, code)
-		return err
-	})
-	won := 0
-	for i, err := range errs {
-		if err == nil {
-			wantSession(t, rl, pairs[i], nil, u.ID)
-			won++
-			continue
-		}
-		wantDead(t, err, msgChallenge)
-	}
-	if won != 1 {
-		t.Fatalf("%d sessions from one challenge, want 1", won)
-	}
-	if n := failures(t, rl, u.ID); n != 0 {
-		t.Fatalf("%d failures recorded", n)
-	}
+	oneSessionWins(t, rl, u.ID, func() (account.TokenPair, error) { return verify(rl, ch, code) })
 	if n := len(rl.Audit.Events("mfa_failed")); n != 0 {
 		t.Fatalf("%d mfa_failed lines", n)
 	}
@@ -621,5 +602,32 @@ func TestMFAVerifyRaceTwoChallenges(t *testing.T) {
 	}
 	if n := failures(t, rl, u.ID); n != replays {
 		t.Fatalf("%d failures recorded, want one per replay (%d)", n, replays)
+	}
+}
+
+// oneSessionWins runs answer (one login challenge's answer) from raceN
+// goroutines at once: exactly one gets userID's session, the others find
+// the challenge spent, and no failure is recorded.
+func oneSessionWins(t *testing.T, rl *coretest.Realm, userID int64, answer func() (account.TokenPair, error)) {
+	t.Helper()
+	pairs := make([]account.TokenPair, raceN)
+	errs := race(raceN, func(i int) (err error) {
+		pairs[i], err = answer()
+		return err
+	})
+	won := 0
+	for i, err := range errs {
+		if err == nil {
+			wantSession(t, rl, pairs[i], nil, userID)
+			won++
+			continue
+		}
+		wantDead(t, err, msgChallenge)
+	}
+	if won != 1 {
+		t.Fatalf("%d sessions from one answer, want 1", won)
+	}
+	if n := failures(t, rl, userID); n != 0 {
+		t.Fatalf("%d failures recorded", n)
 	}
 }

@@ -838,26 +838,7 @@ func TestPasskeySecondFactorRace(t *testing.T) {
 	u, _, k := passkeyUser(t, rl, "ada@example.com")
 	ch := challenge(t, rl, "ada@example.com")
 	response := k.Assert(t, secondFactorOptions(t, rl, ch))
-	pairs := make([]account.TokenPair, raceN)
-	errs := race(raceN, func(i int) (err error) {
-		pairs[i], err = verifyPasskey(rl, ch, response)
-		return err
-	})
-	won := 0
-	for i, err := range errs {
-		if err == nil {
-			wantSession(t, rl, pairs[i], nil, u.ID)
-			won++
-			continue
-		}
-		wantDead(t, err, msgChallenge)
-	}
-	if won != 1 {
-		t.Fatalf("%d sessions from one assertion, want 1", won)
-	}
-	if n := failures(t, rl, u.ID); n != 0 {
-		t.Fatalf("%d failures recorded", n)
-	}
+	oneSessionWins(t, rl, u.ID, func() (account.TokenPair, error) { return verifyPasskey(rl, ch, response) })
 }
 
 // Registrations of different authenticators finishing one ceremony at

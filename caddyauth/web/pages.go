@@ -637,21 +637,22 @@ func (h pages) refresh(w http.ResponseWriter, r *http.Request) error {
 
 // script is GET {prefix}/page/passkey.js, the passkey pages' script.
 func (h pages) script(w http.ResponseWriter, r *http.Request) error {
-	hd := w.Header()
-	hd.Set("Content-Type", "text/javascript; charset=utf-8")
-	hd.Set("Cache-Control", "public, max-age=3600")
-	hd.Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, "passkey.js", time.Time{}, bytes.NewReader(h.pages.js))
+	serveAsset(w, r, "passkey.js", "text/javascript; charset=utf-8", h.pages.js)
 	return nil
 }
 
 // stylesheet is GET {prefix}/page/style.css, served with the pages behind
 // mailed links even when the pages under {prefix}/page/ are off.
 func (h pages) stylesheet(w http.ResponseWriter, r *http.Request) error {
+	serveAsset(w, r, "style.css", "text/css; charset=utf-8", h.pages.css)
+	return nil
+}
+
+// serveAsset answers a static file of the pages, cacheable for an hour.
+func serveAsset(w http.ResponseWriter, r *http.Request, name, contentType string, body []byte) {
 	hd := w.Header()
-	hd.Set("Content-Type", "text/css; charset=utf-8")
+	hd.Set("Content-Type", contentType)
 	hd.Set("Cache-Control", "public, max-age=3600")
 	hd.Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, "style.css", time.Time{}, bytes.NewReader(h.pages.css))
-	return nil
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body))
 }
