@@ -119,6 +119,20 @@ type Passkey struct {
 	LastUsed       time.Time // zero: never used
 }
 
+// PersonalToken is a personal access token of an account, for scripts:
+// only the SHA-256 of its secret is kept (Hash, hex), with the role it
+// carries (at most its owner's) and when it stops working.
+type PersonalToken struct {
+	ID       int64
+	UserID   int64
+	Name     string
+	Hash     string
+	Role     int
+	Created  time.Time
+	Expires  time.Time
+	LastUsed time.Time // zero: never used
+}
+
 // Store is what a realm needs from its database. Every method is safe for
 // concurrent use, honours the context deadline, and every "consume" method is
 // one atomic statement (or transaction): under concurrent calls with the same
@@ -272,6 +286,23 @@ type Store interface {
 	UsePasskey(ctx context.Context, id int64, old, next uint32, at time.Time) (bool, error)
 	// LockPasskey sets the passkey's locked flag only.
 	LockPasskey(ctx context.Context, id int64) error
+
+	// Personal access tokens.
+
+	// CreatePersonalToken inserts p (p.ID is ignored) and returns its id;
+	// ErrConflict when its hash is taken.
+	CreatePersonalToken(ctx context.Context, p PersonalToken) (int64, error)
+	// PersonalTokens returns the user's tokens, by ascending id.
+	PersonalTokens(ctx context.Context, userID int64) ([]PersonalToken, error)
+	// PersonalTokenByHash returns the token of a hash; ErrNotFound when
+	// there is none.
+	PersonalTokenByHash(ctx context.Context, hash string) (PersonalToken, error)
+	// DeletePersonalToken deletes the user's token id, and reports
+	// whether there was one.
+	DeletePersonalToken(ctx context.Context, userID, id int64) (bool, error)
+	// SetPersonalTokenUsed writes the token's last_used only; ErrNotFound
+	// when the token is gone.
+	SetPersonalTokenUsed(ctx context.Context, id int64, at time.Time) error
 
 	// Settings: small named values shared by every node. Never key
 	// material: keys live in Caddy's storage (see caddyauth/keys.go).

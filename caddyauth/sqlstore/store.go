@@ -1039,3 +1039,77 @@ func (s *Store) LockPasskey(ctx context.Context, id int64) error {
 	}
 	return err
 }
+
+// Personal access tokens.
+
+const personalTokenColumns = `id, user_id, name, token_hash, role, created, expires, last_used`
+
+func scanPersonalToken(r scanner) (account.PersonalToken, error) {
+	var p account.PersonalToken
+	var created, expires int64
+	var last sql.NullInt64
+	if err := r.Scan(&p.ID, &p.UserID, &p.Name, &p.Hash, &p.Role, &created, &expires, &last); err != nil {
+		return account.PersonalToken{}, err
+	}
+	p.Created, p.Expires, p.LastUsed = fromMicros(created), fromMicros(expires), fromNullMicros(last)
+	return p, nil
+}
+
+// CreatePersonalToken inserts p; ErrConflict when its hash is taken.
+func (s *Store) CreatePersonalToken(ctx context.Context, p account.PersonalToken) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.insertID(ctx, `INSERT INTO personal_tokens (user_id, name, token_hash, role, created, expires, last_used)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id`,
+		p.UserID, p.Name, p.Hash, p.Role, micros(p.Created), micros(p.Expires), nullMicros(p.LastUsed))
+}
+
+// PersonalTokens returns the user's tokens, by ascending id.
+func (s *Store) PersonalTokens(ctx context.Context, userID int64) ([]account.PersonalToken, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.q.QueryContext(ctx, `SELECT `+personalTokenColumns+` FROM personal_tokens WHERE user_id = $1 ORDER BY id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []account.PersonalToken
+	for rows.Next() {
+		p, err := scanPersonalToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, p)
+	}
+	return list, rows.Err()
+}
+
+// PersonalTokenByHash returns the token of a hash.
+func (s *Store) PersonalTokenByHash(ctx context.Context, hash string) (account.PersonalToken, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	p, err := scanPersonalToken(s.q.QueryRowContext(ctx, `SELECT `+personalTokenColumns+` FROM personal_tokens WHERE token_hash = $1`, hash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return account.PersonalToken{}, account.ErrNotFound
+	}
+	return p, err
+}
+
+// DeletePersonalToken deletes the user's token id.
+func (s *Store) DeletePersonalToken(ctx context.Context, userID, id int64) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `DELETE FROM personal_tokens WHERE id = $1 AND user_id = $2`, id, userID))
+	return n > 0, err
+}
+
+// SetPersonalTokenUsed writes the token's last_used only.
+func (s *Store) SetPersonalTokenUsed(ctx context.Context, id int64, at time.Time) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE personal_tokens SET last_used = $1 WHERE id = $2`, micros(at), id))
+	if err == nil && n == 0 {
+		return account.ErrNotFound
+	}
+	return err
+}

@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"DeleteAuthenticators", testDeleteAuthenticators},
 		{"SocialAccounts", testSocialAccounts},
 		{"Passkeys", testPasskeys},
+		{"PersonalTokens", testPersonalTokens},
 		{"Settings", testSettings},
 		{"ResealTOTP", testResealTOTP},
 		{"InTx", testInTx},
@@ -1553,4 +1554,56 @@ func testRaceLoadOrStoreSetting(t *testing.T, s account.Store) {
 			t.Fatalf("concurrent LoadOrStoreSetting disagree: %q and %q", vals[0], vals[i])
 		}
 	}
+}
+
+func testPersonalTokens(t *testing.T, s account.Store) {
+	c := ctx(t)
+	ada := mustUser(t, s, "ada@example.com")
+	bob := mustUser(t, s, "bob@example.com")
+	_, err := s.PersonalTokenByHash(c, "nothing")
+	wantErr(t, "PersonalTokenByHash of nothing", err, account.ErrNotFound)
+	at := now()
+	pt := account.PersonalToken{UserID: ada, Name: "backup script", Hash: "h1", Role: 900, Created: at, Expires: at.Add(30 * 24 * time.Hour)}
+	id, err := s.CreatePersonalToken(c, pt)
+	must(t, "CreatePersonalToken", err)
+	pt.ID = id
+	_, err = s.CreatePersonalToken(c, account.PersonalToken{UserID: bob, Name: "x", Hash: "h1", Created: at, Expires: at})
+	wantErr(t, "a hash stored twice", err, account.ErrConflict)
+	got, err := s.PersonalTokenByHash(c, "h1")
+	must(t, "PersonalTokenByHash", err)
+	if !reflect.DeepEqual(got, pt) {
+		t.Fatalf("token %+v, want %+v", got, pt)
+	}
+	second, err := s.CreatePersonalToken(c, account.PersonalToken{UserID: ada, Name: "deploy", Hash: "h2", Created: at, Expires: at.Add(time.Hour)})
+	must(t, "CreatePersonalToken", err)
+	if list, _ := s.PersonalTokens(c, ada); len(list) != 2 || list[0].ID != id || list[1].ID != second || list[1].Role != 0 {
+		t.Fatalf("ada's tokens %+v", list)
+	}
+	if list, _ := s.PersonalTokens(c, bob); len(list) != 0 {
+		t.Fatalf("bob's tokens %+v", list)
+	}
+
+	used := at.Add(time.Minute)
+	must(t, "SetPersonalTokenUsed", s.SetPersonalTokenUsed(c, id, used))
+	wantErr(t, "SetPersonalTokenUsed of nothing", s.SetPersonalTokenUsed(c, id+second+100, used), account.ErrNotFound)
+	if got, _ := s.PersonalTokenByHash(c, "h1"); !got.LastUsed.Equal(used) || got.Name != pt.Name || !got.Expires.Equal(pt.Expires) || got.Role != 900 {
+		t.Fatalf("after SetPersonalTokenUsed: %+v", got)
+	}
+
+	ok, err := s.DeletePersonalToken(c, bob, id)
+	must(t, "DeletePersonalToken of another's", err)
+	if ok {
+		t.Fatal("a user deleted another user's token")
+	}
+	ok, err = s.DeletePersonalToken(c, ada, id)
+	must(t, "DeletePersonalToken", err)
+	if _, err := s.PersonalTokenByHash(c, "h1"); !ok || !errors.Is(err, account.ErrNotFound) {
+		t.Fatalf("after DeletePersonalToken: %v %v", ok, err)
+	}
+	if ok, _ := s.DeletePersonalToken(c, ada, id); ok {
+		t.Fatal("a token was deleted twice")
+	}
+	must(t, "DeleteUser", s.DeleteUser(c, ada))
+	_, err = s.PersonalTokenByHash(c, "h2")
+	wantErr(t, "a deleted user's token", err, account.ErrNotFound)
 }
