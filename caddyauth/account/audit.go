@@ -39,6 +39,9 @@ const (
 	auditPasskeyRemoved = "passkey_removed"
 	auditPasskeyRenamed = "passkey_renamed"
 	auditPasskeyLocked  = "passkey_locked"
+	// Personal access tokens, with the token's id (and, made, its role).
+	auditTokenCreated = "token_created"
+	auditTokenRevoked = "token_revoked"
 )
 
 // auditPasswordCheckFailed is a wrong password given by a signed-in user

@@ -63,6 +63,9 @@ type Config struct {
 	Leeway          time.Duration
 	SessionCheck    bool // every access check asks whether its session is live
 	ReauthWindow    time.Duration
+	// PersonalTokenMaxTTL is the longest lifetime of a personal access
+	// token (`pat_max_ttl`); default 365 days.
+	PersonalTokenMaxTTL time.Duration
 	// OmitUserAgent keeps the User-Agent header out of new sessions'
 	// rows (`record_user_agent off`); by default it is recorded, clipped
 	// (useragent.Clip), for the owner's list of sessions.
@@ -114,6 +117,7 @@ func (c Config) withDefaults() Config {
 	set(&c.AccessTTL, 30*time.Minute)
 	set(&c.RefreshTTL, 14*24*time.Hour)
 	set(&c.ReauthWindow, 10*time.Minute)
+	set(&c.PersonalTokenMaxTTL, 365*24*time.Hour)
 	set(&c.MFAChallengeTTL, 5*time.Minute)
 	set(&c.MFALockout, 15*time.Minute)
 	set(&c.EmailConfirmationTTL, 3*24*time.Hour)
@@ -248,7 +252,9 @@ type Service struct {
 	Users      *Users
 	Social     *Social
 	Passkeys   *Passkeys
-	core       *core
+	// PersonalTokens are the accounts' personal access tokens.
+	PersonalTokens *PersonalTokens
+	core           *core
 }
 
 // core is what every feature shares.
@@ -272,6 +278,7 @@ type core struct {
 	passkeys   *Passkeys
 	verified   *accessCache
 	liveCache  *sessionCache
+	patCache   *patCache
 }
 
 // auditor writes the audit log and counts what it records.
@@ -324,6 +331,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	c.verified = newAccessCache()
 	c.liveCache = newSessionCache(c.store, 2*time.Second, c.now)
+	c.patCache = newPATCache()
 	c.sessions = &Sessions{c}
 	c.mfa = &MFA{c}
 	c.challenges = &Challenges{c}
@@ -339,6 +347,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 		Social:     c.social,
 		Passkeys:   c.passkeys,
 		core:       c,
+
+		PersonalTokens: &PersonalTokens{c},
 	}, nil
 }
 

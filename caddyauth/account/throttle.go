@@ -38,6 +38,7 @@ const (
 	throttleVerificationResendEmail = "verification_resend_email"
 	throttleSocialIP                = "social_ip"
 	throttlePasskeyIP               = "passkey_ip"
+	throttleTokenCreateIP           = "token_create_ip"
 )
 
 // DefaultThrottles are the throttles a Config does not set, by name:
@@ -55,6 +56,7 @@ const (
 //	verification_resend_email  3 per 3m   verification mail resend, per e-mail address
 //	social_ip                 20 per 1m   sign-ins with a provider (each flow, the browser's start and return), connects, per client
 //	passkey_ip                30 per 1m   passkey registrations (begin and finish) and passwordless starts (the login page makes one per view for autofill), per client
+//	token_create_ip           10 per 1m   personal access tokens made, per client
 //
 // Every request counts, successful or not, except for login_email, which
 // counts failures: a wrong password, or any password for an address with
@@ -78,6 +80,7 @@ var DefaultThrottles = map[string]Throttle{
 	throttleVerificationResendEmail: {3, (3 * time.Minute)},
 	throttleSocialIP:                {20, (time.Minute)},
 	throttlePasskeyIP:               {30, (time.Minute)},
+	throttleTokenCreateIP:           {10, (time.Minute)},
 }
 
 // ErrUnknownThrottle is a call naming a throttle that does not exist: a
