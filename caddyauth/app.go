@@ -203,6 +203,11 @@ type App struct {
 	// or reset) that opened it; refreshes keep it. Default: 10m.
 	ReauthWindow caddy.Duration `json:"reauth_window,omitempty"`
 
+	// The longest lifetime a personal access token may be given
+	// (POST {prefix}/tokens/, `expires_in_days`), at least a day.
+	// Default: 365d.
+	PATMaxTTL caddy.Duration `json:"pat_max_ttl,omitempty"`
+
 	// The name of the cookie that carries the access token for browsers:
 	// the HTML pages set it, and guards with `cookie` or `redirect` read it.
 	// HttpOnly, Path=/, SameSite=Lax unless `cookie_samesite` says
@@ -292,6 +297,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		SessionCheck:    a.SessionCheck,
 		ReauthWindow:    time.Duration(a.ReauthWindow),
 		OmitUserAgent:   a.RecordUserAgent != nil && !*a.RecordUserAgent,
+
+		PersonalTokenMaxTTL: time.Duration(a.PATMaxTTL),
 
 		MFA:             account.MFAMode(a.MFATOTPMode),
 		Passkeys:        account.PasskeyMode(a.Passkeys),
@@ -457,10 +464,13 @@ func (a *App) Validate() error {
 			return fmt.Errorf("invite_roles: %d is not a role (0 to 32767)", role)
 		}
 	}
-	for name, d := range map[string]caddy.Duration{"access_ttl": a.AccessTTL, "refresh_ttl": a.RefreshTTL, "session_lifetime": a.SessionLifetime, "mfa_challenge_ttl": a.MFAChallengeTTL, "leeway": a.Leeway, "email_confirmation_ttl": a.EmailConfirmationTTL, "password_reset_ttl": a.PasswordResetTTL, "reauth_window": a.ReauthWindow} {
+	for name, d := range map[string]caddy.Duration{"access_ttl": a.AccessTTL, "refresh_ttl": a.RefreshTTL, "session_lifetime": a.SessionLifetime, "mfa_challenge_ttl": a.MFAChallengeTTL, "leeway": a.Leeway, "email_confirmation_ttl": a.EmailConfirmationTTL, "password_reset_ttl": a.PasswordResetTTL, "reauth_window": a.ReauthWindow, "pat_max_ttl": a.PATMaxTTL} {
 		if d < 0 {
 			return fmt.Errorf("%s must not be negative", name)
 		}
+	}
+	if a.PATMaxTTL > 0 && time.Duration(a.PATMaxTTL) < 24*time.Hour {
+		return errors.New("pat_max_ttl must be at least a day (24h): tokens live a whole number of days")
 	}
 	for name, p := range map[string]*int{"mfa_challenge_max_attempts": a.MFAChallengeMaxAttempts, "mfa_max_attempts": a.MFAMaxAttempts} {
 		if p != nil && *p < 0 {

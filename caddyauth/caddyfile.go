@@ -46,6 +46,7 @@ func init() {
 //		session_check
 //		record_user_agent on|off
 //		reauth_window <duration>
+//		pat_max_ttl <duration>
 //		mfa_totp_mode disabled|optional|required
 //		mfa_challenge_ttl <duration>
 //		mfa_challenge_max_attempts <n>
@@ -129,6 +130,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"mfa_challenge_ttl": &a.MFAChallengeTTL,
 		"mfa_lockout":       &a.MFALockout,
 		"reauth_window":     &a.ReauthWindow,
+		"pat_max_ttl":       &a.PATMaxTTL,
 
 		"email_confirmation_ttl": &a.EmailConfirmationTTL,
 		"password_reset_ttl":     &a.PasswordResetTTL,
@@ -483,6 +485,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		redirect [<login page>]
 //		preflight answer|pass
 //		cors <origin...>
+//		access_tokens
 //	}
 //
 // `redirect` without a path sends browsers to /auth/page/login, the login
@@ -532,6 +535,11 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			g.Cookie = true
+		case "access_tokens":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.AccessTokens = true
 		case "redirect":
 			g.Redirect = web.DefaultLoginPage
 			if d.NextArg() {

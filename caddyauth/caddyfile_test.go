@@ -3,6 +3,7 @@ package caddyauth
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -45,9 +46,13 @@ func TestAppCaddyfileValues(t *testing.T) {
 		cookie_insecure
 		access_cookie session
 		record_user_agent off
+		pat_max_ttl 90d
 	}`))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if a.PATMaxTTL != caddy.Duration(90*24*time.Hour) {
+		t.Fatalf("pat_max_ttl 90d parsed as %v", a.PATMaxTTL)
 	}
 	if a.RecordUserAgent == nil || *a.RecordUserAgent {
 		t.Fatalf("record_user_agent off parsed as %v", a.RecordUserAgent)
@@ -75,6 +80,8 @@ func TestAppValidate(t *testing.T) {
 		{App{TOTPSkew: &skew}, "totp_skew"},
 		{App{AccessTTL: caddy.Duration(-1)}, "access_ttl"},
 		{App{ReauthWindow: caddy.Duration(-1)}, "reauth_window"},
+		{App{PATMaxTTL: caddy.Duration(-1)}, "pat_max_ttl"},
+		{App{PATMaxTTL: caddy.Duration(time.Hour)}, "pat_max_ttl"},
 		{App{AccessCookie: "a b"}, "access_cookie"},
 		{App{AccessCookie: "refresh_token"}, "access_cookie"},
 		{App{AccessCookie: "__Host-session"}, "without a prefix"},
@@ -122,21 +129,22 @@ func TestHandlerAndGuardCaddyfile(t *testing.T) {
 	}
 
 	var g Guard
-	err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("jwt_allauth_guard {\n roles 0 300\n header X-Uid user_id\n session_check\n}"))
-	if err != nil || len(g.Roles) != 2 || g.Roles[1] != 300 || g.Headers["X-Uid"] != "user_id" || !g.SessionCheck {
+	err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("jwt_allauth_guard {\n roles 0 300\n header X-Uid user_id\n session_check\n access_tokens\n}"))
+	if err != nil || len(g.Roles) != 2 || g.Roles[1] != 300 || g.Headers["X-Uid"] != "user_id" || !g.SessionCheck || !g.AccessTokens {
 		t.Fatalf("guard: %v %+v", err, g)
 	}
 	if err := g.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	for input, want := range map[string]string{
-		"jwt_allauth_guard {\n roles admin\n}":     "not an integer",
-		"jwt_allauth_guard {\n roles\n}":           "wrong argument count",
-		"jwt_allauth_guard {\n header X-Uid\n}":    "wrong argument count",
-		"jwt_allauth_guard {\n session_check 1\n}": "wrong argument count",
-		"jwt_allauth_guard {\n cookie x\n}":        "wrong argument count",
-		"jwt_allauth_guard {\n redirect /a /b\n}":  "wrong argument count",
-		"jwt_allauth_guard {\n cookies\n}":         "unrecognized",
+		"jwt_allauth_guard {\n roles admin\n}":      "not an integer",
+		"jwt_allauth_guard {\n roles\n}":            "wrong argument count",
+		"jwt_allauth_guard {\n header X-Uid\n}":     "wrong argument count",
+		"jwt_allauth_guard {\n session_check 1\n}":  "wrong argument count",
+		"jwt_allauth_guard {\n access_tokens on\n}": "wrong argument count",
+		"jwt_allauth_guard {\n cookie x\n}":         "wrong argument count",
+		"jwt_allauth_guard {\n redirect /a /b\n}":   "wrong argument count",
+		"jwt_allauth_guard {\n cookies\n}":          "unrecognized",
 	} {
 		var g Guard
 		if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil || !strings.Contains(err.Error(), want) {

@@ -30,7 +30,8 @@ func init() {
 //
 // On success it sets the placeholders `{http.auth.user.id}`,
 // `{http.auth.user.role}`, `{http.auth.user.email_verified}` and
-// `{http.auth.user.session}`.
+// `{http.auth.user.session}` (empty for a personal access token, which
+// `access_tokens` lets through).
 //
 // A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) carries
 // no token, so the guard answers it itself (204, no body) and passes
@@ -57,7 +58,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	g.guard = web.NewGuard(g.GuardConfig, rl.svc.Sessions, rl.site.AccessCookie, g.logger, rl.metrics)
+	g.guard = web.NewGuard(g.GuardConfig, rl.svc, rl.site.AccessCookie, g.logger, rl.metrics)
 	return nil
 }
 

@@ -29,7 +29,7 @@ func BenchmarkGuard(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := &Guard{guard: web.NewGuard(web.GuardConfig{}, rl.Sessions, "access_token", zap.NewNop(), nil), logger: zap.NewNop()}
+	g := &Guard{guard: web.NewGuard(web.GuardConfig{}, rl.Service, "access_token", zap.NewNop(), nil), logger: zap.NewNop()}
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
 	newReq := func() *http.Request {
 		r := httptest.NewRequest("GET", "/", nil)

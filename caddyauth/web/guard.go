@@ -68,6 +68,13 @@ type GuardConfig struct {
 	// WWW-Authenticate`, and `Vary: Origin`. The upstream should then not
 	// send Access-Control-* headers of its own.
 	CORS []string `json:"cors,omitempty"`
+
+	// Also accept a personal access token (`jat_…`, made at
+	// {prefix}/tokens/) as `Authorization: Bearer <token>`, never from a
+	// cookie. Off by default. Its answer is cached for up to 5 s
+	// (account.PersonalTokenCacheTTL): a revocation on another node, or
+	// the owner disabled, takes effect within that; its expiry at once.
+	AccessTokens bool `json:"access_tokens,omitempty"`
 }
 
 // Guard lets a request through only with a valid access token of the
@@ -75,15 +82,17 @@ type GuardConfig struct {
 type Guard struct {
 	GuardConfig
 	sessions     *account.Sessions
+	pats         *account.PersonalTokens
 	accessCookie string
 	logger       *zap.Logger
 	failures     Failures
 }
 
-// NewGuard is a guard of cfg over the sessions of a realm whose pages
-// keep the access token in the cookie accessCookie.
-func NewGuard(cfg GuardConfig, sessions *account.Sessions, accessCookie string, logger *zap.Logger, failures Failures) *Guard {
-	return &Guard{GuardConfig: cfg, sessions: sessions, accessCookie: accessCookie, logger: logger, failures: failures}
+// NewGuard is a guard of cfg over the sessions (and, with access_tokens,
+// the personal tokens) of a realm whose pages keep the access token in
+// the cookie accessCookie.
+func NewGuard(cfg GuardConfig, svc *account.Service, accessCookie string, logger *zap.Logger, failures Failures) *Guard {
+	return &Guard{GuardConfig: cfg, sessions: svc.Sessions, pats: svc.PersonalTokens, accessCookie: accessCookie, logger: logger, failures: failures}
 }
 
 // Preflight modes of the guard.
@@ -148,11 +157,7 @@ func (g *Guard) Serve(w http.ResponseWriter, r, orig *http.Request, pass func(c 
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	raw := bearerToken(r)
-	if raw == "" && (g.Cookie || g.Redirect != "") {
-		raw = cookieValue(r, g.accessCookie)
-	}
-	c, err := g.sessions.Check(r.Context(), raw, g.SessionCheck)
+	c, err := g.check(r)
 	if err != nil {
 		if g.sendsToLogin(r, err) {
 			return g.redirectToLogin(w, r, orig)
@@ -166,6 +171,19 @@ func (g *Guard) Serve(w http.ResponseWriter, r, orig *http.Request, pass func(c 
 		r.Header.Set(name, ClaimValue(c, claim))
 	}
 	return pass(&c)
+}
+
+// check verifies the request's token: a personal token from the
+// Authorization header when access_tokens is on, else an access token.
+func (g *Guard) check(r *http.Request) (tokens.Claims, error) {
+	raw := bearerToken(r)
+	if g.AccessTokens && account.IsPersonalToken(raw) {
+		return g.pats.Check(r.Context(), raw)
+	}
+	if raw == "" && (g.Cookie || g.Redirect != "") {
+		raw = cookieValue(r, g.accessCookie)
+	}
+	return g.sessions.Check(r.Context(), raw, g.SessionCheck)
 }
 
 // sendsToLogin reports whether a failed check should redirect rather than

@@ -133,6 +133,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		"/user":                  {[]string{http.MethodGet, http.MethodHead, http.MethodPatch}, s.user},
 		"/.well-known/jwks.json": {get, s.jwks},
 		"/sessions":              {get, sessionsAPI{h}.list},
+		"/tokens":                {[]string{http.MethodGet, http.MethodHead, http.MethodPost}, tokensAPI{h}.tokens},
 
 		"/mfa/setup":                     {post, m.setup},
 		"/mfa/activate":                  {post, m.activate},
@@ -149,6 +150,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 	prefixed := []prefixRoute{
 		{"/password/reset/confirm/", endpoint{get, p.resetConfirm}},
 		{"/sessions/", endpoint{[]string{http.MethodDelete}, sessionsAPI{h}.revoke}},
+		{"/tokens/", endpoint{[]string{http.MethodDelete}, tokensAPI{h}.revoke}},
 	}
 	pg := pages{h}
 	if h.cfg.PasswordResetRedirect == "" {
