@@ -143,19 +143,25 @@ func TestPersonalTokenRefusedWithOwnerDisabledE2E(t *testing.T) {
 	})
 }
 
-// The reauth window: an old session sends its password.
+// The reauth window: an old session sends its password. Making and
+// revoking are audited.
 func TestPersonalTokenReauthE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
-		s := startCaddy(t, caddyfile(store, "reauth_window 1m", patBody))
+		cf, audit := withAuditLog(t, caddyfile(store, "reauth_window 1m", patBody))
+		s := startCaddy(t, cf)
 		mustCreateUser(t, userEmail, userPass, 0)
 		access, _ := s.login(userEmail, userPass)
+		n := auditDetails(audit())
 		advance(t, 2*time.Minute)
 		r := s.post("/auth/tokens/", map[string]any{"name": "n", "expires_in_days": 1}, bearer(access)).expect(t, 403)
 		if r.str("code") != "reauthentication_required" {
 			t.Fatalf("refusal: %s", r.raw)
 		}
 		s.post("/auth/tokens/", map[string]any{"name": "n", "expires_in_days": 1, "password": "wrong"}, bearer(access)).expect(t, 400)
-		s.makePAT(access, map[string]any{"name": "n", "expires_in_days": 1, "password": userPass})
+		id := s.makePAT(access, map[string]any{"name": "n", "expires_in_days": 1, "password": userPass}).body["id"]
+		n = expectAudit(t, audit, n, "made with the password", "password_check_failed/reauthenticate", "token_created")
+		s.req(http.MethodDelete, fmt.Sprintf("/auth/tokens/%v/", id), nil, bearer(access)).expect(t, 204)
+		expectAudit(t, audit, n, "revoked", "token_revoked")
 	})
 }
 
