@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 
@@ -87,7 +88,7 @@ func (rl *Users) Delete(ctx context.Context, o Origin, access string, in Deletio
 	}
 	check, compare, err := rl.deletionFactor(ctx, c, u, in.Code)
 	if err != nil {
-		return err
+		return userGone(err)
 	}
 	if compare == nil {
 		err = rl.deleteLocked(ctx, u.ID)
@@ -128,6 +129,11 @@ func (rl *Users) deletionFactor(ctx context.Context, c tokens.Claims, u User, co
 		}
 		secret, err := rl.mfa.userTOTPSecret(ctx, u.ID)
 		if err != nil {
+			// A concurrent deletion took the TOTP with the account: the
+			// account is gone, not its factor.
+			if _, gone := rl.store.UserByID(ctx, u.ID); errors.Is(gone, ErrNotFound) {
+				return mfaCheck{}, nil, ErrNotFound
+			}
 			return mfaCheck{}, nil, err
 		}
 		check.wrong = msgInvalidCode
