@@ -130,7 +130,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		"/refresh":               {post, s.refresh},
 		"/logout":                {post, s.logout},
 		"/logout-all":            {post, s.logoutAll},
-		"/user":                  {[]string{http.MethodGet, http.MethodHead, http.MethodPatch}, s.user},
+		"/user":                  {[]string{http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodDelete}, s.user},
 		"/.well-known/jwks.json": {get, s.jwks},
 		"/sessions":              {get, sessionsAPI{h}.list},
 
