@@ -133,6 +133,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		"/user":                  {[]string{http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodDelete}, s.user},
 		"/.well-known/jwks.json": {get, s.jwks},
 		"/sessions":              {get, sessionsAPI{h}.list},
+		"/admin/users":           {get, adminAPI{h}.list},
 
 		"/mfa/setup":                     {post, m.setup},
 		"/mfa/activate":                  {post, m.activate},
@@ -149,6 +150,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 	prefixed := []prefixRoute{
 		{"/password/reset/confirm/", endpoint{get, p.resetConfirm}},
 		{"/sessions/", endpoint{[]string{http.MethodDelete}, sessionsAPI{h}.revoke}},
+		{"/admin/users/", endpoint{[]string{http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodDelete, http.MethodPost}, adminAPI{h}.user}},
 	}
 	pg := pages{h}
 	if h.cfg.PasswordResetRedirect == "" {
