@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,7 +77,31 @@ func adminDetailJSON(d account.UserDetail) map[string]any {
 
 // list answers GET {prefix}/admin/users/?search=&role=&is_active=&page=.
 func (h adminAPI) list(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	page, err := h.svc.Admin.Users(r.Context(), bearerToken(r), userFilterOf(r.URL.Query()))
+	if err != nil {
+		return err
+	}
+	results := make([]map[string]any, 0, len(page.Users))
+	for _, u := range page.Users {
+		results = append(results, adminUserJSON(u))
+	}
+	var next, previous any
+	if page.HasNext {
+		next = h.pageURL(r, page.Page+1)
+	}
+	if page.Page > 1 {
+		previous = h.pageURL(r, page.Page-1)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"count":    page.Count,
+		"next":     next,
+		"previous": previous,
+		"results":  results,
+	})
+}
+
+// userFilterOf reads the list's query: search, role, is_active and page.
+func userFilterOf(q url.Values) account.UserFilter {
 	f := account.UserFilter{EmailPrefix: q.Get("search"), Page: 1}
 	if s := q.Get("role"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil {
@@ -100,27 +125,7 @@ func (h adminAPI) list(w http.ResponseWriter, r *http.Request) error {
 			f.Page = 0
 		}
 	}
-	page, err := h.svc.Admin.Users(r.Context(), bearerToken(r), f)
-	if err != nil {
-		return err
-	}
-	results := make([]map[string]any, 0, len(page.Users))
-	for _, u := range page.Users {
-		results = append(results, adminUserJSON(u))
-	}
-	var next, previous any
-	if page.HasNext {
-		next = h.pageURL(r, page.Page+1)
-	}
-	if page.Page > 1 {
-		previous = h.pageURL(r, page.Page-1)
-	}
-	return writeJSON(w, http.StatusOK, map[string]any{
-		"count":    page.Count,
-		"next":     next,
-		"previous": previous,
-		"results":  results,
-	})
+	return f
 }
 
 // pageURL is the absolute URL of page n of the list r asked for, its other
