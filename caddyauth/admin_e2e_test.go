@@ -172,9 +172,19 @@ func TestAdminAPIActionsE2E(t *testing.T) {
 		s.post("/auth/refresh/", nil, refreshCookie(refresh)).expect(t, 401)
 		s.post(targetURL+"reset-mfa/", nil, bearer(admin)).expect(t, 204)
 
-		// Deleting: 204, then the user is gone and its address free.
+		// Deleting: 204, then no row of the user is left, and its address
+		// is free.
 		_, refresh = s.login(userEmail, userPass)
+		db := storeDB(t)
+		if n := userRows(t, db, target.ID, userTables...); n["users"] != 1 || n["refresh_tokens"] == 0 {
+			t.Fatalf("rows of the user before the deletion: %v", n)
+		}
 		s.req("DELETE", targetURL, nil, bearer(admin)).expect(t, 204)
+		for table, n := range userRows(t, db, target.ID, userTables...) {
+			if n != 0 {
+				t.Errorf("%d rows of the deleted user left in %s", n, table)
+			}
+		}
 		s.get(targetURL, bearer(admin)).expect(t, 404)
 		s.post("/auth/refresh/", nil, refreshCookie(refresh)).expect(t, 401)
 		mustCreateUser(t, userEmail, userPass, 0)

@@ -308,25 +308,30 @@ func (rl *Admin) Change(ctx context.Context, o Origin, access string, id int64, 
 	return rl.detail(ctx, c, id)
 }
 
-// Delete removes user id and, in the same transaction, everything the
-// store keeps of it (sessions, factors, links, tokens: the store's
-// DeleteUser cascades). Administrators cannot delete their own account
-// here.
+// Delete removes user id as every deletion does (deletion.go): in the
+// transaction that locked its row, with everything the store keeps of it
+// (sessions, factors, links, tokens: the store's DeleteUser cascades); the
+// administrator's checks run in that transaction too. Administrators
+// cannot delete their own account here. It is audited as account_deleted
+// (by admin_api) and as the administrator's action.
 func (rl *Admin) Delete(ctx context.Context, o Origin, access string, id int64) error {
 	ctx = withOrigin(ctx, o)
 	c, err := rl.authorize(ctx, access)
 	if err != nil {
 		return err
 	}
+	var email string
 	err = rl.change(ctx, c, id, func(tx Store, actor, target User) error {
 		if target.ID == actor.ID {
 			return refuse(Forbidden, msgAdminSelfDel)
 		}
+		email = target.Email
 		return tx.DeleteUser(ctx, id)
 	})
 	if err != nil {
 		return err
 	}
+	rl.audit(ctx, auditAccountDeleted, id, slog.String("by", "admin_api"), rl.emailHash(email))
 	rl.auditAction(ctx, c, "delete", id)
 	return nil
 }

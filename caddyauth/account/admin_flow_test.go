@@ -336,6 +336,9 @@ func TestAdminDisableDeleteAndSessions(t *testing.T) {
 		t.Fatal("a deleted user's refresh token still works")
 	}
 	wantDetail(t, rl.Admin.Delete(ctx, origin, access, target.ID), account.NotFound, "Not found.")
+	if del := rl.Audit.Events("account_deleted"); len(del) != 1 || del[0].Attrs["user_id"] != strconv.FormatInt(target.ID, 10) || del[0].Attrs["by"] != "admin_api" {
+		t.Fatalf("account_deleted lines: %+v", del)
+	}
 
 	// Every change is audited with the actor and the target.
 	var got []string
