@@ -156,6 +156,12 @@ type App struct {
 	// superusers (900) any role but 1000, any other role only itself or 0.
 	InviteRoles []int `json:"invite_roles,omitempty"`
 
+	// Roles whose holders may use the admin API ({prefix}/admin/).
+	// Default: 1000 900. Whatever the list, an administrator changes only
+	// users it does not rank below and grants at most its own rank, as
+	// invite_roles says.
+	AdminRoles []int `json:"admin_roles,omitempty"`
+
 	// How long e-mail confirmation and invitation links live. Default: 3d.
 	EmailConfirmationTTL caddy.Duration `json:"email_confirmation_ttl,omitempty"`
 
@@ -313,6 +319,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		EmailVerification:       account.Verification(a.EmailVerification),
 		Registration:            account.Registration(a.Registration),
 		InviteRoles:             a.InviteRoles,
+		AdminRoles:              a.AdminRoles,
 		EmailConfirmationTTL:    time.Duration(a.EmailConfirmationTTL),
 		PasswordResetTTL:        time.Duration(a.PasswordResetTTL),
 		PasswordResetRequestURL: repl.ReplaceAll(a.PasswordResetRequestURL, ""),
@@ -462,6 +469,11 @@ func (a *App) Validate() error {
 	for _, role := range a.InviteRoles {
 		if role < 0 || role > 32767 {
 			return fmt.Errorf("invite_roles: %d is not a role (0 to 32767)", role)
+		}
+	}
+	for _, role := range a.AdminRoles {
+		if role < 0 || role > 32767 {
+			return fmt.Errorf("admin_roles: %d is not a role (0 to 32767)", role)
 		}
 	}
 	for name, d := range map[string]caddy.Duration{"access_ttl": a.AccessTTL, "refresh_ttl": a.RefreshTTL, "session_lifetime": a.SessionLifetime, "mfa_challenge_ttl": a.MFAChallengeTTL, "leeway": a.Leeway, "email_confirmation_ttl": a.EmailConfirmationTTL, "password_reset_ttl": a.PasswordResetTTL, "reauth_window": a.ReauthWindow, "pat_max_ttl": a.PATMaxTTL} {

@@ -59,6 +59,7 @@ func init() {
 //		registration open|invitations|admin_managed|closed
 //		public_url <url>
 //		invite_roles <int...>
+//		admin_roles <int...>
 //		email_confirmation_ttl <duration>
 //		password_reset_ttl <duration>
 //		email_verified_redirect <url>
@@ -199,6 +200,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("invite_roles: %q is not an integer", arg)
 				}
 				a.InviteRoles = append(a.InviteRoles, n)
+			}
+			continue
+		case opt == "admin_roles":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.AdminRoles = []int{}
+			for _, arg := range args {
+				n, err := strconv.Atoi(arg)
+				if err != nil {
+					return d.Errf("admin_roles: %q is not an integer", arg)
+				}
+				a.AdminRoles = append(a.AdminRoles, n)
 			}
 			continue
 		case opt == "mail":

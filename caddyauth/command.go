@@ -37,6 +37,8 @@ same --config (and environment) as the server, so it opens the same store.
   caddy jwt-allauth unlink      --config Caddyfile --email a@example.com --provider google
   caddy jwt-allauth list-passkeys  --config Caddyfile --email a@example.com
   caddy jwt-allauth remove-passkey --config Caddyfile --email a@example.com --id 3
+  caddy jwt-allauth export-user --config Caddyfile --email a@example.com
+  caddy jwt-allauth delete-user --config Caddyfile --email a@example.com
 `,
 		CobraFunc: addUserCommands,
 	})
@@ -60,6 +62,8 @@ func addUserCommands(cmd *cobra.Command) {
 	cmd.AddCommand(userCommand("unlink", "Removes a user's link to an identity provider (never the last way to sign in)", true, false, runUnlink))
 	cmd.AddCommand(userCommand("list-passkeys", "Lists a user's passkeys", true, false, runListPasskeys))
 	cmd.AddCommand(userCommand("remove-passkey", "Removes one of a user's passkeys (a lost device)", true, false, runRemovePasskey))
+	cmd.AddCommand(userCommand("export-user", "Prints what the store keeps of a user as JSON (no hashes, secrets or tokens)", true, false, runExportUser))
+	cmd.AddCommand(userCommand("delete-user", "Deletes a user and everything the store keeps of them", true, false, runDeleteUser))
 }
 
 // userOptions are the flags of the user subcommands.

@@ -175,7 +175,7 @@ func TestCORSOriginsE2E(t *testing.T) {
 		t.Error("login preflight without Max-Age")
 	}
 	r = s.req("OPTIONS", "/auth/user/", nil, preflightHeaders(appOrigin, "PATCH")...).expect(t, 204)
-	if m := r.header.Get("Access-Control-Allow-Methods"); m != "GET, HEAD, PATCH, OPTIONS" {
+	if m := r.header.Get("Access-Control-Allow-Methods"); m != "GET, HEAD, PATCH, DELETE, OPTIONS" {
 		t.Errorf("user preflight methods %q", m)
 	}
 	r = s.post("/auth/login/", map[string]string{"email": userEmail, "password": userPass}, "Origin: "+appOrigin).expect(t, 200)

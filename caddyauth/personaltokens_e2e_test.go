@@ -42,9 +42,12 @@ func TestPersonalTokensE2E(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store string) {
 		s := startCaddy(t, caddyfile(store, "pat_max_ttl 30d", patBody))
 		u := mustCreateUser(t, userEmail, userPass, account.RoleSuperuser)
-		mustCreateUser(t, "other@world.com", userPass, 0)
+		otherUser := mustCreateUser(t, "other@world.com", userPass, 0)
 		access, _ := s.login(userEmail, userPass)
 		other, _ := s.login("other@world.com", userPass)
+		// The owner is a superuser, an administrator by default: its
+		// access token reaches the admin API, its personal token not.
+		s.get("/auth/admin/users/", bearer(access)).expect(t, 200)
 
 		// Refused: no bearer, a lifetime past pat_max_ttl, a role above the
 		// caller's own.
@@ -95,12 +98,16 @@ func TestPersonalTokensE2E(t *testing.T) {
 			t.Fatalf("another user's list: %s", r.raw)
 		}
 
-		// Never accepted by the account endpoints, and makes no tokens.
+		// Never accepted by the account or admin endpoints, and makes no
+		// tokens.
 		for _, c := range []struct{ method, path string }{
 			{"GET", "/auth/user/"}, {"PATCH", "/auth/user/"}, {"POST", "/auth/password/change/"},
 			{"POST", "/auth/mfa/setup/"}, {"GET", "/auth/mfa/authenticators/"}, {"GET", "/auth/sessions/"},
 			{"POST", "/auth/logout-all/"}, {"GET", "/auth/tokens/"}, {"POST", "/auth/tokens/"},
-			{"DELETE", fmt.Sprintf("/auth/tokens/%v/", id)},
+			{"DELETE", fmt.Sprintf("/auth/tokens/%v/", id)}, {"DELETE", "/auth/user/"},
+			{"GET", "/auth/admin/users/"}, {"GET", fmt.Sprintf("/auth/admin/users/%d/", otherUser.ID)},
+			{"PATCH", fmt.Sprintf("/auth/admin/users/%d/", otherUser.ID)},
+			{"POST", fmt.Sprintf("/auth/admin/users/%d/logout-all/", otherUser.ID)},
 		} {
 			body := map[string]any{"name": "more", "expires_in_days": 1, "password": userPass,
 				"old_password": userPass, "new_password1": "Another-pass-123", "new_password2": "Another-pass-123"}

@@ -342,8 +342,13 @@ func TestUserDetailsE2E(t *testing.T) {
 		s := startCaddy(t, caddyfile(store, "", defaultBody))
 		mustCreateUser(t, userEmail, userPass, 0)
 		a, _ := s.login(userEmail, userPass)
-		for _, m := range []string{"PUT", "POST", "DELETE"} {
+		for _, m := range []string{"PUT", "POST"} {
 			s.req(m, "/auth/user/", nil, bearer(a)).expect(t, 405)
+		}
+		// DELETE deletes the account (deletion_e2e_test.go), given the
+		// password.
+		if r := s.req("DELETE", "/auth/user/", nil, bearer(a)).expect(t, 400); r.fieldMsg("password") != "This field is required." {
+			t.Fatalf("DELETE /user/ without a password: %s", r.raw)
 		}
 		r := s.req("PATCH", "/auth/user/", map[string]any{"first_name": "John", "last_name": "Smith", "email": "x@evil.com", "role": 1000, "extra": 1}, bearer(a)).expect(t, 200)
 		if r.str("first_name") != "John" || r.str("last_name") != "Smith" || r.str("email") != userEmail {

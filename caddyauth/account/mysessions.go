@@ -34,7 +34,13 @@ func (rl *Sessions) List(ctx context.Context, access string) ([]SessionInfo, err
 	if err != nil {
 		return nil, err
 	}
-	rows, err := rl.store.UserRefreshTokens(ctx, c.NumericUserID(), rl.now())
+	return rl.sessionsOf(ctx, c.NumericUserID(), c.Session)
+}
+
+// sessionsOf lists the live sessions of user uid, the most recently used
+// first; the session current (if it is one of them) is marked.
+func (rl *Sessions) sessionsOf(ctx context.Context, uid int64, current string) ([]SessionInfo, error) {
+	rows, err := rl.store.UserRefreshTokens(ctx, uid, rl.now())
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +65,7 @@ func (rl *Sessions) List(ctx context.Context, access string) ([]SessionInfo, err
 			IP:        rt.IP,
 			UserAgent: rt.UserAgent,
 			Agent:     useragent.Parse(rt.UserAgent),
-			Current:   rt.Session == c.Session,
+			Current:   rt.Session == current,
 		})
 	}
 	return out, nil

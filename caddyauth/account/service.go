@@ -79,10 +79,13 @@ type Config struct {
 	TOTPSkew        int
 	TOTPIssuer      string // "" with SiteName "": the request's host
 
-	SiteName             string
-	EmailVerification    Verification
-	Registration         Registration
-	InviteRoles          []int
+	SiteName          string
+	EmailVerification Verification
+	Registration      Registration
+	InviteRoles       []int
+	// AdminRoles are the roles that may use the admin API (`admin_roles`);
+	// nil means staff and superusers.
+	AdminRoles           []int
 	EmailConfirmationTTL time.Duration
 	PasswordResetTTL     time.Duration
 	// PasswordResetRequestURL is where mails send someone who wants a
@@ -133,6 +136,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InviteRoles == nil {
 		c.InviteRoles = []int{RoleStaff, RoleSuperuser}
+	}
+	if c.AdminRoles == nil {
+		c.AdminRoles = []int{RoleStaff, RoleSuperuser}
 	}
 	if c.IPv6Prefix == 0 {
 		c.IPv6Prefix = DefaultIPv6Prefix
@@ -252,6 +258,7 @@ type Service struct {
 	Users      *Users
 	Social     *Social
 	Passkeys   *Passkeys
+	Admin      *Admin
 	// PersonalTokens are the accounts' personal access tokens.
 	PersonalTokens *PersonalTokens
 	core           *core
@@ -346,6 +353,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		Users:      &Users{c},
 		Social:     c.social,
 		Passkeys:   c.passkeys,
+		Admin:      &Admin{c},
 		core:       c,
 
 		PersonalTokens: &PersonalTokens{c},

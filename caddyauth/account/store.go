@@ -45,6 +45,17 @@ type User struct {
 	LastLogin     time.Time // zero when the user never logged in
 }
 
+// UserQuery selects users for the administrators' list: by the start of
+// the e-mail address (matched literally: % and _ are no wildcards), by
+// role and by whether the account is active, each when set.
+type UserQuery struct {
+	EmailPrefix string // "" selects every address
+	Role        *int
+	Active      *bool
+	Offset      int
+	Limit       int // at most this many users; 0 or less: none, only the count
+}
+
 // RefreshToken is one row of the refresh-token whitelist: one row per live
 // refresh token, grouped by session. Created is when the row was written:
 // the session's start, or its last refresh.
@@ -166,6 +177,10 @@ type Store interface {
 	SetEmailVerified(ctx context.Context, id int64, verified bool) error
 	DeleteUser(ctx context.Context, id int64) error
 	ListUsers(ctx context.Context) ([]User, error)
+	// SearchUsers returns the users q selects, by ascending id, from
+	// q.Offset on and at most q.Limit of them, with how many q selects in
+	// all.
+	SearchUsers(ctx context.Context, q UserQuery) ([]User, int, error)
 
 	// Refresh-token whitelist.
 

@@ -212,19 +212,22 @@ func (rl *Users) Disable(ctx context.Context, email string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	err = rl.store.InTx(ctx, func(tx Store) error {
-		if err := tx.SetActive(ctx, u.ID, false); err != nil {
-			return err
-		}
-		// Every session, and every link, capability and challenge issued
-		// before: enabling the account again revives none of them.
-		return revokeCredentials(ctx, tx, u.ID)
-	})
-	if err != nil {
+	if err := rl.store.InTx(ctx, func(tx Store) error { return disableUser(ctx, tx, u.ID) }); err != nil {
 		return User{}, err
 	}
 	rl.auditSessionRevoked(ctx, u.ID, "user_disabled")
 	return u, nil
+}
+
+// disableUser disables user id and ends its sessions and its pending
+// links, capabilities and MFA challenges, in the transaction tx.
+func disableUser(ctx context.Context, tx Store, id int64) error {
+	if err := tx.SetActive(ctx, id, false); err != nil {
+		return err
+	}
+	// Every session, and every link, capability and challenge issued
+	// before: enabling the account again revives none of them.
+	return revokeCredentials(ctx, tx, id)
 }
 
 // Enable enables the account of email again.
@@ -243,17 +246,20 @@ func (rl *Users) ResetMFA(ctx context.Context, email string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	err = rl.store.InTx(ctx, func(tx Store) error {
-		if _, err := tx.DeleteAuthenticators(ctx, u.ID); err != nil {
-			return err
-		}
-		if _, err := tx.DeletePasskeys(ctx, u.ID); err != nil {
-			return err
-		}
-		_, err := tx.DeleteUserTokens(ctx, u.ID, purposeMFAAttempt, purposeMFALoginChallenge, purposeMFASetupSecret)
+	return u, rl.store.InTx(ctx, func(tx Store) error { return resetFactors(ctx, tx, u.ID) })
+}
+
+// resetFactors removes the TOTP, recovery codes and passkeys of user id,
+// its MFA failures and its pending challenges, in the transaction tx.
+func resetFactors(ctx context.Context, tx Store, id int64) error {
+	if _, err := tx.DeleteAuthenticators(ctx, id); err != nil {
 		return err
-	})
-	return u, err
+	}
+	if _, err := tx.DeletePasskeys(ctx, id); err != nil {
+		return err
+	}
+	_, err := tx.DeleteUserTokens(ctx, id, purposeMFAAttempt, purposeMFALoginChallenge, purposeMFASetupSecret)
+	return err
 }
 
 // Listed is one account as the command line lists it.

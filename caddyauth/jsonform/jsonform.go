@@ -214,3 +214,41 @@ func (f *Form) Errors() map[string][]string {
 	}
 	return f.errs
 }
+
+// MsgInvalidBool is DRF's message for a value that is not a boolean.
+const MsgInvalidBool = "Must be a valid boolean."
+
+// ParseBool reads a boolean as DRF's BooleanField does: true, false, 1,
+// 0, and the strings "true", "false", "1", "0", "yes", "no", "on", "off"
+// (in any case). ok is false for anything else.
+func ParseBool(s string) (value, ok bool) {
+	switch strings.ToLower(s) {
+	case "true", "1", "yes", "on":
+		return true, true
+	case "false", "0", "no", "off":
+		return false, true
+	}
+	return false, false
+}
+
+// Bool reads a boolean field (a JSON boolean, 0 or 1, or a string that
+// ParseBool accepts). set is false when the field is absent or null, or
+// not a boolean (a message is recorded then).
+func (f *Form) Bool(name string, required bool) (value, set bool) {
+	raw, ok := f.fields[name]
+	if !ok || string(raw) == "null" {
+		if required {
+			f.Fail(name, MsgRequired)
+		}
+		return false, false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		s = string(raw) // true, false or a number
+	}
+	if v, ok := ParseBool(s); ok {
+		return v, true
+	}
+	f.Fail(name, MsgInvalidBool)
+	return false, false
+}

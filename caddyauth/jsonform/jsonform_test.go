@@ -155,3 +155,23 @@ func TestObject(t *testing.T) {
 		t.Fatalf("errors %v, want %v", got, want)
 	}
 }
+
+func TestBool(t *testing.T) {
+	f, err := Decode([]byte(`{"a": true, "b": false, "c": 1, "d": "0", "e": "Yes", "f": "maybe", "g": 2, "h": null}`), "application/json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][2]bool{"a": {true, true}, "b": {false, true}, "c": {true, true}, "d": {false, true}, "e": {true, true}, "f": {false, false}, "g": {false, false}, "h": {false, false}, "missing": {false, false}} {
+		if v, set := f.Bool(name, false); v != want[0] || set != want[1] {
+			t.Errorf("Bool(%s) = %v, %v; want %v", name, v, set, want)
+		}
+	}
+	errs := f.Errors()
+	if len(errs) != 2 || errs["f"][0] != MsgInvalidBool || errs["g"][0] != MsgInvalidBool {
+		t.Fatalf("errors = %v, want f and g refused", errs)
+	}
+	f.Bool("missing", true)
+	if f.Errors()["missing"][0] != MsgRequired {
+		t.Fatalf("a required boolean missing: %v", f.Errors())
+	}
+}

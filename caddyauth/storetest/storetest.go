@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"UserWrites", testUserWrites},
 		{"UserForUpdate", testUserForUpdate},
 		{"DeleteUserCascades", testDeleteUserCascades},
+		{"SearchUsers", testSearchUsers},
 		{"Refresh", testRefresh},
 		{"RotateRefresh", testRotateRefresh},
 		{"RotateRefreshDisabled", testRotateRefreshDisabled},

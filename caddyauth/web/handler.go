@@ -130,10 +130,11 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		"/refresh":               {post, s.refresh},
 		"/logout":                {post, s.logout},
 		"/logout-all":            {post, s.logoutAll},
-		"/user":                  {[]string{http.MethodGet, http.MethodHead, http.MethodPatch}, s.user},
+		"/user":                  {[]string{http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodDelete}, s.user},
 		"/.well-known/jwks.json": {get, s.jwks},
 		"/sessions":              {get, sessionsAPI{h}.list},
 		"/tokens":                {[]string{http.MethodGet, http.MethodHead, http.MethodPost}, tokensAPI{h}.tokens},
+		"/admin/users":           {get, adminAPI{h}.list},
 
 		"/mfa/setup":                     {post, m.setup},
 		"/mfa/activate":                  {post, m.activate},
@@ -151,6 +152,7 @@ func (h *Handler) buildRoutes() (map[string]endpoint, []prefixRoute) {
 		{"/password/reset/confirm/", endpoint{get, p.resetConfirm}},
 		{"/sessions/", endpoint{[]string{http.MethodDelete}, sessionsAPI{h}.revoke}},
 		{"/tokens/", endpoint{[]string{http.MethodDelete}, tokensAPI{h}.revoke}},
+		{"/admin/users/", endpoint{[]string{http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodDelete, http.MethodPost}, adminAPI{h}.user}},
 	}
 	pg := pages{h}
 	if h.cfg.PasswordResetRedirect == "" {

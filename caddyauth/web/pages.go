@@ -52,7 +52,7 @@ const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; for
 const scriptCSP = "; script-src 'self'; connect-src 'self'"
 
 // pageNames lists the page templates; each is parsed with layout.html.
-var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message", "signup", "password-reset", "passkeys", "sessions", linkPageName}
+var pageNames = []string{"login", "mfa", "mfa-setup", "recovery-codes", "logout", "message", "signup", "password-reset", "passkeys", "sessions", "admin", linkPageName}
 
 // linkPageName is the template of the pages behind mailed links, which
 // are served even when the pages under {prefix}/page/ are not.
@@ -186,6 +186,9 @@ type pageData struct {
 	// The signed-in browser's sessions (mysessions.go).
 	Sessions []sessionView
 
+	// The admin page (adminpage.go).
+	Admin *adminView
+
 	// The pages behind mailed links.
 	Message  string
 	Endpoint string // the password form posts here; "" means no form
@@ -206,6 +209,7 @@ func (h pages) routes(routes map[string]endpoint) {
 	routes["/page/refresh"] = endpoint{get, h.pageHandler(h.refresh)}
 	routes["/page/password-reset"] = endpoint{getPost, h.pageHandler(h.passwordReset)}
 	routes["/page/sessions"] = endpoint{getPost, h.pageHandler(sessionsAPI{h.Handler}.page)}
+	routes["/page/admin"] = endpoint{getPost, h.pageHandler(adminAPI{h.Handler}.page)}
 	if h.svc.Passkeys.Available() {
 		passkeyPages(h).routes(routes)
 	}

@@ -116,8 +116,11 @@ func (h sessionAPI) logoutAll(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]string{"detail": "Successfully logged out from all devices."})
 }
 
-// user answers GET and PATCH {prefix}/user/.
+// user answers GET and PATCH {prefix}/user/ (DELETE: deletionAPI).
 func (h sessionAPI) user(w http.ResponseWriter, r *http.Request) error {
+	if r.Method == http.MethodDelete {
+		return deletionAPI{h.Handler}.delete(w, r)
+	}
 	caller, err := h.svc.Sessions.Check(r.Context(), bearerToken(r), false)
 	if err != nil {
 		return err
