@@ -86,7 +86,8 @@ func TestDeleteAccountE2E(t *testing.T) {
 			t.Fatalf("export-user printed no JSON: %v\n%s", err, out)
 		}
 		if ex["email"] != email || len(ex["sessions"].([]any)) != 2 || len(ex["passkeys"].([]any)) != 1 ||
-			!strings.Contains(out, `"provider": "github"`) || !strings.Contains(out, `"name": "Laptop"`) || !strings.Contains(out, `"type": "totp"`) {
+			!strings.Contains(out, `"provider": "github"`) || !strings.Contains(out, `"name": "Laptop"`) || !strings.Contains(out, `"type": "totp"`) ||
+			len(ex["personal_tokens"].([]any)) != 1 {
 			t.Fatalf("export-user:\n%s", out)
 		}
 		secrets := append([]string{"$argon2", enr.secret, refresh, refresh2, access, access2, pat}, enr.recovery...)

@@ -7,7 +7,8 @@ import (
 
 // Export is what the store keeps of one account, as `caddy jwt-allauth
 // export-user` prints it: the profile, its flags and dates, its linked
-// providers, passkeys, live sessions and second factors. It holds no
+// providers, passkeys, live sessions, second factors and personal access
+// tokens. It holds no
 // password hash, TOTP secret, recovery code, key, credential id, token
 // or session id: what would let its reader sign in stays out.
 type Export struct {
@@ -26,6 +27,17 @@ type Export struct {
 	Sessions            []ExportedSession `json:"sessions"`
 	Authenticators      []ExportedFactor  `json:"authenticators"`
 	RecoveryCodesUnused int               `json:"recovery_codes_unused"`
+	PersonalTokens      []ExportedToken   `json:"personal_tokens"`
+}
+
+// ExportedToken is a personal access token of an Export, never its
+// secret or hash.
+type ExportedToken struct {
+	Name     string     `json:"name"`
+	Role     int        `json:"role"`
+	Created  time.Time  `json:"created"`
+	Expires  time.Time  `json:"expires"`
+	LastUsed *time.Time `json:"last_used"`
 }
 
 // ExportedLink is a linked identity of an Export.
@@ -85,7 +97,7 @@ func (rl *Users) Export(ctx context.Context, email string) (Export, error) {
 		IsActive: u.IsActive, EmailVerified: u.EmailVerified, HasUsablePassword: usablePassword(u),
 		DateJoined: u.DateJoined.UTC(), LastLogin: optionalTime(u.LastLogin),
 		SocialAccounts: []ExportedLink{}, Passkeys: []ExportedPasskey{},
-		Sessions: []ExportedSession{}, Authenticators: []ExportedFactor{},
+		Sessions: []ExportedSession{}, Authenticators: []ExportedFactor{}, PersonalTokens: []ExportedToken{},
 	}
 	links, err := rl.store.SocialAccounts(ctx, u.ID)
 	if err != nil {
@@ -131,6 +143,14 @@ func (rl *Users) Export(ctx context.Context, email string) (Export, error) {
 	}
 	if out.RecoveryCodesUnused, err = rl.store.CountRecoveryCodes(ctx, u.ID); err != nil {
 		return Export{}, err
+	}
+	toks, err := rl.store.PersonalTokens(ctx, u.ID)
+	if err != nil {
+		return Export{}, err
+	}
+	for _, tk := range toks {
+		out.PersonalTokens = append(out.PersonalTokens, ExportedToken{
+			Name: tk.Name, Role: tk.Role, Created: tk.Created.UTC(), Expires: tk.Expires.UTC(), LastUsed: optionalTime(tk.LastUsed)})
 	}
 	return out, nil
 }

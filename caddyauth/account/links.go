@@ -111,14 +111,26 @@ func (rl *Passwords) ParseCapability(raw, permission string) (tokens.Claims, err
 }
 
 // revokeCredentials ends everything a credential change must end: every
-// session of the user and every pending link, capability and MFA
-// challenge (the MFA failure records stay, so a reset does not lift a
-// lockout).
+// session and personal access token of the user and every pending link,
+// capability and MFA challenge (the MFA failure records stay, so a reset
+// does not lift a lockout).
 func revokeCredentials(ctx context.Context, st Store, userID int64) error {
 	if _, err := st.RevokeUserSessions(ctx, userID); err != nil {
 		return err
 	}
-	_, err := st.DeleteUserTokens(ctx, userID,
+	// Personal access tokens are credentials too: a password change or
+	// reset, or disabling the account, ends them (within the guard's
+	// cache window).
+	toks, err := st.PersonalTokens(ctx, userID)
+	if err != nil {
+		return err
+	}
+	for _, tk := range toks {
+		if _, err := st.DeletePersonalToken(ctx, userID, tk.ID); err != nil {
+			return err
+		}
+	}
+	_, err = st.DeleteUserTokens(ctx, userID,
 		PurposePassReset, PurposePassResetAccess, PurposePassSetAccess,
 		purposeInvitation, purposeEmailConfirmation,
 		purposeMFASetupChallenge, purposeSignupChallenge, purposeMFALoginChallenge, purposeMFASetupSecret)

@@ -46,7 +46,7 @@ const (
 const (
 	msgTokenNotFound   = "Not found."
 	msgTooManyTokens   = "You have too many personal access tokens: revoke one first."
-	msgTokenRoleTooBig = "A token cannot carry a role above your own."
+	msgTokenRoleTooBig = "A token carries your own role or 0."
 )
 
 // IsPersonalToken reports whether raw has the shape of a personal access
@@ -110,7 +110,9 @@ func (rl *PersonalTokens) Create(ctx context.Context, o Origin, in TokenRequest)
 	if in.Role != nil {
 		role = *in.Role
 	}
-	if !in.Invalid.Has("role") && (role < 0 || role > u.Role) {
+	// Roles are labels, not ranks (a guard lists the roles it lets in):
+	// a token carries its owner's role or none, never another.
+	if !in.Invalid.Has("role") && role != u.Role && role != 0 {
 		in.Invalid.Add("role", msgTokenRoleTooBig)
 	}
 	if err := in.Invalid.errOf(); err != nil {
@@ -222,7 +224,9 @@ func (rl *PersonalTokens) lookUp(ctx context.Context, hash string, now time.Time
 		return e, err
 	}
 	u, err := rl.store.UserByID(ctx, p.UserID)
-	if errors.Is(err, ErrNotFound) || (err == nil && !u.IsActive) {
+	// A token whose role is no longer its owner's (a role change since)
+	// carries nothing: it is refused, not given another role.
+	if errors.Is(err, ErrNotFound) || (err == nil && (!u.IsActive || (p.Role != u.Role && p.Role != 0))) {
 		return e, nil
 	}
 	if err != nil {
@@ -235,6 +239,6 @@ func (rl *PersonalTokens) lookUp(ctx context.Context, hash string, now time.Time
 	}
 	e.found, e.id, e.expires = true, p.ID, p.Expires
 	e.claims = tokens.Claims{TokenType: tokens.TypeAccess, UserID: strconv.FormatInt(u.ID, 10),
-		Role: min(p.Role, u.Role), EmailVerified: u.EmailVerified}
+		Role: p.Role, EmailVerified: u.EmailVerified}
 	return e, nil
 }

@@ -118,9 +118,18 @@ func TestPersonalTokenLimits(t *testing.T) {
 	_, err := rl.PersonalTokens.Create(ctx, origin, account.TokenRequest{Access: p.Access, Name: "one too many", ExpiresInDays: 1})
 	wantKind(t, err, account.Invalid)
 
-	// Demoted: a token carries no more than its owner's role now.
-	if c, err := rl.PersonalTokens.Check(ctx, makeTokenAfterDemotion(t, rl)); err != nil || c.Role != account.RoleUser {
-		t.Fatalf("after the demotion: %+v, %v", c, err)
+	// A role change since: the token carries its owner's role no more and
+	// is refused, never given another role (roles are labels, not ranks).
+	_, err = rl.PersonalTokens.Check(ctx, makeTokenAfterDemotion(t, rl))
+	wantKind(t, err, account.Unauthenticated)
+	// A custom role makes no token of another role: 5000 is not above 1000.
+	if _, err := rl.Users.Create(ctx, "custom@example.com", password, 5000); err != nil {
+		t.Fatal(err)
+	}
+	pc := signIn(t, rl, "custom@example.com")
+	for _, role := range []int{account.RoleStaff, account.RoleSuperuser, 4999} {
+		_, err := rl.PersonalTokens.Create(ctx, origin, account.TokenRequest{Access: pc.Access, Name: "n", ExpiresInDays: 1, Role: &role})
+		fieldRefusal(t, err, "role")
 	}
 }
 
@@ -328,4 +337,31 @@ func TestPersonalTokenRaceRevoke(t *testing.T) {
 		_, err := rl.PersonalTokens.Check(ctx, tok.Token)
 		wantKind(t, err, account.Unauthenticated)
 	}
+}
+
+// A token is a credential: disabling the account ends it for good (an
+// enabled account gets none back), and so does a password change.
+func TestPersonalTokenEndsWithCredentials(t *testing.T) {
+	rl := coretest.New(t, account.Config{Throttles: map[string]account.Throttle{"token_create_ip": {}}})
+	newUser(t, rl, "ada@example.com")
+	p := signIn(t, rl, "ada@example.com")
+	tok := makeToken(t, rl, p.Access, "backup", 30, nil)
+	if _, err := rl.Users.Disable(ctx, "ada@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rl.Users.Enable(ctx, "ada@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	rl.Clock.Advance(6 * time.Second) // past the guard's cache window
+	_, err := rl.PersonalTokens.Check(ctx, tok.Token)
+	wantKind(t, err, account.Unauthenticated)
+
+	p = signIn(t, rl, "ada@example.com")
+	tok = makeToken(t, rl, p.Access, "backup", 30, nil)
+	if _, err := rl.Passwords.Change(ctx, origin, p.Access, account.PasswordChange{Old: password, NewPassword: account.NewPassword{Password1: "an0ther-Passw0rd-x", Password2: "an0ther-Passw0rd-x"}}); err != nil {
+		t.Fatal(err)
+	}
+	rl.Clock.Advance(6 * time.Second)
+	_, err = rl.PersonalTokens.Check(ctx, tok.Token)
+	wantKind(t, err, account.Unauthenticated)
 }
