@@ -68,12 +68,9 @@ func (rl *Users) Delete(ctx context.Context, o Origin, access string, in Deletio
 	if err := in.err(); err != nil {
 		return err
 	}
-	if err := rl.liveSession(ctx, c); err != nil {
-		return err
-	}
-	u, err := rl.store.UserByID(ctx, c.NumericUserID())
+	u, err := rl.sessions.liveCaller(ctx, c)
 	if err != nil {
-		return userGone(err)
+		return err
 	}
 	if usablePassword(u) {
 		if in.Password == "" {

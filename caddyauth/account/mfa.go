@@ -498,12 +498,9 @@ func (rl *MFA) Deactivate(ctx context.Context, o Origin, access string, in Passw
 	if err := in.err(); err != nil {
 		return err
 	}
-	if err := rl.liveSession(ctx, c); err != nil {
-		return err
-	}
-	u, err := rl.store.UserByID(ctx, c.NumericUserID())
+	u, err := rl.sessions.liveCaller(ctx, c)
 	if err != nil {
-		return userGone(err)
+		return err
 	}
 	ok, err := rl.checkPassword(ctx, u, in.Password, "mfa_deactivate")
 	if err != nil {

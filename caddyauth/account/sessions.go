@@ -428,6 +428,20 @@ func (rl *core) liveSession(ctx context.Context, c tokens.Claims) error {
 	return nil
 }
 
+// liveCaller is the account of the verified access token c once its
+// session is known live (liveSession); an account gone since is refused
+// as its token is (userGone).
+func (rl *Sessions) liveCaller(ctx context.Context, c tokens.Claims) (User, error) {
+	if err := rl.liveSession(ctx, c); err != nil {
+		return User{}, err
+	}
+	u, err := rl.store.UserByID(ctx, c.NumericUserID())
+	if err != nil {
+		return User{}, userGone(err)
+	}
+	return u, nil
+}
+
 // RecentlyAuthenticated reports whether the session of c proved a
 // password or a second factor at most reauth_window ago. Every such proof
 // (a login, an MFA verification, a password change or reset) opens a new

@@ -517,15 +517,12 @@ func linkOf(a SocialAccount) SocialLink {
 
 // caller is the live account of a bearer access token.
 func (rl *Social) caller(ctx context.Context, access string) (tokens.Claims, User, error) {
-	c, err := rl.sessions.LiveAccess(ctx, access)
+	c, err := rl.sessions.Check(ctx, access, false)
 	if err != nil {
 		return tokens.Claims{}, User{}, err
 	}
-	u, err := rl.store.UserByID(ctx, c.NumericUserID())
-	if err != nil {
-		return tokens.Claims{}, User{}, userGone(err)
-	}
-	return c, u, nil
+	u, err := rl.sessions.liveCaller(ctx, c)
+	return c, u, err
 }
 
 // Connect links the identity a credential names to the bearer's account

@@ -131,14 +131,7 @@ func userFilterOf(q url.Values) account.UserFilter {
 // pageURL is the absolute URL of page n of the list r asked for, its other
 // parameters kept; the first page has no page parameter, as DRF writes it.
 func (h adminAPI) pageURL(r *http.Request, n int) string {
-	base := h.cfg.PublicURL
-	if base == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		base = scheme + "://" + r.Host
-	}
+	base := h.siteURL(r)
 	q := r.URL.Query()
 	if n > 1 {
 		q.Set("page", strconv.Itoa(n))

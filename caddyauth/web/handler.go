@@ -263,6 +263,19 @@ type noFailures struct{}
 
 func (noFailures) Unavailable(error) {}
 
+// siteURL is the site's public address (scheme://host[:port]), else the
+// address r was made to.
+func (h *Handler) siteURL(r *http.Request) string {
+	if h.cfg.PublicURL != "" {
+		return h.cfg.PublicURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
 // origin is where r came from, as the core sees it.
 func (h *Handler) origin(r *http.Request) account.Origin {
 	return account.Origin{IP: h.cfg.ClientIP(r), Host: r.Host, Site: h.cfg.PublicURL + h.cfg.Prefix, UserAgent: r.UserAgent()}

@@ -143,14 +143,7 @@ func (h pages) socialTitle(provider string) string {
 // socialCallbackURL is the redirect URI of a provider: the callback under
 // the prefix, at the site's public address (else the request's).
 func (h *Handler) socialCallbackURL(r *http.Request, provider string) string {
-	base := h.cfg.PublicURL
-	if base == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		base = scheme + "://" + r.Host
-	}
+	base := h.siteURL(r)
 	return base + h.cfg.Prefix + "/social/" + url.PathEscape(provider) + "/callback/"
 }
 
