@@ -127,7 +127,12 @@ figures() {
 	}
 	function put(name, v) { if (v != "") printf "%s\t%s\n", name, v }
 	/^== / { section = $2 " "; sub(/:$/, " ", section); next }
-	/^mean: open / { put("open req/s (mean)", $3); put("guarded req/s (mean)", $6); put("ratio guarded/open (median)", $NF); next }
+	/: median ratio / { # bench/lib.sh ratio_rounds
+		label = substr($0, 1, index($0, ": median ratio") - 1)
+		rest = substr($0, index($0, ": median ratio") + 15)
+		split(rest, f, " ")
+		put(label " ratio (median)", f[1]); next
+	}
 	/^logins: / { put("logins/s", $2); put("login p50 ms", ms($5)); put("login p99 ms", ms($7)); next }
 	/hashes\/s$/ { if ($(NF-1) > hashes) hashes = $(NF-1); next }
 	/^ratio logins\/s/ { put("ratio logins/s / hashes/s", $6); next }

@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/otpcode"
@@ -72,33 +73,22 @@ func (rl *Challenges) spendTOTP(ctx context.Context, tx Store, userID int64, sec
 	return tx.AdvanceTOTPStep(ctx, userID, step, rl.now())
 }
 
-// recentFailures returns the user's MFA failures inside the lockout
-// window, oldest first, as st sees them.
-func (rl *Challenges) recentFailures(ctx context.Context, st Store, userID int64) ([]Token, error) {
-	return st.UserTokens(ctx, userID, purposeMFAAttempt, rl.now().Add(-rl.policy.MFALockout))
-}
-
-// lockoutSeconds returns how long, in whole seconds (at least 1), the user
-// stays locked out given their failures inside the window: until the
-// oldest of the last mfa_max_attempts leaves it. 0 means not locked out.
-func (rl *Challenges) lockoutSeconds(failures []Token) int {
-	limit := rl.policy.MFAUserMax
-	if limit <= 0 || len(failures) < limit {
-		return 0
-	}
-	oldest := failures[len(failures)-limit].Created
-	wait := oldest.Add(rl.policy.MFALockout).Sub(rl.now())
-	return max(1, int((wait+time.Second-1)/time.Second))
-}
-
-// lockout returns how long the user stays locked out of MFA, 0 when they
-// are not, as st sees it.
+// lockout returns how long, in whole seconds (at least 1), the user
+// stays locked out of MFA as st sees it: until the oldest of their last
+// mfa_max_attempts failures inside the window leaves it. 0 means not
+// locked out. It reads at most mfa_max_attempts failure rows, however
+// many the user has, and none when there is no limit.
 func (rl *Challenges) lockout(ctx context.Context, st Store, userID int64) (int, error) {
-	failures, err := rl.recentFailures(ctx, st, userID)
-	if err != nil {
+	limit := rl.policy.MFAUserMax
+	if limit <= 0 {
+		return 0, nil
+	}
+	oldest, err := st.NthNewestToken(ctx, userID, purposeMFAAttempt, rl.now().Add(-rl.policy.MFALockout), limit)
+	if err != nil || oldest.IsZero() {
 		return 0, err
 	}
-	return rl.lockoutSeconds(failures), nil
+	wait := oldest.Add(rl.policy.MFALockout).Sub(rl.now())
+	return max(1, int((wait+time.Second-1)/time.Second)), nil
 }
 
 // errMFALockedOut is the lockout refusal of the MFA flows: the bare
@@ -204,10 +194,14 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 	}
 	// Failures that can no longer count are purged here, not only by the
 	// background purge, so the table cannot grow under a steady attack
-	// between two purges (the reference's scenario F10). Outside the lock: the rows
-	// are other users' too.
-	if _, err := rl.store.PurgeTokens(ctx, purposeMFAAttempt, rl.now().Add(-rl.attemptRetention())); err != nil {
-		return err
+	// between two purges (the reference's scenario F10): at most once a
+	// second per node, so that a flood of wrong codes does not pay a
+	// second write for each. Outside the lock: the rows are other users'
+	// too.
+	if now := rl.now(); rl.attemptsPurged.due(now) {
+		if _, err := rl.store.PurgeTokens(ctx, purposeMFAAttempt, now.Add(-rl.attemptRetention())); err != nil {
+			return err
+		}
 	}
 	return wrong
 }
@@ -227,11 +221,11 @@ func (rl *Challenges) recordFailure(ctx context.Context, tx Store, c mfaCheck) (
 	if _, err := tx.CreateToken(ctx, Token{UserID: c.userID, Purpose: purposeMFAAttempt, Token: key, Created: rl.now()}); err != nil {
 		return nil, false, err
 	}
-	failures, err := rl.recentFailures(ctx, tx, c.userID)
+	wait, err := rl.lockout(ctx, tx, c.userID)
 	if err != nil {
 		return nil, false, err
 	}
-	if wait := rl.lockoutSeconds(failures); wait > 0 {
+	if wait > 0 {
 		if _, err := tx.DeleteUserTokens(ctx, c.userID, purposeMFALoginChallenge); err != nil {
 			return nil, false, err
 		}
@@ -385,4 +379,15 @@ func (rl *Challenges) Verify(ctx context.Context, o Origin, in SecondFactor) (To
 		return rl.verifyRecoveryChallenge(ctx, in.Challenge, in.Code, o.IP)
 	}
 	return rl.verifyTOTPChallenge(ctx, in.Challenge, in.Code, o.IP)
+}
+
+// onceASecond lets one caller in per second of the realm's clock, however
+// many ask at once.
+type onceASecond struct{ last atomic.Int64 }
+
+// due reports whether a second has passed at now since the last caller it
+// let in, and lets this one in when so.
+func (o *onceASecond) due(now time.Time) bool {
+	last, n := o.last.Load(), now.UnixNano()
+	return n-last >= int64(time.Second) && o.last.CompareAndSwap(last, n)
 }

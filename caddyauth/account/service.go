@@ -286,6 +286,9 @@ type core struct {
 	verified   *accessCache
 	liveCache  *sessionCache
 	patCache   *patCache
+	// attemptsPurged spaces the purges of MFA failures that a failed
+	// check runs (Challenges.countedCheck).
+	attemptsPurged onceASecond
 }
 
 // auditor writes the audit log and counts what it records.

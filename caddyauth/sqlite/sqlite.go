@@ -15,7 +15,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go, no cgo)
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/sqlmodule"
@@ -107,10 +106,7 @@ func open(ctx context.Context, path string) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite store: creating directory: %w", err)
 	}
-	db, err := sql.Open("sqlite", dsn(path))
-	if err != nil {
-		return nil, fmt.Errorf("sqlite store: opening %s: %w", path, err)
-	}
+	db := sql.OpenDB(&connector{dsn: dsn(path)})
 	// One connection. SQLite allows a single writer at a time; with
 	// several connections, concurrent writers would wait on SQLite's busy
 	// handler, which polls, ignores the request's context, and gives up

@@ -577,6 +577,26 @@ func (s *Store) UserTokens(ctx context.Context, userID int64, purpose string, no
 		ORDER BY created, id`, userID, purpose, micros(notBefore)))
 }
 
+// NthNewestToken returns when the user's n-th newest row of purpose
+// created at or after notBefore was created (n counts from 1), the zero
+// time when there are fewer. The index on (user_id, purpose, created, id)
+// makes it read n rows at most.
+func (s *Store) NthNewestToken(ctx context.Context, userID int64, purpose string, notBefore time.Time, n int) (time.Time, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var created int64
+	err := s.q.QueryRowContext(ctx, `SELECT created FROM tokens
+		WHERE user_id = $1 AND purpose = $2 AND created >= $3
+		ORDER BY created DESC, id DESC LIMIT 1 OFFSET $4`, userID, purpose, micros(notBefore), n-1).Scan(&created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fromMicros(created), nil
+}
+
 // CountTokens counts the rows (purpose, token) created at or after notBefore.
 func (s *Store) CountTokens(ctx context.Context, purpose, token string, notBefore time.Time) (int, error) {
 	ctx, cancel := s.ctx(ctx)

@@ -906,6 +906,31 @@ func testDeleteTokens(t *testing.T, s account.Store) {
 	n, err = s.CountTokens(c, "keep", "k", time.Time{})
 	must(t, "CountTokens", err)
 	wantInt(t, "other purpose after PurgeTokens", n, 1)
+
+	// NthNewestToken: the user's rows of the purpose inside the window,
+	// newest first; equal times in insertion order.
+	for i, ago := range []time.Duration{3 * time.Hour, 40 * time.Minute, 30 * time.Minute, 30 * time.Minute, 10 * time.Minute} {
+		create(u, "attempt", fmt.Sprint(i), base.Add(-ago))
+	}
+	create(v, "attempt", "other user", base)
+	create(u, "other purpose", "x", base)
+	window := base.Add(-time.Hour)
+	for _, tc := range []struct {
+		n    int
+		want time.Time
+	}{
+		{1, base.Add(-10 * time.Minute)},
+		{2, base.Add(-30 * time.Minute)},
+		{3, base.Add(-30 * time.Minute)},
+		{4, base.Add(-40 * time.Minute)},
+		{5, time.Time{}}, // the fifth row is outside the window
+	} {
+		got, err := s.NthNewestToken(c, u, "attempt", window, tc.n)
+		must(t, "NthNewestToken", err)
+		if !got.Equal(tc.want) {
+			t.Errorf("NthNewestToken(n=%d) = %v, want %v", tc.n, got, tc.want)
+		}
+	}
 }
 
 func testAuthenticators(t *testing.T, s account.Store) {
