@@ -7,16 +7,22 @@
 #   mfa verify  POST /auth/mfa/verify/ with a wrong code against a live
 #               challenge, MFA attempt limits and throttles off: the cost of
 #               a refused verification (challenge lookup, lockout check,
-#               secret decryption, code match, failure row). A successful
-#               verify needs a fresh TOTP step per user, so it is not
-#               measured in a loop.
+#               secret decryption, code match, failure row).
+#   mfa right   POST /auth/mfa/verify/ with a right code: a code is
+#               accepted once per step and user, so USERS accounts are
+#               signed up, enrolled and logged in twice beforehand (not
+#               timed; three password hashes each), then every one of
+#               the 2 × USERS challenges is answered (the count ends that
+#               run, not the duration): challenge spent, failures cleared,
+#               TOTP step moved, session opened, tokens signed.
 #
-#   bash bench/flows.sh [duration=10s] [clients=32]
+#   bash bench/flows.sh [duration=10s] [clients=32] [users=1000]
 #
 # PostgreSQL: JWT_ALLAUTH_BENCH_POSTGRES_DSN (default: the local test
 # server); a fresh schema is created and dropped. Skipped when unreachable.
 duration=${1:-10s}
 clients=${2:-32}
+users=${3:-1000}
 port=18483
 password='Quartz-Lantern-8812'
 pg_dsn=${JWT_ALLAUTH_BENCH_POSTGRES_DSN:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
@@ -38,13 +44,16 @@ run() { # name store-line
 		mfa_challenge_max_attempts 0
 		throttle login_ip off
 		throttle login_email off
-		throttle mfa_verify_ip off"
+		throttle mfa_verify_ip off
+		throttle registration_ip off"
 	create_user "bench-$name@example.com" "$password"
 	start_caddy "$work/caddy-$name.log" /auth/login/
 	local args=(-base "http://127.0.0.1:$port/auth" -email "bench-$name@example.com" -password "$password" -c "$clients" -d "$duration")
 	echo "== $name"
 	"$load" -mode refresh "${args[@]}"
 	"$load" -mode mfa-wrong "${args[@]}"
+	"$load" -mode mfa-right -base "http://127.0.0.1:$port/auth" -email "bench-$name-%d@example.com" \
+		-password "$password" -c "$clients" -users "$users"
 	echo "caddy peak memory (VmHWM): $(caddy_peak_memory)"
 	stop_caddy
 }

@@ -5,6 +5,7 @@
 //
 //	go run ./bench/load -mode refresh    -base http://127.0.0.1:18481/auth -email ... -password ...
 //	go run ./bench/load -mode mfa-wrong  -base ... -email ... -password ...   (the user gets TOTP first)
+//	go run ./bench/load -mode mfa-right  -base ... -email bench-%d@example.com -password ... -users 1000
 //	go run ./bench/load -mode hashrate                                        (argon2id, no server)
 //	go run ./bench/load -mode password-flood -base ... -email ... -password ... -victim-email ... -victim-password ...
 //
@@ -17,6 +18,16 @@
 //	           cost of a refused verify (challenge lookup, lockout check,
 //	           secret decryption, code match, failure row written); run it
 //	           with the MFA attempt limits off.
+//	mfa-right  accepted verifies: -users accounts are signed up (sign-up
+//	           open, no verification: -email is a pattern with %d), each
+//	           enrols TOTP and logs in twice for two challenges, all before
+//	           the clock starts; then -c clients answer every challenge with
+//	           a right code, each user's first with the current step's and
+//	           its second with the next step's (both inside the default
+//	           skew of one step; the enrolment spent the step before), and
+//	           the rate of those 2 × -users verifies is printed. A code is
+//	           accepted once per step and user, so a user can answer no
+//	           more than that in a loop; the count, not -d, ends the run.
 //	hashrate   argon2id hashes/s with the module's parameters (19 MiB, t=2,
 //	           p=1) on -c goroutines: the machine's ceiling for logins/s.
 //	password-flood
@@ -51,7 +62,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "refresh", "refresh, mfa-wrong or hashrate")
+	mode := flag.String("mode", "refresh", "refresh, mfa-wrong, mfa-right, hashrate or password-flood")
 	base := flag.String("base", "http://127.0.0.1:18481/auth", "endpoint prefix URL")
 	email := flag.String("email", "bench@example.com", "user e-mail")
 	password := flag.String("password", "", "user password")
@@ -60,6 +71,7 @@ func main() {
 	victimEmail := flag.String("victim-email", "victim@example.com", "password-flood: the user whose logins are measured")
 	victimPassword := flag.String("victim-password", "", "password-flood: the victim's password")
 	victims := flag.Int("victims", 2, "password-flood: concurrent victim clients")
+	users := flag.Int("users", 1000, "mfa-right: accounts signed up, two verifies each")
 	flag.Parse()
 
 	switch *mode {
@@ -71,14 +83,14 @@ func main() {
 		passwordFlood(fromAddr(base, "127.0.0.2", *conns), fromAddr(base, "127.0.0.3", *victims),
 			*email, *password, *victimEmail, *victimPassword, *conns, *victims, *dur)
 		return
+	case "mfa-right":
+		acceptedVerify(newClient(*base, *conns), *email, *password, *users, *conns)
+		return
 	case "refresh", "mfa-wrong":
 	default:
 		fail("unknown mode %q", *mode)
 	}
-	c := &client{base: strings.TrimRight(*base, "/"), http: &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: *conns * 2},
-	}}
+	c := newClient(*base, *conns)
 	if *mode == "mfa-wrong" {
 		c.enrolTOTP(*email, *password)
 	}
@@ -128,7 +140,11 @@ func main() {
 	time.Sleep(*dur)
 	stop.Store(true)
 	wg.Wait()
-	elapsed := time.Since(start)
+	report(*mode, latencies, time.Since(start), *conns, statuses)
+}
+
+// report prints the run's line: requests, rate, p50, p99 and statuses.
+func report(mode string, latencies []time.Duration, elapsed time.Duration, conns int, statuses map[int]int) {
 	slices.Sort(latencies)
 	pct := func(p float64) time.Duration {
 		if len(latencies) == 0 {
@@ -137,8 +153,16 @@ func main() {
 		return latencies[int(p*float64(len(latencies)-1))]
 	}
 	fmt.Printf("%s: %d requests in %.1fs with %d clients: %.0f req/s, p50 %v, p99 %v, statuses %v\n",
-		*mode, len(latencies), elapsed.Seconds(), *conns, float64(len(latencies))/elapsed.Seconds(),
+		mode, len(latencies), elapsed.Seconds(), conns, float64(len(latencies))/elapsed.Seconds(),
 		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), statuses)
+}
+
+// newClient is a client of base with room for conns connections.
+func newClient(base string, conns int) *client {
+	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: conns * 2},
+	}}
 }
 
 type client struct {
@@ -234,7 +258,8 @@ func (c *client) challenge(email, password string) string {
 	return id
 }
 
-// enrolTOTP gives the user a TOTP authenticator through the API.
+// enrolTOTP gives the user a TOTP authenticator through the API unless
+// they have one already.
 func (c *client) enrolTOTP(email, password string) {
 	status, res := c.login(email, password)
 	body := decode(res)
@@ -245,19 +270,112 @@ func (c *client) enrolTOTP(email, password string) {
 	if status != http.StatusOK || access == "" {
 		fail("login before enrolment answered %d", status)
 	}
-	status, res = c.post("/mfa/setup/", nil, access, "")
+	c.enrol(access, 0)
+}
+
+// enrol gives the bearer of access a TOTP authenticator, activated with
+// the code of the time back before now, and returns its secret.
+func (c *client) enrol(access string, back time.Duration) string {
+	status, res := c.post("/mfa/setup/", nil, access, "")
 	setup := decode(res)
 	secret, _ := setup["secret"].(string)
 	if status != http.StatusOK || secret == "" {
 		fail("mfa setup answered %d %v", status, setup)
 	}
-	code, err := totp.GenerateCode(secret, time.Now())
-	if err != nil {
-		fail("%v", err)
+	// A code of the step before the current one is refused when the
+	// request reaches the server in the next step: a new one is made then.
+	for range 3 {
+		code, err := totp.GenerateCode(secret, time.Now().Add(-back))
+		if err != nil {
+			fail("%v", err)
+		}
+		if status, res = c.post("/mfa/activate/", map[string]string{"code": code}, access, ""); status == http.StatusOK {
+			return secret
+		}
 	}
-	if status, _ = c.post("/mfa/activate/", map[string]string{"code": code}, access, ""); status != http.StatusOK {
-		fail("mfa activate answered %d", status)
+	fail("mfa activate answered %d %v", status, decode(res))
+	return ""
+}
+
+// signUp creates the account through POST /registration/ and returns
+// the access token it answers with (no verification: a session at
+// once), retrying while the server sheds load (503, as login).
+func (c *client) signUp(email, password string) string {
+	for range 50 {
+		status, res := c.post("/registration/", map[string]string{"email": email, "password1": password, "password2": password, "first_name": "Bench", "last_name": "User"}, "", "")
+		switch status {
+		case http.StatusOK, http.StatusCreated:
+			access, _ := decode(res)["access"].(string)
+			if access == "" {
+				fail("sign-up of %s gave no access token: is email_verification none?", email)
+			}
+			return access
+		case http.StatusServiceUnavailable:
+			time.Sleep(200 * time.Millisecond)
+		default:
+			fail("sign-up of %s answered %d %v", email, status, decode(res))
+		}
 	}
+	fail("sign-up of %s: the server stayed busy", email)
+	return ""
+}
+
+// acceptedVerify is the mfa-right mode (see the command's doc).
+func acceptedVerify(c *client, pattern, password string, users, conns int) {
+	type account struct {
+		secret     string
+		challenges [2]string
+	}
+	accounts := make([]account, users)
+	// Each phase runs on conns goroutines, every one taking the next user.
+	each := func(f func(i int)) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range conns {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < users; i = int(next.Add(1)) - 1 {
+					f(i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	t0 := time.Now()
+	each(func(i int) {
+		email := fmt.Sprintf(pattern, i)
+		// Activated with the step before the current one, so that the
+		// current and the next are left to the verifies.
+		a := &accounts[i]
+		a.secret = c.enrol(c.signUp(email, password), 30*time.Second)
+		for k := range a.challenges {
+			a.challenges[k] = c.challenge(email, password)
+		}
+	})
+	fmt.Printf("set-up: %d accounts signed up, enrolled and logged in twice in %.1fs\n", users, time.Since(t0).Seconds())
+
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		statuses  = map[int]int{}
+	)
+	start := time.Now()
+	each(func(i int) {
+		a := accounts[i]
+		for k, ch := range a.challenges {
+			code, err := totp.GenerateCode(a.secret, time.Now().Add(time.Duration(k)*30*time.Second))
+			if err != nil {
+				fail("%v", err)
+			}
+			t := time.Now()
+			status, _ := c.post("/mfa/verify/", map[string]string{"challenge_id": ch, "code": code}, "", "")
+			lat := time.Since(t)
+			mu.Lock()
+			latencies = append(latencies, lat)
+			statuses[status]++
+			mu.Unlock()
+		}
+	})
+	report("mfa-right", latencies, time.Since(start), conns, statuses)
 }
 
 // fromAddr is a client of base whose connections leave from the loopback
