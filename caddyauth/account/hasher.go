@@ -20,7 +20,11 @@ const defaultHashWait = 2 * time.Second
 var ErrHasherBusy = errors.New("too many password hashes in progress")
 
 // Hasher hashes and verifies passwords, with at most 2 x GOMAXPROCS
-// hashes running at once; further callers wait up to maxWait for a slot.
+// slots taken at once; further callers wait up to maxWait for a slot. Of
+// the callers holding a slot, GOMAXPROCS hash at once and the others wait
+// for one of them to finish: argon2id is pure computation, so more at once
+// would not finish more per second, and each running hash holds 19 MiB,
+// so this halves what the hashes hold at their peak.
 //
 // Each hash names its owners: the client and the account it is for (see
 // core.hashOwners). No owner holds more than share slots at once: a
@@ -32,8 +36,9 @@ var ErrHasherBusy = errors.New("too many password hashes in progress")
 type Hasher struct {
 	rand    io.Reader
 	maxWait time.Duration
-	slots   int // hashes allowed at once
-	share   int // slots one owner may hold at once
+	slots   int           // slots taken at once
+	share   int           // slots one owner may hold at once
+	running chan struct{} // one token per hash running, GOMAXPROCS
 
 	mu    sync.Mutex
 	busy  int            // slots in use
@@ -67,12 +72,14 @@ func NewHasher(rand io.Reader, maxWait time.Duration, observeWait func(seconds f
 	if maxWait <= 0 {
 		maxWait = defaultHashWait
 	}
-	slots := 2 * runtime.GOMAXPROCS(0)
+	procs := runtime.GOMAXPROCS(0)
+	slots := 2 * procs
 	return &Hasher{
 		rand:    rand,
 		maxWait: maxWait,
 		slots:   slots,
 		share:   fairShare(slots),
+		running: make(chan struct{}, procs),
 		held:    map[string]int{},
 
 		observeWait: observeWait,
@@ -183,13 +190,19 @@ func (h *Hasher) observe(seconds float64) {
 	}
 }
 
-// Hold takes one hashing slot for owners (see acquire) until release is
+// Hold takes one hashing slot for owners (see acquire), then waits for
+// one of the hashes running to finish when GOMAXPROCS are (a wait bounded
+// by the slots: at most as many holders wait as hash), until release is
 // called: every hash and check runs in one.
 func (h *Hasher) Hold(ctx context.Context, owners ...string) (release func(), err error) {
 	if err := h.acquire(ctx, owners); err != nil {
 		return nil, err
 	}
-	return func() { h.release(owners) }, nil
+	h.running <- struct{}{}
+	return func() {
+		<-h.running
+		h.release(owners)
+	}, nil
 }
 
 // Hash returns the argon2id PHC string of password. owners are whom the
