@@ -121,3 +121,39 @@ stop_caddy() {
 	wait "$caddy_pid" 2>/dev/null || true
 	caddy_pid=""
 }
+
+# wrk_rate CONNS DURATION PATH [HEADER] prints wrk's requests/s for GET
+# PATH on 127.0.0.1:$port, with HEADER when it is given and not empty.
+wrk_rate() {
+	local conns=$1 duration=$2 path=$3 header=${4:-}
+	local args=(-t2 -c"$conns" -d"$duration")
+	if [ -n "$header" ]; then args+=(-H "$header"); fi
+	wrk "${args[@]}" "http://127.0.0.1:$port$path" | awk '/Requests\/sec/ {print $2}'
+}
+
+# ratio_rounds LABEL ROUNDS CONNS DURATION BASE-PATH BASE-HEADER PATH HEADER
+# measures PATH (with HEADER) against BASE-PATH (with BASE-HEADER; an
+# empty header means none) in short alternating rounds, so that drift in
+# the machine's load hits both sides alike: each round's rates and ratio,
+# then one line "LABEL: median ratio R (means: base B req/s, P req/s)".
+# The median of the per-round ratios is the figure.
+ratio_rounds() {
+	local label=$1 rounds=$2 conns=$3 duration=$4 bpath=$5 bheader=$6 gpath=$7 gheader=$8
+	local ratios=() bsum=0 gsum=0 b g r i
+	for i in $(seq 1 "$rounds"); do
+		if [ $((i % 2)) -eq 1 ]; then
+			b=$(wrk_rate "$conns" "$duration" "$bpath" "$bheader"); g=$(wrk_rate "$conns" "$duration" "$gpath" "$gheader")
+		else
+			g=$(wrk_rate "$conns" "$duration" "$gpath" "$gheader"); b=$(wrk_rate "$conns" "$duration" "$bpath" "$bheader")
+		fi
+		r=$(awk -v b="$b" -v g="$g" 'BEGIN {printf "%.3f", g/b}')
+		ratios+=("$r")
+		echo "  round $i: $bpath $b req/s, $gpath $g req/s, ratio $r"
+		bsum=$(awk -v a="$bsum" -v b="$b" 'BEGIN {print a + b}')
+		gsum=$(awk -v a="$gsum" -v b="$g" 'BEGIN {print a + b}')
+	done
+	local median
+	median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.3f", (v[NR/2]+v[NR/2+1])/2}')
+	awk -v l="$label" -v b="$bsum" -v g="$gsum" -v n="$rounds" -v m="$median" \
+		'BEGIN {printf "%s: median ratio %s (means: base %.0f req/s, measured %.0f req/s)\n", l, m, b/n, g/n}'
+}
