@@ -20,11 +20,11 @@
 # requires; our plugin's users of x/crypto (argon2, bcrypt: passwords, not
 # the guard) build against it as well. caddy-trace, a dependency of the
 # peer, needs GOSUMDB=off. The build takes minutes: with
-# JWT_ALLAUTH_BENCH_PEER_CACHE=<dir> the binary is kept in that directory,
-# named after a hash of what goes into it (the Go version, the versions
-# here, the working tree's files outside bench/), and used again while they
-# are the same; without it the binary is built under $work and removed with
-# it. When the build fails, the script prints its last lines and exits 1,
+# JWT_ALLAUTH_BENCH_PEER_CACHE=<dir> (outside the working tree, or under
+# bench/) the binary is kept in that directory, named after a hash of what
+# goes into it (the Go version, the versions here, the working tree's files
+# outside bench/), and used again while they are the same; without it the
+# binary is built under $work and removed with it. When the build fails, the script prints its last lines and exits 1,
 # before any figure. JWT_ALLAUTH_BENCH_CADDY (bench/compare.sh) is refused:
 # its Caddy has no peer.
 #
