@@ -61,13 +61,14 @@ build_load() {
 	fi
 }
 
-# write_caddyfile STORE [REALM-OPTIONS [SITE-ROUTES]] writes $work/Caddyfile:
-# Caddy on 127.0.0.1:$port (plain HTTP, no admin endpoint, errors only in
-# the log), the realm with the STORE line, cookie_insecure and
-# REALM-OPTIONS, and a site with the endpoints under /auth and
-# SITE-ROUTES.
+# write_caddyfile STORE [REALM-OPTIONS [SITE-ROUTES [GLOBAL-OPTIONS]]]
+# writes $work/Caddyfile: Caddy on 127.0.0.1:$port (plain HTTP, no admin
+# endpoint, errors only in the log), the realm with the STORE line,
+# cookie_insecure and REALM-OPTIONS, GLOBAL-OPTIONS after it in the global
+# block (another app's options), and a site with the endpoints under /auth
+# and SITE-ROUTES.
 write_caddyfile() {
-	local store=$1 options=${2:-} routes=${3:-} nl=$'\n'
+	local store=$1 options=${2:-} routes=${3:-} globals=${4:-} nl=$'\n'
 	cat >"$work/Caddyfile" <<CADDY
 {
 	admin off
@@ -79,7 +80,7 @@ write_caddyfile() {
 		$store
 		cookie_insecure
 		public_url http://127.0.0.1:$port${options:+$nl$options}
-	}
+	}${globals:+$nl$globals}
 }
 http://127.0.0.1:$port {
 	jwt_allauth {
