@@ -73,22 +73,38 @@ func (rl *Challenges) spendTOTP(ctx context.Context, tx Store, userID int64, sec
 	return tx.AdvanceTOTPStep(ctx, userID, step, rl.now())
 }
 
-// lockout returns how long, in whole seconds (at least 1), the user
-// stays locked out of MFA as st sees it: until the oldest of their last
-// mfa_max_attempts failures inside the window leaves it. 0 means not
-// locked out. It reads at most mfa_max_attempts failure rows, however
-// many the user has, and none when there is no limit.
-func (rl *Challenges) lockout(ctx context.Context, st Store, userID int64) (int, error) {
-	limit := rl.policy.MFAUserMax
-	if limit <= 0 {
-		return 0, nil
+// recentFailures returns when the user's newest MFA failures inside the
+// lockout window were made, newest first, as st sees them: at most
+// mfa_max_attempts of them however many the user has, none when there is
+// no limit.
+func (rl *Challenges) recentFailures(ctx context.Context, st Store, userID int64) ([]time.Time, error) {
+	if rl.policy.MFAUserMax <= 0 {
+		return nil, nil
 	}
-	oldest, err := st.NthNewestToken(ctx, userID, purposeMFAAttempt, rl.now().Add(-rl.policy.MFALockout), limit)
-	if err != nil || oldest.IsZero() {
+	return st.NewestTokens(ctx, userID, purposeMFAAttempt, rl.now().Add(-rl.policy.MFALockout), rl.policy.MFAUserMax)
+}
+
+// lockoutSeconds returns how long, in whole seconds (at least 1), the
+// user stays locked out given recent, their newest failures (see
+// recentFailures): until the oldest of the last mfa_max_attempts leaves
+// the window. 0 means not locked out.
+func (rl *Challenges) lockoutSeconds(recent []time.Time) int {
+	limit := rl.policy.MFAUserMax
+	if limit <= 0 || len(recent) < limit {
+		return 0
+	}
+	wait := recent[limit-1].Add(rl.policy.MFALockout).Sub(rl.now())
+	return max(1, int((wait+time.Second-1)/time.Second))
+}
+
+// lockout returns how long the user stays locked out of MFA, 0 when they
+// are not, as st sees it.
+func (rl *Challenges) lockout(ctx context.Context, st Store, userID int64) (int, error) {
+	recent, err := rl.recentFailures(ctx, st, userID)
+	if err != nil {
 		return 0, err
 	}
-	wait := oldest.Add(rl.policy.MFALockout).Sub(rl.now())
-	return max(1, int((wait+time.Second-1)/time.Second)), nil
+	return rl.lockoutSeconds(recent), nil
 }
 
 // errMFALockedOut is the lockout refusal of the MFA flows: the bare
@@ -151,14 +167,21 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 				return err
 			}
 		}
-		if err := rl.checkLockout(ctx, tx, c.userID); err != nil {
+		// What the limits stand at, read once: the lock keeps them so
+		// until the outcome is written.
+		var f failures
+		if f.recent, err = rl.recentFailures(ctx, tx, c.userID); err != nil {
 			return err
+		}
+		if wait := rl.lockoutSeconds(f.recent); wait > 0 {
+			return errMFALockedOut(wait)
 		}
 		if limit := rl.policy.MFAChallengeMax; limit > 0 && c.ch != nil {
 			n, err := tx.CountTokens(ctx, purposeMFAAttempt, c.ch.Token, c.ch.Created)
 			if err != nil {
 				return err
 			}
+			f.onChallenge = n
 			// Reached only when the limit is lower than when those
 			// failures were answered (a reload, or another node's
 			// configuration): the failure that reaches it ends the
@@ -179,7 +202,7 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 			return done(tx, u)
 		}
 		failed = true
-		wrong, locked, err = rl.recordFailure(ctx, tx, c)
+		wrong, locked, err = rl.recordFailure(ctx, tx, c, f)
 		return err
 	})
 	if err != nil || !failed {
@@ -206,42 +229,44 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 	return wrong
 }
 
+// failures are the counts a check is made against, read under the
+// user's lock before the code is compared: the user's newest failures
+// inside the lockout window (recentFailures) and, when the challenge has
+// a budget, the failures against it.
+type failures struct {
+	recent      []time.Time
+	onChallenge int
+}
+
 // recordFailure writes, through tx, one failed check c against the user
-// and, with a challenge, against it, and returns the answer: the lockout when
-// this failure locks the user out (every live login challenge of the
-// user dies; locked is true), the invalidation message when it spends the
+// and, with a challenge, against it, and returns the answer, worked out
+// from f, what the limits stood at before (the user's lock keeps any
+// other failure from being written meanwhile): the lockout when this
+// failure locks the user out (every live login challenge of the user
+// dies; locked is true), the invalidation message when it spends the
 // challenge's budget (the challenge dies), else c.wrong. Without a
 // challenge (regeneration) there is no challenge budget and the row is
 // keyed by c.what, so it counts only towards the user's.
-func (rl *Challenges) recordFailure(ctx context.Context, tx Store, c mfaCheck) (answer error, locked bool, err error) {
+func (rl *Challenges) recordFailure(ctx context.Context, tx Store, c mfaCheck, f failures) (answer error, locked bool, err error) {
 	key := c.what
 	if c.ch != nil {
 		key = c.ch.Token
 	}
-	if _, err := tx.CreateToken(ctx, Token{UserID: c.userID, Purpose: purposeMFAAttempt, Token: key, Created: rl.now()}); err != nil {
+	now := rl.now()
+	if _, err := tx.CreateToken(ctx, Token{UserID: c.userID, Purpose: purposeMFAAttempt, Token: key, Created: now}); err != nil {
 		return nil, false, err
 	}
-	wait, err := rl.lockout(ctx, tx, c.userID)
-	if err != nil {
-		return nil, false, err
-	}
-	if wait > 0 {
+	if wait := rl.lockoutSeconds(append([]time.Time{now}, f.recent...)); wait > 0 {
 		if _, err := tx.DeleteUserTokens(ctx, c.userID, purposeMFALoginChallenge); err != nil {
 			return nil, false, err
 		}
 		return errMFALockedOut(wait), true, nil
 	}
-	if limit := rl.policy.MFAChallengeMax; limit > 0 && c.ch != nil {
-		n, err := tx.CountTokens(ctx, purposeMFAAttempt, c.ch.Token, c.ch.Created)
-		if err != nil {
+	if limit := rl.policy.MFAChallengeMax; limit > 0 && c.ch != nil && f.onChallenge+1 >= limit {
+		if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
 			return nil, false, err
 		}
-		if n >= limit {
-			if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
-				return nil, false, err
-			}
-			return refuse(Invalid, msgChallengeExhausted).because(ErrChallengeDead), false, nil
-		}
+		return refuse(Invalid, msgChallengeExhausted).because(ErrChallengeDead), false, nil
 	}
 	return refuse(Invalid, c.wrong), false, nil
 }

@@ -224,10 +224,10 @@ type Store interface {
 	// UserTokens returns a user's rows of purpose created at or after
 	// notBefore, oldest first.
 	UserTokens(ctx context.Context, userID int64, purpose string, notBefore time.Time) ([]Token, error)
-	// NthNewestToken returns when the user's n-th newest row of purpose
-	// created at or after notBefore (n counts from 1) was created, the
-	// zero time when there are fewer. It reads at most n rows.
-	NthNewestToken(ctx context.Context, userID int64, purpose string, notBefore time.Time, n int) (time.Time, error)
+	// NewestTokens returns when the user's n newest rows of purpose
+	// created at or after notBefore were created, newest first (fewer
+	// when there are fewer). It reads at most n rows.
+	NewestTokens(ctx context.Context, userID int64, purpose string, notBefore time.Time, n int) ([]time.Time, error)
 	// CountTokens counts the rows (purpose, token) created at or after notBefore.
 	CountTokens(ctx context.Context, purpose, token string, notBefore time.Time) (int, error)
 	// DeleteUserTokens deletes a user's rows of the given purposes (all

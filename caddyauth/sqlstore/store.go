@@ -577,24 +577,28 @@ func (s *Store) UserTokens(ctx context.Context, userID int64, purpose string, no
 		ORDER BY created, id`, userID, purpose, micros(notBefore)))
 }
 
-// NthNewestToken returns when the user's n-th newest row of purpose
-// created at or after notBefore was created (n counts from 1), the zero
-// time when there are fewer. The index on (user_id, purpose, created, id)
-// makes it read n rows at most.
-func (s *Store) NthNewestToken(ctx context.Context, userID int64, purpose string, notBefore time.Time, n int) (time.Time, error) {
+// NewestTokens returns when the user's n newest rows of purpose created
+// at or after notBefore were created, newest first. The index on
+// (user_id, purpose, created, id) makes it read n rows at most.
+func (s *Store) NewestTokens(ctx context.Context, userID int64, purpose string, notBefore time.Time, n int) ([]time.Time, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	var created int64
-	err := s.q.QueryRowContext(ctx, `SELECT created FROM tokens
+	rows, err := s.q.QueryContext(ctx, `SELECT created FROM tokens
 		WHERE user_id = $1 AND purpose = $2 AND created >= $3
-		ORDER BY created DESC, id DESC LIMIT 1 OFFSET $4`, userID, purpose, micros(notBefore), n-1).Scan(&created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, nil
-	}
+		ORDER BY created DESC, id DESC LIMIT $4`, userID, purpose, micros(notBefore), n)
 	if err != nil {
-		return time.Time{}, err
+		return nil, err
 	}
-	return fromMicros(created), nil
+	defer rows.Close()
+	var times []time.Time
+	for rows.Next() {
+		var created int64
+		if err := rows.Scan(&created); err != nil {
+			return nil, err
+		}
+		times = append(times, fromMicros(created))
+	}
+	return times, rows.Err()
 }
 
 // CountTokens counts the rows (purpose, token) created at or after notBefore.

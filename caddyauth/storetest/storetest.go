@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -907,7 +908,7 @@ func testDeleteTokens(t *testing.T, s account.Store) {
 	must(t, "CountTokens", err)
 	wantInt(t, "other purpose after PurgeTokens", n, 1)
 
-	// NthNewestToken: the user's rows of the purpose inside the window,
+	// NewestTokens: the user's rows of the purpose inside the window,
 	// newest first; equal times in insertion order.
 	for i, ago := range []time.Duration{3 * time.Hour, 40 * time.Minute, 30 * time.Minute, 30 * time.Minute, 10 * time.Minute} {
 		create(u, "attempt", fmt.Sprint(i), base.Add(-ago))
@@ -915,20 +916,13 @@ func testDeleteTokens(t *testing.T, s account.Store) {
 	create(v, "attempt", "other user", base)
 	create(u, "other purpose", "x", base)
 	window := base.Add(-time.Hour)
-	for _, tc := range []struct {
-		n    int
-		want time.Time
-	}{
-		{1, base.Add(-10 * time.Minute)},
-		{2, base.Add(-30 * time.Minute)},
-		{3, base.Add(-30 * time.Minute)},
-		{4, base.Add(-40 * time.Minute)},
-		{5, time.Time{}}, // the fifth row is outside the window
-	} {
-		got, err := s.NthNewestToken(c, u, "attempt", window, tc.n)
-		must(t, "NthNewestToken", err)
-		if !got.Equal(tc.want) {
-			t.Errorf("NthNewestToken(n=%d) = %v, want %v", tc.n, got, tc.want)
+	inWindow := []time.Time{base.Add(-10 * time.Minute), base.Add(-30 * time.Minute), base.Add(-30 * time.Minute), base.Add(-40 * time.Minute)}
+	for n := 1; n <= 5; n++ {
+		got, err := s.NewestTokens(c, u, "attempt", window, n)
+		must(t, "NewestTokens", err)
+		want := inWindow[:min(n, len(inWindow))] // the fifth row is outside the window
+		if !slices.EqualFunc(got, want, time.Time.Equal) {
+			t.Errorf("NewestTokens(n=%d) = %v, want %v", n, got, want)
 		}
 	}
 }
