@@ -48,8 +48,9 @@ run() { # name store-line
 		throttle registration_ip off"
 	create_user "bench-$name@example.com" "$password"
 	start_caddy "$work/caddy-$name.log" /auth/login/
-	local args=(-base "http://127.0.0.1:$port/auth" -email "bench-$name@example.com" -password "$password" -c "$clients" -d "$duration")
 	echo "== $name"
+	echo "caddy idle memory (VmRSS): $(caddy_idle_memory)"
+	local args=(-base "http://127.0.0.1:$port/auth" -email "bench-$name@example.com" -password "$password" -c "$clients" -d "$duration")
 	"$load" -mode refresh "${args[@]}"
 	"$load" -mode mfa-wrong "${args[@]}"
 	"$load" -mode mfa-right -base "http://127.0.0.1:$port/auth" -email "bench-$name-%d@example.com" \

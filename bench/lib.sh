@@ -111,6 +111,13 @@ start_caddy() {
 	kill -0 "$caddy_pid" 2>/dev/null || { echo "caddy exited" >&2; cat "$1" >&2; caddy_pid=""; exit 1; }
 }
 
+# caddy_idle_memory prints the running Caddy's VmRSS once it has settled
+# (two seconds after start_caddy, before any load).
+caddy_idle_memory() {
+	sleep 2
+	awk '/VmRSS/ {print $2, $3}' "/proc/$caddy_pid/status"
+}
+
 # caddy_peak_memory prints the running Caddy's VmHWM.
 caddy_peak_memory() {
 	awk '/VmHWM/ {print $2, $3}' "/proc/$caddy_pid/status"
