@@ -4,17 +4,32 @@
 # wrk on loopback, two ways (see below). Prints each round's rates and
 # ratio, and the median ratio of each way.
 #
-#   bash bench/guard.sh [duration=5s] [connections=32] [rounds=8]
+#   bash bench/guard.sh [duration=5s] [connections=32] [rounds=8] [alg]
+#
+# alg is how the realm signs its tokens: EdDSA (the default: no
+# signing_key, so the realm's generated Ed25519 key) or HS256 (a
+# signing_key). Without a 4th argument, JWT_ALLAUTH_BENCH_ALG gives it.
 duration=${1:-5s}
 conns=${2:-32}
 rounds=${3:-8}
+alg=${4:-${JWT_ALLAUTH_BENCH_ALG:-EdDSA}}
 port=18480
 . "$(dirname "$0")/lib.sh"
 need_wrk
 
+case $alg in
+EdDSA) realm_options="" ;;
+HS256) realm_options="		signing_key bench-guard-hs256-shared-secret-0123456789" ;;
+*)
+	echo "alg must be EdDSA or HS256, got $alg" >&2
+	exit 2
+	;;
+esac
+echo "realm signing: $alg"
+
 build_caddy
 
-write_caddyfile "store sqlite $work/bench.db" "" '	handle /open {
+write_caddyfile "store sqlite $work/bench.db" "$realm_options" '	handle /open {
 		respond "ok"
 	}
 	handle /guarded {

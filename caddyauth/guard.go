@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/web"
 )
 
@@ -65,26 +64,29 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 // Validate checks the header mapping, the login page and the CORS settings.
 func (g *Guard) Validate() error { return g.GuardConfig.Validate() }
 
-// placeholders are the placeholders the guard fills, by claim (Caddy's
+// placeholders are the placeholders the guard fills, in the order of
+// account.IdentityClaims (user_id, role, email_verified, session; Caddy's
 // convention: the user id is `http.auth.user.id`).
-var placeholders = map[string]string{
-	"user_id":        "http.auth.user.id",
-	"role":           "http.auth.user.role",
-	"email_verified": "http.auth.user.email_verified",
-	"session":        "http.auth.user.session",
+var placeholders = [len(account.IdentityClaims)]string{
+	"http.auth.user.id",
+	"http.auth.user.role",
+	"http.auth.user.email_verified",
+	"http.auth.user.session",
 }
 
 // ServeHTTP checks the token and calls next only when it is valid.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	orig := r
-	if o, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
-		orig = &o
+	orig := func() *http.Request {
+		if o, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
+			return &o
+		}
+		return r
 	}
-	err := g.guard.Serve(w, r, orig, func(c *tokens.Claims) error {
-		if c != nil {
+	err := g.guard.Serve(w, r, orig, func(id *account.Identity) error {
+		if id != nil {
 			repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-			for _, claim := range web.GuardClaims {
-				repl.Set(placeholders[claim], web.ClaimValue(*c, claim))
+			for i, name := range placeholders {
+				repl.Set(name, id.Field(i))
 			}
 		}
 		return next.ServeHTTP(w, r)
@@ -121,14 +123,14 @@ func (p *Provider) Provision(ctx caddy.Context) error {
 
 // Authenticate checks the request's bearer token.
 func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyhttpauth.User, bool, error) {
-	c, err := p.sessions.Check(r.Context(), web.BearerToken(r), false)
+	id, err := p.sessions.Identify(r.Context(), web.BearerToken(r), false)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
 		return caddyhttpauth.User{}, false, nil
 	}
-	u := caddyhttpauth.User{ID: c.UserID, Metadata: map[string]string{}}
-	for _, claim := range web.GuardClaims[1:] {
-		u.Metadata[claim] = web.ClaimValue(c, claim)
+	u := caddyhttpauth.User{ID: id.UserID, Metadata: map[string]string{}}
+	for i := 1; i < len(account.IdentityClaims); i++ {
+		u.Metadata[account.IdentityClaims[i]] = id.Text(i)
 	}
 	return u, true, nil
 }

@@ -121,6 +121,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // caddyError is how an error of the web layer goes back to Caddy: a bug
 // as a 500 (nothing was written), anything else (a failed write) as it is.
 func caddyError(err error) error {
+	if err == nil {
+		return nil // most requests: no errors.As, whose target would escape
+	}
 	var bug *web.Bug
 	if errors.As(err, &bug) {
 		return caddyhttp.Error(http.StatusInternalServerError, bug.Err)

@@ -1,10 +1,9 @@
 package account
 
 import (
+	"crypto/sha256"
 	"sync"
 	"time"
-
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // patCache remembers, by token hash, what the store said of a personal
@@ -12,13 +11,14 @@ import (
 // burst of requests costs one read. A token not found is remembered too.
 type patCache struct {
 	mu      sync.Mutex
-	entries map[string]patEntry
+	entries map[[sha256.Size]byte]patEntry
 }
 
+// patEntry is a token's answer: ident is nil when it was not found (or
+// its owner may not use it).
 type patEntry struct {
-	found   bool
+	ident   *Identity
 	id      int64
-	claims  tokens.Claims
 	expires time.Time
 	checked time.Time
 }
@@ -26,9 +26,9 @@ type patEntry struct {
 // maxPATEntries bounds the cache; past it, the cache starts afresh.
 const maxPATEntries = 10_000
 
-func newPATCache() *patCache { return &patCache{entries: map[string]patEntry{}} }
+func newPATCache() *patCache { return &patCache{entries: map[[sha256.Size]byte]patEntry{}} }
 
-func (pc *patCache) get(hash string, now time.Time) (patEntry, bool) {
+func (pc *patCache) get(hash [sha256.Size]byte, now time.Time) (patEntry, bool) {
 	pc.mu.Lock()
 	e, ok := pc.entries[hash]
 	pc.mu.Unlock()
@@ -38,11 +38,11 @@ func (pc *patCache) get(hash string, now time.Time) (patEntry, bool) {
 	return e, true
 }
 
-func (pc *patCache) put(hash string, e patEntry) {
+func (pc *patCache) put(hash [sha256.Size]byte, e patEntry) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if len(pc.entries) >= maxPATEntries {
-		pc.entries = map[string]patEntry{}
+		pc.entries = map[[sha256.Size]byte]patEntry{}
 	}
 	pc.entries[hash] = e
 }
@@ -52,7 +52,7 @@ func (pc *patCache) forget(id int64) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for hash, e := range pc.entries {
-		if e.found && e.id == id {
+		if e.ident != nil && e.id == id {
 			delete(pc.entries, hash)
 		}
 	}

@@ -55,9 +55,15 @@ func IsPersonalToken(raw string) bool {
 	return len(raw) == personalTokenLen && strings.HasPrefix(raw, PersonalTokenPrefix)
 }
 
-// personalTokenHash is what the store keeps of a token.
-func personalTokenHash(raw string) string {
-	sum := sha256.Sum256([]byte(raw))
+// personalTokenSum is the SHA-256 of a token, hashed from a copy on the
+// stack: []byte(raw) would allocate at a token's length.
+func personalTokenSum(raw string) [sha256.Size]byte {
+	var buf [personalTokenLen]byte
+	return sha256.Sum256(append(buf[:0], raw...))
+}
+
+// personalTokenHash is what the store keeps of a token: its sum in hex.
+func personalTokenHash(sum [sha256.Size]byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
@@ -130,7 +136,7 @@ func (rl *PersonalTokens) Create(ctx context.Context, o Origin, in TokenRequest)
 		UserID: u.ID, Name: in.Name, Role: role, Created: now,
 		Expires: now.Add(time.Duration(in.ExpiresInDays) * 24 * time.Hour),
 	}}
-	out.Hash = personalTokenHash(out.Token)
+	out.Hash = personalTokenHash(personalTokenSum(out.Token))
 	err = rl.store.InTx(ctx, func(tx Store) error {
 		if _, err := tx.UserForUpdate(ctx, u.ID); err != nil {
 			return userGone(err)
@@ -191,25 +197,26 @@ func (rl *PersonalTokens) Revoke(ctx context.Context, o Origin, access, id strin
 // exists, has not expired, and its owner is active. The claims are those
 // of an access token of the owner with the token's role (the owner's, if
 // that is lower now) and no session. The answer is cached for
-// PersonalTokenCacheTTL; expiry is checked on every use.
-func (rl *PersonalTokens) Check(ctx context.Context, raw string) (tokens.Claims, error) {
+// PersonalTokenCacheTTL; expiry is checked on every use. The Identity is
+// the one the cache shares.
+func (rl *PersonalTokens) Check(ctx context.Context, raw string) (*Identity, error) {
 	if !IsPersonalToken(raw) {
-		return tokens.Claims{}, errTokenNotValid(MsgTokenInvalid)
+		return nil, errTokenNotValid(MsgTokenInvalid)
 	}
 	now := rl.now()
-	hash := personalTokenHash(raw)
-	e, ok := rl.patCache.get(hash, now)
+	sum := personalTokenSum(raw)
+	e, ok := rl.patCache.get(sum, now)
 	if !ok {
 		var err error
-		if e, err = rl.lookUp(ctx, hash, now); err != nil {
-			return tokens.Claims{}, err
+		if e, err = rl.lookUp(ctx, personalTokenHash(sum), now); err != nil {
+			return nil, err
 		}
-		rl.patCache.put(hash, e)
+		rl.patCache.put(sum, e)
 	}
-	if !e.found || !now.Before(e.expires) {
-		return tokens.Claims{}, errTokenNotValid(MsgTokenInvalid)
+	if e.ident == nil || !now.Before(e.expires) {
+		return nil, errTokenNotValid(MsgTokenInvalid)
 	}
-	return e.claims, nil
+	return e.ident, nil
 }
 
 // lookUp reads a token and its owner, and writes its last_used when it is
@@ -237,8 +244,8 @@ func (rl *PersonalTokens) lookUp(ctx context.Context, hash string, now time.Time
 			rl.logger.Warn("recording a personal token's use", "token_id", p.ID, "error", err)
 		}
 	}
-	e.found, e.id, e.expires = true, p.ID, p.Expires
-	e.claims = tokens.Claims{TokenType: tokens.TypeAccess, UserID: strconv.FormatInt(u.ID, 10),
-		Role: p.Role, EmailVerified: u.EmailVerified}
+	e.id, e.expires = p.ID, p.Expires
+	e.ident = newIdentity(tokens.Claims{TokenType: tokens.TypeAccess, UserID: strconv.FormatInt(u.ID, 10),
+		Role: p.Role, EmailVerified: u.EmailVerified})
 	return e, nil
 }

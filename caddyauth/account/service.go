@@ -340,7 +340,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		policy: cfg, clock: d.Clock, rand: d.Rand, providers: d.Providers, webauthn: d.WebAuthn,
 	}
 	c.verified = newAccessCache()
-	c.liveCache = newSessionCache(c.store, 2*time.Second, c.now)
+	c.liveCache = newSessionCache(c.store, 2*time.Second)
 	c.patCache = newPATCache()
 	c.sessions = &Sessions{c}
 	c.mfa = &MFA{c}

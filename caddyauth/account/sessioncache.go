@@ -13,7 +13,6 @@ import (
 type sessionCache struct {
 	store Store
 	ttl   time.Duration
-	now   func() time.Time
 
 	mu      sync.Mutex
 	entries map[string]sessionEntry
@@ -27,14 +26,13 @@ type sessionEntry struct {
 // maxSessionEntries bounds the cache; past it, the cache starts afresh.
 const maxSessionEntries = 100_000
 
-func newSessionCache(store Store, ttl time.Duration, now func() time.Time) *sessionCache {
-	return &sessionCache{store: store, ttl: ttl, now: now, entries: map[string]sessionEntry{}}
+func newSessionCache(store Store, ttl time.Duration) *sessionCache {
+	return &sessionCache{store: store, ttl: ttl, entries: map[string]sessionEntry{}}
 }
 
-// active reports whether session has a whitelist row. A store failure is
-// returned, so the caller fails closed.
-func (sc *sessionCache) active(ctx context.Context, session string) (bool, error) {
-	now := sc.now()
+// active reports whether session has a whitelist row, as of now on the
+// realm's clock. A store failure is returned, so the caller fails closed.
+func (sc *sessionCache) active(ctx context.Context, session string, now time.Time) (bool, error) {
 	sc.mu.Lock()
 	e, ok := sc.entries[session]
 	sc.mu.Unlock()

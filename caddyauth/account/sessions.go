@@ -366,38 +366,48 @@ func (rl *Sessions) LogoutAll(ctx context.Context, o Origin, access string) erro
 // or the realm's session_check, that its session is live). The answer of
 // a token is cached until it expires; a session's for a few seconds.
 func (rl *Sessions) Check(ctx context.Context, raw string, sessionCheck bool) (tokens.Claims, error) {
-	if raw == "" {
-		return tokens.Claims{}, errNotAuthenticated()
-	}
-	c, err := rl.parseAccess(raw)
-	if err != nil {
-		return tokens.Claims{}, &Refusal{Kind: Unauthenticated, Detail: "Given token not valid for any token type",
-			Code: "token_not_valid", TokenProblem: tokenProblem(err), reason: ErrAccessToken}
-	}
-	if (sessionCheck || rl.policy.SessionCheck) && c.Session != "" {
-		ok, err := rl.liveCache.active(ctx, c.Session)
-		if err != nil {
-			return tokens.Claims{}, err
-		}
-		if !ok {
-			return tokens.Claims{}, errSessionEnded()
-		}
-	}
-	return c, nil
-}
-
-// parseAccess verifies an access token, through the cache.
-func (rl *Sessions) parseAccess(raw string) (tokens.Claims, error) {
-	now := rl.now()
-	if c, ok := rl.verified.get(raw, now); ok {
-		return c, nil
-	}
-	c, err := rl.keys.Parse(raw, tokens.TypeAccess, now)
+	id, err := rl.Identify(ctx, raw, sessionCheck)
 	if err != nil {
 		return tokens.Claims{}, err
 	}
-	rl.verified.put(raw, c, c.ExpiresAt.Time.Add(rl.policy.Leeway))
-	return c, nil
+	return id.Claims, nil
+}
+
+// Identify is Check giving the token's Identity, as the cache shares it.
+func (rl *Sessions) Identify(ctx context.Context, raw string, sessionCheck bool) (*Identity, error) {
+	if raw == "" {
+		return nil, errNotAuthenticated()
+	}
+	now := rl.now()
+	id, err := rl.parseAccess(raw, now)
+	if err != nil {
+		return nil, &Refusal{Kind: Unauthenticated, Detail: "Given token not valid for any token type",
+			Code: "token_not_valid", TokenProblem: tokenProblem(err), reason: ErrAccessToken}
+	}
+	if (sessionCheck || rl.policy.SessionCheck) && id.Session != "" {
+		ok, err := rl.liveCache.active(ctx, id.Session, now)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errSessionEnded()
+		}
+	}
+	return id, nil
+}
+
+// parseAccess verifies an access token at now, through the cache.
+func (rl *Sessions) parseAccess(raw string, now time.Time) (*Identity, error) {
+	if id, ok := rl.verified.get(raw, now); ok {
+		return id, nil
+	}
+	c, err := rl.keys.Parse(raw, tokens.TypeAccess, now)
+	if err != nil {
+		return nil, err
+	}
+	id := newIdentity(c)
+	rl.verified.put(raw, id, c.ExpiresAt.Time.Add(rl.policy.Leeway))
+	return id, nil
 }
 
 // LiveAccess verifies an access token and checks that its session is

@@ -3,17 +3,18 @@ package web
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/account"
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
 // GuardConfig is how a guard protects its routes (the Caddy adapter's
@@ -86,13 +87,30 @@ type Guard struct {
 	accessCookie string
 	logger       *zap.Logger
 	failures     Failures
+
+	strip []string      // the headerKey of each name of Headers
+	set   []claimHeader // Headers, names canonical, in their order
 }
 
-// NewGuard is a guard of cfg over the sessions (and, with access_tokens,
-// the personal tokens) of a realm whose pages keep the access token in
-// the cookie accessCookie.
+// claimHeader is an upstream header set from the claim
+// account.IdentityClaims[field].
+type claimHeader struct {
+	name  string
+	field int
+}
+
+// NewGuard is a guard of cfg (validated) over the sessions (and, with
+// access_tokens, the personal tokens) of a realm whose pages keep the
+// access token in the cookie accessCookie.
 func NewGuard(cfg GuardConfig, svc *account.Service, accessCookie string, logger *zap.Logger, failures Failures) *Guard {
-	return &Guard{GuardConfig: cfg, sessions: svc.Sessions, pats: svc.PersonalTokens, accessCookie: accessCookie, logger: logger, failures: failures}
+	g := &Guard{GuardConfig: cfg, sessions: svc.Sessions, pats: svc.PersonalTokens, accessCookie: accessCookie, logger: logger, failures: failures}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Headers)) {
+		if key := headerKey(name); !slices.Contains(g.strip, key) {
+			g.strip = append(g.strip, key)
+		}
+		g.set = append(g.set, claimHeader{textproto.CanonicalMIMEHeaderKey(name), slices.Index(account.IdentityClaims[:], cfg.Headers[name])})
+	}
+	return g
 }
 
 // Preflight modes of the guard.
@@ -122,28 +140,25 @@ func (g *GuardConfig) Validate() error {
 		if slices.Contains(reservedHeaders, headerKey(name)) {
 			return fmt.Errorf("header %s: refusing to overwrite a header the request itself needs", name)
 		}
-		if !slices.Contains(GuardClaims, claim) {
-			return fmt.Errorf("header %s: unknown claim %q (want one of %s)", name, claim, strings.Join(GuardClaims, ", "))
+		if !slices.Contains(account.IdentityClaims[:], claim) {
+			return fmt.Errorf("header %s: unknown claim %q (want one of %s)", name, claim, strings.Join(account.IdentityClaims[:], ", "))
 		}
 	}
 	return nil
 }
 
-// GuardClaims are the claims a guard can hand to the upstream.
-var GuardClaims = []string{"user_id", "role", "email_verified", "session"}
-
 // reservedHeaders may not be set from claims (compared by headerKey).
 var reservedHeaders = []string{"authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding", "connection", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"}
 
 // Serve checks r: when its token is valid (and its role allowed), the
-// configured headers are set from the claims and pass is called with
-// them; a preflight handed on is passed with nil claims, its body
-// removed. Otherwise the answer is written here and pass is not called.
-// orig is the request as the client sent it, for the login redirect's
-// `next`.
-func (g *Guard) Serve(w http.ResponseWriter, r, orig *http.Request, pass func(c *tokens.Claims) error) error {
-	for name := range g.Headers {
-		removeHeader(r.Header, name)
+// configured headers are set from the claims and pass is called with the
+// token's identity (shared, read-only); a preflight handed on is passed
+// with nil, its body removed. Otherwise the answer is written here and
+// pass is not called. orig gives the request as the client sent it, for
+// the login redirect's `next`; it is called for nothing else.
+func (g *Guard) Serve(w http.ResponseWriter, r *http.Request, orig func() *http.Request, pass func(id *account.Identity) error) error {
+	if len(g.strip) > 0 {
+		g.stripHeaders(r.Header)
 	}
 	granted := CORSHeaders(w.Header(), r, g.CORS)
 	if IsPreflight(r) {
@@ -157,25 +172,25 @@ func (g *Guard) Serve(w http.ResponseWriter, r, orig *http.Request, pass func(c 
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	c, err := g.check(r)
+	id, err := g.check(r)
 	if err != nil {
 		if g.sendsToLogin(r, err) {
-			return g.redirectToLogin(w, r, orig)
+			return g.redirectToLogin(w, r, orig())
 		}
 		return WriteError(w, g.logger, g.failures, err)
 	}
-	if len(g.Roles) > 0 && !slices.Contains(g.Roles, c.Role) {
+	if len(g.Roles) > 0 && !slices.Contains(g.Roles, id.Role) {
 		return WriteError(w, g.logger, g.failures, errDetail(http.StatusForbidden, account.MsgPermissionDenied))
 	}
-	for name, claim := range g.Headers {
-		r.Header.Set(name, ClaimValue(c, claim))
+	for _, h := range g.set {
+		r.Header[h.name] = []string{id.Text(h.field)}
 	}
-	return pass(&c)
+	return pass(id)
 }
 
 // check verifies the request's token: a personal token from the
 // Authorization header when access_tokens is on, else an access token.
-func (g *Guard) check(r *http.Request) (tokens.Claims, error) {
+func (g *Guard) check(r *http.Request) (*account.Identity, error) {
 	raw := bearerToken(r)
 	if g.AccessTokens && account.IsPersonalToken(raw) {
 		return g.pats.Check(r.Context(), raw)
@@ -183,7 +198,7 @@ func (g *Guard) check(r *http.Request) (tokens.Claims, error) {
 	if raw == "" && (g.Cookie || g.Redirect != "") {
 		raw = cookieValue(r, g.accessCookie)
 	}
-	return g.sessions.Check(r.Context(), raw, g.SessionCheck)
+	return g.sessions.Identify(r.Context(), raw, g.SessionCheck)
 }
 
 // sendsToLogin reports whether a failed check should redirect rather than
@@ -212,34 +227,54 @@ func (g *Guard) redirectToLogin(w http.ResponseWriter, r, orig *http.Request) er
 	return nil
 }
 
-// ClaimValue is the value of a guard claim (one of GuardClaims) of c.
-func ClaimValue(c tokens.Claims, claim string) string {
-	switch claim {
-	case "user_id":
-		return c.UserID
-	case "role":
-		return strconv.Itoa(c.Role)
-	case "email_verified":
-		return strconv.FormatBool(c.EmailVerified)
-	default:
-		return c.Session
-	}
-}
-
-// removeHeader deletes every header whose name equals name once case and
-// the `_`/`-` spelling are ignored, so a client cannot smuggle an identity
-// header past a proxy that treats them alike.
-func removeHeader(h http.Header, name string) {
-	want := headerKey(name)
+// stripHeaders deletes every header of h whose name equals one of
+// Headers once case and the `_`/`-` spelling are ignored, so a client
+// cannot smuggle an identity header past a proxy that treats them alike.
+func (g *Guard) stripHeaders(h http.Header) {
 	for k := range h {
-		if headerKey(k) == want {
-			delete(h, k)
+		for _, want := range g.strip {
+			if sameHeader(k, want) {
+				delete(h, k)
+				break
+			}
 		}
 	}
 }
 
 func headerKey(s string) string {
 	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
+}
+
+// sameHeader is headerKey(k) == want for a want that headerKey made,
+// without allocating when k is ASCII, as the names of request headers are.
+func sameHeader(k, want string) bool {
+	if len(k) != len(want) {
+		return !isASCII(k) && headerKey(k) == want
+	}
+	for i := range len(k) {
+		c := k[i]
+		switch {
+		case c >= utf8.RuneSelf:
+			return headerKey(k) == want
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // BearerToken returns the token of an `Authorization: Bearer` header, or

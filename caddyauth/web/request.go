@@ -83,7 +83,11 @@ func (f *form) newPassword() account.NewPassword {
 // bearerToken returns the token of an `Authorization: Bearer` header (the
 // scheme is case-insensitive), or "" when there is none.
 func bearerToken(r *http.Request) string {
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	v := r.Header["Authorization"] // Get would canonicalize the key first
+	if len(v) == 0 {
+		return ""
+	}
+	scheme, tok, ok := strings.Cut(v[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return ""
 	}
