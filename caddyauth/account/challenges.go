@@ -411,8 +411,10 @@ func (rl *Challenges) Verify(ctx context.Context, o Origin, in SecondFactor) (To
 type onceASecond struct{ last atomic.Int64 }
 
 // due reports whether a second has passed at now since the last caller it
-// let in, and lets this one in when so.
+// let in, or the clock was set back before that, and lets this one in
+// when so: a clock set back does not hold the callers off until it is
+// past the last one again.
 func (o *onceASecond) due(now time.Time) bool {
 	last, n := o.last.Load(), now.UnixNano()
-	return n-last >= int64(time.Second) && o.last.CompareAndSwap(last, n)
+	return (n-last >= int64(time.Second) || n < last) && o.last.CompareAndSwap(last, n)
 }

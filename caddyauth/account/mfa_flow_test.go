@@ -1,6 +1,7 @@
 package account_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -629,5 +630,96 @@ func oneSessionWins(t *testing.T, rl *coretest.Realm, userID int64, answer func(
 	}
 	if n := failures(t, rl, userID); n != 0 {
 		t.Fatalf("%d failures recorded", n)
+	}
+}
+
+// lockWatch is a store that fails the test when a row of MFA failures is
+// written or deleted, other than by the purge of expired ones, in a
+// transaction that has not locked the user's row first: a check answers
+// from the failures it read under that lock (countedCheck), so a write
+// without it could change them between the read and the answer.
+type lockWatch struct {
+	account.Store
+	t      testing.TB
+	locked map[int64]bool // the users this transaction locked; nil outside one
+}
+
+func (s *lockWatch) InTx(ctx context.Context, fn func(tx account.Store) error) error {
+	if s.locked != nil {
+		return fn(s)
+	}
+	return s.Store.InTx(ctx, func(tx account.Store) error {
+		return fn(&lockWatch{Store: tx, t: s.t, locked: map[int64]bool{}})
+	})
+}
+
+func (s *lockWatch) UserForUpdate(ctx context.Context, id int64) (account.User, error) {
+	u, err := s.Store.UserForUpdate(ctx, id)
+	if err == nil {
+		s.locked[id] = true
+	}
+	return u, err
+}
+
+func (s *lockWatch) check(op string, userID int64, purposes ...string) {
+	if (len(purposes) == 0 || slices.Contains(purposes, attemptPurpose)) && !s.locked[userID] {
+		s.t.Errorf("%s of user %d's MFA failures without the user's lock", op, userID)
+	}
+}
+
+func (s *lockWatch) CreateToken(ctx context.Context, tk account.Token) (int64, error) {
+	s.check("CreateToken", tk.UserID, tk.Purpose)
+	return s.Store.CreateToken(ctx, tk)
+}
+
+func (s *lockWatch) DeleteUserTokens(ctx context.Context, userID int64, purposes ...string) (int, error) {
+	s.check("DeleteUserTokens", userID, purposes...)
+	return s.Store.DeleteUserTokens(ctx, userID, purposes...)
+}
+
+func (s *lockWatch) DeleteToken(ctx context.Context, purpose, token string) (int, error) {
+	if purpose == attemptPurpose {
+		s.t.Errorf("DeleteToken of MFA failures")
+	}
+	return s.Store.DeleteToken(ctx, purpose, token)
+}
+
+// Every flow that writes MFA failures or clears them does so under the
+// user's lock: failed and right codes on a login challenge, a lockout,
+// regeneration, the administrators' and the command line's reset.
+func TestMFAFailuresWrittenUnderTheLock(t *testing.T) {
+	rl := coretest.New(t, account.Config{MFA: account.MFAOptional, MFAUserMax: 4, MFAChallengeMax: 2},
+		func(t testing.TB, d *account.Deps) { d.Store = &lockWatch{Store: d.Store, t: t} })
+	u := newUser(t, rl, "ada@example.com")
+	p := signIn(t, rl, "ada@example.com")
+	secret, codes, _ := enrol(t, rl, p.Access)
+	rl.Clock.Advance(totpStep)
+	right := totp(t, rl, secret)
+
+	_, err := verify(rl, challenge(t, rl, "ada@example.com"), wrongCode(right))
+	wantRefusal(t, err, account.Invalid, msgInvalidCode, "")
+	pair, err := verifyRecovery(rl, challenge(t, rl, "ada@example.com"), codes[0])
+	wantSession(t, rl, pair, err, u.ID)
+	_, err = rl.MFA.RegenerateRecovery(ctx, origin, p.Access, account.CodeProof{Code: wrongCode(right)})
+	wantRefusal(t, err, account.Invalid, msgInvalidCode, "")
+	ch := challenge(t, rl, "ada@example.com")
+	for _, want := range []string{msgInvalidCode, msgExhausted} {
+		_, err = verify(rl, ch, wrongCode(right))
+		wantRefusal(t, err, account.Invalid, want, "")
+	}
+	_, err = verify(rl, challenge(t, rl, "ada@example.com"), wrongCode(right))
+	wantRefusal(t, err, account.Throttled, msgLockedOut, "")
+
+	if _, err := rl.Users.ResetMFA(ctx, "ada@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if n := failures(t, rl, u.ID); n != 0 {
+		t.Fatalf("%d failures after reset-mfa", n)
+	}
+	_, access := adminUser(t, rl, "admin@example.com", account.RoleSuperuser)
+	p = signIn(t, rl, "ada@example.com")
+	enrol(t, rl, p.Access)
+	if err := rl.Admin.ResetMFA(ctx, origin, access, u.ID); err != nil {
+		t.Fatal(err)
 	}
 }

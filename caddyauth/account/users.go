@@ -246,11 +246,20 @@ func (rl *Users) ResetMFA(ctx context.Context, email string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	return u, rl.store.InTx(ctx, func(tx Store) error { return resetFactors(ctx, tx, u.ID) })
+	// The user's row is locked first, as a check of a code does
+	// (countedCheck): the check answers from the failures it read under
+	// that lock, which this clears.
+	return u, rl.store.InTx(ctx, func(tx Store) error {
+		if _, err := tx.UserForUpdate(ctx, u.ID); err != nil {
+			return err
+		}
+		return resetFactors(ctx, tx, u.ID)
+	})
 }
 
 // resetFactors removes the TOTP, recovery codes and passkeys of user id,
-// its MFA failures and its pending challenges, in the transaction tx.
+// its MFA failures and its pending challenges, in the transaction tx,
+// which has locked the user's row.
 func resetFactors(ctx context.Context, tx Store, id int64) error {
 	if _, err := tx.DeleteAuthenticators(ctx, id); err != nil {
 		return err

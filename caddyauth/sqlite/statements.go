@@ -65,14 +65,16 @@ func (c *stmtConn) Prepare(query string) (driver.Stmt, error) {
 }
 
 // PrepareContext returns the kept statement of query, preparing it on
-// first use. A kept statement whose rows are still being read (a query
-// run again while its earlier rows are open) gets a fresh one, closed
-// as usual after use.
+// first use. A kept statement still in use (database/sql closes what it
+// prepares once done with it: after the rows of a query, or when a
+// statement prepared through it is closed) is not handed out again: the
+// caller gets a fresh one, closed as usual after use.
 func (c *stmtConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	if s, ok := c.stmts[query]; ok {
-		if s.reading {
+		if s.inUse {
 			return c.sqliteConn.PrepareContext(ctx, query)
 		}
+		s.inUse = true
 		return s, nil
 	}
 	st, err := c.sqliteConn.PrepareContext(ctx, query)
@@ -82,16 +84,16 @@ func (c *stmtConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 	if len(c.stmts) >= maxStatements {
 		c.forget()
 	}
-	s := &keptStmt{stmt: st.(sqliteStmt)}
+	s := &keptStmt{stmt: st.(sqliteStmt), inUse: true}
 	c.stmts[query] = s
 	return s, nil
 }
 
-// forget closes the kept statements that are not being read and drops
-// them all; one being read is closed when its rows are.
+// forget closes the kept statements not in use and drops them all; one
+// in use is closed when its user closes it.
 func (c *stmtConn) forget() {
 	for q, s := range c.stmts {
-		if s.reading {
+		if s.inUse {
 			s.dropped = true
 		} else {
 			s.stmt.Close()
@@ -117,13 +119,21 @@ type sqliteStmt interface {
 // next call with the same query.
 type keptStmt struct {
 	stmt sqliteStmt
-	// reading is true while rows of the statement are open; dropped when
-	// the connection forgot it meanwhile and it is to be closed with them.
-	reading, dropped bool
+	// inUse is true from when the connection hands the statement out
+	// until its user closes it; dropped when the connection forgot it
+	// meanwhile and it is to be closed then.
+	inUse, dropped bool
 }
 
-// Close keeps the statement open: the connection closes it.
-func (s *keptStmt) Close() error { return nil }
+// Close frees the statement for the next call, and closes it when the
+// connection forgot it meanwhile.
+func (s *keptStmt) Close() error {
+	s.inUse = false
+	if s.dropped {
+		return s.stmt.Close()
+	}
+	return nil
+}
 
 // NumInput returns the statement's number of placeholders.
 func (s *keptStmt) NumInput() int { return s.stmt.NumInput() }
@@ -143,29 +153,7 @@ func (s *keptStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (d
 	return s.stmt.ExecContext(ctx, args)
 }
 
-// QueryContext runs the statement and marks it as being read until its
-// rows are closed.
+// QueryContext runs the statement.
 func (s *keptStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	rows, err := s.stmt.QueryContext(ctx, args)
-	if err != nil {
-		return nil, err
-	}
-	s.reading = true
-	return &keptRows{Rows: rows, s: s}, nil
-}
-
-// keptRows are the rows of a kept statement.
-type keptRows struct {
-	driver.Rows
-	s *keptStmt
-}
-
-// Close closes the rows and frees their statement for the next call.
-func (r *keptRows) Close() error {
-	err := r.Rows.Close()
-	r.s.reading = false
-	if r.s.dropped {
-		r.s.stmt.Close()
-	}
-	return err
+	return s.stmt.QueryContext(ctx, args)
 }
