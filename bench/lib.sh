@@ -112,10 +112,11 @@ start_caddy() {
 }
 
 # caddy_idle_memory prints the running Caddy's VmRSS once it has settled
-# (two seconds after start_caddy, before any load).
+# (two seconds after start_caddy, before any load), and how much of it is
+# anonymous memory (the heap; the rest is mostly the binary's pages).
 caddy_idle_memory() {
 	sleep 2
-	awk '/VmRSS/ {print $2, $3}' "/proc/$caddy_pid/status"
+	awk '/VmRSS/ {rss = $2 " " $3} /RssAnon/ {anon = $2 " " $3} END {print rss " (anonymous " anon ")"}' "/proc/$caddy_pid/status"
 }
 
 # caddy_peak_memory prints the running Caddy's VmHWM.
