@@ -401,6 +401,13 @@ func (rl *Sessions) parseAccess(raw string, now time.Time) (*Identity, error) {
 	if id, ok := rl.verified.get(raw, now); ok {
 		return id, nil
 	}
+	return rl.verifyAccess(raw, now)
+}
+
+// verifyAccess is parseAccess for a token the cache does not hold, in a
+// function of its own so that the cached path keeps a small stack frame
+// (a goroutine's stack, shrunk by a GC, grows again on a deep call).
+func (rl *Sessions) verifyAccess(raw string, now time.Time) (*Identity, error) {
 	c, err := rl.keys.Parse(raw, tokens.TypeAccess, now)
 	if err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"path"
 	"slices"
@@ -108,7 +107,7 @@ func NewGuard(cfg GuardConfig, svc *account.Service, accessCookie string, logger
 		if key := headerKey(name); !slices.Contains(g.strip, key) {
 			g.strip = append(g.strip, key)
 		}
-		g.set = append(g.set, claimHeader{textproto.CanonicalMIMEHeaderKey(name), slices.Index(account.IdentityClaims[:], cfg.Headers[name])})
+		g.set = append(g.set, claimHeader{http.CanonicalHeaderKey(name), slices.Index(account.IdentityClaims[:], cfg.Headers[name])})
 	}
 	return g
 }
