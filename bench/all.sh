@@ -41,7 +41,10 @@ step() {
 	local name=$1
 	shift
 	echo "### $name: $*"
-	if ! { echo "== $name" && "$@" 2>&1; } | tee "$out/$name.out"; then
+	# Only the standard output is kept (and read for figures): a Go
+	# benchmark's log lines on the standard error would split its result
+	# lines.
+	if ! { echo "== $name" && "$@"; } | tee "$out/$name.out"; then
 		echo "bench/all.sh: $name failed" >&2
 		exit 1
 	fi

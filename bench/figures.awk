@@ -27,10 +27,14 @@ function put(name, v) { if (v != "") printf "%s\t%s\n", name, v }
 /^ratio logins\/s/ { put("ratio logins/s / hashes/s", $6); next }
 /^caddy peak memory/ { put(section "peak memory kB", $5); next }
 /^caddy idle memory/ { put(section "idle memory kB", $5); next }
-/^Benchmark[^ \t]*[ \t]+[0-9]+[ \t]+[0-9.]+ ns\/op/ { # go test -bench
-	name = $1; sub(/-[0-9]+$/, "", name)
-	put(name " ns/op", $3); next
+# go test -bench: "BenchmarkName-2  N  X ns/op ...", where a log line
+# written meanwhile may split the name from the numbers.
+/^Benchmark[^ \t]*/ {
+	bench = $1; sub(/-[0-9]+$/, "", bench)
+	if (match($0, /[0-9.]+ ns\/op/)) { split(substr($0, RSTART), f, " "); put(bench " ns/op", f[1]); bench = "" }
+	next
 }
+bench != "" && /^[ \t]+[0-9]+[ \t]+[0-9.]+ ns\/op/ { put(bench " ns/op", $2); bench = ""; next }
 /^[a-z][a-z -]*: .*(req\/s|p50 )/ {
 	label = section substr($0, 1, index($0, ":") - 1)
 	who = /victim logins/ ? " victim" : ""
