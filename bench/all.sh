@@ -14,8 +14,12 @@
 # minutes with the defaults. `quick` runs each for a fraction of that,
 # to try the script: its figures are not for quoting.
 #
-# Every script's output is printed as it comes and kept; a script that
-# fails stops the run. The machine has to be otherwise idle: every figure
+# Every script's output is printed as it comes and kept, in the directory
+# JWT_ALLAUTH_BENCH_OUT when it is set (else a temporary one, removed at the
+# end), one file per step; a step whose file is there already is not run
+# again, so a run that stopped, or a step measured again after removing its
+# file, ends with the whole table. A script that fails stops the run (its
+# file is removed). The machine has to be otherwise idle: every figure
 # is a rate, and other load lowers it (the scripts print the load average
 # where it matters).
 set -euo pipefail
@@ -25,8 +29,13 @@ if [ -n "$quick" ] && [ "$quick" != quick ]; then
 	echo "usage: bash bench/all.sh [quick]" >&2
 	exit 2
 fi
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -n "${JWT_ALLAUTH_BENCH_OUT:-}" ]; then
+	out=$JWT_ALLAUTH_BENCH_OUT
+	mkdir -p "$out"
+else
+	out=$(mktemp -d)
+	trap 'rm -rf "$out"' EXIT
+fi
 export JWT_ALLAUTH_BENCH_PEER_CACHE=${JWT_ALLAUTH_BENCH_PEER_CACHE:-bench/.peer-cache}
 
 if [ -n "$quick" ]; then
@@ -37,15 +46,22 @@ fi
 
 # step NAME COMMAND... runs COMMAND, printing and keeping its output under
 # the section "== NAME" (a script's own sections take over inside it).
+steps=()
 step() {
 	local name=$1
 	shift
+	steps+=("$out/$name.out")
+	if [ -s "$out/$name.out" ]; then
+		echo "### $name: kept from an earlier run ($out/$name.out)"
+		return
+	fi
 	echo "### $name: $*"
 	# Only the standard output is kept (and read for figures): a Go
 	# benchmark's log lines on the standard error would split its result
 	# lines.
 	if ! { echo "== $name" && "$@"; } | tee "$out/$name.out"; then
 		echo "bench/all.sh: $name failed" >&2
+		rm -f "$out/$name.out"
 		exit 1
 	fi
 }
@@ -61,7 +77,7 @@ step login bash bench/login.sh "${login_args[@]}"
 
 # The table: each figure's median over its values (the Go benchmarks run
 # several times), and its target where the project has one.
-cat "$out"/*.out | awk -f bench/figures.awk | awk -F '\t' -v started="$started" -v machine="$(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/^Mem/ {print $2}') GiB" '
+cat "${steps[@]}" | awk -f bench/figures.awk | awk -F '\t' -v started="$started" -v machine="$(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/^Mem/ {print $2}') GiB" '
 function median(list, a, n, i, j, t) {
 	n = split(list, a, " ")
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
@@ -83,7 +99,7 @@ BEGIN {
 !($1 in seen) { seen[$1] = 1; order[++n] = $1 }
 { vals[$1] = vals[$1] (vals[$1] == "" ? "" : " ") $2 }
 END {
-	printf "Measured %s on %s (bash bench/all.sh).\n\n", started, machine
+	printf "Measured %s on %s (`bash bench/all.sh`).\n\n", started, machine
 	printf "| figure | value | target |\n|---|---|---|\n"
 	for (k = 1; k <= n; k++) {
 		f = order[k]

@@ -20,7 +20,7 @@ function put(name, v) { if (v != "") printf "%s\t%s\n", name, v }
 	label = substr($0, 1, index($0, ": median ratio") - 1)
 	rest = substr($0, index($0, ": median ratio") + 15)
 	split(rest, f, " ")
-	put(label " ratio (median)", f[1]); next
+	put(section label " ratio (median)", f[1]); next
 }
 /^logins: / { put("logins/s", $2); put("login p50 ms", ms($5)); put("login p99 ms", ms($7)); next }
 /hashes\/s$/ { if ($(NF-1) > hashes) hashes = $(NF-1); next }
