@@ -20,8 +20,8 @@
 # again, so a run that stopped, or a step measured again after removing its
 # file, ends with the whole table. A script that fails stops the run (its
 # file is removed). The machine has to be otherwise idle: every figure
-# is a rate, and other load lowers it (the scripts print the load average
-# where it matters).
+# is a rate, and other load lowers it (check with uptime before and after;
+# bench/login.sh prints the load average).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 quick=${1:-}

@@ -4,11 +4,11 @@
 #
 #   refresh     POST /auth/refresh/: each client logs in once, then rotates
 #               its refresh cookie in a loop (one write transaction each).
-#   mfa verify  POST /auth/mfa/verify/ with a wrong code against a live
+#   mfa-wrong   POST /auth/mfa/verify/ with a wrong code against a live
 #               challenge, MFA attempt limits and throttles off: the cost of
 #               a refused verification (challenge lookup, lockout check,
 #               secret decryption, code match, failure row).
-#   mfa right   POST /auth/mfa/verify/ with a right code: a code is
+#   mfa-right   POST /auth/mfa/verify/ with a right code: a code is
 #               accepted once per step and user, so USERS accounts are
 #               signed up, enrolled and logged in twice beforehand (not
 #               timed; three password hashes each), then every one of

@@ -35,9 +35,9 @@
 # under the same test key. Before measuring, each checked route must answer
 # 200 with its token and refuse (401, 403 or 302) a request without one,
 # and the peer must refuse its token signed with another key, so that a
-# misconfigured checker is never measured. The peer keeps each token it
-# has accepted in a cache, by the token's text: for a token it has seen it
-# checks no signature, where our guard checks it on every request.
+# misconfigured checker is never measured. Both keep each token they have
+# accepted in a cache by the token's text (ours until the token's exp):
+# for a token seen before, neither checks a signature.
 duration=${1:-5s}
 conns=${2:-32}
 rounds=${3:-8}
