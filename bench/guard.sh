@@ -39,10 +39,7 @@ write_caddyfile "store sqlite $work/bench.db" "$realm_options" '	handle /open {
 create_user bench@example.com Quiet-Harbor-7731
 start_caddy "$work/caddy.log" /open
 
-token=$(curl -sf -H 'Content-Type: application/json' \
-	-d '{"email":"bench@example.com","password":"Quiet-Harbor-7731"}' \
-	"http://127.0.0.1:$port/auth/login/" | sed -n 's/.*"access":"\([^"]*\)".*/\1/p')
-[ -n "$token" ] || { echo "login failed" >&2; cat "$work/caddy.log"; exit 1; }
+token=$(login_token bench@example.com Quiet-Harbor-7731)
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/guarded")" = 401 ] || { echo "guard let a request without token through" >&2; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/guarded")" = 200 ] || { echo "guard refused the token" >&2; exit 1; }
 

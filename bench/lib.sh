@@ -96,6 +96,17 @@ create_user() {
 		--email "$1" --password-stdin >/dev/null
 }
 
+# login_token EMAIL PASSWORD logs in on the Caddy start_caddy started and
+# prints the access token; it stops the script when the login fails.
+login_token() {
+	local token
+	token=$(curl -sf -H 'Content-Type: application/json' \
+		-d "{\"email\":\"$1\",\"password\":\"$2\"}" \
+		"http://127.0.0.1:$port/auth/login/" | sed -n 's/.*"access":"\([^"]*\)".*/\1/p')
+	[ -n "$token" ] || { echo "login failed" >&2; cat "$work"/*.log >&2; exit 1; }
+	echo "$token"
+}
+
 # start_caddy LOG PATH runs Caddy in the background, logging to LOG, and
 # waits (10s at most) until PATH answers. It stops the script when
 # something already answers on the port (a Caddy left from another run

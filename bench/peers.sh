@@ -144,10 +144,7 @@ write_caddyfile "store sqlite $work/bench.db" "		signing_key $key
 create_user bench@example.com Quiet-Harbor-7731
 start_caddy "$work/caddy.log" /open
 
-token=$(curl -sf -H 'Content-Type: application/json' \
-	-d '{"email":"bench@example.com","password":"Quiet-Harbor-7731"}' \
-	"http://127.0.0.1:$port/auth/login/" | sed -n 's/.*"access":"\([^"]*\)".*/\1/p')
-[ -n "$token" ] || { echo "login failed" >&2; cat "$work/caddy.log"; exit 1; }
+token=$(login_token bench@example.com Quiet-Harbor-7731)
 now=$(date +%s)
 claims="{\"sub\":\"bench\",\"email\":\"bench@example.com\",\"roles\":[\"bench/user\"],\"iat\":$now,\"exp\":$((now + 43200))}"
 peer_token=$(sign_hs256 "$key" "$claims")
