@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/descope/virtualwebauthn"
+
+	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/softkey"
 	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
 )
 
@@ -54,9 +56,11 @@ type device struct {
 	key  virtualwebauthn.Credential
 }
 
-func newDevice(handle []byte, opts virtualwebauthn.AuthenticatorOptions) *device {
+func newDevice(t *testing.T, handle []byte, opts virtualwebauthn.AuthenticatorOptions) *device {
+	// softkey.Credential, not virtualwebauthn.NewCredential: the latter's
+	// keys fail to register about once in 64 (softkey.go says why).
 	opts.UserHandle = handle
-	d := &device{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), key: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)}
+	d := &device{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), key: softkey.Credential(t)}
 	d.auth.AddCredential(d.key)
 	return d
 }
@@ -131,7 +135,7 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 func TestRegisterThenAssert(t *testing.T) {
 	rp := newRP(t)
 	u := alice()
-	d := newDevice(u.Handle, virtualwebauthn.AuthenticatorOptions{BackupEligible: true, BackupState: true})
+	d := newDevice(t, u.Handle, virtualwebauthn.AuthenticatorOptions{BackupEligible: true, BackupState: true})
 	c := register(t, rp, u, d, false)
 	if !bytes.Equal(c.ID, d.key.ID) || len(c.PublicKey) == 0 || !bytes.Equal(c.AAGUID, d.auth.Aaguid[:]) {
 		t.Fatalf("registered %+v, want the key %x of authenticator %x", c, d.key.ID, d.auth.Aaguid)
@@ -230,7 +234,7 @@ func TestAssertionOptions(t *testing.T) {
 func TestDiscoverable(t *testing.T) {
 	rp := newRP(t)
 	u := alice()
-	d := newDevice(u.Handle, virtualwebauthn.AuthenticatorOptions{})
+	d := newDevice(t, u.Handle, virtualwebauthn.AuthenticatorOptions{})
 	u.Credentials = []Credential{register(t, rp, u, d, true)}
 
 	ch := challenge(t)
@@ -247,11 +251,11 @@ func TestDiscoverable(t *testing.T) {
 func TestRefusedAssertions(t *testing.T) {
 	rp := newRP(t)
 	u := alice()
-	d := newDevice(u.Handle, virtualwebauthn.AuthenticatorOptions{})
+	d := newDevice(t, u.Handle, virtualwebauthn.AuthenticatorOptions{})
 	u.Credentials = []Credential{register(t, rp, u, d, true)}
 
 	other := bob()
-	od := newDevice(other.Handle, virtualwebauthn.AuthenticatorOptions{})
+	od := newDevice(t, other.Handle, virtualwebauthn.AuthenticatorOptions{})
 	other.Credentials = []Credential{register(t, rp, other, od, true)}
 
 	evil := browser
@@ -323,7 +327,7 @@ func tamper(t *testing.T, resp []byte, field string) []byte {
 func TestUserVerification(t *testing.T) {
 	rp := newRP(t)
 	u := alice()
-	d := newDevice(u.Handle, virtualwebauthn.AuthenticatorOptions{UserNotVerified: true})
+	d := newDevice(t, u.Handle, virtualwebauthn.AuthenticatorOptions{UserNotVerified: true})
 	c := register(t, rp, u, d, false)
 	if c.UserVerified {
 		t.Fatalf("registered %+v without user verification", c)
@@ -352,7 +356,7 @@ func TestUserVerification(t *testing.T) {
 func TestCounter(t *testing.T) {
 	rp := newRP(t)
 	u := alice()
-	d := newDevice(u.Handle, virtualwebauthn.AuthenticatorOptions{})
+	d := newDevice(t, u.Handle, virtualwebauthn.AuthenticatorOptions{})
 	u.Credentials = []Credential{register(t, rp, u, d, false)}
 
 	step := func(counter uint32) (Credential, error) {
@@ -387,7 +391,7 @@ func TestCounter(t *testing.T) {
 func TestReplay(t *testing.T) {
 	rp := newRP(t)
 	u := alice()
-	d := newDevice(u.Handle, virtualwebauthn.AuthenticatorOptions{})
+	d := newDevice(t, u.Handle, virtualwebauthn.AuthenticatorOptions{})
 
 	first := challenge(t)
 	att := d.attest(t, rp, u, first, browser, true)
@@ -416,7 +420,7 @@ func TestReplay(t *testing.T) {
 func TestRefusedRegistrations(t *testing.T) {
 	rp := newRP(t)
 	u := alice()
-	d := newDevice(u.Handle, virtualwebauthn.AuthenticatorOptions{})
+	d := newDevice(t, u.Handle, virtualwebauthn.AuthenticatorOptions{})
 	ch := challenge(t)
 	evil := browser
 	evil.Origin = "https://evil.example.net"
@@ -517,7 +521,7 @@ func TestChallengeOfRegistration(t *testing.T) {
 	rp := newRP(t)
 	u := alice()
 	ch := challenge(t)
-	got, err := ChallengeOf(newDevice(u.Handle, virtualwebauthn.AuthenticatorOptions{}).attest(t, rp, u, ch, browser, false))
+	got, err := ChallengeOf(newDevice(t, u.Handle, virtualwebauthn.AuthenticatorOptions{}).attest(t, rp, u, ch, browser, false))
 	if err != nil || !bytes.Equal(got, ch) {
 		t.Fatalf("ChallengeOf = %x, %v; want %x", got, err, ch)
 	}
@@ -650,7 +654,7 @@ func (a attester) sign(t *testing.T, data ...[]byte) []byte {
 func TestAttestationFormats(t *testing.T) {
 	rp := newRP(t)
 	u := alice()
-	d := newDevice(u.Handle, virtualwebauthn.AuthenticatorOptions{})
+	d := newDevice(t, u.Handle, virtualwebauthn.AuthenticatorOptions{})
 	a := newAttester(t)
 	ch := challenge(t)
 

@@ -28,11 +28,18 @@ type Key struct {
 // New is a new authenticator with a new P-256 passkey, on page.
 func New(t testing.TB, page virtualwebauthn.RelyingParty) *Key {
 	t.Helper()
+	return &Key{Auth: virtualwebauthn.NewAuthenticator(), Cred: Credential(t), Page: page}
+}
+
+// Credential is a new P-256 passkey with a random 32-byte id, one the
+// relying party accepts (see p256).
+func Credential(t testing.TB) virtualwebauthn.Credential {
+	t.Helper()
 	id := make([]byte, 32)
 	if _, err := rand.Read(id); err != nil {
 		t.Fatal(err)
 	}
-	return &Key{Auth: virtualwebauthn.NewAuthenticator(), Cred: virtualwebauthn.Credential{ID: id, Key: p256(t)}, Page: page}
+	return virtualwebauthn.Credential{ID: id, Key: p256(t)}
 }
 
 // p256 is a new P-256 key whose coordinates are 32 bytes each: the
