@@ -95,8 +95,9 @@ func HashPassword(password string) (string, error) {
 	return rl.hasher.Hash(context.Background(), password)
 }
 
-// HoldHashSlots takes every hashing slot of the running realm, so that
-// every password check waits for a slot, until release is called.
+// HoldHashSlots takes, without waiting, every hashing slot of the running
+// realm that may hash, so that every password check waits in the hasher
+// until release is called.
 func HoldHashSlots() (release func(), err error) {
 	rl, err := activeRealm()
 	if err != nil {

@@ -279,7 +279,7 @@ func (s *site) slowLogin(email, password string) <-chan reply {
 		}
 		done <- r
 	}()
-	waitForFrame(s.t, "account.(*Hasher).acquire(")
+	waitForFrame(s.t, "account.(*Hasher).Hold(")
 	return done
 }
 

@@ -193,12 +193,23 @@ func (h *Hasher) observe(seconds float64) {
 // Hold takes one hashing slot for owners (see acquire), then waits for
 // one of the hashes running to finish when GOMAXPROCS are (a wait bounded
 // by the slots: at most as many holders wait as hash), until release is
-// called: every hash and check runs in one.
+// called: every hash and check runs in one. A caller whose ctx ends
+// while it waits gives its slot back and gets ctx's error; with ctx
+// already ended, Hold still takes what is free without waiting.
 func (h *Hasher) Hold(ctx context.Context, owners ...string) (release func(), err error) {
 	if err := h.acquire(ctx, owners); err != nil {
 		return nil, err
 	}
-	h.running <- struct{}{}
+	select {
+	case h.running <- struct{}{}:
+	default:
+		select {
+		case h.running <- struct{}{}:
+		case <-ctx.Done():
+			h.release(owners)
+			return nil, ctx.Err()
+		}
+	}
 	return func() {
 		<-h.running
 		h.release(owners)

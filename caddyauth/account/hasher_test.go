@@ -61,6 +61,58 @@ func TestHasherConcurrencyBound(t *testing.T) {
 	}
 }
 
+// TestHasherRunningWait: a holder past the GOMAXPROCS that hash at once
+// waits for one of them, gives its slot back when its context ends first,
+// and hashes once one finishes.
+func TestHasherRunningWait(t *testing.T) {
+	h := testHasher(time.Second)
+	procs := cap(h.running)
+	var running []func()
+	for range procs {
+		release, err := h.Hold(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		running = append(running, release)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.Hold(ended); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Hold with an ended context and every runner busy: %v", err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := h.Hold(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Hold past its deadline: %v", err)
+	}
+	if h.busy != procs {
+		t.Fatalf("%d slots in use after two holders gave up, want %d", h.busy, procs)
+	}
+	got := make(chan error, 1)
+	go func() {
+		release, err := h.Hold(context.Background())
+		if err == nil {
+			release()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("Hold did not wait for a runner: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	running[0]()
+	if err := <-got; err != nil {
+		t.Fatalf("Hold after a runner finished: %v", err)
+	}
+	for _, release := range running[1:] {
+		release()
+	}
+	if h.busy != 0 || len(h.running) != 0 {
+		t.Fatalf("%d slots and %d runners left in use", h.busy, len(h.running))
+	}
+}
+
 // waitQueued waits until n callers wait for a slot of h.
 func waitQueued(t *testing.T, h *Hasher, n int) {
 	t.Helper()
