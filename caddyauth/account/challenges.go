@@ -202,15 +202,8 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 			return done(tx, u)
 		}
 		failed = true
-		if wrong, locked, err = rl.recordFailure(ctx, tx, c, f); err != nil {
-			return err
-		}
-		// The user's lock is released at the commit, so a flush to disk
-		// there would hold every other check of the user for its
-		// duration. Without it, only a crash of the database server
-		// before its next flush can lose the row, which gives back one
-		// guess per row lost.
-		return tx.CommitUnflushed(ctx)
+		wrong, locked, err = rl.recordFailure(ctx, tx, c, f)
+		return err
 	})
 	if err != nil || !failed {
 		if err == nil {
