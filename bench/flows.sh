@@ -16,13 +16,21 @@
 #               run, not the duration): challenge spent, failures cleared,
 #               TOTP step moved, session opened, tokens signed.
 #
-#   bash bench/flows.sh [duration=10s] [clients=32] [users=1000]
+#   bash bench/flows.sh [duration=10s] [clients=32] [users=1000] [modes]
+#
+# modes picks the flows, in that order, from "refresh mfa-wrong mfa-right"
+# (the default, all three): e.g. "refresh mfa-wrong" for a revision of the
+# code from before sign-up without verification, which mfa-right needs.
 #
 # PostgreSQL: JWT_ALLAUTH_BENCH_POSTGRES_DSN (default: the local test
 # server); a fresh schema is created and dropped. Skipped when unreachable.
 duration=${1:-10s}
 clients=${2:-32}
 users=${3:-1000}
+modes=${4:-refresh mfa-wrong mfa-right}
+for m in $modes; do
+	case $m in refresh | mfa-wrong | mfa-right) ;; *) echo "unknown mode $m (refresh, mfa-wrong, mfa-right)" >&2; exit 2 ;; esac
+done
 port=18483
 password='Quartz-Lantern-8812'
 pg_dsn=${JWT_ALLAUTH_BENCH_POSTGRES_DSN:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
@@ -51,10 +59,15 @@ run() { # name store-line
 	echo "== $name"
 	echo "caddy idle memory (VmRSS): $(caddy_idle_memory)"
 	local args=(-base "http://127.0.0.1:$port/auth" -email "bench-$name@example.com" -password "$password" -c "$clients" -d "$duration")
-	"$load" -mode refresh "${args[@]}"
-	"$load" -mode mfa-wrong "${args[@]}"
-	"$load" -mode mfa-right -base "http://127.0.0.1:$port/auth" -email "bench-$name-%d@example.com" \
-		-password "$password" -c "$clients" -users "$users"
+	for m in $modes; do
+		case $m in
+		mfa-right)
+			"$load" -mode mfa-right -base "http://127.0.0.1:$port/auth" -email "bench-$name-%d@example.com" \
+				-password "$password" -c "$clients" -users "$users"
+			;;
+		*) "$load" -mode "$m" "${args[@]}" ;;
+		esac
+	done
 	echo "caddy peak memory (VmHWM): $(caddy_peak_memory)"
 	stop_caddy
 }
