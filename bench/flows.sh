@@ -79,5 +79,9 @@ if psql -q "$pg_dsn" -c 'SELECT 1' >/dev/null 2>&1; then
 	case $pg_dsn in *\?*) sep='&' ;; *) sep='?' ;; esac
 	run postgres "store postgres ${pg_dsn}${sep}search_path=$schema"
 else
-	echo "== postgres: skipped (no server at JWT_ALLAUTH_BENCH_POSTGRES_DSN)"
+	if command -v psql >/dev/null; then
+		echo "== postgres: skipped (no server at JWT_ALLAUTH_BENCH_POSTGRES_DSN)"
+	else
+		echo "== postgres: skipped (psql, which makes its schema, is not installed)"
+	fi
 fi
