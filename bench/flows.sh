@@ -73,15 +73,13 @@ run() { # name store-line
 }
 
 run sqlite "store sqlite $work/bench.db"
-if psql -q "$pg_dsn" -c 'SELECT 1' >/dev/null 2>&1; then
+if ! command -v psql >/dev/null; then
+	echo "== postgres: skipped (psql, which makes its schema, is not installed)"
+elif psql -q "$pg_dsn" -c 'SELECT 1' >/dev/null 2>&1; then
 	schema="bench_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
 	psql -q "$pg_dsn" -c "CREATE SCHEMA $schema" >/dev/null
 	case $pg_dsn in *\?*) sep='&' ;; *) sep='?' ;; esac
 	run postgres "store postgres ${pg_dsn}${sep}search_path=$schema"
 else
-	if command -v psql >/dev/null; then
-		echo "== postgres: skipped (no server at JWT_ALLAUTH_BENCH_POSTGRES_DSN)"
-	else
-		echo "== postgres: skipped (psql, which makes its schema, is not installed)"
-	fi
+	echo "== postgres: skipped (no server at JWT_ALLAUTH_BENCH_POSTGRES_DSN)"
 fi

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/descope/virtualwebauthn"
+	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/internal/softkey"
-	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
 )
 
 const (
