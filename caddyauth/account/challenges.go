@@ -62,15 +62,41 @@ func (rl *Challenges) gate(ctx context.Context, u User) (Step, error) {
 	return Step{Challenge: id, Methods: methods}, err
 }
 
-// spendTOTP compares code with secret and, when it matches, moves the
-// user's last accepted step to its step; false means a wrong code or one
-// already used in its step (replay).
-func (rl *Challenges) spendTOTP(ctx context.Context, tx Store, userID int64, secret, code string) (bool, error) {
+// factor is a second-factor code as a counted check compares it (see
+// countedCheck): spend compares it through the check's transaction and
+// spends it when it is right (false for a wrong or already spent one).
+// Hopeless says it was found wrong before the transaction, whatever the
+// store holds (a TOTP code that matches no step of the window, a
+// malformed recovery code): spend then returns false without a query.
+type factor struct {
+	spend    func(tx Store) (bool, error)
+	hopeless bool
+}
+
+// totpFactor compares code with secret now, before the check's
+// transaction, and returns the factor that spends it: a code that
+// matches moves the user's last accepted step to its step, and is false
+// when that step is already used (replay).
+func (rl *Challenges) totpFactor(ctx context.Context, userID int64, secret, code string) factor {
 	step, ok := otpcode.MatchTOTP(secret, code, rl.now(), rl.policy.TOTPSkew)
-	if !ok {
-		return false, nil
-	}
-	return tx.AdvanceTOTPStep(ctx, userID, step, rl.now())
+	return factor{hopeless: !ok, spend: func(tx Store) (bool, error) {
+		if !ok {
+			return false, nil
+		}
+		return tx.AdvanceTOTPStep(ctx, userID, step, rl.now())
+	}}
+}
+
+// recoveryFactor is the factor of a recovery code: a well-formed one is
+// looked up and spent, a malformed one is hopeless.
+func (rl *Challenges) recoveryFactor(ctx context.Context, userID int64, code string) factor {
+	normalised, wellFormed := otpcode.NormaliseRecoveryCode(code)
+	return factor{hopeless: !wellFormed, spend: func(tx Store) (bool, error) {
+		if !wellFormed {
+			return false, nil
+		}
+		return tx.ConsumeRecoveryCode(ctx, userID, otpcode.HashRecoveryCode(normalised), rl.now())
+	}}
 }
 
 // recentFailures returns when the user's newest MFA failures inside the
@@ -141,7 +167,7 @@ type mfaCheck struct {
 // transaction that locks the user's row before it reads the limits and
 // keeps it until the outcome is written, it refuses a challenge that is no
 // longer live or whose budget is spent and a user locked out, then
-// compare compares (and spends) the code; a right one runs done with the
+// compares (and spends) the factor f; a right one runs done with the
 // locked user, a wrong one is recorded as a failure (recordFailure) and
 // answered. Every check of one user, on this node or another, waits for
 // the one before it, so however many arrive at once, at most
@@ -151,11 +177,25 @@ type mfaCheck struct {
 // (challenge, lockout); callers check the same before, outside the
 // lock, so that a refusal that needs no lock waits for none. ErrNotFound
 // means the user or the challenge is gone.
-func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func(tx Store) (bool, error), done func(tx Store, u User) error) error {
+//
+// The user's lock is released at the commit, so a flush to disk there
+// would hold every other check of the user for its duration: a hopeless
+// factor's transaction, which can only write a failure (and end
+// challenges), commits without one (Store.CommitUnflushed). That is
+// asked before the lock is waited for, so it adds no round trip while the
+// lock is held. Only a crash of the database server before its next
+// flush can then lose what it wrote, which gives back one guess per
+// failure lost.
+func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, f factor, done func(tx Store, u User) error) error {
 	var wrong error
 	failed, locked := false, false
 	err := rl.store.InTx(ctx, func(tx Store) error {
 		wrong, failed, locked = nil, false, false
+		if f.hopeless {
+			if err := tx.CommitUnflushed(ctx); err != nil {
+				return err
+			}
+		}
 		// The user's row is locked first, as every transaction that locks
 		// it does, so that none waits for another in a cycle.
 		u, err := tx.UserForUpdate(ctx, c.userID)
@@ -169,11 +209,11 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 		}
 		// What the limits stand at, read once: the lock keeps them so
 		// until the outcome is written.
-		var f failures
-		if f.recent, err = rl.recentFailures(ctx, tx, c.userID); err != nil {
+		var counts failures
+		if counts.recent, err = rl.recentFailures(ctx, tx, c.userID); err != nil {
 			return err
 		}
-		if wait := rl.lockoutSeconds(f.recent); wait > 0 {
+		if wait := rl.lockoutSeconds(counts.recent); wait > 0 {
 			return errMFALockedOut(wait)
 		}
 		if limit := rl.policy.MFAChallengeMax; limit > 0 && c.ch != nil {
@@ -181,7 +221,7 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 			if err != nil {
 				return err
 			}
-			f.onChallenge = n
+			counts.onChallenge = n
 			// Reached only when the limit is lower than when those
 			// failures were answered (a reload, or another node's
 			// configuration): the failure that reaches it ends the
@@ -194,7 +234,7 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 				return nil
 			}
 		}
-		ok, err := compare(tx)
+		ok, err := f.spend(tx)
 		if err != nil {
 			return err
 		}
@@ -202,7 +242,7 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, compare func
 			return done(tx, u)
 		}
 		failed = true
-		wrong, locked, err = rl.recordFailure(ctx, tx, c, f)
+		wrong, locked, err = rl.recordFailure(ctx, tx, c, counts)
 		return err
 	})
 	if err != nil || !failed {
@@ -302,9 +342,7 @@ func (rl *Challenges) verifyTOTPChallenge(ctx context.Context, challengeID, code
 	if err != nil {
 		return TokenPair{}, err
 	}
-	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
-		return rl.spendTOTP(ctx, tx, ch.UserID, secret, code)
-	}, msgInvalidCode, ip)
+	return rl.completeChallenge(ctx, ch, rl.totpFactor(ctx, ch.UserID, secret, code), msgInvalidCode, ip)
 }
 
 // verifyRecoveryChallenge completes a login challenge with a recovery
@@ -322,24 +360,17 @@ func (rl *Challenges) verifyRecoveryChallenge(ctx context.Context, challengeID, 
 	if n == 0 {
 		return TokenPair{}, refuse(Invalid, msgNoRecoveryCodes)
 	}
-	normalised, wellFormed := otpcode.NormaliseRecoveryCode(code)
-	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
-		if !wellFormed {
-			return false, nil
-		}
-		return tx.ConsumeRecoveryCode(ctx, ch.UserID, otpcode.HashRecoveryCode(normalised), rl.now())
-	}, msgInvalidRecovery, ip)
+	return rl.completeChallenge(ctx, ch, rl.recoveryFactor(ctx, ch.UserID, code), msgInvalidRecovery, ip)
 }
 
 // completeChallenge checks a second factor against the login challenge ch
-// as one counted check (countedCheck): spend compares the factor and
-// spends it (false for a wrong or already spent one, a failure). A right
+// as one counted check of f (countedCheck). A right
 // one spends the challenge, clears the user's failures and opens the
 // session, in the same transaction, so nothing is consumed unless all is;
 // a challenge spent meanwhile is invalid.
-func (rl *Challenges) completeChallenge(ctx context.Context, ch Token, spend func(tx Store) (bool, error), wrong, ip string) (TokenPair, error) {
+func (rl *Challenges) completeChallenge(ctx context.Context, ch Token, f factor, wrong, ip string) (TokenPair, error) {
 	var pair TokenPair
-	err := rl.countedCheck(ctx, mfaCheck{userID: ch.UserID, ch: &ch, wrong: wrong}, spend, func(tx Store, u User) error {
+	err := rl.countedCheck(ctx, mfaCheck{userID: ch.UserID, ch: &ch, wrong: wrong}, f, func(tx Store, u User) error {
 		if _, err := tx.ConsumeToken(ctx, purposeMFALoginChallenge, ch.Token, time.Time{}); err != nil {
 			return err
 		}

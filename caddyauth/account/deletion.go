@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/jsonform"
-	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/otpcode"
 	"github.com/caddy-jwt-allauth/caddy-jwt-allauth/caddyauth/tokens"
 )
 
@@ -83,14 +82,14 @@ func (rl *Users) Delete(ctx context.Context, o Origin, access string, in Deletio
 	if err != nil {
 		return err
 	}
-	check, compare, err := rl.deletionFactor(ctx, c, u, in.Code)
+	check, f, err := rl.deletionFactor(ctx, c, u, in.Code)
 	if err != nil {
 		return userGone(err)
 	}
-	if compare == nil {
+	if f.spend == nil {
 		err = rl.deleteLocked(ctx, u.ID)
 	} else {
-		err = rl.challenges.countedCheck(ctx, check, compare, func(tx Store, _ User) error {
+		err = rl.challenges.countedCheck(ctx, check, f, func(tx Store, _ User) error {
 			return tx.DeleteUser(ctx, u.ID)
 		})
 	}
@@ -102,66 +101,58 @@ func (rl *Users) Delete(ctx context.Context, o Origin, access string, in Deletio
 }
 
 // deletionFactor works out the second factor a deletion of u by the
-// bearer of c needs (see Delete): compare is nil when none is needed,
-// else it checks code as a counted check of check.
-func (rl *Users) deletionFactor(ctx context.Context, c tokens.Claims, u User, code string) (check mfaCheck, compare func(tx Store) (bool, error), err error) {
+// bearer of c needs (see Delete): f.spend is nil when none is needed,
+// else f is code, to check as a counted check of check.
+func (rl *Users) deletionFactor(ctx context.Context, c tokens.Claims, u User, code string) (check mfaCheck, f factor, err error) {
 	if rl.policy.MFA == MFADisabled {
-		return mfaCheck{}, nil, nil
+		return mfaCheck{}, factor{}, nil
 	}
 	hasTOTP, err := rl.mfa.hasTOTP(ctx, u.ID)
 	if err != nil {
-		return mfaCheck{}, nil, err
+		return mfaCheck{}, factor{}, err
 	}
 	hasPasskey, _, err := rl.passkeyFactor(ctx, u.ID)
 	if err != nil || (!hasTOTP && !hasPasskey) {
-		return mfaCheck{}, nil, err
+		return mfaCheck{}, factor{}, err
 	}
 	check = mfaCheck{userID: u.ID, what: "user/delete"}
 	if hasTOTP {
 		if code == "" {
-			return mfaCheck{}, nil, fieldError("code", msgCodeRequired)
+			return mfaCheck{}, factor{}, fieldError("code", msgCodeRequired)
 		}
 		if err := rl.challenges.checkLockout(ctx, rl.store, u.ID); err != nil {
-			return mfaCheck{}, nil, err
+			return mfaCheck{}, factor{}, err
 		}
 		secret, err := rl.mfa.userTOTPSecret(ctx, u.ID)
 		if err != nil {
 			// A concurrent deletion took the TOTP with the account: the
 			// account is gone, not its factor.
 			if _, gone := rl.store.UserByID(ctx, u.ID); errors.Is(gone, ErrNotFound) {
-				return mfaCheck{}, nil, ErrNotFound
+				return mfaCheck{}, factor{}, ErrNotFound
 			}
-			return mfaCheck{}, nil, err
+			return mfaCheck{}, factor{}, err
 		}
 		check.wrong = msgInvalidCode
-		return check, func(tx Store) (bool, error) {
-			return rl.challenges.spendTOTP(ctx, tx, u.ID, secret, code)
-		}, nil
+		return check, rl.challenges.totpFactor(ctx, u.ID, secret, code), nil
 	}
 	n, err := rl.store.CountRecoveryCodes(ctx, u.ID)
 	if err != nil {
-		return mfaCheck{}, nil, err
+		return mfaCheck{}, factor{}, err
 	}
 	if n == 0 {
 		if !rl.sessions.RecentlyAuthenticated(c) {
-			return mfaCheck{}, nil, errReauthRequired()
+			return mfaCheck{}, factor{}, errReauthRequired()
 		}
-		return mfaCheck{}, nil, nil
+		return mfaCheck{}, factor{}, nil
 	}
 	if code == "" {
-		return mfaCheck{}, nil, fieldError("code", msgCodeRequired)
+		return mfaCheck{}, factor{}, fieldError("code", msgCodeRequired)
 	}
 	if err := rl.challenges.checkLockout(ctx, rl.store, u.ID); err != nil {
-		return mfaCheck{}, nil, err
+		return mfaCheck{}, factor{}, err
 	}
-	normalised, wellFormed := otpcode.NormaliseRecoveryCode(code)
 	check.wrong = msgInvalidRecovery
-	return check, func(tx Store) (bool, error) {
-		if !wellFormed {
-			return false, nil
-		}
-		return tx.ConsumeRecoveryCode(ctx, u.ID, otpcode.HashRecoveryCode(normalised), rl.now())
-	}, nil
+	return check, rl.challenges.recoveryFactor(ctx, u.ID, code), nil
 }
 
 // deleteLocked deletes the user id in one transaction that locks the

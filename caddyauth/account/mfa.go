@@ -591,9 +591,7 @@ func (rl *MFA) RegenerateRecovery(ctx context.Context, o Origin, access string, 
 		return nil, err
 	}
 	check := mfaCheck{userID: uid, what: "recovery-codes/regenerate", wrong: msgInvalidCode}
-	err = rl.challenges.countedCheck(ctx, check, func(tx Store) (bool, error) {
-		return rl.challenges.spendTOTP(ctx, tx, uid, secret, in.Code)
-	}, func(tx Store, _ User) error {
+	err = rl.challenges.countedCheck(ctx, check, rl.challenges.totpFactor(ctx, uid, secret, in.Code), func(tx Store, _ User) error {
 		if _, err := tx.DeleteAuthenticators(ctx, uid, authRecoveryCodes); err != nil {
 			return err
 		}

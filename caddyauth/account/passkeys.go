@@ -489,7 +489,7 @@ func (rl *Challenges) verifyPasskeyChallenge(ctx context.Context, challengeID st
 		return TokenPair{}, err
 	}
 	pk := rl.passkeys
-	return rl.completeChallenge(ctx, ch, func(tx Store) (bool, error) {
+	return rl.completeChallenge(ctx, ch, factor{spend: func(tx Store) (bool, error) {
 		challenge, row, err := pk.spendCeremony(ctx, tx, purposePasskeyAssert, ch.Token, response)
 		if errors.Is(err, ErrNotFound) || (err == nil && row.UserID != ch.UserID) {
 			return false, nil
@@ -498,7 +498,7 @@ func (rl *Challenges) verifyPasskeyChallenge(ctx context.Context, challengeID st
 			return false, err
 		}
 		return pk.assert(ctx, tx, ch.UserID, challenge, response, false)
-	}, msgPasskeyInvalid, ip)
+	}}, msgPasskeyInvalid, ip)
 }
 
 // assert checks, through tx, an assertion of a passkey of userID against

@@ -338,4 +338,14 @@ type Store interface {
 	// InTx runs fn in one transaction: fn must use the Store it is given,
 	// and every write it made is undone when fn returns an error.
 	InTx(ctx context.Context, fn func(tx Store) error) error
+	// CommitUnflushed lets the transaction the Store is bound to commit
+	// without waiting for its writes to reach the disk: they are seen by
+	// every other transaction from the commit on, as any commit's, and
+	// only a crash of the database server soon after it can lose them
+	// (PostgreSQL: synchronous_commit off for this transaction). For
+	// writes whose loss costs little and whose flush would keep a lock
+	// held, such as a refused check's failure row; called before the
+	// lock is taken, it adds no round trip while the lock is held. It
+	// fails when the Store is not bound to a transaction of InTx.
+	CommitUnflushed(ctx context.Context) error
 }

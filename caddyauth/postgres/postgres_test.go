@@ -325,3 +325,31 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		t.Fatalf("after module name: dsn %q, err %v", s.DSN, err)
 	}
 }
+
+// TestCommitUnflushedIsLocal: CommitUnflushed changes how its own
+// transaction commits and nothing after it; the next transaction on the
+// same connection waits for its flush again.
+func TestCommitUnflushedIsLocal(t *testing.T) {
+	db, err := sql.Open("pgx", testDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1) // every statement below runs on one connection
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sqlstore.Migrate(ctx, db, sqlstore.Postgres); err != nil {
+		t.Fatal(err)
+	}
+	s := sqlstore.New(db, sqlstore.Postgres)
+	if err := s.InTx(ctx, func(tx account.Store) error { return tx.CommitUnflushed(ctx) }); err != nil {
+		t.Fatal(err)
+	}
+	var setting string
+	if err := db.QueryRowContext(ctx, "SHOW synchronous_commit").Scan(&setting); err != nil {
+		t.Fatal(err)
+	}
+	if setting != "on" {
+		t.Fatalf("synchronous_commit after the transaction = %q, want on", setting)
+	}
+}

@@ -22,6 +22,10 @@ type Dialect struct {
 	// transaction ends; "" when the transaction already excludes other
 	// writers.
 	lockRow string
+	// commitUnflushed is run in a transaction to let it commit without
+	// waiting for a flush to disk; "" when a commit already does not wait
+	// for one.
+	commitUnflushed string
 }
 
 // Name returns the dialect's name ("postgres" or "sqlite").
@@ -45,6 +49,9 @@ var (
 		// The key is the bytes "jwtaauth" read as a big-endian integer.
 		migrationLock: "SELECT pg_advisory_xact_lock(7671728451844666472)",
 		lockRow:       " FOR UPDATE",
+		// For this transaction only; the WAL writer flushes it within
+		// three times wal_writer_delay (600 ms by default).
+		commitUnflushed: "SET LOCAL synchronous_commit = off",
 	}
 
 	// SQLite is the dialect of SQLite (3.35 or later). Migrations run in one
@@ -53,7 +60,9 @@ var (
 	// so that two processes cannot both read the schema version first. The
 	// same holds for every transaction of InTx: BEGIN IMMEDIATE takes the
 	// write lock before the first read, which is the row lock
-	// UserForUpdate promises (SQLite has no SELECT ... FOR UPDATE).
+	// UserForUpdate promises (SQLite has no SELECT ... FOR UPDATE). The
+	// store opens the database with synchronous(NORMAL) in WAL mode (see
+	// caddyauth/sqlite/sqlite.go), where a commit waits for no flush.
 	SQLite = Dialect{
 		name:       "sqlite",
 		migrations: mustSub("migrations/sqlite"),

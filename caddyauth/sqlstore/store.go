@@ -98,6 +98,21 @@ func (s *Store) InTx(ctx context.Context, fn func(tx account.Store) error) error
 	return s.inTx(ctx, func(tx *Store) error { return fn(tx) })
 }
 
+// CommitUnflushed lets the store's transaction commit without waiting for
+// a flush to disk (see Dialect). It fails outside a transaction of InTx.
+func (s *Store) CommitUnflushed(ctx context.Context) error {
+	if s.tx == nil {
+		return errors.New("CommitUnflushed outside a transaction")
+	}
+	if s.dialect.commitUnflushed == "" {
+		return nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.q.ExecContext(ctx, s.dialect.commitUnflushed)
+	return err
+}
+
 // Helpers.
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"Settings", testSettings},
 		{"ResealTOTP", testResealTOTP},
 		{"InTx", testInTx},
+		{"CommitUnflushed", testCommitUnflushed},
 		{"CanceledContext", testCanceledContext},
 		{"RaceConsumeToken", testRaceConsumeToken},
 		{"RaceRotateRefresh", testRaceRotateRefresh},
@@ -1432,6 +1433,38 @@ func testInTx(t *testing.T, s account.Store) {
 	must(t, "LoadOrStoreSetting", err)
 	if string(got) != "after" {
 		t.Fatalf("rolled-back setting survived: %q", got)
+	}
+}
+
+// testCommitUnflushed: a transaction let commit without a flush commits
+// as any other, seen by the store at once, and rolls back as any other.
+func testCommitUnflushed(t *testing.T, s account.Store) {
+	c := ctx(t)
+	if err := s.CommitUnflushed(c); err == nil {
+		t.Fatal("CommitUnflushed outside a transaction succeeded")
+	}
+	u := mustUser(t, s, "unflushed@example.com")
+	write := func(token string, fail error) error {
+		return s.InTx(c, func(tx account.Store) error {
+			if err := tx.CommitUnflushed(c); err != nil {
+				return err
+			}
+			if _, err := tx.UserForUpdate(c, u); err != nil {
+				return err
+			}
+			if _, err := tx.CreateToken(c, account.Token{UserID: u, Purpose: "attempt", Token: token, Created: now()}); err != nil {
+				return err
+			}
+			return fail
+		})
+	}
+	must(t, "InTx", write("kept", nil))
+	boom := errors.New("boom")
+	wantErr(t, "InTx with failing fn", write("undone", boom), boom)
+	for token, want := range map[string]int{"kept": 1, "undone": 0} {
+		n, err := s.CountTokens(c, "attempt", token, time.Time{})
+		must(t, "CountTokens", err)
+		wantInt(t, "rows of "+token, n, want)
 	}
 }
 
