@@ -202,18 +202,20 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, f factor, do
 		if err != nil {
 			return err
 		}
-		if c.ch != nil {
-			if _, err := tx.FindToken(ctx, purposeMFALoginChallenge, c.ch.Token, rl.now().Add(-rl.policy.MFAChallengeTTL)); err != nil {
-				return err
-			}
-		}
 		// What the limits stand at, read once: the lock keeps them so
-		// until the outcome is written.
+		// until the outcome is written. Whether the challenge is still
+		// live is not read on its own: the write of either outcome
+		// fails when it is not (recordFailure, and done's spending of
+		// the challenge), and only the refusals below, which write no
+		// failure, ask first, the challenge's refusal coming first.
 		var counts failures
 		if counts.recent, err = rl.recentFailures(ctx, tx, c.userID); err != nil {
 			return err
 		}
 		if wait := rl.lockoutSeconds(counts.recent); wait > 0 {
+			if err := rl.liveChallenge(ctx, tx, c); err != nil {
+				return err
+			}
 			return errMFALockedOut(wait)
 		}
 		if limit := rl.policy.MFAChallengeMax; limit > 0 && c.ch != nil {
@@ -227,6 +229,9 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, f factor, do
 			// configuration): the failure that reaches it ends the
 			// challenge in its own transaction.
 			if n >= limit {
+				if err := rl.liveChallenge(ctx, tx, c); err != nil {
+					return err
+				}
 				if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {
 					return err
 				}
@@ -269,6 +274,16 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, f factor, do
 	return wrong
 }
 
+// liveChallenge returns ErrNotFound when the login challenge of c is no
+// longer live, nil when it is or c has none.
+func (rl *Challenges) liveChallenge(ctx context.Context, tx Store, c mfaCheck) error {
+	if c.ch == nil {
+		return nil
+	}
+	_, err := tx.FindToken(ctx, purposeMFALoginChallenge, c.ch.Token, rl.challengeNotBefore())
+	return err
+}
+
 // failures are the counts a check is made against, read under the
 // user's lock before the code is compared: the user's newest failures
 // inside the lockout window (recentFailures) and, when the challenge has
@@ -284,16 +299,21 @@ type failures struct {
 // other failure from being written meanwhile): the lockout when this
 // failure locks the user out (every live login challenge of the user
 // dies; locked is true), the invalidation message when it spends the
-// challenge's budget (the challenge dies), else c.wrong. Without a
-// challenge (regeneration) there is no challenge budget and the row is
-// keyed by c.what, so it counts only towards the user's.
+// challenge's budget (the challenge dies), else c.wrong. With a
+// challenge the row is written only while the challenge is live,
+// ErrNotFound otherwise. Without a challenge (regeneration) there is no
+// challenge budget and the row is keyed by c.what, so it counts only
+// towards the user's.
 func (rl *Challenges) recordFailure(ctx context.Context, tx Store, c mfaCheck, f failures) (answer error, locked bool, err error) {
-	key := c.what
-	if c.ch != nil {
-		key = c.ch.Token
-	}
 	now := rl.now()
-	if _, err := tx.CreateToken(ctx, Token{UserID: c.userID, Purpose: purposeMFAAttempt, Token: key, Created: now}); err != nil {
+	row := Token{UserID: c.userID, Purpose: purposeMFAAttempt, Token: c.what, Created: now}
+	if c.ch != nil {
+		row.Token = c.ch.Token
+		_, err = tx.CreateTokenWhile(ctx, row, purposeMFALoginChallenge, c.ch.Token, rl.challengeNotBefore())
+	} else {
+		_, err = tx.CreateToken(ctx, row)
+	}
+	if err != nil {
 		return nil, false, err
 	}
 	if wait := rl.lockoutSeconds(append([]time.Time{now}, f.recent...)); wait > 0 {
@@ -371,7 +391,7 @@ func (rl *Challenges) verifyRecoveryChallenge(ctx context.Context, challengeID, 
 func (rl *Challenges) completeChallenge(ctx context.Context, ch Token, f factor, wrong, ip string) (TokenPair, error) {
 	var pair TokenPair
 	err := rl.countedCheck(ctx, mfaCheck{userID: ch.UserID, ch: &ch, wrong: wrong}, f, func(tx Store, u User) error {
-		if _, err := tx.ConsumeToken(ctx, purposeMFALoginChallenge, ch.Token, time.Time{}); err != nil {
+		if _, err := tx.ConsumeToken(ctx, purposeMFALoginChallenge, ch.Token, rl.challengeNotBefore()); err != nil {
 			return err
 		}
 		// Unlike the reference, an account disabled

@@ -672,6 +672,11 @@ func (s *lockWatch) CreateToken(ctx context.Context, tk account.Token) (int64, e
 	return s.Store.CreateToken(ctx, tk)
 }
 
+func (s *lockWatch) CreateTokenWhile(ctx context.Context, tk account.Token, purpose, token string, notBefore time.Time) (int64, error) {
+	s.check("CreateTokenWhile", tk.UserID, tk.Purpose)
+	return s.Store.CreateTokenWhile(ctx, tk, purpose, token, notBefore)
+}
+
 func (s *lockWatch) DeleteUserTokens(ctx context.Context, userID int64, purposes ...string) (int, error) {
 	s.check("DeleteUserTokens", userID, purposes...)
 	return s.Store.DeleteUserTokens(ctx, userID, purposes...)
@@ -722,4 +727,62 @@ func TestMFAFailuresWrittenUnderTheLock(t *testing.T) {
 	if err := rl.Admin.ResetMFA(ctx, origin, access, u.ID); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// slowLock is a store whose UserForUpdate, while wait is set, moves the
+// realm's clock on by wait before it locks: as if the check had waited
+// that long for the user's lock.
+type slowLock struct {
+	account.Store
+	rl   **coretest.Realm
+	wait time.Duration
+}
+
+func (s *slowLock) InTx(ctx context.Context, fn func(tx account.Store) error) error {
+	return s.Store.InTx(ctx, func(tx account.Store) error {
+		return fn(&slowLock{Store: tx, rl: s.rl, wait: s.wait})
+	})
+}
+
+func (s *slowLock) UserForUpdate(ctx context.Context, id int64) (account.User, error) {
+	(*s.rl).Clock.Advance(s.wait)
+	return s.Store.UserForUpdate(ctx, id)
+}
+
+// A login challenge that expires while its check waits for the user's
+// lock is refused under it, to a right code as to a wrong one, and
+// neither spends anything nor counts a failure.
+func TestMFAChallengeExpiresWhileWaiting(t *testing.T) {
+	var rl *coretest.Realm
+	slow := &slowLock{rl: &rl}
+	rl = coretest.New(t, account.Config{MFA: account.MFAOptional, MFAUserMax: 5, MFAChallengeMax: 3},
+		func(t testing.TB, d *account.Deps) { slow.Store = d.Store; d.Store = slow })
+	u := newUser(t, rl, "ada@example.com")
+	p := signIn(t, rl, "ada@example.com")
+	secret, codes, _ := enrol(t, rl, p.Access)
+
+	for _, tc := range []struct {
+		name   string
+		answer func(ch string) (account.TokenPair, error)
+	}{
+		{"right code", func(ch string) (account.TokenPair, error) { return verify(rl, ch, totp(t, rl, secret)) }},
+		{"wrong code", func(ch string) (account.TokenPair, error) { return verify(rl, ch, wrongCode(totp(t, rl, secret))) }},
+		{"recovery code", func(ch string) (account.TokenPair, error) { return verifyRecovery(rl, ch, codes[0]) }},
+	} {
+		alignStep(rl)
+		ch := challenge(t, rl, "ada@example.com")
+		slow.wait = 6 * time.Minute // the challenge lives 5
+		_, err := tc.answer(ch)
+		slow.wait = 0
+		wantDead(t, err, msgChallenge)
+		if n := failures(t, rl, u.ID); n != 0 {
+			t.Fatalf("%s: %d failures recorded", tc.name, n)
+		}
+	}
+	if n := recoveryLeft(t, rl, u.ID); n != len(codes) {
+		t.Fatalf("%d recovery codes left, want all %d", n, len(codes))
+	}
+	alignStep(rl)
+	pair, err := verifyRecovery(rl, challenge(t, rl, "ada@example.com"), codes[0])
+	wantSession(t, rl, pair, err, u.ID)
 }

@@ -210,6 +210,11 @@ type Store interface {
 
 	// CreateToken inserts t (t.ID is ignored) and returns the new id.
 	CreateToken(ctx context.Context, t Token) (int64, error)
+	// CreateTokenWhile inserts t (t.ID is ignored), in one statement,
+	// only while a row (purpose, token) created at or after notBefore
+	// exists, and returns the new id; ErrNotFound, with nothing
+	// inserted, when there is none.
+	CreateTokenWhile(ctx context.Context, t Token, purpose, token string, notBefore time.Time) (int64, error)
 	// ReplaceToken deletes the user's rows of t.Purpose and inserts t, in
 	// one transaction.
 	ReplaceToken(ctx context.Context, t Token) (int64, error)

@@ -516,6 +516,21 @@ func (s *Store) createToken(ctx context.Context, t account.Token) (int64, error)
 	return id, err
 }
 
+// CreateTokenWhile inserts t (t.ID is ignored) while a row (purpose,
+// token) created at or after notBefore exists, in one statement, and
+// returns the new id; ErrNotFound when there is none.
+func (s *Store) CreateTokenWhile(ctx context.Context, t account.Token, purpose, token string, notBefore time.Time) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var id int64
+	err := s.q.QueryRowContext(ctx, `INSERT INTO tokens (user_id, purpose, token, created)
+		SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM tokens
+			WHERE purpose = $5 AND token = $6 AND created >= $7)
+		RETURNING id`,
+		nullID(t.UserID), t.Purpose, t.Token, micros(t.Created), purpose, token, micros(notBefore)).Scan(&id)
+	return id, notFound(err)
+}
+
 // ReplaceToken deletes the user's rows of t.Purpose and inserts t, in one
 // transaction, and returns the new id.
 func (s *Store) ReplaceToken(ctx context.Context, t account.Token) (int64, error) {

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) account.Store) {
 		{"DeleteRefresh", testDeleteRefresh},
 		{"Tokens", testTokens},
 		{"FindToken", testFindToken},
+		{"CreateTokenWhile", testCreateTokenWhile},
 		{"ConsumeToken", testConsumeToken},
 		{"ReplaceToken", testReplaceToken},
 		{"DeleteTokens", testDeleteTokens},
@@ -759,6 +760,44 @@ func testTokens(t *testing.T, s account.Store) {
 	must(t, "ConsumeToken of user-less rows", err)
 	if tk.UserID != 0 || tk.Purpose != "fail" {
 		t.Fatalf("ConsumeToken = %+v", tk)
+	}
+}
+
+// testCreateTokenWhile: the row is inserted while its condition's row
+// is there and young enough, and not at all otherwise.
+func testCreateTokenWhile(t *testing.T, s account.Store) {
+	c := ctx(t)
+	u := mustUser(t, s, "while@example.com")
+	base := now()
+	_, err := s.CreateToken(c, account.Token{UserID: u, Purpose: "challenge", Token: "live", Created: base})
+	must(t, "CreateToken", err)
+	_, err = s.CreateToken(c, account.Token{UserID: u, Purpose: "challenge", Token: "old", Created: base.Add(-time.Hour)})
+	must(t, "CreateToken", err)
+	for _, tc := range []struct {
+		name, purpose, token string
+		notBefore            time.Time
+		want                 error
+	}{
+		{"live", "challenge", "live", base, nil},
+		{"too old", "challenge", "old", base.Add(-time.Minute), account.ErrNotFound},
+		{"other purpose", "reset", "live", time.Time{}, account.ErrNotFound},
+		{"missing", "challenge", "missing", time.Time{}, account.ErrNotFound},
+	} {
+		row := account.Token{UserID: u, Purpose: "attempt", Token: tc.name, Created: base}
+		id, err := s.CreateTokenWhile(c, row, tc.purpose, tc.token, tc.notBefore)
+		wantErr(t, "CreateTokenWhile "+tc.name, err, tc.want)
+		n, err := s.CountTokens(c, "attempt", tc.name, time.Time{})
+		must(t, "CountTokens", err)
+		if tc.want != nil {
+			wantInt(t, "rows after a refused "+tc.name, n, 0)
+			continue
+		}
+		wantInt(t, "rows after "+tc.name, n, 1)
+		got, err := s.FindToken(c, "attempt", tc.name, time.Time{})
+		must(t, "FindToken", err)
+		if got.ID != id || got.UserID != u || !got.Created.Equal(base) {
+			t.Fatalf("row inserted = %+v, id %d", got, id)
+		}
 	}
 }
 
