@@ -33,19 +33,42 @@ func (rl *core) openSession(ctx context.Context, st Store, u User, ip string) (T
 	return rl.issuePair(ctx, st, u, session, rl.now().Unix(), ip, "")
 }
 
-// issuePair builds the refresh token of a session (and its access token),
-// then either inserts its whitelist row, with the session's start and the
-// user agent of ctx's Origin, or, when oldJTI is set, rotates the row
-// oldJTI into it (the store carries those over).
+// issuePair signs a pair for the session (signPair), then records its
+// refresh row through st (pendingPair.record).
 func (rl *core) issuePair(ctx context.Context, st Store, u User, session string, sessionIAT int64, ip, oldJTI string) (TokenPair, error) {
-	now := rl.now()
-	jti, err := tokens.NewID(rl.rand)
+	p, err := rl.signPair(ctx, u, session, sessionIAT, ip, oldJTI)
 	if err != nil {
 		return TokenPair{}, err
 	}
+	return p.TokenPair, p.record(ctx, st, oldJTI)
+}
+
+// pendingPair is a session's next pair, signed and not yet recorded: it
+// is good for nothing until record stores its refresh row.
+type pendingPair struct {
+	TokenPair
+	row RefreshToken
+}
+
+// signPair signs the refresh token of a session and its access token,
+// and builds the refresh row that record writes: a new session's (oldJTI
+// empty), with the session's start and the user agent of ctx's Origin, or
+// oldJTI's successor (the store carries those over). It writes nothing,
+// so a caller can sign before it opens the transaction that records the
+// row and hold its locks for less time.
+func (rl *core) signPair(ctx context.Context, u User, session string, sessionIAT int64, ip, oldJTI string) (pendingPair, error) {
+	now := rl.now()
+	jti, err := tokens.NewID(rl.rand)
+	if err != nil {
+		return pendingPair{}, err
+	}
 	refresh, refreshExp, err := rl.signRefresh(u, session, sessionIAT, jti, now)
 	if err != nil {
-		return TokenPair{}, err
+		return pendingPair{}, err
+	}
+	access, err := rl.signAccess(u, session, sessionIAT, now)
+	if err != nil {
+		return pendingPair{}, err
 	}
 	row := RefreshToken{JTI: jti, Session: session, UserID: u.ID, Enabled: true, Created: now, Expires: refreshExp, IP: ip}
 	if oldJTI == "" {
@@ -53,18 +76,17 @@ func (rl *core) issuePair(ctx context.Context, st Store, u User, session string,
 		if !rl.policy.OmitUserAgent {
 			row.UserAgent = useragent.Clip(originOf(ctx).UserAgent)
 		}
-		err = st.InsertRefresh(ctx, row)
-	} else {
-		err = st.RotateRefresh(ctx, oldJTI, row)
 	}
-	if err != nil {
-		return TokenPair{}, err
+	return pendingPair{TokenPair: TokenPair{Access: access, Refresh: refresh, refreshJTI: jti}, row: row}, nil
+}
+
+// record stores p's refresh row through st: inserts it, or, when oldJTI
+// is set, rotates the row oldJTI into it (Store.RotateRefresh).
+func (p pendingPair) record(ctx context.Context, st Store, oldJTI string) error {
+	if oldJTI == "" {
+		return st.InsertRefresh(ctx, p.row)
 	}
-	access, err := rl.signAccess(u, session, sessionIAT, now)
-	if err != nil {
-		return TokenPair{}, err
-	}
-	return TokenPair{Access: access, Refresh: refresh, refreshJTI: jti}, nil
+	return st.RotateRefresh(ctx, oldJTI, p.row)
 }
 
 // sessionClaims are the claims every token of u's session carries.
@@ -220,12 +242,16 @@ const RefreshHopGrace = 5 * time.Second
 // stands and ErrNotFound is returned.
 func (rl *Sessions) rotateRecorded(ctx context.Context, u User, c tokens.Claims, sessionIAT int64, ip string, grace time.Duration) (TokenPair, error) {
 	errSuccessor := errors.New("rotated within the grace")
-	var pair TokenPair
 	var succ Token
 	revoked := false
-	err := rl.store.InTx(ctx, func(tx Store) error {
-		var err error
-		pair, err = rl.issuePair(ctx, tx, u, c.Session, sessionIAT, ip, c.ID)
+	// Signed before the transaction: on SQLite it holds the database's
+	// write lock, which every other rotation waits for.
+	next, err := rl.signPair(ctx, u, c.Session, sessionIAT, ip, c.ID)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	err = rl.store.InTx(ctx, func(tx Store) error {
+		err := next.record(ctx, tx, c.ID)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			if grace > 0 {
@@ -242,7 +268,7 @@ func (rl *Sessions) rotateRecorded(ctx context.Context, u User, c tokens.Claims,
 		case err != nil:
 			return err
 		}
-		_, err = tx.CreateToken(ctx, Token{UserID: u.ID, Purpose: purposeRefreshRotated, Token: c.ID + rotationSep + pair.refreshJTI, Created: rl.now()})
+		_, err = tx.CreateToken(ctx, Token{UserID: u.ID, Purpose: purposeRefreshRotated, Token: c.ID + rotationSep + next.refreshJTI, Created: rl.now()})
 		return err
 	})
 	switch {
@@ -253,7 +279,7 @@ func (rl *Sessions) rotateRecorded(ctx context.Context, u User, c tokens.Claims,
 	case revoked:
 		return TokenPair{}, ErrNotFound
 	}
-	return pair, nil
+	return next.TokenPair, nil
 }
 
 // rotationSep joins the old and the new jti in a rotation record.
