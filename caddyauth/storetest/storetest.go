@@ -92,6 +92,16 @@ func mustUser(t *testing.T, s account.Store, email string) int64 {
 	return id
 }
 
+// mustTokens creates rows in the token table.
+func mustTokens(t *testing.T, s account.Store, rows ...account.Token) {
+	t.Helper()
+	for _, row := range rows {
+		if _, err := s.CreateToken(ctx(t), row); err != nil {
+			t.Fatalf("CreateToken(%+v): %v", row, err)
+		}
+	}
+}
+
 func wantErr(t *testing.T, what string, got, want error) {
 	t.Helper()
 	if !errors.Is(got, want) {
@@ -769,10 +779,9 @@ func testCreateTokenWhile(t *testing.T, s account.Store) {
 	c := ctx(t)
 	u := mustUser(t, s, "while@example.com")
 	base := now()
-	_, err := s.CreateToken(c, account.Token{UserID: u, Purpose: "challenge", Token: "live", Created: base})
-	must(t, "CreateToken", err)
-	_, err = s.CreateToken(c, account.Token{UserID: u, Purpose: "challenge", Token: "old", Created: base.Add(-time.Hour)})
-	must(t, "CreateToken", err)
+	mustTokens(t, s,
+		account.Token{UserID: u, Purpose: "challenge", Token: "live", Created: base},
+		account.Token{UserID: u, Purpose: "challenge", Token: "old", Created: base.Add(-time.Hour)})
 	for _, tc := range []struct {
 		name, purpose, token string
 		notBefore            time.Time
@@ -836,10 +845,9 @@ func testConsumeToken(t *testing.T, s account.Store) {
 	base := now()
 	id, err := s.CreateToken(c, account.Token{UserID: u, Purpose: "login", Token: "t1", Created: base})
 	must(t, "CreateToken", err)
-	_, err = s.CreateToken(c, account.Token{UserID: u, Purpose: "login", Token: "old", Created: base.Add(-time.Hour)})
-	must(t, "CreateToken", err)
-	_, err = s.CreateToken(c, account.Token{UserID: u, Purpose: "other", Token: "t1", Created: base})
-	must(t, "CreateToken", err)
+	mustTokens(t, s,
+		account.Token{UserID: u, Purpose: "login", Token: "old", Created: base.Add(-time.Hour)},
+		account.Token{UserID: u, Purpose: "other", Token: "t1", Created: base})
 
 	_, err = s.ConsumeToken(c, "login", "t1", base.Add(time.Microsecond))
 	wantErr(t, "ConsumeToken created before notBefore", err, account.ErrNotFound)
