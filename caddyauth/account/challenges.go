@@ -274,6 +274,12 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, f factor, do
 	return wrong
 }
 
+// challengeNotBefore is when the oldest login challenge still live was
+// made (as findChallenge counts).
+func (rl *Challenges) challengeNotBefore() time.Time {
+	return rl.now().Add(-rl.policy.MFAChallengeTTL)
+}
+
 // liveChallenge returns ErrNotFound when the login challenge of c is no
 // longer live, nil when it is or c has none.
 func (rl *Challenges) liveChallenge(ctx context.Context, tx Store, c mfaCheck) error {

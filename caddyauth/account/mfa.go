@@ -59,12 +59,7 @@ func (rl *core) findChallenge(ctx context.Context, purpose, id string) (Token, e
 	if id == "" {
 		return Token{}, ErrNotFound
 	}
-	return rl.store.FindToken(ctx, purpose, challengeDigest(id), rl.challengeNotBefore())
-}
-
-// challengeNotBefore is when the oldest challenge still live was made.
-func (rl *core) challengeNotBefore() time.Time {
-	return rl.now().Add(-rl.policy.MFAChallengeTTL)
+	return rl.store.FindToken(ctx, purpose, challengeDigest(id), rl.now().Add(-rl.policy.MFAChallengeTTL))
 }
 
 // totpAD binds a sealed TOTP secret to its user's authenticator row, and

@@ -30,17 +30,11 @@ func (rl *core) openSession(ctx context.Context, st Store, u User, ip string) (T
 	if err != nil {
 		return TokenPair{}, err
 	}
-	return rl.issuePair(ctx, st, u, session, rl.now().Unix(), ip, "")
-}
-
-// issuePair signs a pair for the session (signPair), then records its
-// refresh row through st (pendingPair.record).
-func (rl *core) issuePair(ctx context.Context, st Store, u User, session string, sessionIAT int64, ip, oldJTI string) (TokenPair, error) {
-	p, err := rl.signPair(ctx, u, session, sessionIAT, ip, oldJTI)
+	p, err := rl.signPair(ctx, u, session, rl.now().Unix(), ip, "")
 	if err != nil {
 		return TokenPair{}, err
 	}
-	return p.TokenPair, p.record(ctx, st, oldJTI)
+	return p.TokenPair, p.record(ctx, st, "")
 }
 
 // pendingPair is a session's next pair, signed and not yet recorded: it
