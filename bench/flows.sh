@@ -6,8 +6,9 @@
 #               its refresh cookie in a loop (one write transaction each).
 #   mfa-wrong   POST /auth/mfa/verify/ with a wrong code against a live
 #               challenge, MFA attempt limits and throttles off: the cost of
-#               a refused verification (challenge lookup, lockout check,
-#               secret decryption, code match, failure row).
+#               a refused verification (challenge lookup, secret
+#               decryption, code match, the turn on the user's row, failure
+#               row) without the reads of the limits' counters.
 #   mfa-right   POST /auth/mfa/verify/ with a right code: a code is
 #               accepted once per step and user, so USERS accounts are
 #               signed up, enrolled and logged in twice beforehand (not

@@ -204,10 +204,13 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, f factor, do
 		}
 		// What the limits stand at, read once: the lock keeps them so
 		// until the outcome is written. Whether the challenge is still
-		// live is not read on its own: the write of either outcome
-		// fails when it is not (recordFailure, and done's spending of
-		// the challenge), and only the refusals below, which write no
-		// failure, ask first, the challenge's refusal coming first.
+		// live is asked before anything is compared or refused, the
+		// challenge's refusal coming first, except for a hopeless
+		// factor on its way to a failure: its failure row is written
+		// only while the challenge is live (recordFailure), one round
+		// trip less while the lock is held. A factor that could be right
+		// is never compared against a dead challenge, so no answer's
+		// timing tells a right code from a wrong one there.
 		var counts failures
 		if counts.recent, err = rl.recentFailures(ctx, tx, c.userID); err != nil {
 			return err
@@ -217,6 +220,11 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, f factor, do
 				return err
 			}
 			return errMFALockedOut(wait)
+		}
+		if !f.hopeless {
+			if err := rl.liveChallenge(ctx, tx, c); err != nil {
+				return err
+			}
 		}
 		if limit := rl.policy.MFAChallengeMax; limit > 0 && c.ch != nil {
 			n, err := tx.CountTokens(ctx, purposeMFAAttempt, c.ch.Token, c.ch.Created)
@@ -229,7 +237,13 @@ func (rl *Challenges) countedCheck(ctx context.Context, c mfaCheck, f factor, do
 			// configuration): the failure that reaches it ends the
 			// challenge in its own transaction.
 			if n >= limit {
-				if err := rl.liveChallenge(ctx, tx, c); err != nil {
+				if f.hopeless {
+					if err := rl.liveChallenge(ctx, tx, c); err != nil {
+						return err
+					}
+				} else if err := tx.CommitUnflushed(ctx); err != nil {
+					// As a hopeless factor's commit: this answer must
+					// not take longer for a code that could be right.
 					return err
 				}
 				if _, err := tx.DeleteToken(ctx, purposeMFALoginChallenge, c.ch.Token); err != nil {

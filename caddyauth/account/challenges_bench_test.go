@@ -19,8 +19,11 @@ import (
 //	go test -run '^$' -bench BenchmarkRefusedVerify ./caddyauth/account/
 //
 // The user's lockout counts 5 failures in 60 s; the clock moves 61 s
-// before every fourth check, so the user is never locked out and every check is a
-// full counted one. Challenges live for 1000 hours, which keeps the
+// before every fourth check, so the user is never locked out and every
+// check reads the user's newest failures. The challenge's own budget is
+// off (its count would grow with b.N on the one challenge every check
+// answers; a challenge dies at 5 failures by default). Challenges live
+// for 1000 hours, which keeps the
 // failures of earlier windows in the table (an MFA failure is kept while
 // it can count towards a challenge's budget).
 func BenchmarkRefusedVerify(b *testing.B) {

@@ -731,17 +731,29 @@ func TestMFAFailuresWrittenUnderTheLock(t *testing.T) {
 
 // slowLock is a store whose UserForUpdate, while wait is set, moves the
 // realm's clock on by wait before it locks: as if the check had waited
-// that long for the user's lock.
+// that long for the user's lock. It counts the codes compared in the
+// store (a TOTP step spent, a recovery code looked up).
 type slowLock struct {
 	account.Store
-	rl   **coretest.Realm
-	wait time.Duration
+	rl       **coretest.Realm
+	wait     time.Duration
+	compared *int
 }
 
 func (s *slowLock) InTx(ctx context.Context, fn func(tx account.Store) error) error {
 	return s.Store.InTx(ctx, func(tx account.Store) error {
-		return fn(&slowLock{Store: tx, rl: s.rl, wait: s.wait})
+		return fn(&slowLock{Store: tx, rl: s.rl, wait: s.wait, compared: s.compared})
 	})
+}
+
+func (s *slowLock) AdvanceTOTPStep(ctx context.Context, userID, step int64, at time.Time) (bool, error) {
+	*s.compared++
+	return s.Store.AdvanceTOTPStep(ctx, userID, step, at)
+}
+
+func (s *slowLock) ConsumeRecoveryCode(ctx context.Context, userID int64, hash string, at time.Time) (bool, error) {
+	*s.compared++
+	return s.Store.ConsumeRecoveryCode(ctx, userID, hash, at)
 }
 
 func (s *slowLock) UserForUpdate(ctx context.Context, id int64) (account.User, error) {
@@ -750,11 +762,13 @@ func (s *slowLock) UserForUpdate(ctx context.Context, id int64) (account.User, e
 }
 
 // A login challenge that expires while its check waits for the user's
-// lock is refused under it, to a right code as to a wrong one, and
-// neither spends anything nor counts a failure.
+// lock is refused under it, to a right code as to a wrong one, before
+// either is compared (so no timing tells them apart), and neither spends
+// anything nor counts a failure.
 func TestMFAChallengeExpiresWhileWaiting(t *testing.T) {
 	var rl *coretest.Realm
-	slow := &slowLock{rl: &rl}
+	compared := 0
+	slow := &slowLock{rl: &rl, compared: &compared}
 	rl = coretest.New(t, account.Config{MFA: account.MFAOptional, MFAUserMax: 5, MFAChallengeMax: 3},
 		func(t testing.TB, d *account.Deps) { slow.Store = d.Store; d.Store = slow })
 	u := newUser(t, rl, "ada@example.com")
@@ -771,12 +785,15 @@ func TestMFAChallengeExpiresWhileWaiting(t *testing.T) {
 	} {
 		alignStep(rl)
 		ch := challenge(t, rl, "ada@example.com")
-		slow.wait = 6 * time.Minute // the challenge lives 5
+		slow.wait, compared = 6*time.Minute, 0 // the challenge lives 5
 		_, err := tc.answer(ch)
 		slow.wait = 0
 		wantDead(t, err, msgChallenge)
 		if n := failures(t, rl, u.ID); n != 0 {
 			t.Fatalf("%s: %d failures recorded", tc.name, n)
+		}
+		if compared != 0 {
+			t.Fatalf("%s: compared in the store %d times on a dead challenge", tc.name, compared)
 		}
 	}
 	if n := recoveryLeft(t, rl, u.ID); n != len(codes) {
