@@ -22,6 +22,13 @@ type Dialect struct {
 	// transaction ends; "" when the transaction already excludes other
 	// writers.
 	lockRow string
+	// shareRow ends a sub-SELECT of a user row that a refresh rotation
+	// holds until its transaction ends: it lets other rotations and
+	// writes of the user's columns through and keeps lockRow out, so a
+	// revocation that locks the user first waits for rotations in flight
+	// (see Store.lockSessions); "" when the transaction already excludes
+	// other writers.
+	shareRow string
 	// commitUnflushed is run in a transaction to let it commit without
 	// waiting for a flush to disk; "" when a commit already does not wait
 	// for one.
@@ -49,6 +56,7 @@ var (
 		// The key is the bytes "jwtaauth" read as a big-endian integer.
 		migrationLock: "SELECT pg_advisory_xact_lock(7671728451844666472)",
 		lockRow:       " FOR UPDATE",
+		shareRow:      " FOR KEY SHARE",
 		// For this transaction only; the WAL writer flushes it within
 		// three times wal_writer_delay (600 ms by default).
 		commitUnflushed: "SET LOCAL synchronous_commit = off",

@@ -356,11 +356,18 @@ func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next account.R
 		// Deleting only an enabled row leaves a disabled one untouched, so
 		// no rollback is needed for it, and the row lock the DELETE takes
 		// makes concurrent rotations of one jti queue up: the first
-		// deletes the row, the others then find nothing.
+		// deletes the row, the others then find nothing. The sub-SELECT
+		// runs first and holds the user's row shared until the commit,
+		// so a revocation of the user's sessions waits for this rotation
+		// and then sees its new row (lockSessions), and a rotation that
+		// waited for a revocation, or finds the user disabled, rotates
+		// nothing.
 		var started sql.NullInt64
 		err := tx.q.QueryRowContext(ctx,
-			`DELETE FROM refresh_tokens WHERE jti = $1 AND enabled RETURNING session_started, user_agent`,
-			oldJTI).Scan(&started, &next.UserAgent)
+			`DELETE FROM refresh_tokens WHERE jti = $1 AND enabled
+				AND user_id = (SELECT id FROM users WHERE id = $2 AND is_active`+tx.dialect.shareRow+`)
+			RETURNING session_started, user_agent`,
+			oldJTI, next.UserID).Scan(&started, &next.UserAgent)
 		switch {
 		case err == nil:
 			next.Started = fromNullMicros(started)
@@ -370,7 +377,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next account.R
 		}
 		var disabled bool
 		if err := tx.q.QueryRowContext(ctx,
-			`SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE jti = $1)`, oldJTI).Scan(&disabled); err != nil {
+			`SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE jti = $1 AND NOT enabled)`, oldJTI).Scan(&disabled); err != nil {
 			return err
 		}
 		if disabled {
@@ -406,26 +413,42 @@ func (s *Store) DeleteRefresh(ctx context.Context, userID int64, jti, session st
 	if len(cond) == 0 {
 		return 0, nil
 	}
+	return s.lockSessions(ctx, `id = $1`, userID, `DELETE FROM refresh_tokens WHERE user_id = $1 AND (`+strings.Join(cond, " OR ")+`)`, args...)
+}
+
+// lockSessions runs the DELETE of refresh rows del with args, in a
+// transaction that first locks the rows of users that match who, with
+// the single argument arg: a rotation in flight holds its user's row
+// shared (RotateRefresh), so the lock waits for it to commit, and del,
+// a statement of its own, then sees the row that rotation inserted. A
+// DELETE alone would wait for the old row, skip it, and miss its
+// successor, leaving a session alive after its revocation.
+func (s *Store) lockSessions(ctx context.Context, who string, arg any, del string, args ...any) (int, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	return affected(s.q.ExecContext(ctx,
-		`DELETE FROM refresh_tokens WHERE user_id = $1 AND (`+strings.Join(cond, " OR ")+`)`, args...))
+	var n int
+	err := s.inTx(ctx, func(tx *Store) error {
+		if _, err := tx.q.ExecContext(ctx, `SELECT id FROM users WHERE `+who+tx.dialect.lockRow, arg); err != nil {
+			return err
+		}
+		var err error
+		n, err = affected(tx.q.ExecContext(ctx, del, args...))
+		return err
+	})
+	return n, err
 }
 
 // RevokeSession deletes every row of a session and returns how many it
 // deleted.
 func (s *Store) RevokeSession(ctx context.Context, session string) (int, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	return affected(s.q.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE session = $1`, session))
+	return s.lockSessions(ctx, `id IN (SELECT user_id FROM refresh_tokens WHERE session = $1)`, session,
+		`DELETE FROM refresh_tokens WHERE session = $1`, session)
 }
 
 // RevokeUserSessions deletes every row of a user and returns how many it
 // deleted.
 func (s *Store) RevokeUserSessions(ctx context.Context, userID int64) (int, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	return affected(s.q.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE user_id = $1`, userID))
+	return s.lockSessions(ctx, `id = $1`, userID, `DELETE FROM refresh_tokens WHERE user_id = $1`, userID)
 }
 
 // SessionActive reports whether a session still has at least one row.
