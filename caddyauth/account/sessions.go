@@ -228,37 +228,30 @@ const RefreshHopGrace = 5 * time.Second
 // rotateRecorded rotates the refresh token c into a new pair and records
 // the rotation (old and new jti) for RefreshHopGrace, in one transaction:
 // a concurrent call with the same token waits on the row and then sees
-// the record. When c's row is gone, RotateRefresh has deleted the
-// session's rows in this transaction (a reuse); with a grace, a record of
-// c's rotation at most grace ago undoes that and the caller gets the
-// token its rotation issued (the last of the chain, when that one was
-// rotated as well) with a fresh access token. Otherwise the revocation
-// stands and ErrNotFound is returned.
+// the record. When c's row is gone (a reuse), the session is revoked
+// once the transaction is over and ErrNotFound returned, unless there is
+// a grace and a record of c's rotation at most grace ago: then the caller
+// gets the token its rotation issued (the last of the chain, when that
+// one was rotated as well) with a fresh access token.
 func (rl *Sessions) rotateRecorded(ctx context.Context, u User, c tokens.Claims, sessionIAT int64, ip string, grace time.Duration) (TokenPair, error) {
-	errSuccessor := errors.New("rotated within the grace")
-	var succ Token
-	revoked := false
 	// Signed before the transaction: on SQLite it holds the database's
 	// write lock, which every other rotation waits for.
 	next, err := rl.signPair(ctx, u, c.Session, sessionIAT, ip, c.ID)
 	if err != nil {
 		return TokenPair{}, err
 	}
+	var succ Token
+	spent, rotatedWithin := false, false
 	err = rl.store.InTx(ctx, func(tx Store) error {
 		err := next.record(ctx, tx, c.ID)
 		switch {
 		case errors.Is(err, ErrNotFound):
-			if grace > 0 {
-				var found bool
-				if succ, found, err = rl.successor(ctx, tx, u.ID, c.ID, grace); err != nil {
-					return err
-				}
-				if found {
-					return errSuccessor // rolls the revocation back
-				}
+			spent = true
+			if grace == 0 {
+				return nil
 			}
-			revoked = true
-			return nil
+			succ, rotatedWithin, err = rl.successor(ctx, tx, u.ID, c.ID, grace)
+			return err
 		case err != nil:
 			return err
 		}
@@ -266,11 +259,18 @@ func (rl *Sessions) rotateRecorded(ctx context.Context, u User, c tokens.Claims,
 		return err
 	})
 	switch {
-	case errors.Is(err, errSuccessor):
-		return rl.successorPair(ctx, u, c.Session, sessionIAT, succ)
 	case err != nil:
 		return TokenPair{}, err
-	case revoked:
+	case rotatedWithin:
+		return rl.successorPair(ctx, u, c.Session, sessionIAT, succ)
+	case spent:
+		// Ended after the transaction, not in it: the revocation locks
+		// the user's row, which a rotation of this session in flight
+		// holds shared until it commits (Store.RotateRefresh), so that
+		// its new row is ended too.
+		if _, err := rl.store.RevokeSession(ctx, c.Session); err != nil {
+			return TokenPair{}, err
+		}
 		return TokenPair{}, ErrNotFound
 	}
 	return next.TokenPair, nil

@@ -188,14 +188,17 @@ type Store interface {
 	// RotateRefresh atomically replaces the row oldJTI with next, which
 	// takes the old row's Started and UserAgent (next's are ignored).
 	// When no row has oldJTI (replay, logout, forgery), or the user
-	// next.UserID is gone or no longer active, it deletes every row of
-	// next.Session and returns ErrNotFound. When the row exists but is
-	// disabled, nothing changes and it returns ErrDisabled.
+	// next.UserID is gone or no longer active, nothing changes and it
+	// returns ErrNotFound; the caller then ends next.Session with
+	// RevokeSession once its transaction is over. When the row exists
+	// but is disabled, nothing changes and it returns ErrDisabled.
 	//
 	// A rotation and the three revocations below exclude each other per
 	// user: a revocation that starts while a rotation of one of its rows
 	// is in flight also deletes the row that rotation inserts, and a
-	// rotation that starts after a revocation finds its row gone.
+	// rotation that starts after a revocation finds its row gone. A
+	// revocation inside a transaction that rotated may deadlock with
+	// another such transaction; hence RevokeSession after it.
 	RotateRefresh(ctx context.Context, oldJTI string, next RefreshToken) error
 	// DeleteRefresh deletes the user's rows whose jti is jti or whose session
 	// is session, and returns how many it deleted.

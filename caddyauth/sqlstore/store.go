@@ -351,8 +351,7 @@ func (s *Store) insertRefresh(ctx context.Context, rt account.RefreshToken) erro
 func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next account.RefreshToken) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	var revoked bool
-	err := s.inTx(ctx, func(tx *Store) error {
+	return s.inTx(ctx, func(tx *Store) error {
 		// Deleting only an enabled row leaves a disabled one untouched, so
 		// no rollback is needed for it, and the row lock the DELETE takes
 		// makes concurrent rotations of one jti queue up: the first
@@ -383,17 +382,8 @@ func (s *Store) RotateRefresh(ctx context.Context, oldJTI string, next account.R
 		if disabled {
 			return account.ErrDisabled
 		}
-		if _, err := tx.q.ExecContext(ctx,
-			`DELETE FROM refresh_tokens WHERE session = $1`, next.Session); err != nil {
-			return err
-		}
-		revoked = true
-		return nil
+		return account.ErrNotFound
 	})
-	if err == nil && revoked {
-		err = account.ErrNotFound
-	}
-	return err
 }
 
 // DeleteRefresh deletes the user's rows whose jti is jti or whose session is
