@@ -34,14 +34,15 @@ func (rl *core) openSession(ctx context.Context, st Store, u User, ip string) (T
 	if err != nil {
 		return TokenPair{}, err
 	}
-	return p.TokenPair, p.record(ctx, st, "")
+	return p.TokenPair, p.record(ctx, st)
 }
 
 // pendingPair is a session's next pair, signed and not yet recorded: it
 // is good for nothing until record stores its refresh row.
 type pendingPair struct {
 	TokenPair
-	row RefreshToken
+	row    RefreshToken
+	oldJTI string // the row it replaces; "" for a new session
 }
 
 // signPair signs the refresh token of a session and its access token,
@@ -71,16 +72,16 @@ func (rl *core) signPair(ctx context.Context, u User, session string, sessionIAT
 			row.UserAgent = useragent.Clip(originOf(ctx).UserAgent)
 		}
 	}
-	return pendingPair{TokenPair: TokenPair{Access: access, Refresh: refresh, refreshJTI: jti}, row: row}, nil
+	return pendingPair{TokenPair: TokenPair{Access: access, Refresh: refresh, refreshJTI: jti}, row: row, oldJTI: oldJTI}, nil
 }
 
-// record stores p's refresh row through st: inserts it, or, when oldJTI
-// is set, rotates the row oldJTI into it (Store.RotateRefresh).
-func (p pendingPair) record(ctx context.Context, st Store, oldJTI string) error {
-	if oldJTI == "" {
+// record stores p's refresh row through st: inserts it, or, when p
+// replaces a row, rotates that row into it (Store.RotateRefresh).
+func (p pendingPair) record(ctx context.Context, st Store) error {
+	if p.oldJTI == "" {
 		return st.InsertRefresh(ctx, p.row)
 	}
-	return st.RotateRefresh(ctx, oldJTI, p.row)
+	return st.RotateRefresh(ctx, p.oldJTI, p.row)
 }
 
 // sessionClaims are the claims every token of u's session carries.
@@ -243,7 +244,7 @@ func (rl *Sessions) rotateRecorded(ctx context.Context, u User, c tokens.Claims,
 	var succ Token
 	spent, rotatedWithin := false, false
 	err = rl.store.InTx(ctx, func(tx Store) error {
-		err := next.record(ctx, tx, c.ID)
+		err := next.record(ctx, tx)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			spent = true
